@@ -1,0 +1,39 @@
+"""Alembic environment: the URL comes from the caller (``db.migrate``), the metadata from ``db.schema``."""
+
+from alembic import context
+from sqlalchemy import text
+
+from db.engine import make_engine
+from db.schema import Base
+
+# Any constant works; it keeps two processes from migrating the same database at once.
+MIGRATION_LOCK_ID = 7_424_211
+
+config = context.config
+
+
+def run_migrations_online() -> None:
+    connectable = config.attributes.get("connection")
+    if connectable is None:
+        engine = make_engine(config.get_main_option("sqlalchemy.url"))
+        with engine.connect() as connection:
+            _migrate(connection)
+        engine.dispose()
+    else:
+        _migrate(connectable)
+
+
+def _migrate(connection) -> None:
+    connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+    try:
+        context.configure(connection=connection, target_metadata=Base.metadata, compare_type=True)
+        with context.begin_transaction():
+            context.run_migrations()
+    finally:
+        connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID})
+        connection.commit()
+
+
+if context.is_offline_mode():
+    raise SystemExit("wikiref migrations run online only: use `wikiref db upgrade`")
+run_migrations_online()

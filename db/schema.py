@@ -1,0 +1,127 @@
+"""Tables, as SQLAlchemy 2.0 typed models. Migrations in ``db/migrations`` create them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pgvector.sqlalchemy import Vector
+import sqlalchemy as sa
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+EMBEDDING_DIM = 384
+MODEL_STATUSES = ("candidate", "active", "retired")
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Article(Base):
+    __tablename__ = "articles"
+    __table_args__ = (UniqueConstraint("wiki", "title"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    wiki: Mapped[str] = mapped_column(Text, comment="Host of the wiki, e.g. en.wikipedia.org")
+    title: Mapped[str] = mapped_column(Text)
+    page_id: Mapped[int | None] = mapped_column(BigInteger)
+    revision_id: Mapped[int | None] = mapped_column(BigInteger)
+    url: Mapped[str | None] = mapped_column(Text)
+    redirects: Mapped[list[str]] = mapped_column(
+        ARRAY(Text), server_default=text("'{}'"), comment="Titles that redirect here"
+    )
+    fetched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ArticleReference(Base):
+    """One item of an article's reference lists, as clean text with the fields parsed out of it."""
+
+    __tablename__ = "article_references"
+    __table_args__ = (
+        UniqueConstraint("article_id", "position", deferrable=True, initially="DEFERRED"),
+        Index(None, "content_hash"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer, comment="0-based order on the page")
+    text: Mapped[str] = mapped_column(Text)
+    content_hash: Mapped[str] = mapped_column(Text, comment="sha256 hex of text")
+    urls: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=sa.text("'{}'"))
+    archive_url: Mapped[str | None] = mapped_column(Text)
+    doi: Mapped[str | None] = mapped_column(Text)
+    pmid: Mapped[str | None] = mapped_column(Text)
+    isbn: Mapped[str | None] = mapped_column(Text)
+    cited_title: Mapped[str | None] = mapped_column(Text)
+    date: Mapped[str | None] = mapped_column(Text)
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        CheckConstraint(f"status IN {MODEL_STATUSES}", name="status"),
+        # At most one active version: switching is one transaction that retires/demotes the old one.
+        Index("uq_model_versions_one_active", "status", unique=True, postgresql_where=text("status = 'active'")),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    base_model: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text, server_default="candidate")
+    params: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'"))
+    dataset_fingerprint: Mapped[str | None] = mapped_column(Text)
+    dataset_counts: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'"))
+    metrics: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, server_default=text("'{}'"), comment="{'base': {...}, 'finetuned': {...}}"
+    )
+    loss_log: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'"))
+    artifact_path: Mapped[str | None] = mapped_column(Text)
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ReferenceEmbedding(Base):
+    __tablename__ = "reference_embeddings"
+
+    model_version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    reference_id: Mapped[int] = mapped_column(
+        ForeignKey("article_references.id", ondelete="CASCADE"), primary_key=True
+    )
+    content_hash: Mapped[str] = mapped_column(Text, comment="hash of the text that was encoded")
+    embedding: Mapped[Any] = mapped_column(Vector(EMBEDDING_DIM))
+
+
+class TitleEmbedding(Base):
+    __tablename__ = "title_embeddings"
+
+    model_version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True)
+    title: Mapped[str] = mapped_column(Text, comment="the title that was encoded")
+    embedding: Mapped[Any] = mapped_column(Vector(EMBEDDING_DIM))

@@ -1,0 +1,76 @@
+"""``wikiref db``: migrate, inspect and open the database."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from db import migrate
+from db.engine import check_server, libpq_url, make_engine, masked_url
+from db.server import bundled_psql, stop_embedded_server
+from flows.runtime import prepare_database, resolve_database_url
+from flows.settings import get_settings
+
+app = typer.Typer(help="Create, migrate and inspect the database.", no_args_is_help=True)
+console = Console()
+
+
+@app.command()
+def upgrade() -> None:
+    """Apply all migrations (idempotent); every flow does this first too."""
+    url, _ = prepare_database()
+    console.print(f"database {masked_url(libpq_url(url))} is at revision [bold]{migrate.head_revision()}[/bold]")
+
+
+@app.command()
+def url(show_password: bool = typer.Option(False, "--show-password", help="Print the password in clear.")) -> None:
+    """Print the database URL (starts the embedded server if none is configured)."""
+    resolved = resolve_database_url(get_settings())
+    check_server(make_engine(resolved))
+    print(libpq_url(resolved) if show_password else masked_url(libpq_url(resolved)))
+
+
+@app.command()
+def status() -> None:
+    """Print the migration revision and the row count of every table."""
+    resolved = resolve_database_url(get_settings())
+    engine = make_engine(resolved)
+    check_server(engine)
+    current = migrate.current_revision(engine)
+    head = migrate.head_revision()
+    note = "" if current == head else f" (head is {head}: run `wikiref db upgrade`)"
+    console.print(f"database {masked_url(libpq_url(resolved))}\nrevision {current or 'none'}{note}")
+    table = Table("table", "rows")
+    for name, count in migrate.table_row_counts(engine).items():
+        table.add_row(name, f"{count:,}")
+    console.print(table)
+
+
+def _psql_executable() -> str:
+    return str(bundled_psql() or shutil.which("psql") or "psql")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def psql(ctx: typer.Context) -> None:
+    """Open psql on the database; extra arguments go to psql (e.g. -c "select 1")."""
+    resolved = resolve_database_url(get_settings())
+    check_server(make_engine(resolved))
+    resolved = libpq_url(resolved)
+    executable = _psql_executable()
+    raise typer.Exit(subprocess.call([executable, resolved, *ctx.args], env=os.environ.copy()))
+
+
+@app.command()
+def stop() -> None:
+    """Stop the embedded server (it otherwise keeps running for the next command)."""
+    settings = get_settings()
+    if settings.database_url:
+        console.print("a database URL is configured: nothing embedded to stop")
+        return
+    stopped = stop_embedded_server(settings.pgdata_dir)
+    console.print("embedded server stopped" if stopped else "embedded server was not running")

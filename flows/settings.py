@@ -1,0 +1,74 @@
+"""The one settings object: ``WIKIREF_*`` environment variables and an optional ``.env`` file.
+
+Only the ``flows`` layer (flows, CLI) reads settings; ``db`` and ``models`` get explicit values.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import platformdirs
+from pydantic import Field, HttpUrl, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from db.engine import validate_database_url
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="WIKIREF_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL (pgvector required). Unset: an embedded server in the data directory.",
+    )
+    data_dir: Path = Field(
+        default_factory=lambda: platformdirs.user_data_path("wikiref"),
+        description="Where the embedded database, model versions and caches live.",
+    )
+    api_url: HttpUrl = Field(
+        default=HttpUrl("https://en.wikipedia.org/w/api.php"),
+        description="MediaWiki Action API endpoint (api.php) to scrape.",
+    )
+    user_agent: str = Field(
+        default="wikiref/0.1 (https://github.com/wikiref/wikiref; wikiref-maintainers@example.org)",
+        description="Descriptive User-Agent with contact, as Wikimedia's bot policy asks.",
+    )
+    base_model: str = Field(
+        default="sentence-transformers/all-MiniLM-L6-v2",
+        description="Model to fine-tune: a hub id or a local path.",
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        return validate_database_url(value)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand_data_dir(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("user_agent")
+    @classmethod
+    def _check_user_agent(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty: Wikimedia blocks clients without a descriptive User-Agent")
+        return value.strip()
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def pgdata_dir(self) -> Path:
+        return self.data_dir / "pgdata"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

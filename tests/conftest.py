@@ -1,0 +1,128 @@
+"""Session fixtures: one real PostgreSQL + pgvector server, a migrated template, a fresh database per test.
+
+Set ``WIKIREF_TEST_DATABASE_URL`` (a superuser URL of any PostgreSQL with pgvector) to run against that
+server instead of the embedded one.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+
+from db import migrate
+from db.engine import libpq_url, make_engine
+from db.server import ensure_embedded_server, stop_embedded_server
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_WIKIPEDIA = REPO_ROOT.parent / "shared" / "data" / "wikipedia"
+TEMPLATE_DATABASE = "wikiref_test_template"
+
+
+def database_on(server_url: str, name: str) -> str:
+    return make_url(libpq_url(server_url)).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A maintenance-database URL of the server the tests use."""
+    configured = os.environ.get("WIKIREF_TEST_DATABASE_URL")
+    if configured:
+        yield libpq_url(configured)
+        return
+    pgdata = tmp_path_factory.mktemp("embedded") / "pgdata"
+    yield ensure_embedded_server(pgdata, database="postgres")
+    stop_embedded_server(pgdata)
+
+
+@pytest.fixture(scope="session")
+def template_url(server_url: str) -> str:
+    with psycopg.connect(server_url, autocommit=True) as connection:
+        connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE_DATABASE)))
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE_DATABASE)))
+    url = database_on(server_url, TEMPLATE_DATABASE)
+    migrate.upgrade(url)
+    return url
+
+
+def create_database(server_url: str, *, template: str | None = None) -> str:
+    name = f"wikiref_test_{uuid.uuid4().hex[:12]}"
+    statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template:
+        statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+    with psycopg.connect(server_url, autocommit=True) as connection:
+        connection.execute(statement)
+    return database_on(server_url, name)
+
+
+def drop_database(server_url: str, url: str) -> None:
+    name = make_url(url).database
+    with psycopg.connect(server_url, autocommit=True) as connection:
+        connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def database_url(server_url: str, template_url: str) -> Iterator[str]:
+    """A fresh, fully migrated database of its own for one test."""
+    url = create_database(server_url, template=TEMPLATE_DATABASE)
+    yield url
+    drop_database(server_url, url)
+
+
+@pytest.fixture
+def empty_database_url(server_url: str) -> Iterator[str]:
+    """A fresh database with no migrations applied."""
+    url = create_database(server_url)
+    yield url
+    drop_database(server_url, url)
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Keep every test away from the user's data directory and .env; settings are re-read per test."""
+    from flows.settings import get_settings
+
+    for key in list(os.environ):
+        if key.startswith("WIKIREF_") and key != "WIKIREF_TEST_DATABASE_URL":
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("WIKIREF_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path):
+    """Run ``wikiref ARGS`` in a subprocess with this checkout's code and the given WIKIREF_* variables."""
+    import subprocess
+    import sys
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("WIKIREF_")}
+        environment.update({"PYTHONPATH": str(REPO_ROOT), "WIKIREF_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"})
+        environment.update(env or {})
+        return subprocess.run(
+            [sys.executable, "-m", "flows.cli", *args],
+            cwd=tmp_path,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run

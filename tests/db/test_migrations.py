@@ -1,0 +1,46 @@
+from sqlalchemy import inspect, text
+
+from db import migrate
+from db.engine import make_engine
+
+
+def test_upgrade_from_empty_creates_schema_and_rerun_is_a_no_op(empty_database_url: str) -> None:
+    engine = make_engine(empty_database_url)
+    assert migrate.current_revision(engine) is None
+
+    migrate.upgrade(empty_database_url)
+    assert migrate.current_revision(engine) == migrate.head_revision()
+    tables = set(inspect(engine).get_table_names())
+    assert {"articles", "article_references", "model_versions", "title_embeddings", "reference_embeddings"} <= tables
+    with engine.begin() as connection:
+        assert connection.execute(text("SELECT extname FROM pg_extension WHERE extname = 'vector'")).scalar_one()
+        connection.execute(text("INSERT INTO articles (wiki, title) VALUES ('en.wikipedia.org', 'Cat')"))
+        ddl_before = connection.execute(text("SELECT count(*) FROM pg_class")).scalar_one()
+
+    migrate.upgrade(empty_database_url)
+
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT title FROM articles")).scalars().all() == ["Cat"]
+        assert connection.execute(text("SELECT count(*) FROM pg_class")).scalar_one() == ddl_before
+    assert migrate.current_revision(engine) == migrate.head_revision()
+    engine.dispose()
+
+
+def test_downgrade_to_base_and_up_again(empty_database_url: str) -> None:
+    engine = make_engine(empty_database_url)
+    migrate.upgrade(empty_database_url)
+    migrate.downgrade(empty_database_url, "base")
+    assert migrate.current_revision(engine) is None
+    assert "articles" not in inspect(engine).get_table_names()
+    migrate.upgrade(empty_database_url)
+    assert migrate.current_revision(engine) == migrate.head_revision()
+    engine.dispose()
+
+
+def test_row_counts_list_every_table(engine) -> None:
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO articles (wiki, title) VALUES ('w', 'A'), ('w', 'B')"))
+    counts = migrate.table_row_counts(engine)
+    assert counts["articles"] == 2
+    assert counts["article_references"] == 0
+    assert "alembic_version" not in counts
