@@ -24,7 +24,8 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 EMBEDDING_DIM = 384
-MODEL_STATUSES = ("candidate", "active", "retired")
+# superseded: was active, still queryable by explicit version; retired: its embeddings are dropped.
+MODEL_STATUSES = ("candidate", "active", "superseded", "retired")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

@@ -48,7 +48,7 @@ def upgrade() -> None:
     sa.Column('status_reason', sa.Text(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.Column('activated_at', sa.DateTime(timezone=True), nullable=True),
-    sa.CheckConstraint("status IN ('candidate', 'active', 'retired')", name=op.f('ck_model_versions_status')),
+    sa.CheckConstraint("status IN ('candidate', 'active', 'superseded', 'retired')", name=op.f('ck_model_versions_status')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_model_versions')),
     sa.UniqueConstraint('name', name=op.f('uq_model_versions_name'))
     )
