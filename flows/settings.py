@@ -7,12 +7,50 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
 from pydantic import Field, HttpUrl, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from db.engine import validate_database_url
+
+# --- orchestrate: the main job's default titles --------------------------------------------------------
+# Well-referenced, long-lived English Wikipedia articles across science, history, technology and nature,
+# so that a first run has a few thousand references from unrelated topics to learn and query.
+DEFAULT_PIPELINE_TITLES: tuple[str, ...] = (
+    "Albert Einstein",
+    "Marie Curie",
+    "Charles Darwin",
+    "Alan Turing",
+    "Ada Lovelace",
+    "DNA",
+    "Photosynthesis",
+    "Black hole",
+    "Climate change",
+    "Plate tectonics",
+    "Vaccine",
+    "Penicillin",
+    "Internet",
+    "Linux",
+    "Python (programming language)",
+    "Moon",
+    "Mars",
+    "Jupiter",
+    "Amazon rainforest",
+    "Great Barrier Reef",
+    "Honey bee",
+    "Tyrannosaurus",
+    "Roman Empire",
+    "Ancient Egypt",
+    "French Revolution",
+    "Industrial Revolution",
+    "Printing press",
+    "Renaissance",
+    "Leonardo da Vinci",
+    "William Shakespeare",
+)
 
 
 class Settings(BaseSettings):
@@ -40,6 +78,66 @@ class Settings(BaseSettings):
         default="sentence-transformers/all-MiniLM-L6-v2",
         description="Model to fine-tune: a hub id or a local path.",
     )
+
+    # --- orchestrate: schedules, task runner, the main job (flows/deploy.py, flows/runners.py, flows/pipeline.py)
+    schedule_timezone: str = Field(
+        default="UTC", description="IANA time zone the cron schedules of the deployments are read in."
+    )
+    schedule_scrape: str = Field(
+        default="0 2 * * *", description="Cron schedule of the scrape-daily deployment (re-scrapes the titles)."
+    )
+    schedule_train: str = Field(
+        default="0 4 * * 0", description="Cron schedule of the train-weekly deployment (after that day's scrape)."
+    )
+    schedule_embed: str = Field(
+        default="0 5 * * *",
+        description="Cron schedule of embed-after-train: the daily catch-up that encodes newly scraped rows "
+        "(it also runs whenever a train-weekly run completes).",
+    )
+    task_runner: Literal["default", "dask"] = Field(
+        default="default",
+        description="Where fan-out tasks (page fetches, encoding batches) run: each flow's own thread pool, "
+        "or Dask (a LocalCluster, or the cluster at WIKIREF_DASK_ADDRESS).",
+    )
+    dask_address: str | None = Field(
+        default=None,
+        description="Scheduler address of an existing Dask cluster, e.g. tcp://10.0.0.5:8786 (task runner dask).",
+    )
+    dask_workers: int | None = Field(
+        default=None, ge=1, description="Worker processes of the temporary LocalCluster (default: Dask's choice)."
+    )
+    pipeline_titles: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_PIPELINE_TITLES),
+        min_length=1,
+        description="Titles the pipeline and scrape-daily scrape from the live wiki (a JSON list).",
+    )
+
+    @field_validator("schedule_timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as UTC or Europe/Berlin") from None
+        return value
+
+    @field_validator("schedule_scrape", "schedule_train", "schedule_embed")
+    @classmethod
+    def _check_cron(cls, value: str) -> str:
+        # Prefect's own parser, so that a value accepted here is one the server accepts; imported only when a
+        # schedule is configured, to keep prefect out of commands that never schedule anything.
+        from prefect.client.schemas.schedules import CronSchedule
+
+        try:
+            CronSchedule(cron=value)
+        except ValueError:
+            raise ValueError(f"not a cron expression: {value!r} (five fields, e.g. '0 2 * * *')") from None
+        return value
+
+    @field_validator("dask_address")
+    @classmethod
+    def _blank_dask_address(cls, value: str | None) -> str | None:
+        return value.strip() or None if value else None
 
     @field_validator("database_url")
     @classmethod

@@ -10,6 +10,9 @@ from pydantic import ValidationError
 
 from db.engine import DatabaseError
 from flows.cli import db as db_commands
+from flows.cli import run as run_commands
+from flows.cli import serve as serve_commands
+from flows.errors import UserError
 
 app = typer.Typer(
     name="wikiref",
@@ -20,6 +23,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(db_commands.app, name="db")
+app.command("run")(run_commands.run)
+app.command("serve")(serve_commands.serve)
 
 
 @app.callback()
@@ -47,4 +52,7 @@ def main() -> None:
         sys.exit(2)
     except ValidationError as exc:
         print(f"wikiref: error: {_settings_error(exc)}", file=sys.stderr)
+        sys.exit(2)
+    except UserError as exc:
+        print(f"wikiref: error: {exc}", file=sys.stderr)
         sys.exit(2)

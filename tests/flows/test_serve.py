@@ -1,0 +1,212 @@
+"""``wikiref serve`` against a real Prefect server: the deployments, their schedules and trigger through the API,
+and the Prefect UI (headless Chromium) listing them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, FlowRunFilter
+from prefect.client.schemas.schedules import CronSchedule
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from flows.deploy import deployment_specs, load_flow
+from flows.settings import Settings
+from tests.conftest import REPO_ROOT, TEMPLATE_DATABASE, create_database, drop_database
+from tests.flows.conftest import PrefectServer, clean_environment
+
+SERVE_TIMEOUT = 90
+SPECS = deployment_specs(Settings())
+
+
+def _full_name(spec) -> str:
+    return f"{load_flow(spec.entrypoint).name}/{spec.name}"
+
+
+async def _deployments(api_url: str) -> dict:
+    with temporary_settings({PREFECT_API_URL: api_url}):
+        async with get_client() as client:
+            return {d.name: d for d in await client.read_deployments()}
+
+
+@pytest.fixture(scope="module")
+def served(prefect_server: PrefectServer, server_url: str, template_url: str, tmp_path_factory) -> Iterator[dict]:
+    """``wikiref serve`` running against ``prefect_server``; yields the deployments it registered."""
+    database_url = create_database(server_url, template=TEMPLATE_DATABASE)
+    workdir = tmp_path_factory.mktemp("serve")
+    log = workdir / "serve.log"
+    environment = clean_environment(
+        PREFECT_API_URL=prefect_server.api_url,
+        PREFECT_HOME=str(workdir / "prefect-home"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        WIKIREF_DATABASE_URL=database_url,
+        WIKIREF_DATA_DIR=str(workdir / "data"),
+        PYTHONPATH=str(REPO_ROOT),
+        HF_HUB_OFFLINE="1",
+    )
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "flows.cli", "serve"],
+            env=environment,
+            cwd=workdir,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + SERVE_TIMEOUT
+        while True:
+            deployments = asyncio.run(_deployments(prefect_server.api_url))
+            if {spec.name for spec in SPECS} <= set(deployments):
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"wikiref serve did not register the deployments:\n{log.read_text()[-3000:]}")
+            time.sleep(1)
+        yield deployments
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        drop_database(server_url, database_url)
+
+
+def test_each_deployment_exists_with_its_schedule(served: dict, prefect_server: PrefectServer) -> None:
+    async def check() -> None:
+        with temporary_settings({PREFECT_API_URL: prefect_server.api_url}):
+            async with get_client() as client:
+                for spec in SPECS:
+                    deployment = await client.read_deployment_by_name(_full_name(spec))
+                    assert deployment.id == served[spec.name].id
+                    schedules = [(s.schedule.cron, s.schedule.timezone, s.active) for s in deployment.schedules]
+                    assert all(isinstance(s.schedule, CronSchedule) for s in deployment.schedules)
+                    expected = [(spec.cron, spec.timezone, True)] if spec.cron else []
+                    assert schedules == expected, spec.name
+                    assert deployment.parameters == spec.parameters
+                    assert deployment.description == spec.description
+                    assert deployment.global_concurrency_limit.limit == 1
+                    assert deployment.paused is False
+                    if spec.cron:
+                        upcoming = await client.read_flow_runs(
+                            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
+                        )
+                        assert upcoming and all(run.state.is_scheduled() for run in upcoming), spec.name
+                embed = served["embed-after-train"]
+                automations = await client.read_resource_related_automations(f"prefect.deployment.{embed.id}")
+                (automation,) = automations
+                assert automation.name == "after-train-weekly" and automation.enabled
+                assert automation.trigger.expect == {"prefect.flow-run.Completed"}
+                assert dict(automation.trigger.match_related) == {
+                    "prefect.resource.role": "deployment",
+                    "prefect.resource.name": "train-weekly",
+                }
+                (action,) = automation.actions
+                assert action.deployment_id == embed.id
+
+    asyncio.run(check())
+
+
+def test_a_completed_train_weekly_run_starts_embed_after_train(served: dict, prefect_server: PrefectServer) -> None:
+    """The trigger, end to end on the server: the event a finished train-weekly run emits creates an embed run."""
+    from prefect.events import Event
+    from prefect.events.clients import get_events_client
+
+    train, embed = served["train-weekly"], served["embed-after-train"]
+
+    async def embed_runs_not_from_cron(client) -> list:
+        runs = await client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[embed.id])), flow_run_filter=FlowRunFilter()
+        )
+        return [run for run in runs if not run.auto_scheduled]
+
+    async def check() -> None:
+        with temporary_settings({PREFECT_API_URL: prefect_server.api_url}):
+            async with get_client() as client:
+                assert await embed_runs_not_from_cron(client) == []
+                async with get_events_client() as events:
+                    await events.emit(
+                        Event(
+                            event="prefect.flow-run.Completed",
+                            resource={"prefect.resource.id": f"prefect.flow-run.{uuid.uuid4()}"},
+                            related=[
+                                {
+                                    "prefect.resource.id": f"prefect.deployment.{train.id}",
+                                    "prefect.resource.role": "deployment",
+                                    "prefect.resource.name": "train-weekly",
+                                }
+                            ],
+                        )
+                    )
+                deadline = time.monotonic() + 60
+                while not (runs := await embed_runs_not_from_cron(client)):
+                    assert time.monotonic() < deadline, "no embed-after-train run 60 s after the train-weekly event"
+                    await asyncio.sleep(1)
+                assert len(runs) == 1
+                assert runs[0].created_by is not None and runs[0].created_by.type == "AUTOMATION"
+
+    asyncio.run(check())
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_prefect_ui_lists_the_deployments(served: dict, prefect_server: PrefectServer, tmp_path: Path) -> None:
+    chromium = _chromium()
+    if chromium is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (apt-get install -y chromium), and CI must run the browser test")
+        pytest.skip("chromium is not installed: apt-get install -y chromium")
+    command = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium'}",
+        "--virtual-time-budget=15000",
+        "--dump-dom",
+        f"{prefect_server.url}/deployments",
+    ]
+    texts = ""
+    for _ in range(3):  # the SPA may still be loading its data when the virtual time runs out
+        dom = subprocess.run(command, capture_output=True, text=True, timeout=120).stdout
+        texts = " ".join(part.strip() for part in _strip_tags(dom))
+        if all(spec.name in texts for spec in SPECS):
+            break
+    assert "Deployments" in texts
+    for spec in SPECS:
+        assert spec.name in texts, f"{spec.name} not shown in the UI: {texts[:2000]}"
+        assert load_flow(spec.entrypoint).name in texts
+    assert f"{len(SPECS)} Deployments" in texts
+    # The UI renders each cron schedule in words.
+    assert "At 02:00 AM every day" in texts
+    assert "At 04:00 AM, only on Sunday" in texts
+
+
+def _strip_tags(html: str) -> list[str]:
+    from html.parser import HTMLParser
+
+    parts: list[str] = []
+
+    class Collector(HTMLParser):
+        def handle_data(self, data: str) -> None:
+            if data.strip():
+                parts.append(data)
+
+    Collector().feed(html)
+    return parts
