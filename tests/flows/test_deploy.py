@@ -66,6 +66,6 @@ def test_schedules_follow_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert embed.schedules[0].schedule.cron == "0 5 * * *"
     (trigger,) = embed.triggers
     assert trigger.expect == {"prefect.flow-run.Completed"}
-    assert dict(trigger.match_related) == {"prefect.resource.role": "deployment", "prefect.resource.name": "train-weekly"}
+    assert trigger.match_related.model_dump() == {"prefect.resource.role": "deployment", "prefect.resource.name": "train-weekly"}
     assert deployments["pipeline-on-demand"].schedules == []
     assert all(d.concurrency_limit == 1 for d in deployments.values())
