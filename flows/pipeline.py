@@ -13,7 +13,9 @@ from typing import Any, Literal
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
+from db import search
 from flows.embed import embed_texts
 from flows.runners import task_runner_from_settings, with_task_runner
 from flows.runtime import prepare_database
@@ -27,13 +29,6 @@ log = logging.getLogger(__name__)
 # enough to move the model and exercise evaluation, the gate and the registry. The train-weekly deployment
 # (and `wikiref run train`) trains full epochs.
 QUICK_MAX_STEPS = 100
-SIMILAR_REFERENCES_SQL = "SELECT * FROM wikiref.similar_references(:title, :k)"
-
-
-def display_sql(title: str, k: int) -> str:
-    """The query as a user would paste it into psql (the query itself runs with bound parameters)."""
-    quoted = "'" + title.replace("'", "''") + "'"
-    return f"SELECT * FROM wikiref.similar_references({quoted}, {k});"
 
 
 @task(retries=2, retry_delay_seconds=[2, 10])
@@ -63,11 +58,12 @@ def pick_query_title(preferred: list[str]) -> str:
 
 
 @task(retries=2, retry_delay_seconds=[2, 10])
-def query_similar_references(title: str, k: int) -> list[dict[str, Any]]:
+def query_similar_references(title: str, k: int, model_version: str | None = None) -> dict[str, Any]:
+    """``wikiref.similar_references``: the SQL as a user would paste it into psql, and its rows."""
     _, engine = prepare_database()
-    with engine.connect() as connection:
-        rows = connection.execute(text(SIMILAR_REFERENCES_SQL), {"title": title, "k": k}).mappings().all()
-    return [dict(row) for row in rows]
+    with Session(engine) as session:
+        result = search.run(session=session, function="similar_references", title=title, k=k, model_version=model_version)
+    return {"sql": result.as_sql(), "rows": [dict(zip(result.columns, row)) for row in result.rows]}
 
 
 @flow(name="pipeline", log_prints=True)
@@ -112,19 +108,13 @@ def pipeline(
     embedded = with_task_runner(embed_texts, runner)()
 
     title = query_title or pick_query_title(titles or [])
-    rows = query_similar_references(title, k)
-    sql = display_sql(title, k)
+    query = query_similar_references(title, k)
     create_table_artifact(
         key="pipeline-similar-references",
-        table=rows,
-        description=f"```sql\n{sql}\n```\n{len(rows)} most similar references to *{title}*.",
+        table=query["rows"],
+        description=f"```sql\n{query['sql']}\n```\nThe {len(query['rows'])} references most similar to *{title}*.",
     )
-    print(sql)
-    for row in rows:
+    print(query["sql"])
+    for row in query["rows"]:
         print(" | ".join(str(value) for value in row.values()))
-    return {
-        "scrape": scraped,
-        "train": trained,
-        "embed": embedded,
-        "query": {"sql": sql, "rows": rows},
-    }
+    return {"scrape": scraped, "train": trained, "embed": embedded, "query": query}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import typer
@@ -45,6 +46,8 @@ def _settings_error(exc: ValidationError) -> str:
 
 
 def main() -> None:
+    # No anonymous usage reports from the temporary Prefect server a flow run starts (set it to true to allow).
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     try:
         app()
     except DatabaseError as exc:
