@@ -10,6 +10,8 @@ from pydantic import ValidationError
 
 from db.engine import DatabaseError
 from flows.cli import db as db_commands
+from flows.cli import models as models_commands
+from flows.cli import train as train_commands
 
 app = typer.Typer(
     name="wikiref",
@@ -20,6 +22,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(db_commands.app, name="db")
+app.command(name="train")(train_commands.train)
+app.add_typer(models_commands.app, name="models")
 
 
 @app.callback()
