@@ -139,6 +139,50 @@ class Settings(BaseSettings):
     def _blank_dask_address(cls, value: str | None) -> str | None:
         return value.strip() or None if value else None
 
+
+    # --- training (wikiref train, flows/train.py); defaults are the reference recipe -------------------------
+    train_epochs: float = Field(default=1.0, gt=0, description="Training epochs over the pairs.")
+    train_batch_size: int = Field(default=8, ge=2, description="Pairs per batch (in-batch negatives: batch - 1).")
+    train_learning_rate: float = Field(default=5e-5, gt=0, description="Peak learning rate (linear decay).")
+    train_warmup_ratio: float = Field(default=0.0, ge=0, lt=1, description="Fraction of steps to warm up over.")
+    train_sampler: Literal["batch", "no_duplicates"] = Field(
+        default="no_duplicates",
+        description="'no_duplicates' keeps a title at most once per batch: its other chunks would be false "
+        "negatives for the ranking loss (chosen from bench/train_bench.py measurements).",
+    )
+    train_loss: Literal["mnrl", "cached_mnrl"] = Field(
+        default="mnrl", description="'cached_mnrl' (GradCache) allows large batches in flat memory."
+    )
+    train_mini_batch_size: int = Field(default=32, ge=1, description="Mini-batch of cached_mnrl.")
+    train_seed: int = Field(default=42, description="Seed of weights init order, shuffling and sampling.")
+    train_max_seq_length: int = Field(default=256, ge=8, le=512, description="Tokens kept per text.")
+    train_chunk_token_budget: int = Field(
+        default=86,
+        ge=1,
+        le=254,
+        description="Consecutive references of an article are joined into chunks of at most this many tokens "
+        "(86 gives chunks of about 69 tokens on the shared pages, as the reference recipe).",
+    )
+    train_eval_fraction: float = Field(
+        default=0.1, gt=0, lt=1, description="Share of articles held out for evaluation (chosen by title hash)."
+    )
+    train_gate_metric: str = Field(
+        default="ndcg@10",
+        description="Held-out metric a new version must match or beat to replace the active one: "
+        "ndcg@10, mrr@10, recall@1, recall@10, map@100 or ref_to_title_acc@1.",
+    )
+    train_device: str = Field(default="auto", description="auto, cpu, cuda[:N] or mps.")
+    train_save_steps: int = Field(default=500, ge=1, description="Checkpoint every this many steps (for resume).")
+
+    @field_validator("train_gate_metric")
+    @classmethod
+    def _check_gate_metric(cls, value: str) -> str:
+        from models.evaluate import METRICS
+
+        if value not in METRICS:
+            raise ValueError(f"must be one of {', '.join(METRICS)}")
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:
@@ -165,6 +209,10 @@ class Settings(BaseSettings):
     @property
     def pgdata_dir(self) -> Path:
         return self.data_dir / "pgdata"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.data_dir / "checkpoints"
 
 
 @lru_cache(maxsize=1)

@@ -11,8 +11,10 @@ from pydantic import ValidationError
 
 from db.engine import DatabaseError
 from flows.cli import db as db_commands
+from flows.cli import models as models_commands
 from flows.cli import run as run_commands
 from flows.cli import serve as serve_commands
+from flows.cli import train as train_commands
 from flows.errors import UserError
 
 app = typer.Typer(
@@ -26,6 +28,8 @@ app = typer.Typer(
 app.add_typer(db_commands.app, name="db")
 app.command("run")(run_commands.run)
 app.command("serve")(serve_commands.serve)
+app.command(name="train")(train_commands.train)
+app.add_typer(models_commands.app, name="models")
 
 
 @app.callback()

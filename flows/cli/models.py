@@ -1,0 +1,113 @@
+"""``wikiref models``: list, inspect, promote and retire registered model versions."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.orm import Session
+
+from db import registry
+from flows.cli.train import fail, metrics_table
+from flows.runtime import prepare_database
+
+app = typer.Typer(help="List, inspect, promote and retire model versions.", no_args_is_help=True)
+console = Console()
+
+_STATUS_STYLE = {"active": "bold green", "candidate": "yellow", "superseded": "dim", "retired": "red"}
+
+
+def _gate(version) -> str:
+    metric = (version.metrics or {}).get("gate_metric", "ndcg@10")
+    value = (version.metrics or {}).get("finetuned", {}).get(metric)
+    return f"{metric} {value:.4f}" if value is not None else "-"
+
+
+@app.command("list")
+def list_versions() -> None:
+    """Every version, newest first, with its status and gate metric."""
+    _, engine = prepare_database()
+    with Session(engine) as session:
+        versions = registry.list_versions(session=session)
+        if not versions:
+            console.print("no model versions yet: run `wikiref train`")
+            return
+        table = Table("id", "name", "status", "base model", "held-out", "pairs", "created", "reason")
+        for version in versions:
+            style = _STATUS_STYLE.get(version.status, "")
+            table.add_row(
+                str(version.id),
+                version.name,
+                f"[{style}]{version.status}[/]",
+                version.base_model,
+                _gate(version),
+                str((version.dataset_counts or {}).get("train_pairs", "-")),
+                f"{version.created_at:%Y-%m-%d %H:%M}",
+                version.status_reason or "",
+            )
+        console.print(table)
+
+
+@app.command()
+def show(name: str = typer.Argument(..., help="Version name or id.")) -> None:
+    """One version: status, hyperparameters, dataset, metrics, artifact."""
+    _, engine = prepare_database()
+    with Session(engine) as session:
+        try:
+            version = registry.get_version(session=session, name=name)
+        except registry.RegistryError as exc:
+            fail(str(exc))
+            return
+        console.print(f"[bold]{version.name}[/] (id {version.id}): [{_STATUS_STYLE.get(version.status, '')}]{version.status}[/]")
+        if version.status_reason:
+            console.print(f"reason: {version.status_reason}")
+        console.print(f"base model: {version.base_model}")
+        console.print(f"artifact: {version.artifact_path or '-'}")
+        console.print(f"created: {version.created_at:%Y-%m-%d %H:%M:%S %Z}; activated: {version.activated_at or '-'}")
+        console.print(f"dataset fingerprint: {version.dataset_fingerprint or '-'}")
+        console.print(f"dataset counts: {json.dumps(version.dataset_counts)}")
+        console.print(f"params: {json.dumps(version.params, sort_keys=True)}")
+        metrics = version.metrics or {}
+        if "base" in metrics and "finetuned" in metrics:
+            console.print(metrics_table(metrics["base"], metrics["finetuned"], "held-out metrics"))
+        if version.loss_log:
+            first, last = version.loss_log[0], version.loss_log[-1]
+            console.print(
+                f"loss: {first['loss']:.4f} at step {first['step']} -> {last['loss']:.4f} at step {last['step']} "
+                f"({len(version.loss_log)} log entries)"
+            )
+
+
+@app.command()
+def promote(name: str = typer.Argument(..., help="Version name or id.")) -> None:
+    """Make a version active now (no metric gate: your decision); the active one becomes superseded."""
+    _, engine = prepare_database()
+    with Session(engine) as session:
+        try:
+            version = registry.get_version(session=session, name=name)
+            previous = registry.active_version(session=session)
+            previous_name = previous.name if previous else None
+            registry.activate_version(session=session, version_id=version.id)
+        except registry.RegistryError as exc:
+            fail(str(exc))
+            return
+        if previous_name == version.name:
+            console.print(f"{version.name} is already active")
+        else:
+            console.print(f"{version.name} is active" + (f"; {previous_name} is superseded" if previous_name else ""))
+
+
+@app.command()
+def retire(name: str = typer.Argument(..., help="Version name or id.")) -> None:
+    """Retire a version and delete its embeddings (its artifact folder stays on disk)."""
+    _, engine = prepare_database()
+    with Session(engine) as session:
+        try:
+            version = registry.get_version(session=session, name=name)
+            registry.retire_version(session=session, version_id=version.id)
+        except registry.RegistryError as exc:
+            fail(str(exc))
+            return
+        console.print(f"{version.name} is retired; its embeddings are deleted")

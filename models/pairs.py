@@ -1,0 +1,199 @@
+"""(title, reference chunk) pairs from plain article rows, split by article, with a fingerprint and counts.
+
+A chunk joins consecutive references of one article until the next one would push it over a token budget
+measured with the model's own tokenizer. The split is decided per article from a hash of its title, so an
+article stays on the same side when the corpus grows: a held-out article of an earlier run never becomes
+training data of a later one, and metrics of two versions on the same held-out set stay comparable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from statistics import fmean
+
+log = logging.getLogger(__name__)
+
+TokenCounter = Callable[[Sequence[str]], list[int]]
+
+
+@dataclass(frozen=True)
+class ArticleTexts:
+    """One article as the pair builder needs it: its title and its reference texts in page order."""
+
+    article_id: int
+    title: str
+    references: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Pair:
+    article_id: int
+    title: str
+    chunk: str
+
+
+@dataclass(frozen=True)
+class PairSplit:
+    """Training pairs and the held-out evaluation set, disjoint by article."""
+
+    train: list[Pair]
+    heldout: list[Pair]
+    # Single references of the held-out articles, for the reference -> title direction.
+    heldout_references: list[tuple[int, str]]
+    heldout_titles: dict[int, str]
+    fingerprint: str
+    heldout_fingerprint: str
+    counts: dict[str, float] = field(default_factory=dict)
+
+
+def tokenizer_counter(model_name_or_path: str) -> TokenCounter:
+    """Token counts (no special tokens) with the tokenizer of ``model_name_or_path``."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
+
+    def count(texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+    return count
+
+
+def chunk_references(references: Sequence[str], token_counts: Sequence[int], *, token_budget: int) -> list[str]:
+    """Join consecutive references while the chunk stays within ``token_budget`` tokens.
+
+    A single reference longer than the budget becomes a chunk of its own (the model truncates it), so no
+    reference is lost.
+    """
+    chunks: list[str] = []
+    current: list[str] = []
+    current_tokens = 0
+    for reference, tokens in zip(references, token_counts, strict=True):
+        # Joining with a space adds no token for WordPiece/BPE tokenizers, so the sum is the chunk's length.
+        if current and current_tokens + tokens > token_budget:
+            chunks.append(" ".join(current))
+            current, current_tokens = [], 0
+        current.append(reference)
+        current_tokens += tokens
+    if current:
+        chunks.append(" ".join(current))
+    return chunks
+
+
+def heldout_score(title: str) -> float:
+    """A title's stable position in [0, 1): the article is held out when it falls below the eval fraction."""
+    digest = hashlib.sha256(title.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def _fingerprint(records: Iterable[object]) -> str:
+    digest = hashlib.sha256()
+    for record in records:
+        digest.update(json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def build_pairs(
+    articles: Iterable[ArticleTexts],
+    *,
+    count_tokens: TokenCounter,
+    token_budget: int,
+    eval_fraction: float,
+) -> PairSplit:
+    """Chunk every article's references, drop empty and duplicate chunks, and split by article.
+
+    Articles without any non-empty reference produce no pairs and belong to neither side. At least one article
+    lands on each side when there are two or more (the lowest-scoring title is held out, the highest trained).
+    """
+    if token_budget < 1:
+        raise ValueError(f"token_budget must be at least 1, got {token_budget}")
+    if not 0.0 < eval_fraction < 1.0:
+        raise ValueError(f"eval_fraction must be between 0 and 1 (exclusive), got {eval_fraction}")
+
+    per_article: list[tuple[ArticleTexts, list[str], list[str]]] = []
+    empty_references = duplicate_chunks = total_references = 0
+    for article in articles:
+        total_references += len(article.references)
+        references = [" ".join(text.split()) for text in article.references]
+        kept = [text for text in references if text]
+        empty_references += len(references) - len(kept)
+        if not kept:
+            continue
+        counts = count_tokens(kept)
+        chunks: list[str] = []
+        seen: set[str] = set()
+        for chunk in chunk_references(kept, counts, token_budget=token_budget):
+            if chunk in seen:
+                duplicate_chunks += 1
+                continue
+            seen.add(chunk)
+            chunks.append(chunk)
+        per_article.append((article, kept, chunks))
+
+    # Sorting by title makes the pair order, and so the fingerprint, independent of database ids and row order.
+    per_article.sort(key=lambda item: (item[0].title, item[0].article_id))
+    heldout_ids = {a.article_id for a, _, _ in per_article if heldout_score(a.title) < eval_fraction}
+    if len(per_article) >= 2:
+        by_score = sorted(per_article, key=lambda item: heldout_score(item[0].title))
+        if not heldout_ids:
+            heldout_ids.add(by_score[0][0].article_id)
+        if len(heldout_ids) == len(per_article):
+            heldout_ids.discard(by_score[-1][0].article_id)
+
+    train: list[Pair] = []
+    heldout: list[Pair] = []
+    heldout_references: list[tuple[int, str]] = []
+    heldout_titles: dict[int, str] = {}
+    heldout_records: list[object] = [{"token_budget": token_budget}]
+    for article, references, chunks in per_article:
+        pairs = [Pair(article.article_id, article.title, chunk) for chunk in chunks]
+        if article.article_id in heldout_ids:
+            heldout.extend(pairs)
+            heldout_titles[article.article_id] = article.title
+            heldout_records.append([article.title, chunks])
+            heldout_references.extend((article.article_id, text) for text in dict.fromkeys(references))
+        else:
+            train.extend(pairs)
+
+    chunk_tokens = count_tokens([pair.chunk for pair in train + heldout])
+    heldout_fingerprint = _fingerprint(heldout_records)
+    fingerprint = _fingerprint(
+        [{"token_budget": token_budget, "eval_fraction": eval_fraction}]
+        + [[a.title, a.article_id in heldout_ids, chunks] for a, _, chunks in per_article]
+    )
+    counts: dict[str, float] = {
+        "articles": len(per_article),
+        "train_articles": len(per_article) - len(heldout_titles),
+        "heldout_articles": len(heldout_titles),
+        "references": total_references,
+        "empty_references_dropped": empty_references,
+        "duplicate_chunks_dropped": duplicate_chunks,
+        "train_pairs": len(train),
+        "heldout_pairs": len(heldout),
+        "heldout_references": len(heldout_references),
+        "mean_chunk_tokens": round(fmean(chunk_tokens), 1) if chunk_tokens else 0.0,
+    }
+    log.info(
+        "pairs: %d train / %d held-out from %d + %d articles; dropped %d empty references, %d duplicate chunks",
+        len(train),
+        len(heldout),
+        counts["train_articles"],
+        counts["heldout_articles"],
+        empty_references,
+        duplicate_chunks,
+    )
+    return PairSplit(
+        train=train,
+        heldout=heldout,
+        heldout_references=heldout_references,
+        heldout_titles=heldout_titles,
+        fingerprint=fingerprint,
+        heldout_fingerprint=heldout_fingerprint,
+        counts=counts,
+    )

@@ -1,0 +1,279 @@
+"""Fine-tune a sentence-transformers model on (title, reference chunk) pairs.
+
+Reads as the numbered steps of sentence-transformers' training examples: model, data, loss, arguments, train,
+save. Evaluation before and after lives in ``models.evaluate`` so the caller can evaluate the base model, the
+new model and the active one on the same held-out set.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from models.pairs import Pair
+
+log = logging.getLogger(__name__)
+
+Sampler = Literal["batch", "no_duplicates"]
+LossName = Literal["mnrl", "cached_mnrl"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+# step, total steps, the Trainer's log entry of that step ({} when it logged nothing)
+ProgressCallback = Callable[[int, int, dict[str, float]], None]
+
+
+class TrainingError(ValueError):
+    """A training request that cannot run as asked (no pairs, an existing output folder, a bad option)."""
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Hyperparameters; the defaults are the reference recipe."""
+
+    epochs: float = 1.0
+    batch_size: int = 8
+    learning_rate: float = 5e-5
+    warmup_ratio: float = 0.0
+    lr_scheduler: str = "linear"
+    max_steps: int | None = None
+    sampler: Sampler = "batch"
+    loss: LossName = "mnrl"
+    # Only for cached_mnrl: the batch is embedded in pieces this big, so memory stays flat as batch_size grows.
+    mini_batch_size: int = 32
+    scale: float = 20.0
+    seed: int = 42
+    max_grad_norm: float = 1.0
+    max_seq_length: int = 256
+    precision: Precision = "auto"
+    logging_steps: int | None = None
+    save_steps: int = 500
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.batch_size < 2:
+            problems.append(f"batch_size must be at least 2 (in-batch negatives), got {self.batch_size}")
+        if self.epochs <= 0:
+            problems.append(f"epochs must be positive, got {self.epochs}")
+        if self.learning_rate <= 0:
+            problems.append(f"learning_rate must be positive, got {self.learning_rate}")
+        if not 0 <= self.warmup_ratio < 1:
+            problems.append(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.max_steps is not None and self.max_steps < 1:
+            problems.append(f"max_steps must be at least 1, got {self.max_steps}")
+        if self.sampler not in ("batch", "no_duplicates"):
+            problems.append(f"sampler must be 'batch' or 'no_duplicates', got {self.sampler!r}")
+        if self.loss not in ("mnrl", "cached_mnrl"):
+            problems.append(f"loss must be 'mnrl' or 'cached_mnrl', got {self.loss!r}")
+        if self.mini_batch_size < 1:
+            problems.append(f"mini_batch_size must be at least 1, got {self.mini_batch_size}")
+        if not 1 <= self.max_seq_length <= 512:
+            problems.append(f"max_seq_length must be in [1, 512], got {self.max_seq_length}")
+        if problems:
+            raise TrainingError("; ".join(problems))
+
+    def as_params(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TrainingResult:
+    artifact_path: Path
+    loss_log: list[dict[str, float]]
+    steps: int
+    train_pairs: int
+    seconds: float
+    samples_per_second: float
+    device: str
+    precision: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` picks CUDA, then Apple's MPS, then the CPU; an explicit device must be available."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainingError(f"device {device!r} asked for, but torch {torch.__version__} sees no CUDA GPU")
+    if device not in ("cpu", "mps") and not device.startswith("cuda"):
+        raise TrainingError(f"device must be auto, cpu, cuda[:N] or mps, got {device!r}")
+    return device
+
+
+def resolve_precision(precision: Precision, device: str) -> str:
+    """Mixed precision only where it speeds up training: bf16 on CUDA GPUs that have it, else fp16."""
+    if precision != "auto":
+        if precision != "fp32" and not device.startswith("cuda"):
+            raise TrainingError(f"{precision} training needs a CUDA device, not {device}")
+        return precision
+    if device.startswith("cuda"):
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def _progress_callback(on_progress: ProgressCallback):
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            on_progress(state.global_step, state.max_steps, {})
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                on_progress(state.global_step, state.max_steps, dict(logs))
+
+    return Progress()
+
+
+def train(
+    *,
+    base_model: str,
+    pairs: Sequence[Pair],
+    output_dir: Path,
+    checkpoint_dir: Path,
+    config: TrainingConfig = TrainingConfig(),
+    device: str = "auto",
+    resume_from_checkpoint: Path | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> TrainingResult:
+    """Train on ``pairs`` and save the model to ``output_dir``, which must not exist yet.
+
+    ``base_model`` is what ``SentenceTransformer()`` loads (a folder or hub id). Checkpoints go to
+    ``checkpoint_dir`` every ``config.save_steps`` steps and are removed once the final model is saved;
+    ``resume_from_checkpoint`` continues an interrupted run from one of them (same pairs and config).
+    """
+    from datasets import Dataset
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
+    from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.sentence_transformer.losses import (
+        CachedMultipleNegativesRankingLoss,
+        MultipleNegativesRankingLoss,
+    )
+    from sentence_transformers.util import cos_sim
+
+    if not pairs:
+        raise TrainingError("no training pairs: load articles with references first (wikiref scrape)")
+    if output_dir.exists() and any(output_dir.iterdir()):
+        raise TrainingError(f"{output_dir} already holds a model; every run writes to a new folder")
+    if resume_from_checkpoint is not None and not Path(resume_from_checkpoint, "trainer_state.json").exists():
+        raise TrainingError(f"{resume_from_checkpoint} is not a training checkpoint (no trainer_state.json)")
+    device = resolve_device(device)
+    precision = resolve_precision(config.precision, device)
+
+    # 1. Model
+    model = SentenceTransformer(base_model, device=device)
+    model.max_seq_length = config.max_seq_length
+
+    # 2. Data: (anchor, positive) columns, in the order the pair builder made them; the sampler shuffles.
+    train_dataset = Dataset.from_dict(
+        {"anchor": [pair.title for pair in pairs], "positive": [pair.chunk for pair in pairs]}
+    )
+
+    # 3. Loss: in-batch negatives, cosine similarity scaled by 20 as in the reference recipe.
+    if config.loss == "cached_mnrl":
+        loss = CachedMultipleNegativesRankingLoss(
+            model, scale=config.scale, similarity_fct=cos_sim, mini_batch_size=config.mini_batch_size
+        )
+    else:
+        loss = MultipleNegativesRankingLoss(model, scale=config.scale, similarity_fct=cos_sim)
+
+    # 4. Arguments
+    steps_per_epoch = -(-len(pairs) // config.batch_size)
+    total_steps = config.max_steps or int(steps_per_epoch * config.epochs + 0.999)
+    logging_steps = config.logging_steps or max(1, min(50, total_steps // 20))
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(checkpoint_dir),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps or -1,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=config.warmup_ratio,
+        max_grad_norm=config.max_grad_norm,
+        seed=config.seed,
+        data_seed=config.seed,
+        batch_sampler=BatchSamplers.NO_DUPLICATES if config.sampler == "no_duplicates" else BatchSamplers.BATCH_SAMPLER,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=device == "cpu",
+        logging_steps=logging_steps,
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=1,
+        report_to="none",
+        disable_tqdm=on_progress is not None,
+        dataloader_drop_last=False,
+    )
+
+    # 5. Train
+    trainer = SentenceTransformerTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        loss=loss,
+        callbacks=[_progress_callback(on_progress)] if on_progress else None,
+    )
+    log.info(
+        "training %s on %d pairs: %d steps of %d (%s sampler, %s loss) on %s in %s",
+        base_model,
+        len(pairs),
+        total_steps,
+        config.batch_size,
+        config.sampler,
+        config.loss,
+        device,
+        precision,
+    )
+    started = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=str(resume_from_checkpoint) if resume_from_checkpoint else None)
+    seconds = time.perf_counter() - started
+
+    # 6. Save the final model into its own new folder; checkpoints only serve an interrupted run.
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model.save(str(output_dir), create_model_card=False)
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+    loss_log = [
+        {
+            "step": entry["step"],
+            "epoch": round(entry.get("epoch", 0.0), 4),
+            "loss": round(entry["loss"], 5),
+            "learning_rate": entry.get("learning_rate", 0.0),
+        }
+        for entry in trainer.state.log_history
+        if "loss" in entry
+    ]
+    samples_per_second = float(output.metrics.get("train_samples_per_second", 0.0))
+    log.info(
+        "trained %d steps in %.1f s (%.1f samples/s), final logged loss %s; saved to %s",
+        trainer.state.global_step,
+        seconds,
+        samples_per_second,
+        loss_log[-1]["loss"] if loss_log else "n/a",
+        output_dir,
+    )
+    return TrainingResult(
+        artifact_path=output_dir,
+        loss_log=loss_log,
+        steps=trainer.state.global_step,
+        train_pairs=len(pairs),
+        seconds=seconds,
+        samples_per_second=samples_per_second,
+        device=device,
+        precision=precision,
+        params={**config.as_params(), "device": device, "precision": precision},
+    )
