@@ -26,10 +26,10 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(db_commands.app, name="db")
-app.command("run")(run_commands.run)
-app.command("serve")(serve_commands.serve)
 app.command(name="train")(train_commands.train)
 app.add_typer(models_commands.app, name="models")
+app.command("run")(run_commands.run)
+app.command("serve")(serve_commands.serve)
 
 
 @app.callback()
