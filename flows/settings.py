@@ -9,7 +9,9 @@ from functools import lru_cache
 from pathlib import Path
 
 import platformdirs
-from pydantic import Field, HttpUrl, field_validator
+from typing import Literal
+
+from pydantic import Field, HttpUrl, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from db.engine import validate_database_url
@@ -40,6 +42,45 @@ class Settings(BaseSettings):
         default="sentence-transformers/all-MiniLM-L6-v2",
         description="Model to fine-tune: a hub id or a local path.",
     )
+
+    # --- embed: encoding, HNSW indexes, query recall (docs/embed.md) ---------------------------------------
+    embed_backend: Literal["auto", "torch", "onnx"] = Field(
+        default="auto",
+        description="Encoder runtime: torch (fp32; fp16 on CUDA), onnx (int8, needs `pip install 'wikiref[fast]'`), "
+        "or auto = onnx when installed, else torch. Queries are encoded with the same backend.",
+    )
+    embed_device: str = Field(default="cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="cpu, cuda or cuda:N.")
+    embed_batch_size: int = Field(default=64, ge=1, le=4096, description="Texts per forward pass.")
+    embed_chunk_size: int = Field(
+        default=1024, ge=1, le=100_000,
+        description="Texts per encoding task (the unit a Dask cluster fans out) and per COPY transaction.",
+    )
+    embed_threads: int | None = Field(default=None, ge=1, description="Encoder threads; unset: one per core.")
+    hnsw_m: int = Field(default=16, ge=2, le=100, description="HNSW graph degree of new indexes.")
+    hnsw_ef_construction: int = Field(
+        default=128, ge=4, le=1000, description="HNSW build-time candidate list (at least 2 x m)."
+    )
+    hnsw_ef_search: int = Field(
+        default=100, ge=1, le=1000,
+        description="hnsw.ef_search the SQL functions use (raised to k when k is larger); recorded per version.",
+    )
+    embed_maintenance_work_mem: str = Field(
+        default="512MB", pattern=r"^\d+\s*(kB|MB|GB)$",
+        description="maintenance_work_mem for HNSW builds: a graph that does not fit builds far slower.",
+    )
+
+    @model_validator(mode="after")
+    def _check_hnsw(self) -> "Settings":
+        if self.hnsw_ef_construction < 2 * self.hnsw_m:
+            raise ValueError(
+                f"hnsw_ef_construction ({self.hnsw_ef_construction}) must be at least 2 x hnsw_m ({self.hnsw_m})"
+            )
+        return self
+
+    @property
+    def onnx_cache_dir(self) -> Path:
+        return self.data_dir / "cache" / "onnx"
+    # --- end embed -------------------------------------------------------------------------------------------
 
     @field_validator("database_url")
     @classmethod

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from db.engine import DatabaseError
 from flows.cli import db as db_commands
+from flows.cli import embed as embed_commands
 
 app = typer.Typer(
     name="wikiref",
@@ -20,6 +21,9 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(db_commands.app, name="db")
+app.command()(embed_commands.embed)
+app.command()(embed_commands.similar)
+app.command()(embed_commands.search)
 
 
 @app.callback()
