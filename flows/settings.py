@@ -11,7 +11,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
-from pydantic import Field, HttpUrl, field_validator
+from pydantic import Field, HttpUrl, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from db.engine import validate_database_url
@@ -182,6 +182,85 @@ class Settings(BaseSettings):
         if value not in METRICS:
             raise ValueError(f"must be one of {', '.join(METRICS)}")
         return value
+    # --- embed: encoding, HNSW indexes, query recall (docs/embed.md) ---------------------------------------
+    embed_backend: Literal["auto", "torch", "onnx"] = Field(
+        default="auto",
+        description="Encoder runtime: torch (fp32; fp16 on CUDA), onnx (int8, needs `pip install 'wikiref[fast]'`), "
+        "or auto = onnx when installed, else torch. Queries are encoded with the same backend.",
+    )
+    embed_device: str = Field(default="cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="cpu, cuda or cuda:N.")
+    embed_batch_size: int = Field(default=64, ge=1, le=4096, description="Texts per forward pass.")
+    embed_chunk_size: int = Field(
+        default=1024, ge=1, le=100_000,
+        description="Texts per encoding task (the unit a Dask cluster fans out) and per COPY transaction.",
+    )
+    embed_threads: int | None = Field(default=None, ge=1, description="Encoder threads; unset: one per core.")
+    hnsw_m: int = Field(default=16, ge=2, le=100, description="HNSW graph degree of new indexes.")
+    hnsw_ef_construction: int = Field(
+        default=128, ge=4, le=1000, description="HNSW build-time candidate list (at least 2 x m)."
+    )
+    hnsw_ef_search: int = Field(
+        default=100, ge=1, le=1000,
+        description="hnsw.ef_search the SQL functions use (raised to k when k is larger); recorded per version.",
+    )
+    embed_maintenance_work_mem: str = Field(
+        default="512MB", pattern=r"^\d+\s*(kB|MB|GB)$",
+        description="maintenance_work_mem for HNSW builds: a graph that does not fit builds far slower.",
+    )
+
+    @model_validator(mode="after")
+    def _check_hnsw(self) -> "Settings":
+        if self.hnsw_ef_construction < 2 * self.hnsw_m:
+            raise ValueError(
+                f"hnsw_ef_construction ({self.hnsw_ef_construction}) must be at least 2 x hnsw_m ({self.hnsw_m})"
+            )
+        return self
+
+    @property
+    def onnx_cache_dir(self) -> Path:
+        return self.data_dir / "cache" / "onnx"
+    # --- end embed -------------------------------------------------------------------------------------------
+
+    # --- scrape (issue 3): MediaWiki client etiquette and batching ---------------------------------------
+    scrape_requests_per_second: float = Field(
+        default=10.0,
+        gt=0,
+        le=1000,
+        description="Request-rate limit per process towards the MediaWiki API (retries included).",
+    )
+    scrape_concurrency: int = Field(
+        default=4, ge=1, le=64, description="Requests in flight at once per scraping client."
+    )
+    scrape_max_retries: int = Field(
+        default=6,
+        ge=0,
+        le=20,
+        description="Retries of one request (429/5xx/timeouts/resets) before giving up.",
+    )
+    scrape_request_timeout: float = Field(
+        default=30.0, gt=0, le=600, description="Seconds to wait for one response (read timeout)."
+    )
+    scrape_maxlag: int | None = Field(
+        default=5,
+        ge=0,
+        description="maxlag sent with every API call: the wiki answers 'lagged' when its replicas lag more.",
+    )
+    scrape_batch_size: int = Field(
+        default=25,
+        ge=1,
+        le=500,
+        description="Titles per fetch task (the unit Prefect retries and Dask spreads).",
+    )
+    wiki: str | None = Field(
+        default=None,
+        description="Wiki name stored with articles (e.g. en.wikipedia.org). Unset: the API's server name.",
+    )
+    pageviews_url: HttpUrl | None = Field(
+        default=None,
+        description="Pageviews API base (…/metrics/pageviews). Unset: wikimedia.org for Wikimedia wikis, "
+        "else the API's own server (the mirror).",
+    )
+    # --- end scrape ----------------------------------------------------------------------------------------
 
     @field_validator("database_url")
     @classmethod

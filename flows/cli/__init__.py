@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from db.engine import DatabaseError
 from flows.cli import db as db_commands
+from flows.cli import embed as embed_commands
 from flows.cli import models as models_commands
 from flows.cli import run as run_commands
 from flows.cli import serve as serve_commands
@@ -28,6 +29,9 @@ app = typer.Typer(
 app.add_typer(db_commands.app, name="db")
 app.command(name="train")(train_commands.train)
 app.add_typer(models_commands.app, name="models")
+app.command()(embed_commands.embed)
+app.command()(embed_commands.similar)
+app.command()(embed_commands.search)
 app.command("run")(run_commands.run)
 app.command("serve")(serve_commands.serve)
 
@@ -44,7 +48,8 @@ def _configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log 
 
 def _settings_error(exc: ValidationError) -> str:
     problems = "; ".join(
-        f"WIKIREF_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}" for error in exc.errors()
+        f"WIKIREF_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+        for error in exc.errors()
     )
     return f"invalid settings: {problems}"
 
