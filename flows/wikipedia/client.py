@@ -253,7 +253,8 @@ class MediaWikiClient:
             raise _Retry("invalid JSON") from None
         error = body.get("error") if isinstance(body, dict) else None
         if isinstance(error, dict) and error.get("code") in RETRY_API_ERRORS:
-            raise _Retry(f"API {error['code']}", _retry_after(response.headers.get("retry-after")) or 5.0)
+            retry_after = _retry_after(response.headers.get("retry-after"))
+            raise _Retry(f"API {error['code']}", 5.0 if retry_after is None else retry_after)
         return body
 
     async def get_json(self, url: str, params: dict[str, str] | None = None) -> dict:
@@ -307,14 +308,20 @@ class MediaWikiClient:
 
     async def resolve_titles(self, titles: Iterable[str]) -> TitleResolution:
         """Normalise, follow redirects and look up ``titles`` in batches of 50 with their current revision."""
-        wanted = list(dict.fromkeys(titles))
+        resolution = TitleResolution()
+        wanted = []
+        for title in dict.fromkeys(titles):
+            # "|" separates titles in a query: such a title cannot even be asked for.
+            if "|" in title or not title.strip():
+                resolution.invalid.append((title, "empty or contains '|'"))
+            else:
+                wanted.append(title)
         bodies = await asyncio.gather(
             *(
                 self.api(action="query", titles="|".join(batch), redirects="1", prop="info")
                 for batch in _batches(wanted, TITLES_PER_QUERY)
             )
         )
-        resolution = TitleResolution()
         found: dict[str, dict] = {}
         for body in bodies:
             query = body.get("query", {})
