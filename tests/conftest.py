@@ -169,3 +169,12 @@ def loaded_database_url(server_url: str, loaded_template_url: str) -> Iterator[s
     url = create_database(server_url, template=LOADED_TEMPLATE_DATABASE)
     yield url
     drop_database(server_url, url)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """A temporary Prefect server on SQLite for flows run in-process (started once; it is slow to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
