@@ -19,7 +19,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Self
@@ -201,9 +201,18 @@ def _batches(items: list[str], size: int) -> list[list[str]]:
 class MediaWikiClient:
     """Use as ``async with MediaWikiClient(config) as client: ...``."""
 
-    def __init__(self, config: ClientConfig, *, limiter: RateLimiter | None = None) -> None:
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        limiter: RateLimiter | None = None,
+        before_request: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """``before_request`` is awaited before every request, retries included: a hook for a limit shared
+        beyond this process (the flow plugs in a Prefect global rate limit there)."""
         self.config = config
         self.limiter = limiter or shared_rate_limiter(config.api_url, config.requests_per_second)
+        self.before_request = before_request
         self.stats = ClientStats()
         self._semaphore = asyncio.Semaphore(config.concurrency)
         self._http: httpx.AsyncClient | None = None
@@ -234,6 +243,8 @@ class MediaWikiClient:
 
     async def _attempt(self, url: str, params: dict[str, str] | None) -> dict:
         assert self._http is not None, "use the client as an async context manager"
+        if self.before_request is not None:
+            await self.before_request()
         await self.limiter.acquire()
         self.stats.requests += 1
         try:
@@ -253,7 +264,8 @@ class MediaWikiClient:
             raise _Retry("invalid JSON") from None
         error = body.get("error") if isinstance(body, dict) else None
         if isinstance(error, dict) and error.get("code") in RETRY_API_ERRORS:
-            raise _Retry(f"API {error['code']}", _retry_after(response.headers.get("retry-after")) or 5.0)
+            retry_after = _retry_after(response.headers.get("retry-after"))
+            raise _Retry(f"API {error['code']}", 5.0 if retry_after is None else retry_after)
         return body
 
     async def get_json(self, url: str, params: dict[str, str] | None = None) -> dict:
@@ -307,14 +319,20 @@ class MediaWikiClient:
 
     async def resolve_titles(self, titles: Iterable[str]) -> TitleResolution:
         """Normalise, follow redirects and look up ``titles`` in batches of 50 with their current revision."""
-        wanted = list(dict.fromkeys(titles))
+        resolution = TitleResolution()
+        wanted = []
+        for title in dict.fromkeys(titles):
+            # "|" separates titles in a query: such a title cannot even be asked for.
+            if "|" in title or not title.strip():
+                resolution.invalid.append((title, "empty or contains '|'"))
+            else:
+                wanted.append(title)
         bodies = await asyncio.gather(
             *(
                 self.api(action="query", titles="|".join(batch), redirects="1", prop="info")
                 for batch in _batches(wanted, TITLES_PER_QUERY)
             )
         )
-        resolution = TitleResolution()
         found: dict[str, dict] = {}
         for body in bodies:
             query = body.get("query", {})
