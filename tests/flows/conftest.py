@@ -1,8 +1,6 @@
-"""Prefect fixtures, one of each per session because Prefect servers are slow to start:
-
-- ``prefect_harness``: ``prefect_test_harness()`` (a temporary server on SQLite) for flows run in-process;
-- ``prefect_server``: a real ``prefect server start`` subprocess on a free localhost port, with its own
-  PREFECT_HOME and SQLite database, the UI included, no analytics.
+"""``prefect_server``: a real ``prefect server start`` subprocess on a free localhost port, with its own
+PREFECT_HOME and SQLite database, the UI included, no analytics; one per session, because it is slow to start.
+(Flows run in-process use ``prefect_harness`` from tests/conftest.py.)
 """
 
 from __future__ import annotations
@@ -51,14 +49,6 @@ class PrefectServer:
 
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-
-@pytest.fixture(scope="session")
-def prefect_harness() -> Iterator[None]:
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=SERVER_START_TIMEOUT):
-        yield
 
 
 @pytest.fixture(scope="session")
