@@ -57,16 +57,38 @@ def run_flow(flow, *, database_url: str, data_dir: Path, **parameters: Any) -> R
 
 
 def artifacts_of(flow_run_id: UUID) -> dict[str, Any]:
-    """The keyed artifacts of a flow run and of its sub-flow runs, read through the Prefect API."""
+    """The keyed artifacts of one flow run (its tasks' included), read through the Prefect API."""
 
     async def read() -> dict[str, Any]:
+        async with get_client() as client:
+            found = await client.read_artifacts(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+            return {artifact.key: artifact for artifact in found if artifact.key}
+
+    return asyncio.run(read())
+
+
+@dataclass
+class ChildRun:
+    id: UUID
+    flow_name: str
+    state: Any
+    start_time: Any
+
+
+def child_flow_runs(flow_run_id: UUID) -> list[ChildRun]:
+    """The sub-flow runs of a flow run, with their flows' names."""
+
+    async def read() -> list[ChildRun]:
         async with get_client() as client:
             children = await client.read_flow_runs(
                 flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id]))
             )
-            runs = [flow_run_id, *(run.id for run in children)]
-            found = await client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=runs)))
-            return {artifact.key: artifact for artifact in found if artifact.key}
+            return [
+                ChildRun(run.id, (await client.read_flow(run.flow_id)).name, run.state, run.start_time)
+                for run in children
+            ]
 
     return asyncio.run(read())
 
