@@ -21,6 +21,9 @@ from db import migrate
 from db.engine import libpq_url, make_engine
 from db.server import ensure_embedded_server, stop_embedded_server
 
+# No usage reports from the Prefect servers the tests start (the harness and `prefect server start`).
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_WIKIPEDIA = REPO_ROOT.parent / "shared" / "data" / "wikipedia"
 TEMPLATE_DATABASE = "wikiref_test_template"
