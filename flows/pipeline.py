@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any, Literal
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -66,7 +66,7 @@ def query_similar_references(title: str, k: int, model_version: str | None = Non
     return {"sql": result.as_sql(), "rows": [dict(zip(result.columns, row)) for row in result.rows]}
 
 
-@flow(name="pipeline", log_prints=True)
+@flow(name="pipeline")
 def pipeline(
     titles: list[str] | None = None,
     mirror_dir: Path | None = None,
@@ -114,7 +114,6 @@ def pipeline(
         table=query["rows"],
         description=f"```sql\n{query['sql']}\n```\nThe {len(query['rows'])} references most similar to *{title}*.",
     )
-    print(query["sql"])
-    for row in query["rows"]:
-        print(" | ".join(str(value) for value in row.values()))
+    logger = get_run_logger()
+    logger.info("%s\n%s", query["sql"], "\n".join(" | ".join(str(v) for v in row.values()) for row in query["rows"]))
     return {"scrape": scraped, "train": trained, "embed": embedded, "query": query}

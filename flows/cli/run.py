@@ -128,15 +128,37 @@ def _print_parameters(flow, flow_name: str) -> None:
 
 
 def print_result(result: Any) -> None:
-    """The flow's return value; a similarity query (``query`` + ``rows``) as its SQL and a table."""
-    if isinstance(result, dict) and isinstance(result.get("query"), dict):
-        query = result["query"]
-        rest = {key: value for key, value in result.items() if key != "query"}
-        if rest:
-            console.print(Pretty(rest))
-        print_query(query)
+    """The flow's return value; the pipeline's as one line per step, then its query's SQL and rows."""
+    if isinstance(result, dict) and {"scrape", "train", "embed", "query"} <= set(result):
+        for line in pipeline_summary(result):
+            console.print(line, highlight=False)
+        print_query(result["query"])
         return
     console.print(Pretty(result))
+
+
+def pipeline_summary(result: dict[str, Any]) -> list[str]:
+    scrape, train, embed = result["scrape"], result["train"], result["embed"]
+    metric = get_settings().train_gate_metric
+    if metric not in train["metrics"]["finetuned"]:
+        metric = next(iter(train["metrics"]["finetuned"]), None)
+    lines = [
+        f"scrape: {scrape.get('articles new', 0)} new, {scrape.get('articles updated', 0)} updated, "
+        f"{scrape.get('articles unchanged', 0)} unchanged, {scrape.get('articles missing', 0)} missing articles; "
+        f"{scrape.get('references added', 0)} references added, {scrape.get('references removed', 0)} removed",
+        f"train: {train['version']} {'promoted' if train['promoted'] else 'stays a candidate'} ({train['reason']})",
+    ]
+    if metric:
+        lines.append(
+            f"       held-out {metric}: base {train['metrics']['base'][metric]:.4f}, "
+            f"fine-tuned {train['metrics']['finetuned'][metric]:.4f}"
+        )
+    encoded = embed["encoded"]
+    lines.append(
+        f"embed: {embed['model_version']}: {encoded['references']} references and {encoded['titles']} titles encoded; "
+        f"the version holds {embed['embeddings']['references']} and {embed['embeddings']['titles']}"
+    )
+    return lines
 
 
 def print_query(query: dict[str, Any]) -> None:
@@ -149,7 +171,7 @@ def print_query(query: dict[str, Any]) -> None:
     for row in rows:
         table.add_row(*(_cell(value) for value in row.values()))
     console.print(table)
-    console.print(f"({len(rows)} rows)")
+    console.print(f"({len(rows)} row{'' if len(rows) == 1 else 's'})")
 
 
 def _cell(value: Any) -> str:
