@@ -27,6 +27,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from flows.wikipedia.errors import ScrapeError
+
 log = logging.getLogger(__name__)
 
 TITLES_PER_QUERY = 50
@@ -48,7 +50,7 @@ _WIKIMEDIA_HOSTS = (
 )
 
 
-class MediaWikiError(RuntimeError):
+class MediaWikiError(ScrapeError):
     """A scrape problem described in one line (bad source, API error, retries exhausted)."""
 
 

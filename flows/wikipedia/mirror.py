@@ -50,6 +50,7 @@ import uvicorn
 from selectolax.lexbor import LexborHTMLParser
 from starlette.requests import Request
 
+from flows.wikipedia.errors import ScrapeError
 from flows.wikipedia.saved import SavedPage, iter_saved_pages
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ _WIKI_LINK = re.compile(r"^(?:https?:)?(?://[^/]+)?/wiki/|^\./")
 _MAX_TOP = 1000
 
 
-class MirrorError(ValueError):
+class MirrorError(ScrapeError):
     """Bad mirror options (unknown fault kind, rate out of range)."""
 
 
@@ -568,5 +569,5 @@ def serve_mirror(
     """Serve ``root`` in the foreground until interrupted (``wikiref mirror serve``)."""
     app = MirrorApp(MirrorData.from_folder(root, include_bulk=include_bulk), faults=faults, latency=latency)
     sock = _bound_socket(host, port)
-    log.info("mirror serving %s at %s", root, api_url_of(host, sock.getsockname()[1]))
+    log.info("mirror serving %s at %s (Ctrl-C to stop)", root, api_url_of(host, sock.getsockname()[1]))
     _server(app).run(sockets=[sock])
