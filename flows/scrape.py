@@ -30,8 +30,10 @@ from sqlalchemy import Engine
 from db.articles import PageRecord
 from db.engine import make_engine
 from flows.runtime import prepare_database
-from flows.settings import Settings, get_settings
+from flows.scrape_config import client_config
+from flows.settings import get_settings
 from flows.wikipedia.client import ClientConfig, ResolvedTitle
+from flows.wikipedia.errors import ScrapeError
 from flows.wikipedia.load import load_dump
 from flows.wikipedia.mirror import LIST_PAGE, running_mirror
 from flows.wikipedia.records import WriteCounts
@@ -50,20 +52,6 @@ from flows.wikipedia.scrape import (
 from flows.wikipedia.titles import TitleSources
 
 log = logging.getLogger(__name__)
-
-
-def client_config(settings: Settings, api_url: str | None = None) -> ClientConfig:
-    """The client's etiquette from settings; ``api_url`` overrides the configured wiki (e.g. a mirror)."""
-    return ClientConfig(
-        api_url=api_url or str(settings.api_url),
-        user_agent=settings.user_agent,
-        requests_per_second=settings.scrape_requests_per_second,
-        concurrency=settings.scrape_concurrency,
-        max_retries=settings.scrape_max_retries,
-        request_timeout=settings.scrape_request_timeout,
-        maxlag=settings.scrape_maxlag,
-        pageviews_url=str(settings.pageviews_url) if settings.pageviews_url and not api_url else None,
-    )
 
 
 @lru_cache(maxsize=4)
@@ -185,7 +173,7 @@ def scrape_wikipedia(
     settings = get_settings()
     database_url, _ = prepare_database(settings)
     if mirror_dir and dump_path:
-        raise ValueError("give a mirror folder or a dump, not both")
+        raise ScrapeError("give a mirror folder or a dump, not both")
     if dump_path:
         summary = load_dump_file(database_url, Path(dump_path), settings.wiki, limit, force)
         publish_summary(summary)

@@ -12,11 +12,14 @@ from pydantic import ValidationError
 from db.engine import DatabaseError
 from flows.cli import db as db_commands
 from flows.cli import embed as embed_commands
+from flows.cli import mirror as mirror_commands
 from flows.cli import models as models_commands
 from flows.cli import run as run_commands
+from flows.cli import scrape as scrape_commands
 from flows.cli import serve as serve_commands
 from flows.cli import train as train_commands
 from flows.errors import UserError
+from flows.wikipedia.errors import ScrapeError
 
 app = typer.Typer(
     name="wikiref",
@@ -27,6 +30,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(db_commands.app, name="db")
+app.command(name="scrape")(scrape_commands.scrape)
 app.command(name="train")(train_commands.train)
 app.add_typer(models_commands.app, name="models")
 app.command()(embed_commands.embed)
@@ -34,6 +38,7 @@ app.command()(embed_commands.similar)
 app.command()(embed_commands.search)
 app.command("run")(run_commands.run)
 app.command("serve")(serve_commands.serve)
+app.add_typer(mirror_commands.app, name="mirror")
 
 
 @app.callback()
@@ -62,9 +67,9 @@ def main() -> None:
     except DatabaseError as exc:
         print(f"wikiref: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except (ScrapeError, UserError) as exc:
+        print(f"wikiref: error: {exc}", file=sys.stderr)
+        sys.exit(2)
     except ValidationError as exc:
         print(f"wikiref: error: {_settings_error(exc)}", file=sys.stderr)
-        sys.exit(2)
-    except UserError as exc:
-        print(f"wikiref: error: {exc}", file=sys.stderr)
         sys.exit(2)

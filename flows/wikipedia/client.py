@@ -27,6 +27,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from flows.wikipedia.errors import ScrapeError
+
 log = logging.getLogger(__name__)
 
 TITLES_PER_QUERY = 50
@@ -48,7 +50,7 @@ _WIKIMEDIA_HOSTS = (
 )
 
 
-class MediaWikiError(RuntimeError):
+class MediaWikiError(ScrapeError):
     """A scrape problem described in one line (bad source, API error, retries exhausted)."""
 
 
@@ -93,10 +95,11 @@ def pageviews_url_for(api_url: str) -> str:
 
 
 class RateLimiter:
-    """Spaces requests at least ``1/rate`` s apart: no bursts, so any 1-second window holds at most ``rate``.
+    """Lets requests through at least ``1/rate`` s apart, measured between actual grants, not planned slots:
+    a grant that woke up late cannot be followed early, so no 1-second window ever holds more than ``rate``.
 
-    Reservations take a thread lock, not an asyncio one, so one limiter serves every event loop and thread
-    of the process (Prefect runs tasks in threads, each with its own loop).
+    Grants take a thread lock, not an asyncio one, so one limiter serves every event loop and thread of the
+    process (Prefect runs tasks in threads, each with its own loop).
     """
 
     def __init__(self, rate: float) -> None:
@@ -104,17 +107,18 @@ class RateLimiter:
         self._next = 0.0
         self._lock = threading.Lock()
 
-    def reserve(self) -> float:
+    def try_acquire(self) -> float:
+        """0 when granted now, else the seconds to wait before asking again."""
         with self._lock:
             now = time.monotonic()
-            slot = max(now, self._next)
-            self._next = slot + self.interval
-            return slot - now
+            if now >= self._next:
+                self._next = now + self.interval
+                return 0.0
+            return self._next - now
 
     async def acquire(self) -> None:
-        delay = self.reserve()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        while (wait := self.try_acquire()) > 0:
+            await asyncio.sleep(wait)
 
 
 _LIMITERS: dict[tuple[str, float], RateLimiter] = {}

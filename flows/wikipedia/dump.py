@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
 
+from flows.wikipedia.errors import ScrapeError
+
 log = logging.getLogger(__name__)
 
 
-class DumpError(ValueError):
+class DumpError(ScrapeError):
     """The dump cannot be read (missing file, not NDJSON, corrupt archive)."""
 
 

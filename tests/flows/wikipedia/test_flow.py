@@ -99,3 +99,32 @@ def test_task_inputs_and_outputs_pickle_for_dask() -> None:
         [page_record(wiki="en.wikipedia.org", title=page.title, html=page.html, page_id=1, revision_id=2)],
     ]
     assert [pickle.loads(pickle.dumps(value)) for value in values] == values
+
+
+def test_prefect_global_rate_limit_is_taken_when_it_exists(
+    prefect_harness: None, configured_database: str
+) -> None:
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    from flows.scrape import scrape_wikipedia
+
+    started = time.monotonic()
+    baseline = scrape_wikipedia(mirror_dir=SHARED_WIKIPEDIA, limit=12, batch_size=12)
+    baseline_seconds = time.monotonic() - started
+    with get_client(sync_client=True) as client:
+        client.create_global_concurrency_limit(
+            GlobalConcurrencyLimitCreate(name="mediawiki-api", limit=4, slot_decay_per_second=2.0)
+        )
+    try:
+        started = time.monotonic()
+        limited = scrape_wikipedia(mirror_dir=SHARED_WIKIPEDIA, limit=12, batch_size=12, force=True)
+        limited_seconds = time.monotonic() - started
+    finally:
+        with get_client(sync_client=True) as client:
+            client.delete_global_concurrency_limit_by_name("mediawiki-api")
+    assert (baseline["articles new"], limited["articles unchanged"]) == (12, 12)
+    # 12 fetches through 4 slots refilled at 2/s: the last 8 wait about 4 s for their slots.
+    assert limited_seconds >= baseline_seconds + 2.5, (baseline_seconds, limited_seconds)
