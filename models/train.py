@@ -15,8 +15,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
-
 from models.pairs import Pair
 
 log = logging.getLogger(__name__)
@@ -96,6 +94,8 @@ class TrainingResult:
 
 def resolve_device(device: str) -> str:
     """``auto`` picks CUDA, then Apple's MPS, then the CPU; an explicit device must be available."""
+    import torch
+
     if device == "auto":
         if torch.cuda.is_available():
             return "cuda"
@@ -111,6 +111,8 @@ def resolve_device(device: str) -> str:
 
 def resolve_precision(precision: Precision, device: str) -> str:
     """Mixed precision only where it speeds up training: bf16 on CUDA GPUs that have it, else fp16."""
+    import torch
+
     if precision != "auto":
         if precision != "fp32" and not device.startswith("cuda"):
             raise TrainingError(f"{precision} training needs a CUDA device, not {device}")
