@@ -79,6 +79,12 @@ class TrainingConfig:
         return asdict(self)
 
 
+# The reference recipe (the TrainingConfig defaults) and wikiref's default, which differs only in keeping a
+# title at most once per batch: measured by bench/train_bench.py (docs/train.md has the numbers).
+REFERENCE_RECIPE = TrainingConfig()
+RECOMMENDED = TrainingConfig(sampler="no_duplicates")
+
+
 @dataclass
 class TrainingResult:
     artifact_path: Path
@@ -207,7 +213,9 @@ def train(
         max_grad_norm=config.max_grad_norm,
         seed=config.seed,
         data_seed=config.seed,
-        batch_sampler=BatchSamplers.NO_DUPLICATES if config.sampler == "no_duplicates" else BatchSamplers.BATCH_SAMPLER,
+        batch_sampler=BatchSamplers.NO_DUPLICATES
+        if config.sampler == "no_duplicates"
+        else BatchSamplers.BATCH_SAMPLER,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=device == "cpu",
@@ -241,7 +249,9 @@ def train(
         precision,
     )
     started = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=str(resume_from_checkpoint) if resume_from_checkpoint else None)
+    output = trainer.train(
+        resume_from_checkpoint=str(resume_from_checkpoint) if resume_from_checkpoint else None
+    )
     seconds = time.perf_counter() - started
 
     # 6. Save the final model into its own new folder; checkpoints only serve an interrupted run.

@@ -22,7 +22,9 @@ def make_version(session: Session, name: str, ndcg: float = 0.5) -> ModelVersion
 
 def add_embeddings(session: Session, version_id: int, article_id: int, reference_id: int) -> None:
     session.execute(
-        insert(TitleEmbedding).values(model_version_id=version_id, article_id=article_id, title="Dog", embedding=[0.1] * 384)
+        insert(TitleEmbedding).values(
+            model_version_id=version_id, article_id=article_id, title="Dog", embedding=[0.1] * 384
+        )
     )
     session.execute(
         insert(ReferenceEmbedding).values(
@@ -82,7 +84,9 @@ def test_retiring_deletes_only_that_versions_embeddings_and_refuses_the_active_o
 
         counts = dict(
             session.execute(
-                select(TitleEmbedding.model_version_id, func.count()).group_by(TitleEmbedding.model_version_id)
+                select(TitleEmbedding.model_version_id, func.count()).group_by(
+                    TitleEmbedding.model_version_id
+                )
             ).all()
         )
         assert counts == {keep.id: 1}
@@ -93,13 +97,23 @@ def test_retiring_deletes_only_that_versions_embeddings_and_refuses_the_active_o
 
 
 def test_the_promotion_rule_promotes_at_least_as_good_and_keeps_worse_as_candidate() -> None:
-    assert registry.decide_promotion(metric="ndcg@10", candidate_score=0.5, active_name=None, active_score=None).promote
-    assert registry.decide_promotion(metric="ndcg@10", candidate_score=0.61, active_name="v1", active_score=0.6).promote
-    assert registry.decide_promotion(metric="ndcg@10", candidate_score=0.6, active_name="v1", active_score=0.6).promote
-    worse = registry.decide_promotion(metric="ndcg@10", candidate_score=0.59, active_name="v1", active_score=0.6)
+    assert registry.decide_promotion(
+        metric="ndcg@10", candidate_score=0.5, active_name=None, active_score=None
+    ).promote
+    assert registry.decide_promotion(
+        metric="ndcg@10", candidate_score=0.61, active_name="v1", active_score=0.6
+    ).promote
+    assert registry.decide_promotion(
+        metric="ndcg@10", candidate_score=0.6, active_name="v1", active_score=0.6
+    ).promote
+    worse = registry.decide_promotion(
+        metric="ndcg@10", candidate_score=0.59, active_name="v1", active_score=0.6
+    )
     assert not worse.promote
     assert worse.reason == "ndcg@10 0.5900 < 0.6000 of active v1 on the same held-out set"
-    unknown = registry.decide_promotion(metric="ndcg@10", candidate_score=0.9, active_name="v1", active_score=None)
+    unknown = registry.decide_promotion(
+        metric="ndcg@10", candidate_score=0.9, active_name="v1", active_score=None
+    )
     assert not unknown.promote
 
 
@@ -107,19 +121,31 @@ def test_promote_if_better_applies_the_rule_both_ways(engine: Engine) -> None:
     with Session(engine) as session:
         first = make_version(session, "ft-1", ndcg=0.60)
         assert registry.promote_if_better(
-            session=session, version_id=first.id, metric="ndcg@10", candidate_score=0.60,
-            compared_with_id=None, compared_score=None,
+            session=session,
+            version_id=first.id,
+            metric="ndcg@10",
+            candidate_score=0.60,
+            compared_with_id=None,
+            compared_score=None,
         ).promote
         worse = make_version(session, "ft-2", ndcg=0.55)
         decision = registry.promote_if_better(
-            session=session, version_id=worse.id, metric="ndcg@10", candidate_score=0.55,
-            compared_with_id=first.id, compared_score=0.60,
+            session=session,
+            version_id=worse.id,
+            metric="ndcg@10",
+            candidate_score=0.55,
+            compared_with_id=first.id,
+            compared_score=0.60,
         )
         assert not decision.promote
         better = make_version(session, "ft-3", ndcg=0.65)
         assert registry.promote_if_better(
-            session=session, version_id=better.id, metric="ndcg@10", candidate_score=0.65,
-            compared_with_id=first.id, compared_score=0.60,
+            session=session,
+            version_id=better.id,
+            metric="ndcg@10",
+            candidate_score=0.65,
+            compared_with_id=first.id,
+            compared_score=0.60,
         ).promote
     with Session(engine) as session:
         status = {v.name: (v.status, v.status_reason) for v in registry.list_versions(session=session)}
@@ -135,8 +161,12 @@ def test_a_comparison_with_a_version_no_longer_active_does_not_promote(engine: E
         registry.activate_version(session=session, version_id=second.id)
         late = make_version(session, "ft-late", ndcg=0.99)
         decision = registry.promote_if_better(
-            session=session, version_id=late.id, metric="ndcg@10", candidate_score=0.99,
-            compared_with_id=first.id, compared_score=0.5,
+            session=session,
+            version_id=late.id,
+            metric="ndcg@10",
+            candidate_score=0.99,
+            compared_with_id=first.id,
+            compared_score=0.5,
         )
         assert not decision.promote
         assert "changed to ft-2" in decision.reason

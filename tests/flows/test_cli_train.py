@@ -28,7 +28,15 @@ def test_train_promotes_the_first_version_keeps_a_worse_one_as_candidate_and_mod
     # A learning rate this high wrecks the model; a different held-out fraction makes the run evaluate the
     # active version's artifact on its own held-out set instead of reusing stored metrics.
     worse = run_cli(
-        "train", "--max-steps", "2", "--limit-articles", "30", "--learning-rate", "0.05", "--device", "cpu",
+        "train",
+        "--max-steps",
+        "2",
+        "--limit-articles",
+        "30",
+        "--learning-rate",
+        "0.05",
+        "--device",
+        "cpu",
         env={**env, "WIKIREF_TRAIN_EVAL_FRACTION": "0.3"},
     )
     assert worse.returncode == 0, worse.stderr
@@ -37,20 +45,27 @@ def test_train_promotes_the_first_version_keeps_a_worse_one_as_candidate_and_mod
     (bad,) = set(rows) - {good}
     assert rows[good][0] == "active"
     assert rows[bad][0] == "candidate"
-    assert re.fullmatch(rf"ndcg@10 0\.\d{{4}} < 0\.\d{{4}} of active {good} on the same held-out set", rows[bad][1])
+    assert re.fullmatch(
+        rf"ndcg@10 0\.\d{{4}} < 0\.\d{{4}} of active {good} on the same held-out set", rows[bad][1]
+    )
 
     listing = run_cli("models", "list", env=env)
     assert listing.returncode == 0, listing.stderr
     assert listing.stdout.index(bad) < listing.stdout.index(good)
     shown = run_cli("models", "show", good, env=env)
-    assert "status" not in shown.stderr and f"{good}" in shown.stdout and "dataset fingerprint:" in shown.stdout
+    assert (
+        "status" not in shown.stderr and f"{good}" in shown.stdout and "dataset fingerprint:" in shown.stdout
+    )
 
     promoted = run_cli("models", "promote", bad, env=env)
     assert promoted.returncode == 0, promoted.stderr
     assert f"{bad} is active; {good} is superseded" in promoted.stdout
     refused = run_cli("models", "retire", bad, env=env)
     assert refused.returncode == 2
-    assert refused.stderr.strip().splitlines()[-1] == f"wikiref: error: {bad} is the active version: promote another version before retiring it"
+    assert (
+        refused.stderr.strip().splitlines()[-1]
+        == f"wikiref: error: {bad} is the active version: promote another version before retiring it"
+    )
     retired = run_cli("models", "retire", good, env=env)
     assert retired.returncode == 0, retired.stderr
     assert {name: status for name, (status, _) in versions(loaded_database_url).items()} == {

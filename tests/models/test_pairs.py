@@ -19,7 +19,11 @@ def article(article_id: int, title: str, *references: str) -> ArticleTexts:
 
 def corpus(n: int) -> list[ArticleTexts]:
     return [
-        article(i, f"Article {i}", *(f"Author {i}.{j} (2001). Book number {j} about topic {i}. Publisher." for j in range(6)))
+        article(
+            i,
+            f"Article {i}",
+            *(f"Author {i}.{j} (2001). Book number {j} about topic {i}. Publisher." for j in range(6)),
+        )
         for i in range(n)
     ]
 
@@ -82,7 +86,10 @@ def test_fingerprint_is_stable_for_the_same_data_and_changes_with_it() -> None:
     edited[3] = replace(edited[3], references=edited[3].references[:-1] + ("A corrected reference.",))
     changed = build_pairs(edited, count_tokens=words, token_budget=30, eval_fraction=0.2)
     assert changed.fingerprint != first.fingerprint
-    assert build_pairs(articles, count_tokens=words, token_budget=20, eval_fraction=0.2).fingerprint != first.fingerprint
+    assert (
+        build_pairs(articles, count_tokens=words, token_budget=20, eval_fraction=0.2).fingerprint
+        != first.fingerprint
+    )
 
 
 def test_bad_parameters_are_refused() -> None:
@@ -114,5 +121,5 @@ def test_pairs_of_the_shared_pages_use_the_model_tokenizer_and_do_not_leak(loade
     # Every chunk fits the budget unless it is one reference that is longer on its own.
     single = {title: {" ".join(text.split()) for text in texts} for _, title, texts in rows}
     pairs = split.train + split.heldout
-    over = [p for p, n in zip(pairs, count([p.chunk for p in pairs])) if n > 86]
+    over = [p for p, n in zip(pairs, count([p.chunk for p in pairs]), strict=True) if n > 86]
     assert over and all(p.chunk in single[p.title] for p in over)

@@ -61,7 +61,9 @@ def test_a_few_steps_give_a_model_that_loads_and_embeds_normalised_384_dims(
     assert not np.allclose(base, embeddings, atol=1e-4), "training changed no weight"
 
 
-def test_evaluation_reports_every_metric_for_base_and_fine_tuned(trained: TrainingResult, split: PairSplit) -> None:
+def test_evaluation_reports_every_metric_for_base_and_fine_tuned(
+    trained: TrainingResult, split: PairSplit
+) -> None:
     base = evaluate(load_model(BASE), split)
     finetuned = evaluate(load_model(str(trained.artifact_path)), split)
     assert list(base) == list(METRICS) == list(finetuned)
@@ -77,7 +79,9 @@ def test_an_existing_model_folder_is_never_overwritten(tmp_path: Path, split: Pa
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "model.safetensors").write_bytes(b"earlier run")
     with pytest.raises(TrainingError, match="already holds a model"):
-        train(base_model=BASE, pairs=split.train, output_dir=tmp_path / "model", checkpoint_dir=tmp_path / "c")
+        train(
+            base_model=BASE, pairs=split.train, output_dir=tmp_path / "model", checkpoint_dir=tmp_path / "c"
+        )
     assert (tmp_path / "model" / "model.safetensors").read_bytes() == b"earlier run"
 
 
