@@ -237,6 +237,11 @@ def train(
         loss=loss,
         callbacks=[_progress_callback(on_progress)] if on_progress else None,
     )
+    if on_progress:
+        from transformers.trainer_callback import PrinterCallback
+
+        # The caller reports progress and loss itself; the Trainer would also print every log dict.
+        trainer.remove_callback(PrinterCallback)
     log.info(
         "training %s on %d pairs: %d steps of %d (%s sampler, %s loss) on %s in %s",
         base_model,
