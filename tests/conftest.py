@@ -45,7 +45,9 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def template_url(server_url: str) -> str:
     with psycopg.connect(server_url, autocommit=True) as connection:
-        connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE_DATABASE)))
+        connection.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE_DATABASE))
+        )
         connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE_DATABASE)))
     url = database_on(server_url, TEMPLATE_DATABASE)
     migrate.upgrade(url)
@@ -112,9 +114,13 @@ def run_cli(tmp_path: Path):
     import subprocess
     import sys
 
-    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, env: dict[str, str] | None = None, timeout: float = 600
+    ) -> subprocess.CompletedProcess[str]:
         environment = {k: v for k, v in os.environ.items() if not k.startswith("WIKIREF_")}
-        environment.update({"PYTHONPATH": str(REPO_ROOT), "WIKIREF_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"})
+        environment.update(
+            {"PYTHONPATH": str(REPO_ROOT), "WIKIREF_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"}
+        )
         environment.update(env or {})
         return subprocess.run(
             [sys.executable, "-m", "flows.cli", *args],
@@ -138,7 +144,9 @@ def loaded_template_url(server_url: str, template_url: str) -> str:
 
     with psycopg.connect(server_url, autocommit=True) as connection:
         connection.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(LOADED_TEMPLATE_DATABASE))
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(LOADED_TEMPLATE_DATABASE)
+            )
         )
         connection.execute(
             sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
@@ -161,3 +169,12 @@ def loaded_database_url(server_url: str, loaded_template_url: str) -> Iterator[s
     url = create_database(server_url, template=LOADED_TEMPLATE_DATABASE)
     yield url
     drop_database(server_url, url)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """A temporary Prefect server on SQLite for flows run in-process (started once; it is slow to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

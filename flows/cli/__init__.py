@@ -12,6 +12,9 @@ from db.engine import DatabaseError
 from flows.cli import db as db_commands
 from flows.cli import models as models_commands
 from flows.cli import train as train_commands
+from flows.cli import mirror as mirror_commands
+from flows.cli import scrape as scrape_commands
+from flows.wikipedia.errors import ScrapeError
 
 app = typer.Typer(
     name="wikiref",
@@ -24,6 +27,8 @@ app = typer.Typer(
 app.add_typer(db_commands.app, name="db")
 app.command(name="train")(train_commands.train)
 app.add_typer(models_commands.app, name="models")
+app.command(name="scrape")(scrape_commands.scrape)
+app.add_typer(mirror_commands.app, name="mirror")
 
 
 @app.callback()
@@ -38,7 +43,8 @@ def _configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log 
 
 def _settings_error(exc: ValidationError) -> str:
     problems = "; ".join(
-        f"WIKIREF_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}" for error in exc.errors()
+        f"WIKIREF_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+        for error in exc.errors()
     )
     return f"invalid settings: {problems}"
 
@@ -47,6 +53,9 @@ def main() -> None:
     try:
         app()
     except DatabaseError as exc:
+        print(f"wikiref: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except ScrapeError as exc:
         print(f"wikiref: error: {exc}", file=sys.stderr)
         sys.exit(2)
     except ValidationError as exc:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
+from flows.wikipedia.errors import ScrapeError
+
 log = logging.getLogger(__name__)
 
 MANIFEST = "MANIFEST.tsv"
@@ -36,7 +38,7 @@ _HEAD_PATTERNS = {
 _HEAD_BYTES = 200_000
 
 
-class SavedPagesError(ValueError):
+class SavedPagesError(ScrapeError):
     """The folder is not a saved-pages folder (no MANIFEST.tsv), or a listed file is unreadable."""
 
 
@@ -49,6 +51,7 @@ class SavedPage:
     page_id: int | None
     revision_id: int | None
     source: str
+    format: str = "bulk"  # the manifest's format column; "bulk" for pages of bulk.tar.gz
 
 
 def _int(value: str | None) -> int | None:
@@ -87,7 +90,9 @@ def _html_of_parse_json(text: str) -> tuple[str, int | None, int | None]:
     return html, _int(str(parse.get("pageid", ""))), _int(str(parse.get("revid", "")))
 
 
-def _page(*, title: str, data: bytes, source: str, page_id: int | None, revision_id: int | None) -> SavedPage:
+def _page(
+    *, title: str, data: bytes, source: str, page_id: int | None, revision_id: int | None, format: str
+) -> SavedPage:
     text = _decode(data, source)
     if source.endswith(".json"):
         html, json_page_id, json_revision_id = _html_of_parse_json(text)
@@ -101,6 +106,7 @@ def _page(*, title: str, data: bytes, source: str, page_id: int | None, revision
         page_id=page_id or render_page_id or _id_from_html(html, "page_id"),
         revision_id=revision_id or render_revision_id or _id_from_html(html, "revision_id"),
         source=source,
+        format=format,
     )
 
 
@@ -144,6 +150,7 @@ def _iter_bulk(archive: Path) -> Iterator[SavedPage]:
                 source=f"{BULK_ARCHIVE}:{member.name}",
                 page_id=_int(row.get("pageid")),
                 revision_id=_int(row.get("revid")),
+                format="bulk",
             )
 
 
@@ -163,6 +170,7 @@ def iter_saved_pages(root: Path, *, include_bulk: bool = False) -> Iterator[Save
             source=row["file"],
             page_id=_id_from_notes(row, _CURID),
             revision_id=int(captured.group(1)) if captured else None,
+            format=row.get("format") or "other",
         )
     if include_bulk:
         archive = root / BULK_ARCHIVE

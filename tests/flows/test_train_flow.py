@@ -3,7 +3,6 @@ from pathlib import Path
 
 import pytest
 from prefect.artifacts import Artifact
-from prefect.testing.utilities import prefect_test_harness
 from sentence_transformers import SentenceTransformer
 from sqlalchemy.orm import Session
 
@@ -11,12 +10,6 @@ from db import registry
 from db.engine import make_engine
 from flows.settings import get_settings
 from models.evaluate import METRICS
-
-
-@pytest.fixture(scope="module")
-def prefect_harness():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 def test_train_flow_registers_an_active_version_with_metrics_and_artifacts(
