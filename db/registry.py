@@ -68,7 +68,9 @@ def create_version(
 
 def list_versions(*, session: Session) -> list[ModelVersion]:
     """All versions, newest first."""
-    return list(session.scalars(select(ModelVersion).order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc())))
+    return list(
+        session.scalars(select(ModelVersion).order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc()))
+    )
 
 
 def get_version(*, session: Session, name: str) -> ModelVersion:
@@ -78,8 +80,12 @@ def get_version(*, session: Session, name: str) -> ModelVersion:
         condition = condition | (ModelVersion.id == int(name))
     version = session.scalars(select(ModelVersion).where(condition).order_by(ModelVersion.id)).first()
     if version is None:
-        known = ", ".join(session.scalars(select(ModelVersion.name).order_by(ModelVersion.id.desc()).limit(5)))
-        raise RegistryError(f"no model version {name!r}" + (f" (newest: {known})" if known else " (none registered yet)"))
+        known = ", ".join(
+            session.scalars(select(ModelVersion.name).order_by(ModelVersion.id.desc()).limit(5))
+        )
+        raise RegistryError(
+            f"no model version {name!r}" + (f" (newest: {known})" if known else " (none registered yet)")
+        )
     return version
 
 
@@ -93,7 +99,9 @@ def _lock(session: Session) -> None:
 
 def _activate_locked(session: Session, version: ModelVersion, reason: str) -> ModelVersion:
     if version.status == "retired":
-        raise RegistryError(f"{version.name} is retired (its embeddings were dropped); train or register a new version")
+        raise RegistryError(
+            f"{version.name} is retired (its embeddings were dropped); train or register a new version"
+        )
     previous = session.scalars(
         select(ModelVersion).where(ModelVersion.status == "active", ModelVersion.id != version.id)
     ).one_or_none()
@@ -133,8 +141,12 @@ def retire_version(*, session: Session, version_id: int) -> ModelVersion:
         raise RegistryError(f"no model version with id {version_id}")
     if version.status == "active":
         session.rollback()
-        raise RegistryError(f"{version.name} is the active version: promote another version before retiring it")
-    references = session.execute(delete(ReferenceEmbedding).where(ReferenceEmbedding.model_version_id == version.id))
+        raise RegistryError(
+            f"{version.name} is the active version: promote another version before retiring it"
+        )
+    references = session.execute(
+        delete(ReferenceEmbedding).where(ReferenceEmbedding.model_version_id == version.id)
+    )
     titles = session.execute(delete(TitleEmbedding).where(TitleEmbedding.model_version_id == version.id))
     version.status = "retired"
     version.status_reason = "retired by hand"
@@ -164,10 +176,12 @@ def decide_promotion(
         )
     if candidate_score >= active_score:
         return PromotionDecision(
-            True, f"{metric} {candidate_score:.4f} >= {active_score:.4f} of {active_name} on the same held-out set"
+            True,
+            f"{metric} {candidate_score:.4f} >= {active_score:.4f} of {active_name} on the same held-out set",
         )
     return PromotionDecision(
-        False, f"{metric} {candidate_score:.4f} < {active_score:.4f} of active {active_name} on the same held-out set"
+        False,
+        f"{metric} {candidate_score:.4f} < {active_score:.4f} of active {active_name} on the same held-out set",
     )
 
 

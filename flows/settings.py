@@ -15,6 +15,8 @@ from pydantic import Field, HttpUrl, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from db.engine import validate_database_url
+from models.pairs import DEFAULT_EVAL_FRACTION, DEFAULT_TOKEN_BUDGET
+from models.train import RECOMMENDED
 
 # --- orchestrate: the main job's default titles --------------------------------------------------------
 # Well-referenced, long-lived English Wikipedia articles across science, history, technology and nature,
@@ -140,31 +142,46 @@ class Settings(BaseSettings):
         return value.strip() or None if value else None
 
 
-    # --- training (wikiref train, flows/train.py); defaults are the reference recipe -------------------------
-    train_epochs: float = Field(default=1.0, gt=0, description="Training epochs over the pairs.")
-    train_batch_size: int = Field(default=8, ge=2, description="Pairs per batch (in-batch negatives: batch - 1).")
-    train_learning_rate: float = Field(default=5e-5, gt=0, description="Peak learning rate (linear decay).")
-    train_warmup_ratio: float = Field(default=0.0, ge=0, lt=1, description="Fraction of steps to warm up over.")
+    # --- training (wikiref train, flows/train.py); defaults: models.train.RECOMMENDED -------------------
+    train_epochs: float = Field(
+        default=RECOMMENDED.epochs, gt=0, description="Passes over the training pairs."
+    )
+    train_batch_size: int = Field(
+        default=RECOMMENDED.batch_size, ge=2, description="Pairs per batch (batch - 1 in-batch negatives)."
+    )
+    train_learning_rate: float = Field(
+        default=RECOMMENDED.learning_rate, gt=0, description="Peak learning rate (linear decay)."
+    )
+    train_warmup_ratio: float = Field(
+        default=RECOMMENDED.warmup_ratio, ge=0, lt=1, description="Fraction of steps to warm up over."
+    )
     train_sampler: Literal["batch", "no_duplicates"] = Field(
-        default="no_duplicates",
+        default=RECOMMENDED.sampler,
         description="'no_duplicates' keeps a title at most once per batch: its other chunks would be false "
         "negatives for the ranking loss (chosen from bench/train_bench.py measurements).",
     )
     train_loss: Literal["mnrl", "cached_mnrl"] = Field(
-        default="mnrl", description="'cached_mnrl' (GradCache) allows large batches in flat memory."
+        default=RECOMMENDED.loss, description="'cached_mnrl' (GradCache): large batches in flat memory."
     )
-    train_mini_batch_size: int = Field(default=32, ge=1, description="Mini-batch of cached_mnrl.")
-    train_seed: int = Field(default=42, description="Seed of weights init order, shuffling and sampling.")
-    train_max_seq_length: int = Field(default=256, ge=8, le=512, description="Tokens kept per text.")
+    train_mini_batch_size: int = Field(
+        default=RECOMMENDED.mini_batch_size, ge=1, description="Mini-batch of cached_mnrl."
+    )
+    train_seed: int = Field(default=RECOMMENDED.seed, description="Seed of shuffling and batch sampling.")
+    train_max_seq_length: int = Field(
+        default=RECOMMENDED.max_seq_length, ge=8, le=512, description="Tokens kept per text."
+    )
     train_chunk_token_budget: int = Field(
-        default=86,
+        default=DEFAULT_TOKEN_BUDGET,
         ge=1,
         le=254,
         description="Consecutive references of an article are joined into chunks of at most this many tokens "
         "(86 gives chunks of about 69 tokens on the shared pages, as the reference recipe).",
     )
     train_eval_fraction: float = Field(
-        default=0.1, gt=0, lt=1, description="Share of articles held out for evaluation (chosen by title hash)."
+        default=DEFAULT_EVAL_FRACTION,
+        gt=0,
+        lt=1,
+        description="Share of articles held out for evaluation (chosen by title hash).",
     )
     train_gate_metric: str = Field(
         default="ndcg@10",
@@ -172,7 +189,9 @@ class Settings(BaseSettings):
         "ndcg@10, mrr@10, recall@1, recall@10, map@100 or ref_to_title_acc@1.",
     )
     train_device: str = Field(default="auto", description="auto, cpu, cuda[:N] or mps.")
-    train_save_steps: int = Field(default=500, ge=1, description="Checkpoint every this many steps (for resume).")
+    train_save_steps: int = Field(
+        default=RECOMMENDED.save_steps, ge=1, description="Checkpoint interval in steps (for --resume-from)."
+    )
 
     @field_validator("train_gate_metric")
     @classmethod

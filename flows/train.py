@@ -32,7 +32,9 @@ def evaluate_model(name_or_path: str, split: PairSplit, device: str) -> dict[str
 @task(cache_policy=NO_CACHE)
 def train_version(split: PairSplit, request: training.TrainRequest, name: str) -> TrainingResult:
     settings = get_settings()
-    artifact_id = create_progress_artifact(progress=0.0, key="training-progress", description=f"training {name}")
+    artifact_id = create_progress_artifact(
+        progress=0.0, key="training-progress", description=f"training {name}"
+    )
 
     def report(step: int, total: int, logs: dict[str, float]) -> None:
         # Only on logged steps: one API call per log line, not per batch.
@@ -147,14 +149,20 @@ def train_model(
 
     create_table_artifact(
         key="training-loss",
-        table=[{"step": e["step"], "epoch": e["epoch"], "loss": e["loss"], "learning_rate": e["learning_rate"]}
-               for e in outcome.loss_log],
+        table=[
+            {"step": e["step"], "epoch": e["epoch"], "loss": e["loss"], "learning_rate": e["learning_rate"]}
+            for e in outcome.loss_log
+        ],
         description=f"Training loss of {outcome.version}",
     )
     create_table_artifact(
         key="training-metrics",
         table=[
-            {"metric": metric, "base": round(base_metrics[metric], 4), "fine-tuned": round(finetuned_metrics[metric], 4)}
+            {
+                "metric": metric,
+                "base": round(base_metrics[metric], 4),
+                "fine-tuned": round(finetuned_metrics[metric], 4),
+            }
             for metric in METRICS
         ],
         description=f"Held-out metrics of {outcome.version}: {'promoted' if outcome.promoted else 'candidate'}: "

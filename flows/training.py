@@ -190,7 +190,9 @@ def score_active_version(
     if Path(model_path).resolve() == Path(resolve_model_path(request.base_model)).resolve():
         return ActiveScore(version_id, name, base_metrics[request.gate_metric])
     log.info("evaluating active version %s on this run's held-out set", name)
-    return ActiveScore(version_id, name, evaluate_model(model_path, split, device=request.device)[request.gate_metric])
+    return ActiveScore(
+        version_id, name, evaluate_model(model_path, split, device=request.device)[request.gate_metric]
+    )
 
 
 def register_version(
@@ -205,9 +207,14 @@ def register_version(
     active: ActiveScore,
 ) -> RunOutcome:
     """Write the model card, add the version row, and promote it if the rule says so."""
-    params = {**result.params, "token_budget": request.token_budget, "eval_fraction": request.eval_fraction,
-              "gate_metric": request.gate_metric, "steps": result.steps,
-              "samples_per_second": round(result.samples_per_second, 2)}
+    params = {
+        **result.params,
+        "token_budget": request.token_budget,
+        "eval_fraction": request.eval_fraction,
+        "gate_metric": request.gate_metric,
+        "steps": result.steps,
+        "samples_per_second": round(result.samples_per_second, 2),
+    }
     card.write_model_card(
         result.artifact_path,
         name=name,

@@ -48,7 +48,12 @@ def render_model_card(
     samples_per_second: float,
 ) -> str:
     front_matter = "\n".join(
-        ["---", "library_name: sentence-transformers", "pipeline_tag: sentence-similarity", f"base_model: {base_model}"]
+        [
+            "---",
+            "library_name: sentence-transformers",
+            "pipeline_tag: sentence-similarity",
+            f"base_model: {base_model}",
+        ]
         + ["tags:"]
         + [f"- {tag}" for tag in _TAGS]
         + ["---"]

@@ -15,8 +15,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
-
 from models.pairs import Pair
 
 log = logging.getLogger(__name__)
@@ -81,6 +79,12 @@ class TrainingConfig:
         return asdict(self)
 
 
+# The reference recipe (the TrainingConfig defaults) and wikiref's default, which differs only in keeping a
+# title at most once per batch: measured by bench/train_bench.py (docs/train.md has the numbers).
+REFERENCE_RECIPE = TrainingConfig()
+RECOMMENDED = TrainingConfig(sampler="no_duplicates")
+
+
 @dataclass
 class TrainingResult:
     artifact_path: Path
@@ -96,6 +100,8 @@ class TrainingResult:
 
 def resolve_device(device: str) -> str:
     """``auto`` picks CUDA, then Apple's MPS, then the CPU; an explicit device must be available."""
+    import torch
+
     if device == "auto":
         if torch.cuda.is_available():
             return "cuda"
@@ -111,6 +117,8 @@ def resolve_device(device: str) -> str:
 
 def resolve_precision(precision: Precision, device: str) -> str:
     """Mixed precision only where it speeds up training: bf16 on CUDA GPUs that have it, else fp16."""
+    import torch
+
     if precision != "auto":
         if precision != "fp32" and not device.startswith("cuda"):
             raise TrainingError(f"{precision} training needs a CUDA device, not {device}")
@@ -205,7 +213,9 @@ def train(
         max_grad_norm=config.max_grad_norm,
         seed=config.seed,
         data_seed=config.seed,
-        batch_sampler=BatchSamplers.NO_DUPLICATES if config.sampler == "no_duplicates" else BatchSamplers.BATCH_SAMPLER,
+        batch_sampler=BatchSamplers.NO_DUPLICATES
+        if config.sampler == "no_duplicates"
+        else BatchSamplers.BATCH_SAMPLER,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=device == "cpu",
@@ -227,6 +237,11 @@ def train(
         loss=loss,
         callbacks=[_progress_callback(on_progress)] if on_progress else None,
     )
+    if on_progress:
+        from transformers.trainer_callback import PrinterCallback
+
+        # The caller reports progress and loss itself; the Trainer would also print every log dict.
+        trainer.remove_callback(PrinterCallback)
     log.info(
         "training %s on %d pairs: %d steps of %d (%s sampler, %s loss) on %s in %s",
         base_model,
@@ -239,7 +254,9 @@ def train(
         precision,
     )
     started = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=str(resume_from_checkpoint) if resume_from_checkpoint else None)
+    output = trainer.train(
+        resume_from_checkpoint=str(resume_from_checkpoint) if resume_from_checkpoint else None
+    )
     seconds = time.perf_counter() - started
 
     # 6. Save the final model into its own new folder; checkpoints only serve an interrupted run.

@@ -60,12 +60,16 @@ def show(name: str = typer.Argument(..., help="Version name or id.")) -> None:
         except registry.RegistryError as exc:
             fail(str(exc))
             return
-        console.print(f"[bold]{version.name}[/] (id {version.id}): [{_STATUS_STYLE.get(version.status, '')}]{version.status}[/]")
+        console.print(
+            f"[bold]{version.name}[/] (id {version.id}): [{_STATUS_STYLE.get(version.status, '')}]{version.status}[/]"
+        )
         if version.status_reason:
             console.print(f"reason: {version.status_reason}")
         console.print(f"base model: {version.base_model}")
         console.print(f"artifact: {version.artifact_path or '-'}")
-        console.print(f"created: {version.created_at:%Y-%m-%d %H:%M:%S %Z}; activated: {version.activated_at or '-'}")
+        console.print(
+            f"created: {version.created_at:%Y-%m-%d %H:%M:%S %Z}; activated: {version.activated_at or '-'}"
+        )
         console.print(f"dataset fingerprint: {version.dataset_fingerprint or '-'}")
         console.print(f"dataset counts: {json.dumps(version.dataset_counts)}")
         console.print(f"params: {json.dumps(version.params, sort_keys=True)}")
@@ -96,7 +100,9 @@ def promote(name: str = typer.Argument(..., help="Version name or id.")) -> None
         if previous_name == version.name:
             console.print(f"{version.name} is already active")
         else:
-            console.print(f"{version.name} is active" + (f"; {previous_name} is superseded" if previous_name else ""))
+            console.print(
+                f"{version.name} is active" + (f"; {previous_name} is superseded" if previous_name else "")
+            )
 
 
 @app.command()

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from db.registry import RegistryError
@@ -41,25 +48,50 @@ def metrics_table(base: dict[str, float], finetuned: dict[str, float], title: st
     for metric in METRICS:
         change = finetuned[metric] - base[metric]
         style = "green" if change > 0 else "red" if change < 0 else ""
-        table.add_row(metric, f"{base[metric]:.4f}", f"{finetuned[metric]:.4f}", f"[{style}]{change:+.4f}[/]" if style else f"{change:+.4f}")
+        table.add_row(
+            metric,
+            f"{base[metric]:.4f}",
+            f"{finetuned[metric]:.4f}",
+            f"[{style}]{change:+.4f}[/]" if style else f"{change:+.4f}",
+        )
     return table
 
 
 def train(
-    max_steps: int | None = typer.Option(None, "--max-steps", help="Stop after N steps (quick runs); default: full epochs."),
+    max_steps: int | None = typer.Option(
+        None, "--max-steps", help="Stop after N steps (quick runs); default: full epochs."
+    ),
     epochs: float | None = typer.Option(None, help="Passes over the training pairs (setting: 1)."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Pairs per batch (setting: 8)."),
-    learning_rate: float | None = typer.Option(None, "--learning-rate", "--lr", help="Peak learning rate (setting: 5e-5)."),
-    warmup_ratio: float | None = typer.Option(None, "--warmup-ratio", help="Warm-up fraction of steps (setting: 0)."),
-    sampler: Sampler | None = typer.Option(None, help="no_duplicates: a title at most once per batch (setting)."),
-    loss: Loss | None = typer.Option(None, help="mnrl, or cached_mnrl for big batches in flat memory (setting)."),
+    learning_rate: float | None = typer.Option(
+        None, "--learning-rate", "--lr", help="Peak learning rate (setting: 5e-5)."
+    ),
+    warmup_ratio: float | None = typer.Option(
+        None, "--warmup-ratio", help="Warm-up fraction of steps (setting: 0)."
+    ),
+    sampler: Sampler | None = typer.Option(
+        None, help="no_duplicates: a title at most once per batch (setting)."
+    ),
+    loss: Loss | None = typer.Option(
+        None, help="mnrl, or cached_mnrl for big batches in flat memory (setting)."
+    ),
     mini_batch_size: int | None = typer.Option(None, "--mini-batch-size", help="Mini-batch of cached_mnrl."),
-    gate_metric: str | None = typer.Option(None, "--gate-metric", help=f"Promotion gate: one of {', '.join(METRICS)}."),
-    base_model: str | None = typer.Option(None, "--base-model", help="Hub id or folder to fine-tune (setting)."),
-    limit_articles: int | None = typer.Option(None, "--limit-articles", help="Use only the first N articles."),
+    gate_metric: str | None = typer.Option(
+        None, "--gate-metric", help=f"Promotion gate: one of {', '.join(METRICS)}."
+    ),
+    base_model: str | None = typer.Option(
+        None, "--base-model", help="Hub id or folder to fine-tune (setting)."
+    ),
+    limit_articles: int | None = typer.Option(
+        None, "--limit-articles", help="Use only the first N articles."
+    ),
     device: str | None = typer.Option(None, help="auto, cpu, cuda[:N] or mps (setting: auto)."),
-    promote: bool = typer.Option(True, "--promote/--no-promote", help="Apply the promotion rule after training."),
-    resume_from: Path | None = typer.Option(None, "--resume-from", help="Checkpoint folder of an interrupted run."),
+    promote: bool = typer.Option(
+        True, "--promote/--no-promote", help="Apply the promotion rule after training."
+    ),
+    resume_from: Path | None = typer.Option(
+        None, "--resume-from", help="Checkpoint folder of an interrupted run."
+    ),
 ) -> None:
     """Fine-tune on the stored articles, evaluate, register a version, promote it if better.
 
@@ -113,7 +145,9 @@ def train(
 
             def report(step: int, total: int, logs: dict[str, float]) -> None:
                 if logs:
-                    progress.console.log(f"step {step}/{total} loss {logs['loss']:.4f} lr {logs.get('learning_rate', 0):.2e}")
+                    progress.console.log(
+                        f"step {step}/{total} loss {logs['loss']:.4f} lr {logs.get('learning_rate', 0):.2e}"
+                    )
                     progress.update(bar, loss=f"{logs['loss']:.4f}")
                 progress.update(bar, completed=step, total=total)
 
@@ -126,7 +160,9 @@ def train(
                 on_progress=report,
             )
         with console.status("evaluating the fine-tuned model"):
-            finetuned_metrics = training.evaluate_model(str(result.artifact_path), split, device=request.device)
+            finetuned_metrics = training.evaluate_model(
+                str(result.artifact_path), split, device=request.device
+            )
         with console.status("scoring the active version on the same held-out set"):
             active = training.score_active_version(engine, split, request, base_metrics)
         outcome = training.register_version(
