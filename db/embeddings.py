@@ -1,8 +1,8 @@
 """Embedding rows per model version: what needs encoding, bulk writes, HNSW indexes, completeness.
 
-Crash safety comes from three choices. Every write batch is one transaction that COPYs into a temporary
-staging table and merges with ``INSERT ... ON CONFLICT DO UPDATE`` on the (version, row) primary key, so a batch
-is either all in or all out and a re-run can never duplicate a row. "Needs an embedding" is recomputed from
+Crash safety comes from three choices. Every write batch is one transaction: rows the version has no embedding
+for are COPYed straight into the table, stale ones go through a staging table and ``INSERT ... ON CONFLICT DO
+UPDATE``; the (version, row) primary key makes a duplicate impossible and a batch is either all in or all out. "Needs an embedding" is recomputed from
 the tables on every run (no embedding for this version, or one of an older text), so a killed run loses only the
 batch in flight and the next run picks up exactly what is missing. The HNSW indexes are built with a plain
 (transactional) ``CREATE INDEX``, so a crash mid-build leaves no invalid index behind, unlike ``CONCURRENTLY``.
@@ -192,6 +192,54 @@ def write_embeddings(
     if not len(keys):
         return 0
     connection = _driver_connection(session)
+    # Embeddings are derived data: if the server crashes before this commit reaches disk, the rows are simply
+    # pending again and the next run re-encodes them. Not waiting for the WAL flush of every batch is what lets
+    # many small batches (progress, resumability) cost about what one big one does.
+    connection.execute("SET LOCAL synchronous_commit = off")
+    existing = {
+        row[0]
+        for row in connection.execute(
+            sql.SQL("SELECT {key} FROM {table} WHERE model_version_id = %s AND {key} = ANY(%s)").format(
+                key=sql.Identifier(target.key), table=sql.Identifier(target.table)
+            ),
+            (version_id, [int(key) for key in keys]),
+        )
+    }
+    rows = [(int(key), label, vector) for key, label, vector in zip(keys, labels, vectors)]
+    fresh = [row for row in rows if row[0] not in existing]
+    stale = [row for row in rows if row[0] in existing]
+    # New rows (the bulk of any run) go straight into the table with one COPY. If a concurrent run wrote one of
+    # them meanwhile, or its reference was deleted, the savepoint undoes the COPY and they take the merge path.
+    if fresh:
+        connection.execute("SAVEPOINT embedding_copy")
+        try:
+            _copy(connection, target, version_id, fresh)
+            connection.execute("RELEASE SAVEPOINT embedding_copy")
+        except (psycopg.errors.UniqueViolation, psycopg.errors.ForeignKeyViolation):
+            connection.execute("ROLLBACK TO SAVEPOINT embedding_copy")
+            stale += fresh
+            fresh = []
+    written = len(fresh) + (_merge(connection, target, version_id, stale) if stale else 0)
+    log.debug("wrote %d %s embeddings for version %d (%d replaced)", written, kind, version_id, len(stale))
+    return written
+
+
+def _copy(connection: psycopg.Connection, target: _Target, version_id: int, rows: list[tuple]) -> None:
+    statement = sql.SQL(
+        "COPY {table} (model_version_id, {key}, {label}, embedding) FROM STDIN WITH (FORMAT BINARY)"
+    ).format(table=sql.Identifier(target.table), key=sql.Identifier(target.key), label=sql.Identifier(target.label))
+    # pgvector's binary wire format (uint16 dimensions, uint16 unused, big-endian float4s), made for all rows in
+    # one numpy pass; sent with the bytea dumper, which passes the bytes through as they are.
+    header = np.array([EMBEDDING_DIM, 0], dtype=">u2").tobytes()
+    payloads = [header + vector.tobytes() for vector in np.asarray([row[2] for row in rows], dtype=">f4")]
+    with connection.cursor() as cursor, cursor.copy(statement) as copy:
+        copy.set_types(["int4", "int8", "text", "bytea"])
+        for (key, label, _), payload in zip(rows, payloads):
+            copy.write_row((version_id, key, label, payload))
+
+
+def _merge(connection: psycopg.Connection, target: _Target, version_id: int, rows: list[tuple]) -> int:
+    """COPY into a temporary staging table, then upsert: replaces stale rows, skips vanished sources."""
     with connection.cursor() as cursor:
         cursor.execute(
             "CREATE TEMP TABLE IF NOT EXISTS embedding_stage (key bigint, label text, embedding vector(384)) "
@@ -199,8 +247,8 @@ def write_embeddings(
         )
         with cursor.copy("COPY embedding_stage (key, label, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
             copy.set_types(["int8", "text", "vector"])
-            for key, label, vector in zip(keys, labels, vectors):
-                copy.write_row((int(key), label, vector))
+            for row in rows:
+                copy.write_row(row)
         cursor.execute(
             sql.SQL(
                 "INSERT INTO {table} (model_version_id, {key}, {label}, embedding) "
@@ -219,7 +267,6 @@ def write_embeddings(
         written = cursor.rowcount
         # ON COMMIT DELETE ROWS empties it at commit; this keeps two batches in one transaction apart too.
         cursor.execute("TRUNCATE embedding_stage")
-    log.debug("wrote %d %s embeddings for version %d", written, kind, version_id)
     return written
 
 

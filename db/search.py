@@ -112,7 +112,13 @@ def explain(*, session: Session, target: str, version_id: int, query: Sequence[f
     inner = session.execute(
         text("SELECT wikiref.nearest_query(:target, :version, false)"), {"target": target, "version": version_id}
     ).scalar_one()
-    session.execute(text("SELECT set_config('hnsw.ef_search', '100', true)"))
+    # Under the settings wikiref.nearest runs with (its SET clauses), so the plan is the one the functions get.
+    settings = session.scalar(
+        text("SELECT proconfig FROM pg_proc WHERE oid = 'wikiref.nearest(vector, integer, integer, text, bigint)'::regprocedure")
+    )
+    for setting in settings or []:
+        name, value = setting.split("=", 1)
+        session.execute(text("SELECT set_config(:name, :value, true)"), {"name": name, "value": value})
     connection = session.connection().connection.driver_connection
     # A prepared statement with real parameters: the same shape the plpgsql EXECUTE ... USING plans.
     literal = "[" + ",".join(f"{float(x):.7g}" for x in query) + "]"

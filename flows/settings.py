@@ -235,9 +235,13 @@ class Settings(BaseSettings):
             )
         return self
 
+    embed_cache_dir: Path | None = Field(
+        default=None, description="Where exported ONNX models are kept; unset: <data dir>/cache/onnx."
+    )
+
     @property
     def onnx_cache_dir(self) -> Path:
-        return self.data_dir / "cache" / "onnx"
+        return (self.embed_cache_dir or self.data_dir / "cache" / "onnx").expanduser()
     # --- end embed -------------------------------------------------------------------------------------------
 
     # --- scrape (issue 3): MediaWiki client etiquette and batching ---------------------------------------

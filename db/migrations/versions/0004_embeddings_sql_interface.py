@@ -167,7 +167,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION wikiref.nearest_query(text, integer, boolean) IS
-    'The nearest-neighbour SQL the search functions run (PREPARE it and EXPLAIN EXECUTE to see the HNSW index).';
+    'The nearest-neighbour SQL the search functions run through wikiref.nearest (PREPARE it and EXPLAIN EXECUTE '
+    'under that function''s settings to see the HNSW index).';
 
 CREATE FUNCTION wikiref.title_embedding(article bigint, version integer) RETURNS vector
 LANGUAGE plpgsql STABLE AS $$
@@ -213,9 +214,15 @@ $$;
 COMMENT ON FUNCTION wikiref.search_vector(vector, integer, text) IS
     'The k references nearest to a 384-d query vector of the same model version (cosine similarity).';
 
+-- enable_sort = off, for this call only: on a small version (a few thousand rows) the planner prices "read all
+-- of the version's rows and sort them" below the HNSW index scan. Taking the order from the index instead keeps
+-- the functions' cost and behaviour the same at every size; the statement is a single scan, so nothing else
+-- is affected. (enable_seqscan = off is not enough: the planner then sorts a bitmap scan of the primary key.)
 CREATE FUNCTION wikiref.nearest(query vector, k integer, version integer, target text, exclude bigint DEFAULT NULL)
 RETURNS TABLE (id bigint, distance double precision)
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE
+SET enable_sort = off
+AS $$
 BEGIN
     IF query IS NULL THEN
         RETURN;  -- search_text without a query embedding: no semantic candidates
