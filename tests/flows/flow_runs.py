@@ -41,11 +41,16 @@ class Run:
     result: Any
 
 
-def run_flow(flow, *, database_url: str, data_dir: Path, **parameters: Any) -> Run:
-    """Run ``flow`` in this process with wikiref's settings pointing at ``database_url`` and ``data_dir``."""
+def run_flow(
+    flow, *, database_url: str, data_dir: Path, onnx_cache_dir: Path | None = None, **parameters: Any
+) -> Run:
+    """Run ``flow`` in this process with wikiref's settings pointing at ``database_url`` and ``data_dir``
+    (and the session's ONNX export of the base model, which saves exporting it again)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("WIKIREF_DATABASE_URL", database_url)
         patch.setenv("WIKIREF_DATA_DIR", str(data_dir))
+        if onnx_cache_dir is not None:
+            patch.setenv("WIKIREF_EMBED_CACHE_DIR", str(onnx_cache_dir))
         patch.setenv("HF_HUB_OFFLINE", "1")
         get_settings.cache_clear()
         try:

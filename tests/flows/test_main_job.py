@@ -12,7 +12,7 @@ from tests.flows.flow_runs import scalar
 
 
 def test_wikiref_run_pipeline_on_the_shared_pages_prints_a_query_result(
-    server_url: str, template_url: str, tmp_path: Path
+    server_url: str, template_url: str, onnx_cache_dir: Path, tmp_path: Path
 ) -> None:
     database_url = create_database(server_url, template=TEMPLATE_DATABASE)
     environment = clean_environment(
@@ -22,6 +22,7 @@ def test_wikiref_run_pipeline_on_the_shared_pages_prints_a_query_result(
         PREFECT_HOME=str(tmp_path / "prefect-home"),
         PYTHONPATH=str(REPO_ROOT),
         HF_HUB_OFFLINE="1",
+        WIKIREF_EMBED_CACHE_DIR=str(onnx_cache_dir),
         COLUMNS="200",
     )
     try:

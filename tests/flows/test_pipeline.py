@@ -18,9 +18,11 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
 @pytest.fixture(scope="module")
-def flow_database(server_url: str, template_url: str, tmp_path_factory) -> Iterator[dict[str, Any]]:
+def flow_database(
+    server_url: str, template_url: str, onnx_cache_dir, tmp_path_factory
+) -> Iterator[dict[str, Any]]:
     url = create_database(server_url, template=TEMPLATE_DATABASE)
-    yield {"database_url": url, "data_dir": tmp_path_factory.mktemp("flow-data")}
+    yield {"database_url": url, "data_dir": tmp_path_factory.mktemp("flow-data"), "onnx_cache_dir": onnx_cache_dir}
     drop_database(server_url, url)
 
 
