@@ -205,3 +205,48 @@ def _strip_tags(html: str) -> list[str]:
 
     Collector().feed(html)
     return parts
+
+
+def test_prefect_deploy_all_creates_the_same_deployments_for_a_work_pool(
+    served: dict, prefect_server: PrefectServer, tmp_path: Path
+) -> None:
+    """prefect.yaml, read by Prefect itself: the same deployments and schedules, now on the work pool."""
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    async def create_pool() -> None:
+        with temporary_settings({PREFECT_API_URL: prefect_server.api_url}):
+            async with get_client() as client:
+                await client.create_work_pool(WorkPoolCreate(name="wikiref", type="process"))
+
+    asyncio.run(create_pool())
+    environment = clean_environment(
+        PREFECT_API_URL=prefect_server.api_url,
+        PREFECT_HOME=str(tmp_path / "prefect-home"),
+        PYTHONPATH=str(REPO_ROOT),
+    )
+    deployed = subprocess.run(
+        [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"],
+        cwd=REPO_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
+
+    async def check() -> None:
+        with temporary_settings({PREFECT_API_URL: prefect_server.api_url}):
+            async with get_client() as client:
+                for spec in SPECS:
+                    deployment = await client.read_deployment_by_name(_full_name(spec))
+                    assert deployment.work_pool_name == "wikiref"
+                    assert deployment.entrypoint == spec.entrypoint
+                    schedules = [(s.schedule.cron, s.schedule.timezone) for s in deployment.schedules]
+                    assert schedules == ([(spec.cron, spec.timezone)] if spec.cron else []), spec.name
+                    assert deployment.parameters == spec.parameters
+                    assert deployment.global_concurrency_limit.limit == 1
+                embed = await client.read_deployment_by_name(_full_name(SPECS[2]))
+                (automation,) = await client.read_resource_related_automations(f"prefect.deployment.{embed.id}")
+                assert automation.trigger.match_related.model_dump()["prefect.resource.name"] == "train-weekly"
+
+    asyncio.run(check())
