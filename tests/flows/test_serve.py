@@ -14,14 +14,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, FlowRunFilter
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.schedules import CronSchedule
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.deploy import deployment_specs, load_flow
 from flows.settings import Settings
-from tests.conftest import REPO_ROOT, TEMPLATE_DATABASE, create_database, drop_database
+from db.engine import make_engine
+from tests.conftest import REPO_ROOT, TEMPLATE_DATABASE, create_database, drop_database, register_base_version
 from tests.flows.conftest import PrefectServer, clean_environment
 
 SERVE_TIMEOUT = 90
@@ -39,17 +41,32 @@ async def _deployments(api_url: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def served(prefect_server: PrefectServer, server_url: str, template_url: str, tmp_path_factory) -> Iterator[dict]:
-    """``wikiref serve`` running against ``prefect_server``; yields the deployments it registered."""
+def served_database(server_url: str, template_url: str, onnx_cache_dir: Path) -> Iterator[str]:
+    """The database of the served flows: no articles yet, the base model registered as the active version."""
     database_url = create_database(server_url, template=TEMPLATE_DATABASE)
+    engine = make_engine(database_url)
+    with Session(engine) as session:
+        register_base_version(session)
+        session.commit()
+    engine.dispose()
+    yield database_url
+    drop_database(server_url, database_url)
+
+
+@pytest.fixture(scope="module")
+def served(
+    prefect_server: PrefectServer, served_database: str, onnx_cache_dir: Path, tmp_path_factory
+) -> Iterator[dict]:
+    """``wikiref serve`` running against ``prefect_server``; yields the deployments it registered."""
     workdir = tmp_path_factory.mktemp("serve")
     log = workdir / "serve.log"
     environment = clean_environment(
         PREFECT_API_URL=prefect_server.api_url,
         PREFECT_HOME=str(workdir / "prefect-home"),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        WIKIREF_DATABASE_URL=database_url,
+        WIKIREF_DATABASE_URL=served_database,
         WIKIREF_DATA_DIR=str(workdir / "data"),
+        WIKIREF_EMBED_CACHE_DIR=str(onnx_cache_dir),
         PYTHONPATH=str(REPO_ROOT),
         HF_HUB_OFFLINE="1",
     )
@@ -78,7 +95,6 @@ def served(prefect_server: PrefectServer, server_url: str, template_url: str, tm
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        drop_database(server_url, database_url)
 
 
 def test_each_deployment_exists_with_its_schedule(served: dict, prefect_server: PrefectServer) -> None:
@@ -148,6 +164,38 @@ def test_a_completed_train_weekly_run_starts_embed_after_train(served: dict, pre
                     await asyncio.sleep(1)
                 assert len(runs) == 1
                 assert runs[0].created_by is not None and runs[0].created_by.type == "AUTOMATION"
+
+    asyncio.run(check())
+
+
+def test_prefect_deployment_run_runs_a_served_deployment(
+    served: dict, prefect_server: PrefectServer, tmp_path: Path
+) -> None:
+    """The README's way to trigger a served deployment by hand; `wikiref serve` executes the run."""
+    environment = clean_environment(PREFECT_API_URL=prefect_server.api_url, PREFECT_HOME=str(tmp_path / "home"))
+    triggered = subprocess.run(
+        [sys.executable, "-m", "prefect", "deployment", "run", "embed_texts/embed-after-train",
+         "--watch", "--watch-timeout", "240"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert triggered.returncode == 0, triggered.stdout[-3000:] + triggered.stderr[-3000:]
+    assert "Completed" in triggered.stdout
+
+    async def check() -> None:
+        with temporary_settings({PREFECT_API_URL: prefect_server.api_url}):
+            async with get_client() as client:
+                runs = await client.read_flow_runs(
+                    deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[served["embed-after-train"].id]))
+                )
+                manual = [run for run in runs if not run.auto_scheduled and run.created_by is None]
+                assert manual and manual[0].state.is_completed()
+                artifacts = await client.read_artifacts(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[manual[0].id]))
+                )
+                assert "embedding-counts" in {artifact.key for artifact in artifacts}
 
     asyncio.run(check())
 
