@@ -11,6 +11,7 @@ from typing import Any, Optional
 import typer
 from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.pretty import Pretty
 from rich.table import Table
 
@@ -18,6 +19,7 @@ from flows.errors import UserError
 from flows.settings import get_settings
 
 console = Console()
+errors = Console(stderr=True)
 log = logging.getLogger(__name__)
 
 FLOW_NAMES = ("scrape", "train", "embed", "pipeline")
@@ -120,18 +122,24 @@ def _print_parameters(flow, flow_name: str) -> None:
         default = inspect.signature(flow.fn).parameters[name].default
         table.add_row(
             name,
-            inspect.formatannotation(annotation),
-            "" if default is inspect.Parameter.empty else repr(default),
-            spec.get("description", ""),
+            escape(_type_name(annotation)),
+            "" if default is inspect.Parameter.empty else escape(repr(default)),
+            escape(" ".join(spec.get("description", "").split())),
         )
     console.print(table)
+
+
+def _type_name(annotation: Any) -> str:
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "").replace("pathlib.", "").replace("datetime.", "")
 
 
 def print_result(result: Any) -> None:
     """The flow's return value; the pipeline's as one line per step, then its query's SQL and rows."""
     if isinstance(result, dict) and {"scrape", "train", "embed", "query"} <= set(result):
         for line in pipeline_summary(result):
-            console.print(line, highlight=False)
+            console.print(escape(line), highlight=False)
         print_query(result["query"])
         return
     console.print(Pretty(result))
@@ -162,7 +170,7 @@ def pipeline_summary(result: dict[str, Any]) -> list[str]:
 
 
 def print_query(query: dict[str, Any]) -> None:
-    console.print(f"\n[bold]{query['sql']}[/bold]")
+    console.print(f"\n[bold]{escape(query['sql'])}[/bold]")
     rows = query.get("rows") or []
     if not rows:
         console.print("(0 rows)")
@@ -178,7 +186,7 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
     text = str(value)
-    return text if len(text) <= 160 else text[:157] + "..."
+    return escape(text if len(text) <= 160 else text[:157] + "...")
 
 
 def run(
@@ -193,14 +201,14 @@ def run(
     task_runner: Optional[str] = typer.Option(
         None,
         "--task-runner",
-        help="Where fan-out tasks run: default (the flow's thread pool) or dask. [default: WIKIREF_TASK_RUNNER]",
+        help="Where fan-out tasks run: default (the flow's thread pool) or dask. Default: WIKIREF_TASK_RUNNER.",
     ),
     dask_address: Optional[str] = typer.Option(
         None, "--dask-address", help="Scheduler address of an existing Dask cluster (implies --task-runner dask)."
     ),
     show_params: bool = typer.Option(False, "--show-params", help="List the flow's parameters and exit."),
 ) -> None:
-    """Run a flow here (scrape, train, embed, pipeline) and print its result."""
+    """Run a flow here: scrape, train, embed or pipeline (the main job)."""
     from prefect.states import State
 
     from flows.runners import TASK_RUNNER_KINDS, describe_task_runner, task_runner_from_settings, with_task_runner
@@ -228,6 +236,6 @@ def run(
     console.print(f"running flow [bold]{flow.name}[/bold] with {describe_task_runner(runner)}")
     state: State = flow(**parameters, return_state=True)
     if not state.is_completed():
-        console.print(f"[red]flow {flow.name} ended {state.name}: {state.message}[/red]")
+        errors.print(f"[red]wikiref: flow {escape(flow.name)} ended {state.name}: {escape(str(state.message))}[/red]")
         raise typer.Exit(1)
     print_result(state.result())

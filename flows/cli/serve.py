@@ -17,16 +17,16 @@ def serve(
     task_runner: Optional[str] = typer.Option(
         None,
         "--task-runner",
-        help="Where fan-out tasks run: default (each flow's thread pool) or dask. [default: WIKIREF_TASK_RUNNER]",
+        help="Where fan-out tasks run: default (each flow's thread pool) or dask. Default: WIKIREF_TASK_RUNNER.",
     ),
     dask_address: Optional[str] = typer.Option(
         None, "--dask-address", help="Scheduler address of an existing Dask cluster (implies --task-runner dask)."
     ),
     limit: Optional[int] = typer.Option(
-        None, "--limit", min=1, help="Most flow runs this process executes at once. [default: no limit]"
+        None, "--limit", min=1, help="Most flow runs this process executes at once. Default: no limit."
     ),
 ) -> None:
-    """Serve the scheduled deployments (shown in the Prefect UI) and run them here."""
+    """Serve the scheduled deployments (Prefect UI) and run them here."""
     from prefect.settings import PREFECT_API_URL
 
     from flows.deploy import serve_deployments
