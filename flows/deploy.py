@@ -56,7 +56,6 @@ class DeploymentSpec:
     tags: tuple[str, ...] = ("wikiref",)
 
 
-
 def deployment_specs(settings: Settings) -> list[DeploymentSpec]:
     tz = settings.schedule_timezone
     return [
@@ -71,7 +70,8 @@ def deployment_specs(settings: Settings) -> list[DeploymentSpec]:
         DeploymentSpec(
             name="train-weekly",
             entrypoint=FLOWS["train"],
-            description="Fine-tune a new model version on all scraped references; promote it if it passes the gate.",
+            description="Fine-tune a new model version on all scraped references; "
+            "promote it if it passes the gate.",
             cron=settings.schedule_train,
             timezone=tz,
         ),
@@ -87,7 +87,8 @@ def deployment_specs(settings: Settings) -> list[DeploymentSpec]:
         DeploymentSpec(
             name="pipeline-on-demand",
             entrypoint=FLOWS["pipeline"],
-            description="The main job: scrape, train (promote if better), embed, then answer a similarity query.",
+            description="The main job: scrape, train (promote if better), embed, "
+            "then answer a similarity query.",
         ),
     ]
 
@@ -102,7 +103,7 @@ def trigger_after(deployment_name: str) -> DeploymentEventTrigger:
 
 
 def load_flow(entrypoint: str) -> Flow:
-    """The flow object behind a ``flows/<file>.py:<function>`` entrypoint, imported as a module of this package."""
+    """The flow behind a ``flows/<file>.py:<function>`` entrypoint, imported as a module of this package."""
     path, _, function = entrypoint.partition(":")
     module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
     found = getattr(module, function)

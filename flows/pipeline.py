@@ -62,7 +62,9 @@ def query_similar_references(title: str, k: int, model_version: str | None = Non
     """``wikiref.similar_references``: the SQL as a user would paste it into psql, and its rows."""
     _, engine = prepare_database()
     with Session(engine) as session:
-        result = search.run(session=session, function="similar_references", title=title, k=k, model_version=model_version)
+        result = search.run(
+            session=session, function="similar_references", title=title, k=k, model_version=model_version
+        )
     return {"sql": result.as_sql(), "rows": [dict(zip(result.columns, row)) for row in result.rows]}
 
 
@@ -81,18 +83,21 @@ def pipeline(
     """Scrape, train (promote if better), embed, then print a similarity query and its result.
 
     Args:
-        titles: Articles to scrape. Empty: the configured titles (WIKIREF_PIPELINE_TITLES, 30 well-referenced
-            articles) from the live wiki, or every page of the mirror folder or dump.
-        mirror_dir: A folder of saved Wikipedia pages (e.g. ../shared/data/wikipedia) to scrape through a local
-            mirror server instead of the live wiki.
-        dump_path: A Wikimedia Enterprise HTML dump (NDJSON, optionally .tar.gz) to load instead of the live wiki.
+        titles: Articles to scrape. Empty: the configured titles (WIKIREF_PIPELINE_TITLES, 30
+            well-referenced articles) from the live wiki, or every page of the mirror folder or dump.
+        mirror_dir: A folder of saved Wikipedia pages (e.g. ../shared/data/wikipedia) to scrape through a
+            local mirror server instead of the live wiki.
+        dump_path: A Wikimedia Enterprise HTML dump (NDJSON, optionally .tar.gz) to load instead of the
+            live wiki.
         limit: Scrape at most this many articles.
         max_steps: Training steps; the default keeps a first run to minutes on a CPU. Empty: a full epoch.
-        query_title: The article whose most similar references are printed at the end. Empty: the first given
-            title that has references, else the article with the most references.
+        query_title: The article whose most similar references are printed at the end. Empty: the first
+            given title that has references, else the article with the most references.
         k: How many similar references to print.
-        task_runner: Where the fan-out tasks of the sub-flows run: default or dask. Empty: WIKIREF_TASK_RUNNER.
-        dask_address: Scheduler address of an existing Dask cluster (implies dask). Empty: WIKIREF_DASK_ADDRESS.
+        task_runner: Where the fan-out tasks of the sub-flows run: default or dask. Empty:
+            WIKIREF_TASK_RUNNER.
+        dask_address: Scheduler address of an existing Dask cluster (implies dask). Empty:
+            WIKIREF_DASK_ADDRESS.
     """
     settings = get_settings()
     if mirror_dir and dump_path:
@@ -112,8 +117,11 @@ def pipeline(
     create_table_artifact(
         key="pipeline-similar-references",
         table=query["rows"],
-        description=f"```sql\n{query['sql']}\n```\nThe {len(query['rows'])} references most similar to *{title}*.",
+        description=f"```sql\n{query['sql']}\n```\n"
+        f"The {len(query['rows'])} references most similar to *{title}*.",
     )
     logger = get_run_logger()
-    logger.info("%s\n%s", query["sql"], "\n".join(" | ".join(str(v) for v in row.values()) for row in query["rows"]))
+    logger.info(
+        "%s\n%s", query["sql"], "\n".join(" | ".join(str(v) for v in row.values()) for row in query["rows"])
+    )
     return {"scrape": scraped, "train": trained, "embed": embedded, "query": query}

@@ -35,7 +35,9 @@ def build_task_runner(
     """The task runner for ``kind``; ``None`` means "keep the flow's own"."""
     if kind == "default":
         if dask_address:
-            raise TaskRunnerError("a Dask address is set but the task runner is 'default': choose 'dask' to use it")
+            raise TaskRunnerError(
+                "a Dask address is set but the task runner is 'default': choose 'dask' to use it"
+            )
         return None
     if kind != "dask":
         raise TaskRunnerError(f"unknown task runner {kind!r}; choose one of {', '.join(TASK_RUNNER_KINDS)}")
@@ -43,7 +45,9 @@ def build_task_runner(
 
     if dask_address:
         if dask_workers is not None:
-            raise TaskRunnerError("the number of Dask workers applies to a LocalCluster, not to a cluster address")
+            raise TaskRunnerError(
+                "the number of Dask workers applies to a LocalCluster, not to a cluster address"
+            )
         return DaskTaskRunner(address=dask_address)
     cluster_kwargs: dict[str, Any] = {}
     if dask_workers is not None:
@@ -80,5 +84,9 @@ def describe_task_runner(task_runner: TaskRunner | None) -> str:
     from prefect_dask import DaskTaskRunner
 
     if isinstance(task_runner, DaskTaskRunner):
-        return f"the Dask cluster at {task_runner.address}" if task_runner.address else "a temporary Dask LocalCluster"
+        return (
+            f"the Dask cluster at {task_runner.address}"
+            if task_runner.address
+            else "a temporary Dask LocalCluster"
+        )
     return type(task_runner).__name__

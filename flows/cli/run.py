@@ -116,7 +116,9 @@ def _load(flow_name: str):
 def _print_parameters(flow, flow_name: str) -> None:
     schema = flow.parameters.model_dump()
     properties = schema.get("properties", {})
-    table = Table("parameter", "type", "default", "description", title=f"wikiref run {flow_name} --param KEY=VALUE")
+    table = Table(
+        "parameter", "type", "default", "description", title=f"wikiref run {flow_name} --param KEY=VALUE"
+    )
     for name, annotation in _annotations(flow).items():
         spec = properties.get(name, {})
         default = inspect.signature(flow.fn).parameters[name].default
@@ -150,11 +152,14 @@ def pipeline_summary(result: dict[str, Any]) -> list[str]:
     metric = get_settings().train_gate_metric
     if metric not in train["metrics"]["finetuned"]:
         metric = next(iter(train["metrics"]["finetuned"]), None)
+    articles = [
+        f"{scrape.get(f'articles {what}', 0)} {what}" for what in ("new", "updated", "unchanged", "missing")
+    ]
+    decision = "promoted" if train["promoted"] else "stays a candidate"
     lines = [
-        f"scrape: {scrape.get('articles new', 0)} new, {scrape.get('articles updated', 0)} updated, "
-        f"{scrape.get('articles unchanged', 0)} unchanged, {scrape.get('articles missing', 0)} missing articles; "
-        f"{scrape.get('references added', 0)} references added, {scrape.get('references removed', 0)} removed",
-        f"train: {train['version']} {'promoted' if train['promoted'] else 'stays a candidate'} ({train['reason']})",
+        f"scrape: articles {', '.join(articles)}; references {scrape.get('references added', 0)} added, "
+        f"{scrape.get('references removed', 0)} removed",
+        f"train: {train['version']} {decision} ({train['reason']})",
     ]
     if metric:
         lines.append(
@@ -162,9 +167,10 @@ def pipeline_summary(result: dict[str, Any]) -> list[str]:
             f"fine-tuned {train['metrics']['finetuned'][metric]:.4f}"
         )
     encoded = embed["encoded"]
+    held = embed["embeddings"]
     lines.append(
-        f"embed: {embed['model_version']}: {encoded['references']} references and {encoded['titles']} titles encoded; "
-        f"the version holds {embed['embeddings']['references']} and {embed['embeddings']['titles']}"
+        f"embed: {embed['model_version']}: {encoded['references']} references and {encoded['titles']} titles "
+        f"encoded; the version holds {held['references']} and {held['titles']}"
     )
     return lines
 
@@ -201,17 +207,25 @@ def run(
     task_runner: Optional[str] = typer.Option(
         None,
         "--task-runner",
-        help="Where fan-out tasks run: default (the flow's thread pool) or dask. Default: WIKIREF_TASK_RUNNER.",
+        help="Where fan-out tasks run: default (the flow's thread pool) or dask. "
+        "Default: WIKIREF_TASK_RUNNER.",
     ),
     dask_address: Optional[str] = typer.Option(
-        None, "--dask-address", help="Scheduler address of an existing Dask cluster (implies --task-runner dask)."
+        None,
+        "--dask-address",
+        help="Scheduler address of an existing Dask cluster (implies --task-runner dask).",
     ),
     show_params: bool = typer.Option(False, "--show-params", help="List the flow's parameters and exit."),
 ) -> None:
     """Run a flow here: scrape, train, embed or pipeline (the main job)."""
     from prefect.states import State
 
-    from flows.runners import TASK_RUNNER_KINDS, describe_task_runner, task_runner_from_settings, with_task_runner
+    from flows.runners import (
+        TASK_RUNNER_KINDS,
+        describe_task_runner,
+        task_runner_from_settings,
+        with_task_runner,
+    )
     from flows.runtime import prepare_database
 
     flow = _load(flow_name)
@@ -236,6 +250,8 @@ def run(
     console.print(f"running flow [bold]{flow.name}[/bold] with {describe_task_runner(runner)}")
     state: State = flow(**parameters, return_state=True)
     if not state.is_completed():
-        errors.print(f"[red]wikiref: flow {escape(flow.name)} ended {state.name}: {escape(str(state.message))}[/red]")
+        errors.print(
+            f"[red]wikiref: flow {escape(flow.name)} ended {state.name}: {escape(str(state.message))}[/red]"
+        )
         raise typer.Exit(1)
     print_result(state.result())

@@ -17,10 +17,13 @@ def serve(
     task_runner: Optional[str] = typer.Option(
         None,
         "--task-runner",
-        help="Where fan-out tasks run: default (each flow's thread pool) or dask. Default: WIKIREF_TASK_RUNNER.",
+        help="Where fan-out tasks run: default (each flow's thread pool) or dask. "
+        "Default: WIKIREF_TASK_RUNNER.",
     ),
     dask_address: Optional[str] = typer.Option(
-        None, "--dask-address", help="Scheduler address of an existing Dask cluster (implies --task-runner dask)."
+        None,
+        "--dask-address",
+        help="Scheduler address of an existing Dask cluster (implies --task-runner dask).",
     ),
     limit: Optional[int] = typer.Option(
         None, "--limit", min=1, help="Most flow runs this process executes at once. Default: no limit."
@@ -40,7 +43,8 @@ def serve(
     prepare_database(settings)
     if not PREFECT_API_URL.value():
         log.warning(
-            "PREFECT_API_URL is not set: the deployments go to a temporary Prefect server that ends with this "
-            "process; run `prefect server start` and set PREFECT_API_URL=http://127.0.0.1:4200/api to keep them"
+            "PREFECT_API_URL is not set: the deployments go to a temporary Prefect server that ends with "
+            "this process; run `prefect server start` and set PREFECT_API_URL=http://127.0.0.1:4200/api "
+            "to keep them"
         )
     serve_deployments(settings, task_runner=runner, limit=limit)

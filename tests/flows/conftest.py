@@ -84,7 +84,9 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"prefect server not healthy after {SERVER_START_TIMEOUT}s:\n{server.log_tail()}")
+                raise RuntimeError(
+                    f"prefect server not healthy after {SERVER_START_TIMEOUT}s:\n{server.log_tail()}"
+                )
             time.sleep(0.5)
         yield server
     finally:

@@ -88,7 +88,9 @@ def child_flow_runs(flow_run_id: UUID) -> list[ChildRun]:
     async def read() -> list[ChildRun]:
         async with get_client() as client:
             children = await client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id]))
+                flow_run_filter=FlowRunFilter(
+                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])
+                )
             )
             return [
                 ChildRun(run.id, (await client.read_flow(run.flow_id)).name, run.state, run.start_time)

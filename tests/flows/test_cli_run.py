@@ -67,14 +67,19 @@ def test_bad_parameters_are_one_line_errors(pairs: list[str], message: str) -> N
 def test_unknown_flow_is_one_line_error(run_cli) -> None:
     result = run_cli("run", "scrap")
     assert result.returncode == 2
-    assert result.stderr.strip() == "wikiref: error: unknown flow 'scrap'; choose one of: scrape, train, embed, pipeline"
+    assert (
+        result.stderr.strip()
+        == "wikiref: error: unknown flow 'scrap'; choose one of: scrape, train, embed, pipeline"
+    )
 
 
 def test_unknown_parameter_of_a_real_flow_is_one_line_error(run_cli) -> None:
     result = run_cli("run", "train", "--param", "max_stepz=3")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("wikiref: error: flow 'train' has no parameter 'max_stepz'")
+    assert len(lines) == 1 and lines[0].startswith(
+        "wikiref: error: flow 'train' has no parameter 'max_stepz'"
+    )
     assert "max_steps" in lines[0]
 
 

@@ -32,7 +32,9 @@ class Recorder(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def test_scrape_on_a_dask_local_cluster_stores_the_same_rows(server_url: str, template_url: str, tmp_path: Path) -> None:
+def test_scrape_on_a_dask_local_cluster_stores_the_same_rows(
+    server_url: str, template_url: str, tmp_path: Path
+) -> None:
     runner = task_runner_from_settings(Settings(task_runner="dask", dask_workers=2))
     # Batches of two pages: three fetch/extract/write chains to spread over the two workers.
     pages = {"titles": SLICE[:6], "mirror_dir": SHARED_WIKIPEDIA, "batch_size": 2}

@@ -1,6 +1,5 @@
-"""flows/deploy.py (``wikiref serve``) and prefect.yaml (``prefect deploy --all``) declare the same deployments."""
-
-from pathlib import Path
+"""flows/deploy.py (``wikiref serve``) and prefect.yaml (``prefect deploy --all``) declare the same
+deployments."""
 
 import pytest
 import yaml
@@ -66,6 +65,9 @@ def test_schedules_follow_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert embed.schedules[0].schedule.cron == "0 5 * * *"
     (trigger,) = embed.triggers
     assert trigger.expect == {"prefect.flow-run.Completed"}
-    assert trigger.match_related.model_dump() == {"prefect.resource.role": "deployment", "prefect.resource.name": "train-weekly"}
+    assert trigger.match_related.model_dump() == {
+        "prefect.resource.role": "deployment",
+        "prefect.resource.name": "train-weekly",
+    }
     assert deployments["pipeline-on-demand"].schedules == []
     assert all(d.concurrency_limit == 1 for d in deployments.values())

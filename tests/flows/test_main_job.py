@@ -28,10 +28,17 @@ def test_wikiref_run_pipeline_on_the_shared_pages_prints_a_query_result(
     try:
         result = subprocess.run(
             [
-                sys.executable, "-m", "flows.cli", "run", "pipeline",
-                "--param", "mirror_dir=../shared/data/wikipedia",
-                "--param", "limit=10",
-                "--param", "max_steps=3",
+                sys.executable,
+                "-m",
+                "flows.cli",
+                "run",
+                "pipeline",
+                "--param",
+                "mirror_dir=../shared/data/wikipedia",
+                "--param",
+                "limit=10",
+                "--param",
+                "max_steps=3",
             ],
             cwd=REPO_ROOT,
             env=environment,

@@ -22,14 +22,24 @@ def flow_database(
     server_url: str, template_url: str, onnx_cache_dir, tmp_path_factory
 ) -> Iterator[dict[str, Any]]:
     url = create_database(server_url, template=TEMPLATE_DATABASE)
-    yield {"database_url": url, "data_dir": tmp_path_factory.mktemp("flow-data"), "onnx_cache_dir": onnx_cache_dir}
+    yield {
+        "database_url": url,
+        "data_dir": tmp_path_factory.mktemp("flow-data"),
+        "onnx_cache_dir": onnx_cache_dir,
+    }
     drop_database(server_url, url)
 
 
 @pytest.fixture(scope="module")
 def pipeline_run(flow_database) -> Run:
     return run_flow(
-        pipeline, **flow_database, mirror_dir=SHARED_WIKIPEDIA, titles=SLICE, max_steps=3, query_title="Duck", k=5
+        pipeline,
+        **flow_database,
+        mirror_dir=SHARED_WIKIPEDIA,
+        titles=SLICE,
+        max_steps=3,
+        query_title="Duck",
+        k=5,
     )
 
 
@@ -46,7 +56,9 @@ def test_pipeline_runs_scrape_train_embed_as_sub_flows(sub_runs: dict[str, Any])
     assert all(run.state.is_completed() for run in ordered)
 
 
-def test_scrape_stores_the_slice_and_publishes_its_summary(pipeline_run: Run, sub_runs, flow_database) -> None:
+def test_scrape_stores_the_slice_and_publishes_its_summary(
+    pipeline_run: Run, sub_runs, flow_database
+) -> None:
     url = flow_database["database_url"]
     assert scalar(url, "SELECT count(*) FROM articles") == len(SLICE)
     references = scalar(url, "SELECT count(*) FROM article_references")
@@ -94,13 +106,15 @@ def test_pipeline_ends_with_a_similarity_query_and_the_sql_functions_answer(
     similarities = [row["similarity"] for row in query["rows"]]
     assert similarities == sorted(similarities, reverse=True)
     artifact = artifacts_of(pipeline_run.id)["pipeline-similar-references"]
-    assert [row["reference_id"] for row in table_of(artifact)] == [row["reference_id"] for row in query["rows"]]
+    assert [row["reference_id"] for row in table_of(artifact)] == [
+        row["reference_id"] for row in query["rows"]
+    ]
     # The SQL interface answers on its own, with the version the pipeline promoted.
     assert rows(url, "SELECT reference_id FROM wikiref.similar_references('Duck', 5)") == [
         (row["reference_id"],) for row in query["rows"]
     ]
     assert len(rows(url, "SELECT * FROM wikiref.similar_articles('Cat', 3)")) == 3
-    (reference_id,) = query["rows"][0]["reference_id"],
+    (reference_id,) = (query["rows"][0]["reference_id"],)
     assert len(rows(url, "SELECT * FROM wikiref.articles_for_reference(:id, 3)", id=reference_id)) == 3
 
 

@@ -3,8 +3,13 @@ from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect_dask import DaskTaskRunner
 
-from flows.runners import TaskRunnerError, build_task_runner, describe_task_runner, task_runner_from_settings
-from flows.runners import with_task_runner
+from flows.runners import (
+    TaskRunnerError,
+    build_task_runner,
+    describe_task_runner,
+    task_runner_from_settings,
+    with_task_runner,
+)
 from flows.settings import Settings
 
 

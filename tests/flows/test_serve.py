@@ -1,5 +1,5 @@
-"""``wikiref serve`` against a real Prefect server: the deployments, their schedules and trigger through the API,
-and the Prefect UI (headless Chromium) listing them."""
+"""``wikiref serve`` against a real Prefect server: the deployments, their schedules and trigger through the
+API, runs of served deployments, the Prefect UI (headless Chromium) listing them, and ``prefect deploy``."""
 
 from __future__ import annotations
 
@@ -14,15 +14,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy.orm import Session
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
+    FlowRunFilter,
+    FlowRunFilterId,
+)
 from prefect.client.schemas.schedules import CronSchedule
 from prefect.settings import PREFECT_API_URL, temporary_settings
+from sqlalchemy.orm import Session
 
+from db.engine import make_engine
 from flows.deploy import deployment_specs, load_flow
 from flows.settings import Settings
-from db.engine import make_engine
 from tests.conftest import REPO_ROOT, TEMPLATE_DATABASE, create_database, drop_database, register_base_version
 from tests.flows.conftest import PrefectServer, clean_environment
 
@@ -85,7 +90,9 @@ def served(
             if {spec.name for spec in SPECS} <= set(deployments):
                 break
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"wikiref serve did not register the deployments:\n{log.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"wikiref serve did not register the deployments:\n{log.read_text()[-3000:]}"
+                )
             time.sleep(1)
         yield deployments
     finally:
@@ -104,7 +111,9 @@ def test_each_deployment_exists_with_its_schedule(served: dict, prefect_server: 
                 for spec in SPECS:
                     deployment = await client.read_deployment_by_name(_full_name(spec))
                     assert deployment.id == served[spec.name].id
-                    schedules = [(s.schedule.cron, s.schedule.timezone, s.active) for s in deployment.schedules]
+                    schedules = [
+                        (s.schedule.cron, s.schedule.timezone, s.active) for s in deployment.schedules
+                    ]
                     assert all(isinstance(s.schedule, CronSchedule) for s in deployment.schedules)
                     expected = [(spec.cron, spec.timezone, True)] if spec.cron else []
                     assert schedules == expected, spec.name
@@ -127,8 +136,10 @@ def test_each_deployment_exists_with_its_schedule(served: dict, prefect_server: 
     asyncio.run(check())
 
 
-def test_a_completed_train_weekly_run_starts_embed_after_train(served: dict, prefect_server: PrefectServer) -> None:
-    """The trigger, end to end on the server: the event a finished train-weekly run emits creates an embed run."""
+def test_a_completed_train_weekly_run_starts_embed_after_train(
+    served: dict, prefect_server: PrefectServer
+) -> None:
+    """The trigger, end to end on the server: a finished train-weekly run's event creates an embed run."""
     from prefect.events import Event
     from prefect.events.clients import get_events_client
 
@@ -136,7 +147,8 @@ def test_a_completed_train_weekly_run_starts_embed_after_train(served: dict, pre
 
     async def embed_runs_not_from_cron(client) -> list:
         runs = await client.read_flow_runs(
-            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[embed.id])), flow_run_filter=FlowRunFilter()
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[embed.id])),
+            flow_run_filter=FlowRunFilter(),
         )
         return [run for run in runs if not run.auto_scheduled]
 
@@ -160,7 +172,9 @@ def test_a_completed_train_weekly_run_starts_embed_after_train(served: dict, pre
                     )
                 deadline = time.monotonic() + 60
                 while not (runs := await embed_runs_not_from_cron(client)):
-                    assert time.monotonic() < deadline, "no embed-after-train run 60 s after the train-weekly event"
+                    assert time.monotonic() < deadline, (
+                        "no embed-after-train run 60 s after the train-weekly event"
+                    )
                     await asyncio.sleep(1)
                 assert len(runs) == 1
                 assert runs[0].created_by is not None and runs[0].created_by.type == "AUTOMATION"
@@ -172,10 +186,21 @@ def test_prefect_deployment_run_runs_a_served_deployment(
     served: dict, prefect_server: PrefectServer, tmp_path: Path
 ) -> None:
     """The README's way to trigger a served deployment by hand; `wikiref serve` executes the run."""
-    environment = clean_environment(PREFECT_API_URL=prefect_server.api_url, PREFECT_HOME=str(tmp_path / "home"))
+    environment = clean_environment(
+        PREFECT_API_URL=prefect_server.api_url, PREFECT_HOME=str(tmp_path / "home")
+    )
     triggered = subprocess.run(
-        [sys.executable, "-m", "prefect", "deployment", "run", "embed_texts/embed-after-train",
-         "--watch", "--watch-timeout", "240"],
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "deployment",
+            "run",
+            "embed_texts/embed-after-train",
+            "--watch",
+            "--watch-timeout",
+            "240",
+        ],
         env=environment,
         capture_output=True,
         text=True,
@@ -188,7 +213,9 @@ def test_prefect_deployment_run_runs_a_served_deployment(
         with temporary_settings({PREFECT_API_URL: prefect_server.api_url}):
             async with get_client() as client:
                 runs = await client.read_flow_runs(
-                    deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[served["embed-after-train"].id]))
+                    deployment_filter=DeploymentFilter(
+                        id=DeploymentFilterId(any_=[served["embed-after-train"].id])
+                    )
                 )
                 manual = [run for run in runs if not run.auto_scheduled and run.created_by is None]
                 assert manual and manual[0].state.is_completed()
@@ -204,11 +231,15 @@ def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def test_prefect_ui_lists_the_deployments(served: dict, prefect_server: PrefectServer, tmp_path: Path) -> None:
+def test_prefect_ui_lists_the_deployments(
+    served: dict, prefect_server: PrefectServer, tmp_path: Path
+) -> None:
     chromium = _chromium()
     if chromium is None:
         if os.environ.get("CI"):
-            pytest.fail("chromium is not installed (apt-get install -y chromium), and CI must run the browser test")
+            pytest.fail(
+                "chromium is not installed (apt-get install -y chromium), and CI must run the browser test"
+            )
         pytest.skip("chromium is not installed: apt-get install -y chromium")
     command = [
         chromium,
@@ -294,7 +325,11 @@ def test_prefect_deploy_all_creates_the_same_deployments_for_a_work_pool(
                     assert deployment.parameters == spec.parameters
                     assert deployment.global_concurrency_limit.limit == 1
                 embed = await client.read_deployment_by_name(_full_name(SPECS[2]))
-                (automation,) = await client.read_resource_related_automations(f"prefect.deployment.{embed.id}")
-                assert automation.trigger.match_related.model_dump()["prefect.resource.name"] == "train-weekly"
+                (automation,) = await client.read_resource_related_automations(
+                    f"prefect.deployment.{embed.id}"
+                )
+                assert (
+                    automation.trigger.match_related.model_dump()["prefect.resource.name"] == "train-weekly"
+                )
 
     asyncio.run(check())
