@@ -1,6 +1,6 @@
 """Turn texts into normalised 384-d embeddings with a model version: length-sorted batches, two backends.
 
-* ``torch``: the model as sentence-transformers loads it (fp32 on CPU, fp16 on CUDA). Always available.
+* ``torch``: the model as sentence-transformers loads it (fp32, on CPU or CUDA). Always available.
 * ``onnx``: the same network exported once to ONNX, fused by onnxruntime's transformer optimizer and quantised
   to int8 (dynamic, per-channel weights), run by onnxruntime. Needs the optional extra ``wikiref[fast]``
   (onnxruntime + onnx only). sentence-transformers' own ``[onnx]`` / ``[openvino]`` extras were measured
@@ -109,9 +109,9 @@ class TorchEncoder(Encoder):
 
         if config.threads:
             torch.set_num_threads(config.threads)
+        # fp32 on CUDA too: MiniLM-L6 is so small that a GPU waits on tokenisation, not on arithmetic; fp16
+        # (model.half(), fp16 weights, autocast) measured no faster on an H100, 0.2-1.1x of fp32 (docs/embed.md).
         self.model = SentenceTransformer(config.model_path, device=config.device)
-        if config.device.startswith("cuda"):
-            self.model.half()
         self.model.eval()
 
     def _encode_group(self, texts: list[str], batch_size: int) -> np.ndarray:
