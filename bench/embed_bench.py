@@ -266,11 +266,15 @@ def ndcg_at_10(query_vectors: np.ndarray, corpus_vectors: np.ndarray, owner: np.
     return total / len(scores)
 
 
-def bench_encode(corpus: dict, *, model_path: str, device: str, backend: str, batch_size: int, cache_dir: str) -> dict:
+def bench_encode(corpus: dict, *, model_path: str, device: str, backend: str, batch_size: int, cache_dir: str,
+                 threads: int | None) -> dict:
     import torch
     from sentence_transformers import SentenceTransformer
 
     from models.encode import EncoderConfig, fast_backend_available, load_encoder
+
+    if threads:
+        torch.set_num_threads(threads)
 
     texts = [text for references in corpus["references"] for text in references]
     owner = np.repeat(np.arange(len(corpus["titles"])), [len(refs) for refs in corpus["references"]])
@@ -288,7 +292,7 @@ def bench_encode(corpus: dict, *, model_path: str, device: str, backend: str, ba
     del baseline
 
     start = time.perf_counter()
-    encoder = load_encoder(EncoderConfig(model_path, backend, device=device, cache_dir=cache_dir))
+    encoder = load_encoder(EncoderConfig(model_path, backend, device=device, cache_dir=cache_dir, threads=threads))
     encoder.encode(texts[:64], batch_size=batch_size)
     load_seconds = time.perf_counter() - start
     start = time.perf_counter()
@@ -301,14 +305,16 @@ def bench_encode(corpus: dict, *, model_path: str, device: str, backend: str, ba
     fast_ndcg = ndcg_at_10(fast_titles, fast_corpus, owner)
     speedup = fast_rate / base_rate
     loss = base_ndcg - fast_ndcg
-    ok = (speedup >= ENCODE_SPEED_TARGET or device != "cpu") and loss <= ENCODE_NDCG_LOSS
+    # The 3x target is for the CPU; elsewhere the encoder must at least not be slower than the baseline.
+    speed_target = ENCODE_SPEED_TARGET if device == "cpu" else 1.0
+    ok = speedup >= speed_target and loss <= ENCODE_NDCG_LOSS
     cosine = (base_corpus * fast_corpus).sum(axis=1)
     print(f"\n[encode] {len(texts):,} reference texts of {len(corpus['titles'])} articles, device {device}, "
           f"batch {batch_size}, {torch.get_num_threads()} torch threads")
     print(f"  fp32 SentenceTransformer.encode  {base_rate:9.1f} sentences/s   NDCG@10 {base_ndcg:.4f}")
     print(f"  wikiref encoder ({backend:5s})       {fast_rate:9.1f} sentences/s   NDCG@10 {fast_ndcg:.4f}   "
           f"(load/export {load_seconds:.1f} s)")
-    print(f"  speedup {speedup:.2f}x (target >= {ENCODE_SPEED_TARGET:.0f}x on CPU), NDCG@10 loss {loss:+.4f} "
+    print(f"  speedup {speedup:.2f}x (target >= {speed_target:g}x on {device}), NDCG@10 loss {loss:+.4f} "
           f"(target <= {ENCODE_NDCG_LOSS}); cosine to fp32 min {cosine.min():.4f} mean {cosine.mean():.4f}   "
           f"{verdict(ok)}")
     return {"device": device, "backend": backend, "texts": len(texts), "articles": len(corpus["titles"]),
@@ -337,6 +343,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--backend", default="auto", help="the wikiref encoder's backend: auto, torch or onnx")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, help="CPU threads of both encoders (default: the runtimes' own)")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -377,6 +384,7 @@ def main() -> None:
             results["encode"] = bench_encode(
                 corpus, model_path=args.model or resolve_model_path(BASE_MODEL_ID), device=args.device,
                 backend=args.backend, batch_size=args.batch_size, cache_dir=str(Path(workdir) / "onnx"),
+                threads=args.threads,
             )
     if args.out:
         args.out.write_text(json.dumps(results, indent=2))

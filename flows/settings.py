@@ -204,7 +204,7 @@ class Settings(BaseSettings):
     # --- embed: encoding, HNSW indexes, query recall (docs/embed.md) ---------------------------------------
     embed_backend: Literal["auto", "torch", "onnx"] = Field(
         default="auto",
-        description="Encoder runtime: torch (fp32; fp16 on CUDA), onnx (int8, needs `pip install 'wikiref[fast]'`), "
+        description="Encoder runtime: torch (fp32, CPU or CUDA), onnx (int8, needs `pip install 'wikiref[fast]'`), "
         "or auto = onnx when installed, else torch. Queries are encoded with the same backend.",
     )
     embed_device: str = Field(default="cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="cpu, cuda or cuda:N.")
