@@ -11,12 +11,17 @@
 
 The trigger matches the *deployment* ``train-weekly`` rather than every run of the train flow, so a pipeline
 run (which embeds by itself) does not start a second, concurrent embedding.
+
+Serving also creates the Prefect global rate limit the scrape flow takes a slot of per MediaWiki request
+(``WIKIREF_SCRAPE_PREFECT_RATE_LIMIT``), so that scheduled scrapes respect one request rate across all flow
+runs and Dask workers, not one per process.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,6 +137,40 @@ def build_deployments(settings: Settings, *, task_runner: TaskRunner | None = No
     return deployments
 
 
+def ensure_mediawiki_rate_limit(settings: Settings) -> str | None:
+    """Create the global rate limit of MediaWiki requests if it does not exist; its name, or None if disabled.
+
+    ``WIKIREF_SCRAPE_REQUESTS_PER_SECOND`` slots decay per second, so requests across all processes keep to
+    that rate with bursts of at most that many. An existing limit is left as its owner configured it.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectNotFound
+
+    name = settings.scrape_prefect_rate_limit
+    if not name:
+        return None
+    rate = settings.scrape_requests_per_second
+    with get_client(sync_client=True) as client:
+        try:
+            existing = client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            client.create_global_concurrency_limit(
+                GlobalConcurrencyLimitCreate(
+                    name=name, limit=max(1, math.ceil(rate)), slot_decay_per_second=rate
+                )
+            )
+            log.info("created the global rate limit %r: %s MediaWiki requests/s across all runs", name, rate)
+        else:
+            log.info(
+                "global rate limit %r exists: limit %d, %s slots/s",
+                name,
+                existing.limit,
+                existing.slot_decay_per_second,
+            )
+    return name
+
+
 def serve_deployments(
     settings: Settings, *, task_runner: TaskRunner | None = None, limit: int | None = None
 ) -> None:
@@ -139,5 +178,6 @@ def serve_deployments(
     from prefect import serve
 
     deployments = build_deployments(settings, task_runner=task_runner)
+    ensure_mediawiki_rate_limit(settings)
     log.info("serving %d deployments: %s", len(deployments), ", ".join(d.name for d in deployments))
     serve(*deployments, limit=limit)

@@ -6,7 +6,6 @@ train and embed runs (and their artifacts) nested under it.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,8 +22,6 @@ from flows.scrape import scrape_wikipedia
 from flows.settings import get_settings
 from flows.train import train_model
 
-log = logging.getLogger(__name__)
-
 # A first run should end in minutes on a laptop CPU: 100 steps of batch 8 see 800 (title, chunk) pairs,
 # enough to move the model and exercise evaluation, the gate and the registry. The train-weekly deployment
 # (and `wikiref run train`) trains full epochs.
@@ -33,7 +30,7 @@ QUICK_MAX_STEPS = 100
 
 @task(retries=2, retry_delay_seconds=[2, 10])
 def pick_query_title(preferred: list[str]) -> str:
-    """The first of ``preferred`` that has embedded references, else the article with the most references."""
+    """The first of ``preferred`` stored with references, else the article with the most references."""
     _, engine = prepare_database()
     with engine.connect() as connection:
         for title in preferred:
@@ -90,7 +87,8 @@ def pipeline(
         dump_path: A Wikimedia Enterprise HTML dump (NDJSON, optionally .tar.gz) to load instead of the
             live wiki.
         limit: Scrape at most this many articles.
-        max_steps: Training steps; the default keeps a first run to minutes on a CPU. Empty: a full epoch.
+        max_steps: Training steps; the default keeps a first run to minutes on a CPU. Empty: full epochs
+            (WIKIREF_TRAIN_EPOCHS).
         query_title: The article whose most similar references are printed at the end. Empty: the first
             given title that has references, else the article with the most references.
         k: How many similar references to print.

@@ -132,6 +132,9 @@ def test_each_deployment_exists_with_its_schedule(served: dict, prefect_server: 
                 }
                 (action,) = automation.actions
                 assert action.deployment_id == embed.id
+                # The MediaWiki rate limit every scheduled scrape takes slots of, from the settings' defaults.
+                rate_limit = await client.read_global_concurrency_limit_by_name("mediawiki-api")
+                assert (rate_limit.limit, rate_limit.slot_decay_per_second) == (10, 10.0)
 
     asyncio.run(check())
 
