@@ -71,3 +71,17 @@ def test_schedules_follow_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     }
     assert deployments["pipeline-on-demand"].schedules == []
     assert all(d.concurrency_limit == 1 for d in deployments.values())
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("WIKIREF_SCHEDULE_SCRAPE", "0 2 * *", "not a cron expression: '0 2 * *'"),
+        ("WIKIREF_SCHEDULE_TIMEZONE", "Mars/Olympus", "unknown time zone 'Mars/Olympus'"),
+    ],
+)
+def test_a_bad_schedule_setting_stops_serve_with_one_line(run_cli, variable: str, value: str, message: str) -> None:
+    result = run_cli("serve", env={variable: value})
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"wikiref: error: invalid settings: {variable}: ") and message in line
