@@ -41,6 +41,52 @@ class Settings(BaseSettings):
         description="Model to fine-tune: a hub id or a local path.",
     )
 
+    # --- scrape (issue 3): MediaWiki client etiquette and batching ---------------------------------------
+    scrape_requests_per_second: float = Field(
+        default=10.0,
+        gt=0,
+        le=1000,
+        description="Request-rate limit per process towards the MediaWiki API (retries included).",
+    )
+    scrape_concurrency: int = Field(
+        default=4, ge=1, le=64, description="Requests in flight at once per scraping client."
+    )
+    scrape_max_retries: int = Field(
+        default=6,
+        ge=0,
+        le=20,
+        description="Retries of one request (429/5xx/timeouts/resets) before giving up.",
+    )
+    scrape_request_timeout: float = Field(
+        default=30.0, gt=0, le=600, description="Seconds to wait for one response (read timeout)."
+    )
+    scrape_maxlag: int | None = Field(
+        default=5,
+        ge=0,
+        description="maxlag sent with every API call: the wiki answers 'lagged' when its replicas lag more.",
+    )
+    scrape_batch_size: int = Field(
+        default=25,
+        ge=1,
+        le=500,
+        description="Titles per fetch task (the unit Prefect retries and Dask spreads).",
+    )
+    scrape_prefect_rate_limit: str | None = Field(
+        default="mediawiki-api",
+        description="Name of a Prefect global concurrency limit (with slot decay) every API request also takes "
+        "a slot of, when it exists: a rate limit across all workers and runs. Empty: none.",
+    )
+    wiki: str | None = Field(
+        default=None,
+        description="Wiki name stored with articles (e.g. en.wikipedia.org). Unset: the API's server name.",
+    )
+    pageviews_url: HttpUrl | None = Field(
+        default=None,
+        description="Pageviews API base (…/metrics/pageviews). Unset: wikimedia.org for Wikimedia wikis, "
+        "else the API's own server (the mirror).",
+    )
+    # --- end scrape ----------------------------------------------------------------------------------------
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:

@@ -126,3 +126,49 @@ def run_cli(tmp_path: Path):
         )
 
     return run
+
+
+LOADED_TEMPLATE_DATABASE = "wikiref_test_template_loaded"
+
+
+@pytest.fixture(scope="session")
+def loaded_template_url(server_url: str, template_url: str) -> str:
+    """A migrated template database holding every page of the shared ``pages/`` (loaded once per session)."""
+    from flows.wikipedia.load import load_saved_pages
+
+    with psycopg.connect(server_url, autocommit=True) as connection:
+        connection.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(LOADED_TEMPLATE_DATABASE)
+            )
+        )
+        connection.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(LOADED_TEMPLATE_DATABASE), sql.Identifier(TEMPLATE_DATABASE)
+            )
+        )
+    url = database_on(server_url, LOADED_TEMPLATE_DATABASE)
+    engine = make_engine(url)
+    try:
+        load_saved_pages(engine, SHARED_WIKIPEDIA)
+    finally:
+        # CREATE DATABASE ... TEMPLATE needs the template without connections.
+        engine.dispose()
+    return url
+
+
+@pytest.fixture
+def loaded_database_url(server_url: str, loaded_template_url: str) -> Iterator[str]:
+    """A fresh database of its own for one test, holding all shared ``pages/`` (303 articles, 13,992 references)."""
+    url = create_database(server_url, template=LOADED_TEMPLATE_DATABASE)
+    yield url
+    drop_database(server_url, url)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """A temporary Prefect server on SQLite for flows run in-process (started once; it is slow to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

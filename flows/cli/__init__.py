@@ -10,6 +10,9 @@ from pydantic import ValidationError
 
 from db.engine import DatabaseError
 from flows.cli import db as db_commands
+from flows.cli import mirror as mirror_commands
+from flows.cli import scrape as scrape_commands
+from flows.wikipedia.errors import ScrapeError
 
 app = typer.Typer(
     name="wikiref",
@@ -20,6 +23,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(db_commands.app, name="db")
+app.command(name="scrape")(scrape_commands.scrape)
+app.add_typer(mirror_commands.app, name="mirror")
 
 
 @app.callback()
@@ -43,6 +48,9 @@ def main() -> None:
     try:
         app()
     except DatabaseError as exc:
+        print(f"wikiref: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except ScrapeError as exc:
         print(f"wikiref: error: {exc}", file=sys.stderr)
         sys.exit(2)
     except ValidationError as exc:

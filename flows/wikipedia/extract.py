@@ -1,0 +1,260 @@
+"""Reference extraction: every item of every reference list of a rendered page, as clean text plus fields.
+
+Why selectolax (lexbor) and not Wikimedia's ``mwparserfromhtml``: measured on the 303 shared pages (47 MB),
+``mwparserfromhtml`` (BeautifulSoup underneath) took 23 s and found 0 of the 13,992 reference items, because
+it only recognises the ``data-mw-footnote-number`` attribute of current Parsoid output; legacy-parser pages,
+2018 Parsoid, Kiwix and ``action=render`` fragments have none. selectolax walked the same pages in 0.5 s
+(about 45x faster) and, through a real HTML5 tokenizer, decodes entity-encoded ids (``cite&#95;note-``).
+
+One rule covers every markup variant: an item is an ``<li>`` whose decoded id starts with ``cite_note-``
+(legacy ``ol.references``, Parsoid ``ol.mw-references``, note groups, Kiwix). Its text is the
+``reference-text`` / ``mw-reference-text`` span when present, else the item minus its backlinks.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from urllib.parse import unquote, unquote_plus, urlsplit
+
+import ftfy
+from selectolax.lexbor import LexborHTMLParser, LexborNode
+
+# Rendering noise inside a reference: styles, COinS metadata spans (read before removal), backlinks
+# ("^", "a b c", Kiwix's "↑ 1.0 1.1"), inline citation markers inside notes, and CS1/Cite maintenance
+# and error messages ("CS1 maint: ...", "Cite error: ...", hidden or visible).
+_NOISE_SELECTORS = (
+    "style",
+    "script",
+    "link",
+    "noscript",
+    ".Z3988",
+    ".mw-cite-backlink",
+    ".mw-linkback-text",
+    'a[rel="mw:referencedBy"]',
+    'a[href*="#cite_ref"]',
+    "sup.reference",
+    "sup.mw-ref",
+    'sup[id^="cite_ref"]',
+    ".citation-comment",
+    ".cs1-maint",
+    ".cs1-hidden-error",
+    ".cs1-visible-error",
+    ".mw-ext-cite-error",
+    '[style*="display:none"]',
+    '[style*="display: none"]',
+)
+_NOISE = ", ".join(_NOISE_SELECTORS)
+# Elements that render as a line or paragraph break: joining their text with "" would glue words.
+_BREAKS = "br, p, div, li, dd, dt, tr, td, th, blockquote"
+_TEXT_SPAN = ".reference-text, .mw-reference-text"
+_EXTERNAL_LINK = 'a.external, a[rel~="mw:ExtLink"]'
+
+_ARCHIVE_HOSTS = (
+    "web.archive.org",
+    "wayback.archive.org",
+    "archive.org",
+    "archive.today",
+    "archive.is",
+    "archive.ph",
+    "archive.li",
+    "archive.vn",
+    "archive.md",
+    "archive.fo",
+    "webcitation.org",
+    "www.webcitation.org",
+    "archive-it.org",
+    "wayback.archive-it.org",
+    "webarchive.org.uk",
+    "www.webarchive.org.uk",
+    "webarchive.nla.gov.au",
+)
+_DOI_TEXT = re.compile(r"\b(10\.\d{4,9}/[^\s\"<>]+)")
+_PMID_TEXT = re.compile(r"\bPMID[:\s]*(\d{1,9})\b")
+_ISBN_TEXT = re.compile(r"\bISBN(?:-1[03])?[:\s]*((?:97[89][\s-]?)?(?:\d[\s-]?){9}[\dXx])")
+_WHITESPACE = re.compile(r"\s+")
+# C1 controls never belong in text; they are what is left of a UTF-8 sequence cut in half ("–\x80\x93").
+_C1_CONTROLS = re.compile("[\u0080-\u009f]")
+# Lead bytes of UTF-8 read as Latin-1/cp1252 ("Ã¡", "â€“", "Â "): only texts with one of these go to ftfy.
+_MOJIBAKE_HINT = re.compile(
+    "[ÃÂâÅÆÐÑØÙ][\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc\u2013-\u203a\u20ac\u2122]"
+)
+_FTFY_CONFIG = ftfy.TextFixerConfig(
+    unescape_html=False,
+    uncurl_quotes=False,
+    fix_c1_controls=False,
+    fix_latin_ligatures=False,
+    fix_character_width=False,
+    explain=False,
+)
+
+
+@dataclass(frozen=True)
+class ExtractedReference:
+    """One reference-list item: clean text and the fields parsed out of its markup."""
+
+    text: str
+    urls: tuple[str, ...] = ()
+    archive_url: str | None = None
+    doi: str | None = None
+    pmid: str | None = None
+    isbn: str | None = None
+    cited_title: str | None = None
+    date: str | None = None
+    note_id: str = ""
+
+
+def clean_text(text: str) -> str:
+    """Repair mojibake, collapse whitespace (nbsp included), NFC-normalise."""
+    text = _WHITESPACE.sub(" ", text)
+    if _MOJIBAKE_HINT.search(text):
+        text = ftfy.fix_text(text, _FTFY_CONFIG)
+    return unicodedata.normalize("NFC", _C1_CONTROLS.sub("", text)).strip()
+
+
+# Only the COinS keys used below are decoded: parsing the whole query string was a fifth of extraction time.
+_COINS_KEYS = re.compile(r"(?:^|&)(rft\.atitle|rft\.btitle|rft\.title|rft\.date|rft\.isbn|rft_id)=([^&]*)")
+
+
+def _coins(node: LexborNode) -> dict[str, list[str]]:
+    """The first COinS (OpenURL) span's title, date and identifiers: CS1 writes them there unformatted."""
+    span = node.css_first(".Z3988")
+    if span is None:
+        return {}
+    found: dict[str, list[str]] = {}
+    for key, value in _COINS_KEYS.findall(span.attributes.get("title") or ""):
+        if value:
+            found.setdefault(key, []).append(unquote_plus(value))
+    return found
+
+
+def _absolute(href: str) -> str:
+    return f"https:{href}" if href.startswith("//") else href
+
+
+def _external_urls(node: LexborNode) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    for anchor in node.css(_EXTERNAL_LINK):
+        href = (anchor.attributes.get("href") or "").strip()
+        if href.startswith(("http://", "https://", "//")):
+            seen.setdefault(_absolute(href), None)
+    return tuple(seen)
+
+
+def _archive_url(urls: tuple[str, ...]) -> str | None:
+    for url in urls:
+        host = (urlsplit(url).hostname or "").lower()
+        if host in _ARCHIVE_HOSTS or host.endswith(".archive.org") or host.startswith("archive."):
+            return url
+    return None
+
+
+def _doi(urls: tuple[str, ...], coins: dict[str, list[str]], text: str) -> str | None:
+    for url in urls:
+        parts = urlsplit(url)
+        if (parts.hostname or "").endswith("doi.org") and parts.path.startswith("/10."):
+            return unquote(parts.path[1:])
+    for rft_id in coins.get("rft_id", []):
+        if rft_id.startswith("info:doi/"):
+            return rft_id.removeprefix("info:doi/")
+    match = _DOI_TEXT.search(text)
+    return match.group(1).rstrip(".,;") if match else None
+
+
+def _pmid(urls: tuple[str, ...], coins: dict[str, list[str]], text: str) -> str | None:
+    for url in urls:
+        parts = urlsplit(url)
+        if "ncbi.nlm.nih.gov" in (parts.hostname or "") and "/pubmed/" in parts.path:
+            digits = parts.path.rstrip("/").rsplit("/", 1)[-1]
+            if digits.isdigit():
+                return digits
+    for rft_id in coins.get("rft_id", []):
+        if rft_id.startswith("info:pmid/"):
+            return rft_id.removeprefix("info:pmid/")
+    match = _PMID_TEXT.search(text)
+    return match.group(1) if match else None
+
+
+def _normalise_isbn(value: str) -> str:
+    return re.sub(r"[^0-9Xx]", "", value).upper()
+
+
+def _isbn(node: LexborNode, coins: dict[str, list[str]], text: str) -> str | None:
+    for anchor in node.css('a[href*="Special:BookSources/"]'):
+        value = _normalise_isbn(unquote((anchor.attributes.get("href") or "").rsplit("/", 1)[-1]))
+        if len(value) in (10, 13):
+            return value
+    for isbn in coins.get("rft.isbn", []):
+        value = _normalise_isbn(isbn)
+        if len(value) in (10, 13):
+            return value
+    match = _ISBN_TEXT.search(text)
+    return _normalise_isbn(match.group(1)) if match else None
+
+
+def _first(coins: dict[str, list[str]], *keys: str) -> str | None:
+    for key in keys:
+        for value in coins.get(key, []):
+            cleaned = clean_text(value)
+            if cleaned:
+                return cleaned
+    return None
+
+
+_QUOTED = re.compile(r"[\"“]([^\"”]{2,})[\"”]")
+
+
+def _cited_title(node: LexborNode, coins: dict[str, list[str]]) -> str | None:
+    title = _first(coins, "rft.atitle", "rft.btitle", "rft.title")
+    if title:
+        return title
+    cite = node.css_first("cite, .citation")
+    if cite is not None:
+        match = _QUOTED.search(cite.text(deep=True, separator=""))
+        if match:
+            return clean_text(match.group(1)) or None
+    return None
+
+
+def _visible_text(node: LexborNode) -> str:
+    for block in node.css(_BREAKS):
+        block.insert_before(" ")
+        block.insert_after(" ")
+    return clean_text(node.text(deep=True, separator=""))
+
+
+def _reference(item: LexborNode, note_id: str) -> ExtractedReference:
+    body = item.css_first(_TEXT_SPAN) or item
+    coins = _coins(body)
+    cited_title = _cited_title(body, coins)
+    # Re-query after each removal: decomposing a node frees its subtree, so a node list matched before
+    # (an error span inside a removed COinS span, say) would point at freed memory.
+    while (noise := body.css_first(_NOISE)) is not None:
+        noise.decompose()
+    urls = _external_urls(body)
+    # A bare-URL reference ("<ref>http://...</ref>") renders as a link without text in Kiwix pages: the URL
+    # is then the only text it has. A note made only of citation markers stays empty.
+    text = _visible_text(body) or " ".join(urls)
+    return ExtractedReference(
+        text=text,
+        urls=urls,
+        archive_url=_archive_url(urls),
+        doi=_doi(urls, coins, text),
+        pmid=_pmid(urls, coins, text),
+        isbn=_isbn(body, coins, text),
+        cited_title=cited_title,
+        date=_first(coins, "rft.date"),
+        note_id=note_id,
+    )
+
+
+def extract_references(html: str) -> list[ExtractedReference]:
+    """Every reference-list item of a rendered page, in page order (pure: no I/O)."""
+    tree = LexborHTMLParser(html)
+    references = []
+    for item in tree.css("li[id]"):
+        note_id = item.attributes.get("id") or ""
+        if note_id.startswith("cite_note-"):
+            references.append(_reference(item, note_id))
+    return references

@@ -1,0 +1,248 @@
+"""The scrape as plain, picklable steps: resolve titles, pick the stale ones, fetch, extract, write.
+
+The Prefect flow (``flows/scrape.py``) and the CLI (``wikiref scrape``) compose these same steps; each
+step takes and returns plain values so that Prefect can retry it and Dask can ship it to another process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from db.articles import PageRecord, stored_revisions, upsert_page
+from flows.wikipedia.client import (
+    ClientConfig,
+    ClientStats,
+    FetchedPage,
+    MediaWikiClient,
+    ResolvedTitle,
+    TitleResolution,
+)
+from flows.wikipedia.records import WriteCounts, page_record
+from flows.wikipedia.titles import TitleSources, gather_titles
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ResolvedTitles:
+    """Titles from the sources, resolved against the wiki: what exists, what is missing or invalid."""
+
+    wiki: str
+    requested: list[str]
+    resolution: TitleResolution
+    stats: ClientStats
+
+
+@dataclass
+class FetchBatch:
+    pages: list[FetchedPage]
+    missing: list[str]
+    stats: ClientStats
+
+
+@dataclass
+class ScrapeSummary:
+    """What one scrape did, for the CLI table and the Prefect artifact."""
+
+    wiki: str = ""
+    requested: int = 0
+    counts: WriteCounts = field(default_factory=WriteCounts)
+    skipped_current: int = 0
+    missing: list[str] = field(default_factory=list)
+    invalid: list[str] = field(default_factory=list)
+    not_articles: list[str] = field(default_factory=list)
+    stats: ClientStats = field(default_factory=ClientStats)
+
+    @property
+    def articles_unchanged(self) -> int:
+        """Skipped because the stored revision is current, plus fetched but identical."""
+        return self.skipped_current + self.counts.articles_unchanged
+
+    def rows(self) -> list[tuple[str, int]]:
+        return [
+            ("titles requested", self.requested),
+            ("articles new", self.counts.articles_new),
+            ("articles updated", self.counts.articles_updated),
+            ("articles unchanged", self.articles_unchanged),
+            ("articles missing", len(self.missing)),
+            ("titles invalid", len(self.invalid)),
+            ("not articles (skipped)", len(self.not_articles)),
+            ("references added", self.counts.references_added),
+            ("references removed", self.counts.references_removed),
+            ("requests", self.stats.requests),
+            ("retries", self.stats.retries),
+        ]
+
+    def markdown(self) -> str:
+        lines = [f"# Scrape of {self.wiki}", "", "| what | count |", "| --- | ---: |"]
+        lines += [f"| {name} | {value:,} |" for name, value in self.rows()]
+        if self.stats.retry_reasons:
+            reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(self.stats.retry_reasons.items()))
+            lines += ["", f"Retries by reason: {reasons}."]
+        for label, titles in (("Missing", self.missing), ("Invalid", self.invalid)):
+            if titles:
+                shown = ", ".join(titles[:20]) + (" …" if len(titles) > 20 else "")
+                lines += ["", f"{label}: {shown}"]
+        return "\n".join(lines)
+
+
+async def _resolve(config: ClientConfig, sources: TitleSources, wiki: str | None) -> ResolvedTitles:
+    async with MediaWikiClient(config) as client:
+        wiki = wiki or await client.wiki_name()
+        requested = await gather_titles(client, sources, wiki=wiki)
+        resolution = await client.resolve_titles(requested)
+        return ResolvedTitles(wiki=wiki, requested=requested, resolution=resolution, stats=client.stats)
+
+
+def resolve_titles(config: ClientConfig, sources: TitleSources, *, wiki: str | None = None) -> ResolvedTitles:
+    """Gather titles from ``sources`` and resolve them (normalised, redirects followed, current revisions)."""
+    resolved = asyncio.run(_resolve(config, sources, wiki))
+    resolution = resolved.resolution
+    log.info(
+        "resolved %d titles on %s: %d articles, %d missing, %d invalid, %d redirects, %d not articles",
+        len(resolved.requested),
+        resolved.wiki,
+        len(resolution.pages),
+        len(resolution.missing),
+        len(resolution.invalid),
+        len(resolution.redirects),
+        len(resolution.not_articles),
+    )
+    return resolved
+
+
+def stale_pages(
+    engine: Engine, *, wiki: str, pages: Sequence[ResolvedTitle], force: bool = False
+) -> tuple[list[ResolvedTitle], int]:
+    """The pages whose stored revision is absent or older than the wiki's, and how many are current."""
+    if force:
+        return list(pages), 0
+    with Session(engine) as session:
+        stored = stored_revisions(session=session, wiki=wiki, titles=[page.title for page in pages])
+    stale = [page for page in pages if page.revision_id is None or stored.get(page.title) != page.revision_id]
+    return stale, len(pages) - len(stale)
+
+
+async def _fetch(
+    config: ClientConfig, pages: Sequence[ResolvedTitle], before_request: Callable[[], Awaitable[None]] | None
+) -> FetchBatch:
+    async with MediaWikiClient(config, before_request=before_request) as client:
+        fetched = await asyncio.gather(*(client.fetch_page(page.title) for page in pages))
+        batch = FetchBatch(pages=[], missing=[], stats=client.stats)
+    for wanted, page in zip(pages, fetched, strict=True):
+        if page is None:
+            batch.missing.append(wanted.title)
+        else:
+            # The redirects seen while resolving lead here too.
+            redirects = tuple(dict.fromkeys((*wanted.redirected_from, *page.redirected_from)))
+            batch.pages.append(
+                FetchedPage(page.title, page.page_id, page.revision_id, page.html, redirected_from=redirects)
+            )
+    return batch
+
+
+def fetch_pages(
+    config: ClientConfig,
+    pages: Sequence[ResolvedTitle],
+    *,
+    before_request: Callable[[], Awaitable[None]] | None = None,
+) -> FetchBatch:
+    """Rendered HTML of ``pages`` (concurrently, within the client's limits); deleted meanwhile = missing."""
+    batch = asyncio.run(_fetch(config, pages, before_request))
+    log.info(
+        "fetched %d pages (%d missing) with %d requests, %d retries",
+        len(batch.pages),
+        len(batch.missing),
+        batch.stats.requests,
+        batch.stats.retries,
+    )
+    return batch
+
+
+def extract_pages(wiki: str, pages: Iterable[FetchedPage]) -> list[PageRecord]:
+    """Reference extraction of fetched pages (pure CPU)."""
+    return [
+        page_record(
+            wiki=wiki,
+            title=page.title,
+            html=page.html,
+            page_id=page.page_id,
+            revision_id=page.revision_id,
+            redirects=page.redirected_from,
+        )
+        for page in pages
+    ]
+
+
+def write_records(engine: Engine, records: Iterable[PageRecord]) -> WriteCounts:
+    """Upsert each article with its references, one transaction per article."""
+    counts = WriteCounts()
+    with Session(engine) as session:
+        for record in records:
+            counts.add(upsert_page(session=session, page=record))
+    log.info(
+        "wrote articles: %d new, %d updated, %d unchanged; references: %d added, %d removed",
+        counts.articles_new,
+        counts.articles_updated,
+        counts.articles_unchanged,
+        counts.references_added,
+        counts.references_removed,
+    )
+    return counts
+
+
+def batched(items: Sequence, size: int) -> list[list]:
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def run_scrape(
+    engine: Engine,
+    config: ClientConfig,
+    sources: TitleSources,
+    *,
+    wiki: str | None = None,
+    force: bool = False,
+    batch_size: int = 25,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> ScrapeSummary:
+    """Scrape in this process, batch after batch (the CLI's path; the flow spreads the same steps as tasks).
+
+    ``on_batch(done, total)`` is called after each batch is written, for progress bars.
+    """
+    resolved = resolve_titles(config, sources, wiki=wiki)
+    summary = summary_of(resolved)
+    stale, summary.skipped_current = stale_pages(
+        engine, wiki=resolved.wiki, pages=resolved.resolution.pages, force=force
+    )
+    done = 0
+    if on_batch:
+        on_batch(0, len(stale))
+    for batch in batched(stale, batch_size):
+        fetched = fetch_pages(config, batch)
+        summary.missing += fetched.missing
+        summary.stats.merge(fetched.stats)
+        summary.counts.merge(write_records(engine, extract_pages(resolved.wiki, fetched.pages)))
+        done += len(batch)
+        if on_batch:
+            on_batch(done, len(stale))
+    return summary
+
+
+def summary_of(resolved: ResolvedTitles) -> ScrapeSummary:
+    """A summary holding what resolving found (missing, invalid, not articles) and its requests."""
+    resolution = resolved.resolution
+    summary = ScrapeSummary(
+        wiki=resolved.wiki,
+        requested=len(resolved.requested),
+        missing=list(resolution.missing),
+        invalid=[title for title, _reason in resolution.invalid],
+        not_articles=list(resolution.not_articles),
+    )
+    summary.stats.merge(resolved.stats)
+    return summary
