@@ -149,6 +149,7 @@ def scrape_wikipedia(
     limit: int | None = None,
     api_url: str | None = None,
     mirror_dir: Path | None = None,
+    mirror_bulk: bool = False,
     dump_path: Path | None = None,
     force: bool = False,
     batch_size: int | None = None,
@@ -166,6 +167,7 @@ def scrape_wikipedia(
         api_url: The wiki's api.php. Empty: WIKIREF_API_URL (English Wikipedia by default).
         mirror_dir: A folder of saved pages (e.g. ../shared/data/wikipedia) served by a local mirror and scraped
             over HTTP instead of the wiki; without other sources, all its pages.
+        mirror_bulk: Also serve the folder's bulk.tar.gz (about 700 more articles) from the mirror.
         dump_path: A Wikimedia Enterprise HTML dump (NDJSON, .gz or .tar.gz) to load instead of the wiki.
         force: Fetch and compare every page even when the stored revision is current.
         batch_size: Titles per fetch task. Empty: WIKIREF_SCRAPE_BATCH_SIZE.
@@ -190,7 +192,7 @@ def scrape_wikipedia(
     )
     with contextlib.ExitStack() as stack:
         if mirror_dir:
-            api_url = stack.enter_context(running_mirror(Path(mirror_dir)))
+            api_url = stack.enter_context(running_mirror(Path(mirror_dir), include_bulk=mirror_bulk))
             if sources.empty:
                 sources = TitleSources(list_page=LIST_PAGE, limit=limit)
         config = client_config(settings, api_url)

@@ -45,9 +45,7 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def template_url(server_url: str) -> str:
     with psycopg.connect(server_url, autocommit=True) as connection:
-        connection.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE_DATABASE))
-        )
+        connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE_DATABASE)))
         connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE_DATABASE)))
     url = database_on(server_url, TEMPLATE_DATABASE)
     migrate.upgrade(url)
@@ -114,13 +112,9 @@ def run_cli(tmp_path: Path):
     import subprocess
     import sys
 
-    def run(
-        *args: str, env: dict[str, str] | None = None, timeout: float = 600
-    ) -> subprocess.CompletedProcess[str]:
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         environment = {k: v for k, v in os.environ.items() if not k.startswith("WIKIREF_")}
-        environment.update(
-            {"PYTHONPATH": str(REPO_ROOT), "WIKIREF_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"}
-        )
+        environment.update({"PYTHONPATH": str(REPO_ROOT), "WIKIREF_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"})
         environment.update(env or {})
         return subprocess.run(
             [sys.executable, "-m", "flows.cli", *args],

@@ -74,6 +74,7 @@ def scrape(
         "--mirror",
         help="Scrape a folder of saved pages through a local mirror (all its pages if no titles).",
     ),
+    bulk: bool = typer.Option(False, "--bulk", help="With --mirror: also serve the folder's bulk.tar.gz."),
     dump: Path | None = typer.Option(
         None, "--dump", help="Load an Enterprise HTML dump (.ndjson, .gz, .tar.gz)."
     ),
@@ -132,7 +133,7 @@ def scrape(
         else:
             with contextlib.ExitStack() as stack:
                 if mirror:
-                    api_url = stack.enter_context(running_mirror(mirror))
+                    api_url = stack.enter_context(running_mirror(mirror, include_bulk=bulk))
                     if sources.empty:
                         sources = TitleSources(list_page=LIST_PAGE, limit=limit)
                 task = progress.add_task("resolving titles", total=None)

@@ -33,9 +33,7 @@ def test_masked_url_hides_only_the_password() -> None:
 
 
 def test_db_psql_runs_a_query(run_cli, database_url: str) -> None:
-    result = run_cli(
-        "db", "psql", "-tAc", "select count(*) from articles", env={"WIKIREF_DATABASE_URL": database_url}
-    )
+    result = run_cli("db", "psql", "-tAc", "select count(*) from articles", env={"WIKIREF_DATABASE_URL": database_url})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "0"
 

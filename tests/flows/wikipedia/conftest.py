@@ -16,6 +16,8 @@ from flows.wikipedia.titles import TitleSources
 from tests.conftest import SHARED_WIKIPEDIA, TEMPLATE_DATABASE, create_database, drop_database
 
 ALL_PAGES = TitleSources(list_page="Wikipedia:Saved pages")
+# All pages in one fetch batch: retry waits (Retry-After) overlap instead of adding up batch after batch.
+ONE_BATCH = 1000
 
 
 def client_config(api_url: str, **overrides) -> ClientConfig:
@@ -53,7 +55,7 @@ def scraped_template(server_url: str, template_url: str, mirror_data: MirrorData
     engine = make_engine(url)
     try:
         with serving(MirrorApp(mirror_data)) as api_url:
-            run_scrape(engine, client_config(api_url), ALL_PAGES, batch_size=50)
+            run_scrape(engine, client_config(api_url), ALL_PAGES, batch_size=ONE_BATCH)
     finally:
         engine.dispose()
     yield make_url(url).database

@@ -13,7 +13,7 @@ from flows.wikipedia.mirror import Faults, MirrorApp, MirrorData, serving
 from flows.wikipedia.scrape import fetch_pages, run_scrape
 from flows.wikipedia.titles import TitleSources
 from tests.conftest import SHARED_WIKIPEDIA
-from tests.flows.wikipedia.conftest import ALL_PAGES, client_config
+from tests.flows.wikipedia.conftest import ALL_PAGES, ONE_BATCH, client_config
 
 MOJIBAKE = re.compile("Ã[\u0080-\u00bf]|â€|Â[\u00a0-\u00bf]|[\u0080-\u009f]")
 
@@ -144,7 +144,7 @@ def test_scrape_under_twenty_percent_faults_ends_with_the_clean_rows(
     faults = Faults(rate=0.2, kinds=("429", "503", "reset", "truncate"), retry_after=1, seed=7)
     app = MirrorApp(mirror_data, faults=faults)
     with serving(app) as api_url:
-        summary = run_scrape(engine, client_config(api_url), ALL_PAGES, batch_size=50)
+        summary = run_scrape(engine, client_config(api_url), ALL_PAGES, batch_size=ONE_BATCH)
     assert set(app.faults_injected) == {"429", "503", "reset", "truncate"}
     assert summary.stats.retries == sum(app.faults_injected.values())
     assert {"HTTP 429", "HTTP 503", "ReadError", "RemoteProtocolError"} <= set(summary.stats.retry_reasons)
