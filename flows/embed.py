@@ -8,7 +8,6 @@ while the flow writes the previous one, and two CPU-bound encoders never fight o
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,7 +29,6 @@ from flows.settings import Settings, get_settings
 from models.base import resolve_model_path
 from models.encode import EncoderConfig, encode_texts, fast_backend_available
 
-log = logging.getLogger(__name__)
 
 # Rounds of "select pending, encode, write" before giving up on catching up with a concurrent scrape.
 MAX_ROUNDS = 3
@@ -72,8 +70,9 @@ def encoder_config(settings: Settings, model_path: str, backend: str | None = No
     )
 
 
-def version_model_path(version: embeddings.VersionInfo) -> str:
-    return resolve_model_path(version.artifact_path or version.base_model)
+def version_model_path(artifact_path: str | None, base_model: str) -> str:
+    """What to load for a version: its trained artifact, or (for a registered base model) the base model."""
+    return resolve_model_path(artifact_path or base_model)
 
 
 @task(cache_policy=NO_CACHE)
@@ -170,7 +169,7 @@ def embed_texts(
     settings = get_settings()
     database_url, _ = prepare_database(settings)
     version = resolve_version(database_url, model_version)
-    config = encoder_config(settings, version_model_path(version), backend, device)
+    config = encoder_config(settings, version_model_path(version.artifact_path, version.base_model), backend, device)
     with Session(_engine(database_url)) as session:
         embeddings.start_run(
             session=session, version_id=version.id, hnsw_m=settings.hnsw_m,

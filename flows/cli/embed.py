@@ -11,7 +11,6 @@ from rich.table import Table
 from sqlalchemy.orm import Session
 
 from db import search as queries
-from db.embeddings import VersionInfo
 from flows.runtime import prepare_database
 from flows.settings import get_settings
 from models.encode import EncoderUnavailable, encode_texts
@@ -107,10 +106,10 @@ def search(
     with Session(engine) as session:
         embedding, version_name = None, model_version
         if not full_text_only:
-            version_id, version_name, base_model, artifact_path = queries.query_version(
+            _, version_name, base_model, artifact_path = queries.query_version(
                 session=session, model_version=model_version
             )
-            path = version_model_path(VersionInfo(version_id, version_name, "", base_model, artifact_path))
+            path = version_model_path(artifact_path, base_model)
             try:
                 embedding = encode_texts(encoder_config(settings, path), [text])[0]
             except EncoderUnavailable as exc:
