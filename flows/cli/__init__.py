@@ -59,8 +59,10 @@ def _settings_error(exc: ValidationError) -> str:
 
 
 def main() -> None:
-    # No anonymous usage reports from the temporary Prefect server a flow run starts (set it to true to allow).
+    # The temporary Prefect server a flow run starts without PREFECT_API_URL: no anonymous usage reports (set it
+    # to true to allow), and more than Prefect's 20 s to start, which a busy 2-core machine exceeds.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     try:
         app()
     except DatabaseError as exc:
