@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Optional
 
 import typer
@@ -38,8 +39,19 @@ def serve(
 
     if task_runner is not None and task_runner not in TASK_RUNNER_KINDS:
         raise UserError(f"unknown task runner {task_runner!r}; choose one of: {', '.join(TASK_RUNNER_KINDS)}")
+    # The flags act as the settings for every flow run served from here, the pipeline's sub-flows included
+    # (served runs are child processes that read the settings again).
+    if task_runner == "default" and dask_address:
+        raise UserError("--dask-address needs --task-runner dask (or no --task-runner)")
+    if task_runner is not None:
+        os.environ["WIKIREF_TASK_RUNNER"] = task_runner
+    if task_runner == "default":
+        os.environ["WIKIREF_DASK_ADDRESS"] = ""  # an explicit default ignores a configured cluster
+    if dask_address is not None:
+        os.environ["WIKIREF_DASK_ADDRESS"] = dask_address
+    get_settings.cache_clear()
     settings = get_settings()
-    runner = task_runner_from_settings(settings, kind=task_runner, dask_address=dask_address)  # type: ignore[arg-type]
+    runner = task_runner_from_settings(settings)
     prepare_database(settings)
     if not PREFECT_API_URL.value():
         log.warning(
