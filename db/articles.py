@@ -73,9 +73,13 @@ class PageWriteResult:
     references_kept: int = 0
 
 
-def _lock_article(session: Session, page: PageRecord) -> tuple[Article | None, bool]:
-    """The article row locked FOR UPDATE, creating it first if absent; True when it was just created."""
-    query = select(Article).where(Article.wiki == page.wiki, Article.title == page.title).with_for_update()
+def _article_query(page: PageRecord):
+    return select(Article).where(Article.wiki == page.wiki, Article.title == page.title)
+
+
+def _lock_article(session: Session, page: PageRecord) -> tuple[Article, bool]:
+    """The article row locked FOR UPDATE (freshly read), created first if absent; True when just created."""
+    query = _article_query(page).with_for_update().execution_options(populate_existing=True)
     article = session.scalars(query).one_or_none()
     if article is not None:
         return article, False
@@ -93,7 +97,46 @@ def _lock_article(session: Session, page: PageRecord) -> tuple[Article | None, b
         .returning(Article.id)
     ).scalar_one_or_none()
     # A concurrent writer may have won the insert: then lock its row like an existing one.
-    return session.scalars(query.execution_options(populate_existing=True)).one(), created is not None
+    return session.scalars(query).one(), created is not None
+
+
+_Existing = list[tuple[int, int, str, dict[str, object]]]
+
+
+def _existing_references(session: Session, article_id: int) -> _Existing:
+    """(id, position, content hash, field values) of the stored references, in page order."""
+    rows = session.execute(
+        select(
+            ArticleReference.id,
+            ArticleReference.position,
+            ArticleReference.content_hash,
+            *(getattr(ArticleReference, name) for name in _REFERENCE_FIELDS),
+        )
+        .where(ArticleReference.article_id == article_id)
+        .order_by(ArticleReference.position)
+    ).all()
+    return [(row[0], row[1], row[2], dict(zip(_REFERENCE_FIELDS, row[3:], strict=True))) for row in rows]
+
+
+def _merged_redirects(article: Article, page: PageRecord) -> list[str]:
+    return sorted(set(article.redirects) | set(page.redirects))
+
+
+def _unchanged(article: Article, existing: _Existing, page: PageRecord) -> bool:
+    article_same = (article.page_id, article.revision_id, article.url, article.redirects) == (
+        page.page_id,
+        page.revision_id,
+        page.url,
+        _merged_redirects(article, page),
+    )
+    return (
+        article_same
+        and len(existing) == len(page.references)
+        and all(
+            hash_ == ref.content_hash and values == ref.values()
+            for (_id, _position, hash_, values), ref in zip(existing, page.references, strict=True)
+        )
+    )
 
 
 def _match(
@@ -113,32 +156,19 @@ def _match(
 
 def upsert_page(*, session: Session, page: PageRecord) -> PageWriteResult:
     """Write one article and its reference list in one transaction (committed here); idempotent."""
+    # First compare without locks: re-scraping an unchanged page then takes no row lock and writes nothing.
+    article = session.scalars(_article_query(page)).one_or_none()
+    if article is not None:
+        existing = _existing_references(session, article.id)
+        if _unchanged(article, existing, page):
+            session.rollback()
+            return PageWriteResult(article.id, "unchanged", references_kept=len(existing))
     article, created = _lock_article(session, page)
-    rows = session.execute(
-        select(
-            ArticleReference.id,
-            ArticleReference.position,
-            ArticleReference.content_hash,
-            *(getattr(ArticleReference, name) for name in _REFERENCE_FIELDS),
-        )
-        .where(ArticleReference.article_id == article.id)
-        .order_by(ArticleReference.position)
-    ).all()
-    existing = [(row[0], row[1], row[2], dict(zip(_REFERENCE_FIELDS, row[3:], strict=True))) for row in rows]
-    redirects = sorted(set(article.redirects) | set(page.redirects))
-    article_same = (article.page_id, article.revision_id, article.url, article.redirects) == (
-        page.page_id,
-        page.revision_id,
-        page.url,
-        redirects,
-    )
-    references_same = len(existing) == len(page.references) and all(
-        hash_ == ref.content_hash and values == ref.values()
-        for (_id, _position, hash_, values), ref in zip(existing, page.references, strict=True)
-    )
-    if article_same and references_same and not created:
+    existing = _existing_references(session, article.id)
+    if not created and _unchanged(article, existing, page):  # a concurrent writer got there first
         session.rollback()
         return PageWriteResult(article.id, "unchanged", references_kept=len(existing))
+    redirects = _merged_redirects(article, page)
 
     matched, leftover = _match(existing, page.references)
     current = {ref_id: (position, values) for ref_id, position, _hash, values in existing}

@@ -116,6 +116,11 @@ class Settings(BaseSettings):
         le=500,
         description="Titles per fetch task (the unit Prefect retries and Dask spreads).",
     )
+    scrape_prefect_rate_limit: str | None = Field(
+        default="mediawiki-api",
+        description="Name of a Prefect global concurrency limit (with slot decay) every API request also takes "
+        "a slot of, when it exists: a rate limit across all workers and runs. Empty: none.",
+    )
     wiki: str | None = Field(
         default=None,
         description="Wiki name stored with articles (e.g. en.wikipedia.org). Unset: the API's server name.",

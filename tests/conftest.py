@@ -138,7 +138,9 @@ def loaded_template_url(server_url: str, template_url: str) -> str:
 
     with psycopg.connect(server_url, autocommit=True) as connection:
         connection.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(LOADED_TEMPLATE_DATABASE))
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(LOADED_TEMPLATE_DATABASE)
+            )
         )
         connection.execute(
             sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
@@ -161,6 +163,15 @@ def loaded_database_url(server_url: str, loaded_template_url: str) -> Iterator[s
     url = create_database(server_url, template=LOADED_TEMPLATE_DATABASE)
     yield url
     drop_database(server_url, url)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """A temporary Prefect server on SQLite for flows run in-process (started once; it is slow to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
 
 
 # --- embed: a template database whose slice of the shared pages is embedded with the base model -------------

@@ -11,6 +11,9 @@ from pydantic import ValidationError
 from db.engine import DatabaseError
 from flows.cli import db as db_commands
 from flows.cli import embed as embed_commands
+from flows.cli import mirror as mirror_commands
+from flows.cli import scrape as scrape_commands
+from flows.wikipedia.errors import ScrapeError
 
 app = typer.Typer(
     name="wikiref",
@@ -21,6 +24,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(db_commands.app, name="db")
+app.command(name="scrape")(scrape_commands.scrape)
+app.add_typer(mirror_commands.app, name="mirror")
 app.command()(embed_commands.embed)
 app.command()(embed_commands.similar)
 app.command()(embed_commands.search)
@@ -38,8 +43,7 @@ def _configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log 
 
 def _settings_error(exc: ValidationError) -> str:
     problems = "; ".join(
-        f"WIKIREF_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
-        for error in exc.errors()
+        f"WIKIREF_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}" for error in exc.errors()
     )
     return f"invalid settings: {problems}"
 
@@ -48,6 +52,9 @@ def main() -> None:
     try:
         app()
     except DatabaseError as exc:
+        print(f"wikiref: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except ScrapeError as exc:
         print(f"wikiref: error: {exc}", file=sys.stderr)
         sys.exit(2)
     except ValidationError as exc:

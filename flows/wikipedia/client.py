@@ -19,13 +19,15 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Self
 from urllib.parse import urlsplit
 
 import httpx
+
+from flows.wikipedia.errors import ScrapeError
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,7 @@ _WIKIMEDIA_HOSTS = (
 )
 
 
-class MediaWikiError(RuntimeError):
+class MediaWikiError(ScrapeError):
     """A scrape problem described in one line (bad source, API error, retries exhausted)."""
 
 
@@ -93,10 +95,11 @@ def pageviews_url_for(api_url: str) -> str:
 
 
 class RateLimiter:
-    """Spaces requests at least ``1/rate`` s apart: no bursts, so any 1-second window holds at most ``rate``.
+    """Lets requests through at least ``1/rate`` s apart, measured between actual grants, not planned slots:
+    a grant that woke up late cannot be followed early, so no 1-second window ever holds more than ``rate``.
 
-    Reservations take a thread lock, not an asyncio one, so one limiter serves every event loop and thread
-    of the process (Prefect runs tasks in threads, each with its own loop).
+    Grants take a thread lock, not an asyncio one, so one limiter serves every event loop and thread of the
+    process (Prefect runs tasks in threads, each with its own loop).
     """
 
     def __init__(self, rate: float) -> None:
@@ -104,17 +107,18 @@ class RateLimiter:
         self._next = 0.0
         self._lock = threading.Lock()
 
-    def reserve(self) -> float:
+    def try_acquire(self) -> float:
+        """0 when granted now, else the seconds to wait before asking again."""
         with self._lock:
             now = time.monotonic()
-            slot = max(now, self._next)
-            self._next = slot + self.interval
-            return slot - now
+            if now >= self._next:
+                self._next = now + self.interval
+                return 0.0
+            return self._next - now
 
     async def acquire(self) -> None:
-        delay = self.reserve()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        while (wait := self.try_acquire()) > 0:
+            await asyncio.sleep(wait)
 
 
 _LIMITERS: dict[tuple[str, float], RateLimiter] = {}
@@ -201,9 +205,18 @@ def _batches(items: list[str], size: int) -> list[list[str]]:
 class MediaWikiClient:
     """Use as ``async with MediaWikiClient(config) as client: ...``."""
 
-    def __init__(self, config: ClientConfig, *, limiter: RateLimiter | None = None) -> None:
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        limiter: RateLimiter | None = None,
+        before_request: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """``before_request`` is awaited before every request, retries included: a hook for a limit shared
+        beyond this process (the flow plugs in a Prefect global rate limit there)."""
         self.config = config
         self.limiter = limiter or shared_rate_limiter(config.api_url, config.requests_per_second)
+        self.before_request = before_request
         self.stats = ClientStats()
         self._semaphore = asyncio.Semaphore(config.concurrency)
         self._http: httpx.AsyncClient | None = None
@@ -234,6 +247,8 @@ class MediaWikiClient:
 
     async def _attempt(self, url: str, params: dict[str, str] | None) -> dict:
         assert self._http is not None, "use the client as an async context manager"
+        if self.before_request is not None:
+            await self.before_request()
         await self.limiter.acquire()
         self.stats.requests += 1
         try:
@@ -253,7 +268,8 @@ class MediaWikiClient:
             raise _Retry("invalid JSON") from None
         error = body.get("error") if isinstance(body, dict) else None
         if isinstance(error, dict) and error.get("code") in RETRY_API_ERRORS:
-            raise _Retry(f"API {error['code']}", _retry_after(response.headers.get("retry-after")) or 5.0)
+            retry_after = _retry_after(response.headers.get("retry-after"))
+            raise _Retry(f"API {error['code']}", 5.0 if retry_after is None else retry_after)
         return body
 
     async def get_json(self, url: str, params: dict[str, str] | None = None) -> dict:
@@ -307,14 +323,20 @@ class MediaWikiClient:
 
     async def resolve_titles(self, titles: Iterable[str]) -> TitleResolution:
         """Normalise, follow redirects and look up ``titles`` in batches of 50 with their current revision."""
-        wanted = list(dict.fromkeys(titles))
+        resolution = TitleResolution()
+        wanted = []
+        for title in dict.fromkeys(titles):
+            # "|" separates titles in a query: such a title cannot even be asked for.
+            if "|" in title or not title.strip():
+                resolution.invalid.append((title, "empty or contains '|'"))
+            else:
+                wanted.append(title)
         bodies = await asyncio.gather(
             *(
                 self.api(action="query", titles="|".join(batch), redirects="1", prop="info")
                 for batch in _batches(wanted, TITLES_PER_QUERY)
             )
         )
-        resolution = TitleResolution()
         found: dict[str, dict] = {}
         for body in bodies:
             query = body.get("query", {})

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, unquote_plus, urlsplit
 
 import ftfy
 from selectolax.lexbor import LexborHTMLParser, LexborNode
@@ -113,12 +113,20 @@ def clean_text(text: str) -> str:
     return unicodedata.normalize("NFC", _C1_CONTROLS.sub("", text)).strip()
 
 
+# Only the COinS keys used below are decoded: parsing the whole query string was a fifth of extraction time.
+_COINS_KEYS = re.compile(r"(?:^|&)(rft\.atitle|rft\.btitle|rft\.title|rft\.date|rft\.isbn|rft_id)=([^&]*)")
+
+
 def _coins(node: LexborNode) -> dict[str, list[str]]:
-    """The first COinS (OpenURL) span's key/value pairs: CS1 writes title, date and identifiers there."""
+    """The first COinS (OpenURL) span's title, date and identifiers: CS1 writes them there unformatted."""
     span = node.css_first(".Z3988")
     if span is None:
         return {}
-    return parse_qs(span.attributes.get("title") or "", keep_blank_values=False)
+    found: dict[str, list[str]] = {}
+    for key, value in _COINS_KEYS.findall(span.attributes.get("title") or ""):
+        if value:
+            found.setdefault(key, []).append(unquote_plus(value))
+    return found
 
 
 def _absolute(href: str) -> str:

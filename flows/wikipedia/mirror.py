@@ -50,6 +50,7 @@ import uvicorn
 from selectolax.lexbor import LexborHTMLParser
 from starlette.requests import Request
 
+from flows.wikipedia.errors import ScrapeError
 from flows.wikipedia.saved import SavedPage, iter_saved_pages
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ _WIKI_LINK = re.compile(r"^(?:https?:)?(?://[^/]+)?/wiki/|^\./")
 _MAX_TOP = 1000
 
 
-class MirrorError(ValueError):
+class MirrorError(ScrapeError):
     """Bad mirror options (unknown fault kind, rate out of range)."""
 
 
@@ -195,6 +196,7 @@ class MirrorApp:
         self.latency = latency
         self.random = random.Random(faults.seed)
         self.faults_injected: dict[str, int] = {}
+        self._parse_cache: dict[tuple, tuple[int, bytes]] = {}
         # (monotonic arrival time, path, params, User-Agent, Accept-Encoding) of every request, for tests
         # and benches that check rate limits and etiquette on the server side.
         self.requests: list[tuple[float, str, dict[str, str], str, str]] = []
@@ -246,17 +248,30 @@ class MirrorApp:
             ]
             await _respond(send, 200, lag, headers=headers)
             return
-        status, body = self._route(scope["path"], params)
-        payload = _json_bytes(body)
-        content_encoding: list[tuple[bytes, bytes]] = []
-        if "gzip" in request.headers.get("accept-encoding", ""):
-            payload = gzip.compress(payload, compresslevel=1)
-            content_encoding = [(b"content-encoding", b"gzip")]
+        gzipped = "gzip" in request.headers.get("accept-encoding", "")
+        status, payload = self._payload(scope["path"], params, gzipped)
+        content_encoding = [(b"content-encoding", b"gzip")] if gzipped else []
         if fault == "truncate":
             self._count(fault)
             await _truncate(send, status, payload, headers=content_encoding)
             return
         await _respond(send, status, payload, headers=content_encoding)
+
+    def _payload(self, path: str, params: dict[str, str], gzipped: bool) -> tuple[int, bytes]:
+        # Rendered pages are cached like MediaWiki's parser cache does, so that serving a page costs the
+        # mirror little CPU next to the latency under test.
+        key = None
+        if params.get("action") == "parse":
+            key = (tuple(sorted((k, v) for k, v in params.items() if k != "maxlag")), gzipped)
+            if key in self._parse_cache:
+                return self._parse_cache[key]
+        status, body = self._route(path, params)
+        payload = _json_bytes(body)
+        if gzipped:
+            payload = gzip.compress(payload, compresslevel=1)
+        if key is not None:
+            self._parse_cache[key] = (status, payload)
+        return status, payload
 
     def _count(self, fault: str) -> None:
         self.faults_injected[fault] = self.faults_injected.get(fault, 0) + 1
@@ -490,7 +505,9 @@ async def _truncate(send, status: int, body: bytes, *, headers: Sequence[tuple[b
 
 
 def _bound_socket(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP: asyncio turns on TCP_NODELAY only for sockets that say so, and without it every
+    # response waits ~40 ms for the client's delayed ACK (headers and body are separate writes).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(1024)
@@ -568,5 +585,5 @@ def serve_mirror(
     """Serve ``root`` in the foreground until interrupted (``wikiref mirror serve``)."""
     app = MirrorApp(MirrorData.from_folder(root, include_bulk=include_bulk), faults=faults, latency=latency)
     sock = _bound_socket(host, port)
-    log.info("mirror serving %s at %s", root, api_url_of(host, sock.getsockname()[1]))
+    log.info("mirror serving %s at %s (Ctrl-C to stop)", root, api_url_of(host, sock.getsockname()[1]))
     _server(app).run(sockets=[sock])

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
+from flows.wikipedia.errors import ScrapeError
+
 log = logging.getLogger(__name__)
 
 MANIFEST = "MANIFEST.tsv"
@@ -36,7 +38,7 @@ _HEAD_PATTERNS = {
 _HEAD_BYTES = 200_000
 
 
-class SavedPagesError(ValueError):
+class SavedPagesError(ScrapeError):
     """The folder is not a saved-pages folder (no MANIFEST.tsv), or a listed file is unreadable."""
 
 

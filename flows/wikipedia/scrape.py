@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
@@ -129,8 +129,10 @@ def stale_pages(
     return stale, len(pages) - len(stale)
 
 
-async def _fetch(config: ClientConfig, pages: Sequence[ResolvedTitle]) -> FetchBatch:
-    async with MediaWikiClient(config) as client:
+async def _fetch(
+    config: ClientConfig, pages: Sequence[ResolvedTitle], before_request: Callable[[], Awaitable[None]] | None
+) -> FetchBatch:
+    async with MediaWikiClient(config, before_request=before_request) as client:
         fetched = await asyncio.gather(*(client.fetch_page(page.title) for page in pages))
         batch = FetchBatch(pages=[], missing=[], stats=client.stats)
     for wanted, page in zip(pages, fetched, strict=True):
@@ -145,9 +147,14 @@ async def _fetch(config: ClientConfig, pages: Sequence[ResolvedTitle]) -> FetchB
     return batch
 
 
-def fetch_pages(config: ClientConfig, pages: Sequence[ResolvedTitle]) -> FetchBatch:
+def fetch_pages(
+    config: ClientConfig,
+    pages: Sequence[ResolvedTitle],
+    *,
+    before_request: Callable[[], Awaitable[None]] | None = None,
+) -> FetchBatch:
     """Rendered HTML of ``pages`` (concurrently, within the client's limits); deleted meanwhile = missing."""
-    batch = asyncio.run(_fetch(config, pages))
+    batch = asyncio.run(_fetch(config, pages, before_request))
     log.info(
         "fetched %d pages (%d missing) with %d requests, %d retries",
         len(batch.pages),

@@ -1,0 +1,151 @@
+"""``wikiref scrape``: articles and reference lists from a MediaWiki, a mirror folder or a dump, with progress."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from datetime import date, datetime
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from flows.runtime import prepare_database
+from flows.scrape_config import client_config
+from flows.settings import get_settings
+from flows.wikipedia.errors import ScrapeError
+from flows.wikipedia.load import load_dump
+from flows.wikipedia.mirror import LIST_PAGE, running_mirror
+from flows.wikipedia.saved import MANIFEST
+from flows.wikipedia.scrape import ScrapeSummary, run_scrape
+from flows.wikipedia.titles import TitleSources
+
+console = Console()
+
+
+def _day(value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").date()
+    except ValueError:
+        raise ScrapeError(f"--top-day must be a date like 2024-01-31, got {value!r}") from None
+
+
+def print_summary(summary: ScrapeSummary, seconds: float) -> None:
+    table = Table("what", "count", title=f"Scrape of {summary.wiki}", caption=f"{seconds:.1f} s")
+    for name, value in summary.rows():
+        table.add_row(name, f"{value:,}")
+    console.print(table)
+    if summary.stats.retry_reasons:
+        reasons = ", ".join(
+            f"{reason} ×{count}" for reason, count in sorted(summary.stats.retry_reasons.items())
+        )
+        console.print(f"retried: {reasons}")
+    for label, titles in (("missing", summary.missing), ("invalid", summary.invalid)):
+        if titles:
+            more = f" … and {len(titles) - 10} more" if len(titles) > 10 else ""
+            console.print(f"{label}: {', '.join(titles[:10])}{more}")
+
+
+def scrape(
+    titles: list[str] = typer.Argument(None, help="Article titles to scrape (redirects are followed)."),
+    titles_file: Path | None = typer.Option(
+        None, "--titles-file", "-f", help="File with one title per line."
+    ),
+    category: str | None = typer.Option(None, "--category", "-c", help="Scrape the articles of a category."),
+    depth: int = typer.Option(0, "--depth", min=0, help="Sub-category levels to follow with --category."),
+    list_page: str | None = typer.Option(
+        None, "--list-page", help='Scrape the articles a page links, e.g. "Wikipedia:Vital articles/Level/3".'
+    ),
+    top_day: str | None = typer.Option(
+        None, "--top-day", help="Scrape the most-viewed articles of a day (YYYY-MM-DD)."
+    ),
+    limit: int | None = typer.Option(
+        None, "--limit", "-n", min=1, help="At most this many titles per source and in all."
+    ),
+    api_url: str | None = typer.Option(
+        None, "--api-url", help="The wiki's api.php (default: WIKIREF_API_URL)."
+    ),
+    mirror: Path | None = typer.Option(
+        None,
+        "--mirror",
+        help="Scrape a folder of saved pages through a local mirror (all its pages if no titles).",
+    ),
+    bulk: bool = typer.Option(False, "--bulk", help="With --mirror: also serve the folder's bulk.tar.gz."),
+    dump: Path | None = typer.Option(
+        None, "--dump", help="Load an Enterprise HTML dump (.ndjson, .gz, .tar.gz)."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Fetch every page even when its stored revision is current."
+    ),
+    rate: float | None = typer.Option(
+        None, "--rate", min=0.01, help="Requests per second (default: settings)."
+    ),
+    concurrency: int | None = typer.Option(None, "--concurrency", min=1, help="Requests in flight at once."),
+) -> None:
+    """Scrape articles and their references into Postgres; unchanged revisions are skipped.
+
+    Runs in this process with a progress bar; `wikiref run scrape` runs the same steps as a Prefect flow.
+    """
+    if mirror and dump:
+        raise ScrapeError("give --mirror or --dump, not both")
+    sources = TitleSources(
+        titles=tuple(titles or ()),
+        titles_file=titles_file,
+        category=category,
+        category_depth=depth,
+        list_page=list_page,
+        top_day=_day(top_day),
+        limit=limit,
+    )
+    if mirror and not (mirror / MANIFEST).is_file():
+        raise ScrapeError(f"{mirror} has no {MANIFEST}: not a folder of saved Wikipedia pages")
+    settings = get_settings()
+    overrides = {}
+    if rate is not None:
+        overrides["scrape_requests_per_second"] = rate
+    if concurrency is not None:
+        overrides["scrape_concurrency"] = concurrency
+    settings = settings.model_copy(update=overrides)
+    _, engine = prepare_database(settings)
+    started = time.monotonic()
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+    with progress:
+        if dump:
+            task = progress.add_task("loading dump", total=limit)
+            summary = load_dump(
+                engine,
+                dump,
+                wiki=settings.wiki,
+                limit=limit,
+                force=force,
+                on_batch=lambda read: progress.update(task, completed=read),
+            )
+        else:
+            with contextlib.ExitStack() as stack:
+                if mirror:
+                    api_url = stack.enter_context(running_mirror(mirror, include_bulk=bulk))
+                    if sources.empty:
+                        sources = TitleSources(list_page=LIST_PAGE, limit=limit)
+                task = progress.add_task("resolving titles", total=None)
+                summary = run_scrape(
+                    engine,
+                    client_config(settings, api_url),
+                    sources,
+                    wiki=settings.wiki,
+                    force=force,
+                    batch_size=settings.scrape_batch_size,
+                    on_batch=lambda done, total: progress.update(
+                        task, description="scraping", completed=done, total=total
+                    ),
+                )
+    print_summary(summary, time.monotonic() - started)

@@ -1,0 +1,217 @@
+"""The ``scrape-wikipedia`` flow: titles → current revisions → fetch → extract → write, as Prefect tasks.
+
+Thin by design: every step is a plain function of ``flows.wikipedia``; the flow only fans the fetch,
+extract and write steps out over batches of titles (``.map``), so that a ``DaskTaskRunner`` given with
+``scrape_wikipedia.with_options(task_runner=...)`` spreads them over its workers. Inputs and outputs of
+every task are plain picklable values (dataclasses, strings, the database URL).
+
+Rate limits: each process keeps its own request-rate limit towards the wiki (``WIKIREF_SCRAPE_*``). When a
+Prefect global concurrency limit named ``WIKIREF_SCRAPE_PREFECT_RATE_LIMIT`` exists (with slot decay, e.g.
+``prefect gcl create mediawiki-api --limit 10 --slot-decay-per-second 10``), every request also takes a slot
+of it, which bounds the rate across all workers and flow runs; without such a limit that step is skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task, unmapped
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.client.orchestration import get_client
+from prefect.concurrency.asyncio import rate_limit
+from prefect.exceptions import ObjectNotFound
+from sqlalchemy import Engine
+
+from db.articles import PageRecord
+from db.engine import make_engine
+from flows.runtime import prepare_database
+from flows.scrape_config import client_config
+from flows.settings import get_settings
+from flows.wikipedia.client import ClientConfig, ResolvedTitle
+from flows.wikipedia.errors import ScrapeError
+from flows.wikipedia.load import load_dump
+from flows.wikipedia.mirror import LIST_PAGE, running_mirror
+from flows.wikipedia.records import WriteCounts
+from flows.wikipedia.scrape import (
+    FetchBatch,
+    ResolvedTitles,
+    ScrapeSummary,
+    batched,
+    extract_pages,
+    fetch_pages,
+    resolve_titles,
+    stale_pages,
+    summary_of,
+    write_records,
+)
+from flows.wikipedia.titles import TitleSources
+
+log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=4)
+def _engine(database_url: str) -> Engine:
+    """One engine per process and database (tasks may run in Dask workers: they get the URL, not an engine)."""
+    return make_engine(database_url)
+
+
+def _prefect_rate_limit_exists(name: str | None) -> bool:
+    if not name:
+        return False
+    try:
+        with get_client(sync_client=True) as client:
+            client.read_global_concurrency_limit_by_name(name)
+    except ObjectNotFound:
+        return False
+    return True
+
+
+@task(retries=3, retry_delay_seconds=[2, 10, 30], retry_jitter_factor=0.5)
+def resolve_scrape_titles(config: ClientConfig, sources: TitleSources, wiki: str | None) -> ResolvedTitles:
+    """Gather titles from the sources and resolve them: normalised, redirects followed, current revisions."""
+    return resolve_titles(config, sources, wiki=wiki)
+
+
+@task(retries=2, retry_delay_seconds=[2, 10])
+def select_stale_pages(
+    database_url: str, wiki: str, pages: list[ResolvedTitle], force: bool
+) -> tuple[list[ResolvedTitle], int]:
+    """Pages whose stored revision is not the current one (all of them with ``force``), and the count skipped."""
+    return stale_pages(_engine(database_url), wiki=wiki, pages=pages, force=force)
+
+
+@task(retries=3, retry_delay_seconds=[5, 30, 120], retry_jitter_factor=0.5)
+def fetch_page_batch(
+    config: ClientConfig, pages: list[ResolvedTitle], prefect_rate_limit: str | None
+) -> FetchBatch:
+    """Fetch one batch of pages; the client retries single requests, Prefect retries the batch."""
+
+    async def take_slot() -> None:
+        await rate_limit(prefect_rate_limit, strict=False)
+
+    return fetch_pages(config, pages, before_request=take_slot if prefect_rate_limit else None)
+
+
+@task
+def extract_page_batch(wiki: str, batch: FetchBatch) -> list[PageRecord]:
+    """Reference extraction (CPU only, nothing to retry)."""
+    return extract_pages(wiki, batch.pages)
+
+
+@task(retries=2, retry_delay_seconds=[2, 10])
+def write_page_batch(database_url: str, records: list[PageRecord]) -> WriteCounts:
+    """Upsert the batch, one transaction per article (a retry re-applies only what did not commit)."""
+    return write_records(_engine(database_url), records)
+
+
+@task(retries=1, retry_delay_seconds=[5])
+def load_dump_file(
+    database_url: str, dump_path: Path, wiki: str | None, limit: int | None, force: bool
+) -> ScrapeSummary:
+    """Load an Enterprise HTML dump (no HTTP): stream, skip current revisions, extract, write."""
+    return load_dump(_engine(database_url), dump_path, wiki=wiki, limit=limit, force=force)
+
+
+def publish_summary(summary: ScrapeSummary) -> None:
+    create_markdown_artifact(
+        key="scrape-summary", markdown=summary.markdown(), description="What the scrape did"
+    )
+    create_table_artifact(
+        key="scrape-counts",
+        table=[{"what": name, "count": value} for name, value in summary.rows()],
+        description=f"Scrape of {summary.wiki}",
+    )
+
+
+def summary_dict(summary: ScrapeSummary) -> dict[str, Any]:
+    return {
+        "wiki": summary.wiki,
+        **dict(summary.rows()),
+        "retry_reasons": dict(summary.stats.retry_reasons),
+        "missing_titles": summary.missing,
+        "invalid_titles": summary.invalid,
+    }
+
+
+@flow(name="scrape-wikipedia")
+def scrape_wikipedia(
+    titles: list[str] | None = None,
+    titles_file: Path | None = None,
+    category: str | None = None,
+    category_depth: int = 0,
+    list_page: str | None = None,
+    top_day: date | None = None,
+    limit: int | None = None,
+    api_url: str | None = None,
+    mirror_dir: Path | None = None,
+    mirror_bulk: bool = False,
+    dump_path: Path | None = None,
+    force: bool = False,
+    batch_size: int | None = None,
+) -> dict[str, Any]:
+    """Scrape articles and their reference lists from a MediaWiki (or a mirror folder, or a dump) into Postgres.
+
+    Args:
+        titles: Article titles to scrape (normalised and redirects followed by the wiki).
+        titles_file: A text file with one title per line (# starts a comment).
+        category: A category whose articles to scrape, e.g. "Category:Birds of Europe".
+        category_depth: How many levels of sub-categories to follow (0: the category itself).
+        list_page: A page whose linked articles to scrape, e.g. "Wikipedia:Vital articles/Level/3".
+        top_day: Scrape the most-viewed articles of this day (Wikimedia Pageviews "top").
+        limit: At most this many titles from each source and in all.
+        api_url: The wiki's api.php. Empty: WIKIREF_API_URL (English Wikipedia by default).
+        mirror_dir: A folder of saved pages (e.g. ../shared/data/wikipedia) served by a local mirror and scraped
+            over HTTP instead of the wiki; without other sources, all its pages.
+        mirror_bulk: Also serve the folder's bulk.tar.gz (about 700 more articles) from the mirror.
+        dump_path: A Wikimedia Enterprise HTML dump (NDJSON, .gz or .tar.gz) to load instead of the wiki.
+        force: Fetch and compare every page even when the stored revision is current.
+        batch_size: Titles per fetch task. Empty: WIKIREF_SCRAPE_BATCH_SIZE.
+    """
+    settings = get_settings()
+    database_url, _ = prepare_database(settings)
+    if mirror_dir and dump_path:
+        raise ScrapeError("give a mirror folder or a dump, not both")
+    if dump_path:
+        summary = load_dump_file(database_url, Path(dump_path), settings.wiki, limit, force)
+        publish_summary(summary)
+        return summary_dict(summary)
+
+    sources = TitleSources(
+        titles=tuple(titles or ()),
+        titles_file=titles_file,
+        category=category,
+        category_depth=category_depth,
+        list_page=list_page,
+        top_day=top_day,
+        limit=limit,
+    )
+    with contextlib.ExitStack() as stack:
+        if mirror_dir:
+            api_url = stack.enter_context(running_mirror(Path(mirror_dir), include_bulk=mirror_bulk))
+            if sources.empty:
+                sources = TitleSources(list_page=LIST_PAGE, limit=limit)
+        config = client_config(settings, api_url)
+        prefect_limit = settings.scrape_prefect_rate_limit
+        prefect_limit = prefect_limit if _prefect_rate_limit_exists(prefect_limit) else None
+
+        resolved = resolve_scrape_titles(config, sources, settings.wiki)
+        summary = summary_of(resolved)
+        stale, summary.skipped_current = select_stale_pages(
+            database_url, resolved.wiki, resolved.resolution.pages, force
+        )
+        batches = batched(stale, batch_size or settings.scrape_batch_size)
+        fetched = fetch_page_batch.map(unmapped(config), batches, unmapped(prefect_limit))
+        records = extract_page_batch.map(unmapped(resolved.wiki), fetched)
+        written = write_page_batch.map(unmapped(database_url), records)
+        for batch, counts in zip(fetched.result(), written.result(), strict=True):
+            summary.missing += batch.missing
+            summary.stats.merge(batch.stats)
+            summary.counts.merge(counts)
+    log.info("scrape summary: %s", ", ".join(f"{name} {value}" for name, value in summary.rows()))
+    publish_summary(summary)
+    return summary_dict(summary)

@@ -1,0 +1,7 @@
+"""The one base of the scrape area's expected errors: the CLI prints them as one line, without a traceback."""
+
+from __future__ import annotations
+
+
+class ScrapeError(Exception):
+    """Bad input or an unreachable/unwilling source, described in one line that says what to change."""
