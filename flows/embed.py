@@ -29,7 +29,6 @@ from flows.settings import Settings, get_settings
 from models.base import resolve_model_path
 from models.encode import EncoderConfig, encode_texts, fast_backend_available
 
-
 # Rounds of "select pending, encode, write" before giving up on catching up with a concurrent scrape.
 MAX_ROUNDS = 3
 

@@ -97,9 +97,8 @@ class Encoder:
 
 
 class TorchEncoder(Encoder):
-    # sentence-transformers' encode() sorts by length and batches by itself, and has a fixed cost per call that
-    # dominates on a GPU (one call per 128-text batch ran at a quarter of the speed of one call for all, measured
-    # on an H100); so it gets 16 batches at a time, and progress comes every 16 batches.
+    # sentence-transformers' encode() sorts by length and batches by itself; 16 batches per call amortise its
+    # fixed cost per call, and progress comes every 16 batches.
     group_batches = 16
 
     def __init__(self, config: EncoderConfig) -> None:

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import text
@@ -17,16 +16,6 @@ from db import embeddings, search
 from db.articles import upsert_page
 from db.engine import make_engine
 from tests.conftest import REPO_ROOT, SHARED_WIKIPEDIA, register_base_version
-
-
-@pytest.fixture(scope="module")
-def prefect_harness() -> Iterator[str]:
-    """A temporary Prefect server for the module; yields its API URL for subprocesses."""
-    from prefect.settings import PREFECT_API_URL
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield PREFECT_API_URL.value()
 
 
 def add_saved_page_not_in(session: Session) -> tuple[str, int]:
@@ -47,7 +36,7 @@ def add_saved_page_not_in(session: Session) -> tuple[str, int]:
 
 
 def test_re_embedding_after_one_new_article_encodes_only_its_rows(
-    prefect_harness: str, embedded_database_url: str, monkeypatch: pytest.MonkeyPatch
+    prefect_harness: None, embedded_database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from prefect.client.orchestration import get_client
 
@@ -85,8 +74,10 @@ def test_re_embedding_after_one_new_article_encodes_only_its_rows(
 
 
 def test_a_run_killed_mid_way_resumes_with_exactly_one_embedding_per_row(
-    prefect_harness: str, embedded_database_url: str, onnx_cache_dir
+    prefect_harness: None, embedded_database_url: str, onnx_cache_dir
 ) -> None:
+    from prefect.settings import PREFECT_API_URL
+
     engine = make_engine(embedded_database_url)
     with Session(engine) as session:
         version = register_base_version(session, name="second", status="candidate")
@@ -95,7 +86,7 @@ def test_a_run_killed_mid_way_resumes_with_exactly_one_embedding_per_row(
 
     environment = {key: value for key, value in os.environ.items() if not key.startswith(("WIKIREF_", "PREFECT_"))}
     environment.update(
-        PYTHONPATH=str(REPO_ROOT), PREFECT_API_URL=prefect_harness, WIKIREF_DATABASE_URL=embedded_database_url,
+        PYTHONPATH=str(REPO_ROOT), PREFECT_API_URL=PREFECT_API_URL.value(), WIKIREF_DATABASE_URL=embedded_database_url,
         WIKIREF_EMBED_CACHE_DIR=str(onnx_cache_dir), WIKIREF_EMBED_CHUNK_SIZE="64", COLUMNS="200",
     )
     command = [sys.executable, "-m", "flows.cli", "embed", "--model-version", "second"]
