@@ -128,13 +128,13 @@ class TitleEmbedding(Base):
     embedding: Mapped[Any] = mapped_column(Vector(EMBEDDING_DIM))
 
 
-# --- embed (migration 0004): embedding completeness per model version, full-text index ----------------------
+# --- embed (migration 0002): embedding completeness per model version, full-text index ----------------------
 # The per-version partial HNSW indexes are created at run time by db.embeddings.build_indexes, so they are not
 # declared here (see migrations/env.py, which keeps autogenerate from proposing to drop them).
 
 
 class EmbeddingState(Base):
-    """Whether a model version's embeddings are complete, hence servable by default (see migration 0004)."""
+    """Whether a model version's embeddings are complete, hence servable by default (see migration 0002)."""
 
     __tablename__ = "embedding_states"
     __table_args__ = (CheckConstraint("ef_search BETWEEN 1 AND 1000", name="ef_search"),)

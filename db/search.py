@@ -1,4 +1,4 @@
-"""Python side of the SQL interface (schema ``wikiref``, migration 0004): the statements the CLI runs and prints."""
+"""Python side of the SQL interface (schema ``wikiref``, migration 0002): the statements the CLI runs and prints."""
 
 from __future__ import annotations
 
