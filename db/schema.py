@@ -126,3 +126,38 @@ class TitleEmbedding(Base):
     article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True)
     title: Mapped[str] = mapped_column(Text, comment="the title that was encoded")
     embedding: Mapped[Any] = mapped_column(Vector(EMBEDDING_DIM))
+
+
+# --- embed (migration 0002): embedding completeness per model version, full-text index ----------------------
+# The per-version partial HNSW indexes are created at run time by db.embeddings.build_indexes, so they are not
+# declared here (see migrations/env.py, which keeps autogenerate from proposing to drop them).
+
+
+class EmbeddingState(Base):
+    """Whether a model version's embeddings are complete, hence servable by default (see migration 0002)."""
+
+    __tablename__ = "embedding_states"
+    __table_args__ = (CheckConstraint("ef_search BETWEEN 1 AND 1000", name="ef_search"),)
+
+    model_version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    hnsw_m: Mapped[int | None] = mapped_column(Integer, comment="m of the version's HNSW indexes")
+    hnsw_ef_construction: Mapped[int | None] = mapped_column(Integer)
+    ef_search: Mapped[int] = mapped_column(
+        Integer, server_default=text("100"), comment="hnsw.ef_search the SQL functions use for this version"
+    )
+    references_embedded: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    titles_embedded: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    completed_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True),
+        comment="set once every row had an embedding and the indexes existed; NULL: not servable yet",
+    )
+
+
+Index(
+    "ix_article_references_text_fts",
+    func.to_tsvector(sa.literal_column("'english'"), ArticleReference.text),
+    postgresql_using="gin",
+)

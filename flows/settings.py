@@ -8,14 +8,51 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
-from pydantic import Field, HttpUrl, field_validator
+from pydantic import Field, HttpUrl, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from db.engine import validate_database_url
 from models.pairs import DEFAULT_EVAL_FRACTION, DEFAULT_TOKEN_BUDGET
 from models.train import RECOMMENDED
+
+# --- orchestrate: the main job's default titles --------------------------------------------------------
+# Well-referenced, long-lived English Wikipedia articles across science, history, technology and nature,
+# so that a first run has a few thousand references from unrelated topics to learn and query.
+DEFAULT_PIPELINE_TITLES: tuple[str, ...] = (
+    "Albert Einstein",
+    "Marie Curie",
+    "Charles Darwin",
+    "Alan Turing",
+    "Ada Lovelace",
+    "DNA",
+    "Photosynthesis",
+    "Black hole",
+    "Climate change",
+    "Plate tectonics",
+    "Vaccine",
+    "Penicillin",
+    "Internet",
+    "Linux",
+    "Python (programming language)",
+    "Moon",
+    "Mars",
+    "Jupiter",
+    "Amazon rainforest",
+    "Great Barrier Reef",
+    "Honey bee",
+    "Tyrannosaurus",
+    "Roman Empire",
+    "Ancient Egypt",
+    "French Revolution",
+    "Industrial Revolution",
+    "Printing press",
+    "Renaissance",
+    "Leonardo da Vinci",
+    "William Shakespeare",
+)
 
 
 class Settings(BaseSettings):
@@ -43,6 +80,67 @@ class Settings(BaseSettings):
         default="sentence-transformers/all-MiniLM-L6-v2",
         description="Model to fine-tune: a hub id or a local path.",
     )
+
+    # --- orchestrate: schedules, task runner, the main job (flows/deploy.py, flows/runners.py, flows/pipeline.py)
+    schedule_timezone: str = Field(
+        default="UTC", description="IANA time zone the cron schedules of the deployments are read in."
+    )
+    schedule_scrape: str = Field(
+        default="0 2 * * *", description="Cron schedule of the scrape-daily deployment (re-scrapes the titles)."
+    )
+    schedule_train: str = Field(
+        default="0 4 * * 0", description="Cron schedule of the train-weekly deployment (after that day's scrape)."
+    )
+    schedule_embed: str = Field(
+        default="0 5 * * *",
+        description="Cron schedule of embed-after-train: the daily catch-up that encodes newly scraped rows "
+        "(it also runs whenever a train-weekly run completes).",
+    )
+    task_runner: Literal["default", "dask"] = Field(
+        default="default",
+        description="Where fan-out tasks (page fetches, encoding batches) run: each flow's own thread pool, "
+        "or Dask (a LocalCluster, or the cluster at WIKIREF_DASK_ADDRESS).",
+    )
+    dask_address: str | None = Field(
+        default=None,
+        description="Scheduler address of an existing Dask cluster, e.g. tcp://10.0.0.5:8786 (task runner dask).",
+    )
+    dask_workers: int | None = Field(
+        default=None, ge=1, description="Worker processes of the temporary LocalCluster (default: Dask's choice)."
+    )
+    pipeline_titles: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_PIPELINE_TITLES),
+        min_length=1,
+        description="Titles the pipeline and scrape-daily scrape from the live wiki (a JSON list).",
+    )
+
+    @field_validator("schedule_timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as UTC or Europe/Berlin") from None
+        return value
+
+    @field_validator("schedule_scrape", "schedule_train", "schedule_embed")
+    @classmethod
+    def _check_cron(cls, value: str) -> str:
+        # Prefect's own parser, so that a value accepted here is one the server accepts; imported only when a
+        # schedule is configured, to keep prefect out of commands that never schedule anything.
+        from prefect.client.schemas.schedules import CronSchedule
+
+        try:
+            CronSchedule(cron=value)
+        except ValueError:
+            raise ValueError(f"not a cron expression: {value!r} (five fields, e.g. '0 2 * * *')") from None
+        return value
+
+    @field_validator("dask_address")
+    @classmethod
+    def _blank_dask_address(cls, value: str | None) -> str | None:
+        return value.strip() or None if value else None
+
 
     # --- training (wikiref train, flows/train.py); defaults: models.train.RECOMMENDED -------------------
     train_epochs: float = Field(
@@ -103,6 +201,48 @@ class Settings(BaseSettings):
         if value not in METRICS:
             raise ValueError(f"must be one of {', '.join(METRICS)}")
         return value
+    # --- embed: encoding, HNSW indexes, query recall (docs/embed.md) ---------------------------------------
+    embed_backend: Literal["auto", "torch", "onnx"] = Field(
+        default="auto",
+        description="Encoder runtime: torch (fp32, CPU or CUDA), onnx (int8, needs `pip install 'wikiref[fast]'`), "
+        "or auto = onnx when installed, else torch. Queries are encoded with the same backend.",
+    )
+    embed_device: str = Field(default="cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="cpu, cuda or cuda:N.")
+    embed_batch_size: int = Field(default=64, ge=1, le=4096, description="Texts per forward pass.")
+    embed_chunk_size: int = Field(
+        default=1024, ge=1, le=100_000,
+        description="Texts per encoding task (the unit a Dask cluster fans out) and per COPY transaction.",
+    )
+    embed_threads: int | None = Field(default=None, ge=1, description="Encoder threads; unset: one per core.")
+    hnsw_m: int = Field(default=16, ge=2, le=100, description="HNSW graph degree of new indexes.")
+    hnsw_ef_construction: int = Field(
+        default=128, ge=4, le=1000, description="HNSW build-time candidate list (at least 2 x m)."
+    )
+    hnsw_ef_search: int = Field(
+        default=100, ge=1, le=1000,
+        description="hnsw.ef_search the SQL functions use (raised to k when k is larger); recorded per version.",
+    )
+    embed_maintenance_work_mem: str = Field(
+        default="512MB", pattern=r"^\d+\s*(kB|MB|GB)$",
+        description="maintenance_work_mem for HNSW builds: a graph that does not fit builds far slower.",
+    )
+
+    @model_validator(mode="after")
+    def _check_hnsw(self) -> "Settings":
+        if self.hnsw_ef_construction < 2 * self.hnsw_m:
+            raise ValueError(
+                f"hnsw_ef_construction ({self.hnsw_ef_construction}) must be at least 2 x hnsw_m ({self.hnsw_m})"
+            )
+        return self
+
+    embed_cache_dir: Path | None = Field(
+        default=None, description="Where exported ONNX models are kept; unset: <data dir>/cache/onnx."
+    )
+
+    @property
+    def onnx_cache_dir(self) -> Path:
+        return (self.embed_cache_dir or self.data_dir / "cache" / "onnx").expanduser()
+    # --- end embed -------------------------------------------------------------------------------------------
 
     # --- scrape (issue 3): MediaWiki client etiquette and batching ---------------------------------------
     scrape_requests_per_second: float = Field(

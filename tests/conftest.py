@@ -21,6 +21,9 @@ from db import migrate
 from db.engine import libpq_url, make_engine
 from db.server import ensure_embedded_server, stop_embedded_server
 
+# No usage reports from the Prefect servers the tests start (the harness and `prefect server start`).
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_WIKIPEDIA = REPO_ROOT.parent / "shared" / "data" / "wikipedia"
 TEMPLATE_DATABASE = "wikiref_test_template"
@@ -172,3 +175,117 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+# --- embed: a template database whose slice of the shared pages is embedded with the base model -------------
+EMBEDDED_TEMPLATE_DATABASE = "wikiref_test_template_embedded"
+# Encoding all 13,992 references of pages/ takes about 3 minutes on this 2-core box (onnx int8; torch twice
+# that), so the embedded template keeps a fixed slice: 40 articles with 10-80 references each (1,200-odd
+# references), chosen by md5 of the title so the slice is stable and not alphabetical.
+EMBED_SLICE_ARTICLES = 40
+
+
+@pytest.fixture(scope="session")
+def onnx_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One ONNX export of the base model per test session (WIKIREF_EMBED_CACHE_DIR points here in tests)."""
+    return tmp_path_factory.mktemp("onnx-cache")
+
+
+@pytest.fixture(autouse=True)
+def _shared_onnx_cache(onnx_cache_dir: Path, monkeypatch: pytest.MonkeyPatch, isolated_settings: None) -> None:
+    monkeypatch.setenv("WIKIREF_EMBED_CACHE_DIR", str(onnx_cache_dir))
+
+
+def register_base_version(session, *, name: str = "base", status: str = "active") -> int:
+    """Factory: the base model as a model version (what training registers, minus the training)."""
+    from sqlalchemy import text
+
+    from models.base import BASE_MODEL_ID, resolve_model_path
+
+    return session.execute(
+        text(
+            "INSERT INTO model_versions (name, base_model, status, activated_at, artifact_path) "
+            "VALUES (:name, :base, :status, CASE WHEN :status IN ('active', 'superseded') THEN now() END, :path) "
+            "RETURNING id"
+        ),
+        {"name": name, "base": BASE_MODEL_ID, "status": status, "path": resolve_model_path(BASE_MODEL_ID)},
+    ).scalar_one()
+
+
+def base_encoder_config(onnx_cache_dir: Path):
+    """The encoder the flow picks with default settings (onnx when wikiref[fast] is installed)."""
+    from models.base import BASE_MODEL_ID, resolve_model_path
+    from models.encode import EncoderConfig, fast_backend_available
+
+    return EncoderConfig(
+        model_path=resolve_model_path(BASE_MODEL_ID),
+        backend="onnx" if fast_backend_available() else "torch",
+        cache_dir=str(onnx_cache_dir),
+    )
+
+
+def embed_everything(engine: Engine, version_id: int, config, *, batch_size: int = 64) -> dict[str, int]:
+    """Encode, COPY, index and complete one version with the library functions (no Prefect)."""
+    from sqlalchemy.orm import Session
+
+    from db import embeddings
+    from models.encode import encode_texts
+
+    with Session(engine) as session:
+        embeddings.start_run(session=session, version_id=version_id, hnsw_m=16, hnsw_ef_construction=64, ef_search=100)
+        for kind in embeddings.KINDS:
+            rows = embeddings.pending(session=session, version_id=version_id, kind=kind)
+            vectors = encode_texts(config, [row.text for row in rows], batch_size=batch_size)
+            embeddings.write_embeddings(
+                session=session, version_id=version_id, kind=kind, keys=[row.key for row in rows],
+                labels=[row.label for row in rows], vectors=vectors,
+            )
+        embeddings.build_indexes(session=session, version_id=version_id, m=16, ef_construction=64)
+        counts = embeddings.mark_complete(session=session, version_id=version_id)
+        session.commit()
+    return counts
+
+
+@pytest.fixture(scope="session")
+def embedded_template_url(server_url: str, loaded_template_url: str, onnx_cache_dir: Path) -> str:
+    """A template holding the slice of pages/ and its base-model embeddings, complete and serving."""
+    from sqlalchemy import text
+    from sqlalchemy.orm import Session
+
+    with psycopg.connect(server_url, autocommit=True) as connection:
+        connection.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(EMBEDDED_TEMPLATE_DATABASE))
+        )
+        connection.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(EMBEDDED_TEMPLATE_DATABASE), sql.Identifier(LOADED_TEMPLATE_DATABASE)
+            )
+        )
+    url = database_on(server_url, EMBEDDED_TEMPLATE_DATABASE)
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session:
+            session.execute(
+                text(
+                    "DELETE FROM articles WHERE id NOT IN (SELECT a.id FROM articles a "
+                    "JOIN article_references r ON r.article_id = a.id GROUP BY a.id "
+                    "HAVING count(*) BETWEEN 10 AND 80 ORDER BY md5(a.title) LIMIT :n)"
+                ),
+                {"n": EMBED_SLICE_ARTICLES},
+            )
+            version_id = register_base_version(session)
+            session.commit()
+        embed_everything(engine, version_id, base_encoder_config(onnx_cache_dir))
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("VACUUM ANALYZE"))
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.fixture
+def embedded_database_url(server_url: str, embedded_template_url: str) -> Iterator[str]:
+    """A fresh database of its own: the slice of pages/, embedded with the active base version 'base'."""
+    url = create_database(server_url, template=EMBEDDED_TEMPLATE_DATABASE)
+    yield url
+    drop_database(server_url, url)

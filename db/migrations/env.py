@@ -1,5 +1,7 @@
 """Alembic environment: the URL comes from the caller (``db.migrate``), the metadata from ``db.schema``."""
 
+import re
+
 from alembic import context
 from sqlalchemy import text
 
@@ -10,6 +12,13 @@ from db.schema import Base
 MIGRATION_LOCK_ID = 7_424_211
 
 config = context.config
+
+# Per-model-version HNSW indexes (db.embeddings.build_indexes) are made at run time, not by migrations.
+HNSW_INDEX_PATTERN = re.compile(r"^ix_(reference|title)_embeddings_hnsw_v\d+$")
+
+
+def _include_object(obj, name, type_, reflected, compare_to) -> bool:
+    return not (type_ == "index" and reflected and name and HNSW_INDEX_PATTERN.match(name))
 
 
 def run_migrations_online() -> None:
@@ -26,7 +35,9 @@ def run_migrations_online() -> None:
 def _migrate(connection) -> None:
     connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})
     try:
-        context.configure(connection=connection, target_metadata=Base.metadata, compare_type=True)
+        context.configure(
+            connection=connection, target_metadata=Base.metadata, compare_type=True, include_object=_include_object
+        )
         with context.begin_transaction():
             context.run_migrations()
     finally:

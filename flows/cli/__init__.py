@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import typer
@@ -10,10 +11,14 @@ from pydantic import ValidationError
 
 from db.engine import DatabaseError
 from flows.cli import db as db_commands
-from flows.cli import models as models_commands
-from flows.cli import train as train_commands
+from flows.cli import embed as embed_commands
 from flows.cli import mirror as mirror_commands
+from flows.cli import models as models_commands
+from flows.cli import run as run_commands
 from flows.cli import scrape as scrape_commands
+from flows.cli import serve as serve_commands
+from flows.cli import train as train_commands
+from flows.errors import UserError
 from flows.wikipedia.errors import ScrapeError
 
 app = typer.Typer(
@@ -25,9 +30,14 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(db_commands.app, name="db")
+app.command(name="scrape")(scrape_commands.scrape)
 app.command(name="train")(train_commands.train)
 app.add_typer(models_commands.app, name="models")
-app.command(name="scrape")(scrape_commands.scrape)
+app.command()(embed_commands.embed)
+app.command()(embed_commands.similar)
+app.command()(embed_commands.search)
+app.command("run")(run_commands.run)
+app.command("serve")(serve_commands.serve)
 app.add_typer(mirror_commands.app, name="mirror")
 
 
@@ -49,12 +59,16 @@ def _settings_error(exc: ValidationError) -> str:
 
 
 def main() -> None:
+    # The temporary Prefect server a flow run starts without PREFECT_API_URL: no anonymous usage reports (set it
+    # to true to allow), and more than Prefect's 20 s to start, which a busy 2-core machine exceeds.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     try:
         app()
     except DatabaseError as exc:
         print(f"wikiref: error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except ScrapeError as exc:
+    except (ScrapeError, UserError) as exc:
         print(f"wikiref: error: {exc}", file=sys.stderr)
         sys.exit(2)
     except ValidationError as exc:

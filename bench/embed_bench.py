@@ -1,0 +1,395 @@
+"""Embedding benchmarks, each measured side by side in one run and printed against its target.
+
+1. copy:   binary COPY (db.embeddings.write_embeddings) vs row-by-row INSERTs, vectors/s; target >= 10x.
+2. hnsw:   HNSW vs exact top-10 on >= 100,000 vectors (clustered synthetic unit vectors): latency p50/p95 and
+           recall@10; target recall@10 >= 0.98 with HNSW p50 <= 1/20 of the exact scan's.
+3. encode: the project's encoder vs plain fp32 SentenceTransformer.encode on the same reference texts of the
+           shared pages, sentences/s and held-out NDCG@10 (titles as queries, all references of the chosen
+           articles as the corpus); target >= 3x on CPU, losing <= 0.005 NDCG@10. With the base model every
+           article is held out (it was never trained on them); pass --model to bench a fine-tuned version.
+
+    python bench/embed_bench.py                          # all three, on the CPU, embedded Postgres in a temp dir
+    python bench/embed_bench.py --parts encode --device cuda --out cuda.json
+    python bench/embed_bench.py --parts encode --dump-texts texts.json   # texts for a machine without the pages
+
+The machine this was written on has 2 busy cores: every number depends on the hardware and its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+SHARED_WIKIPEDIA = REPO_ROOT.parent / "shared" / "data" / "wikipedia"
+
+COPY_TARGET, HNSW_RECALL_TARGET, HNSW_SPEED_TARGET = 10.0, 0.98, 20.0
+ENCODE_SPEED_TARGET, ENCODE_NDCG_LOSS = 3.0, 0.005
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+# --- database ------------------------------------------------------------------------------------------------
+
+
+def bench_database(database_url: str | None, workdir: Path) -> str:
+    """A fresh, migrated database: on --database-url's server, or on an embedded server in ``workdir``."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from db import migrate
+    from db.engine import libpq_url
+    from db.server import ensure_embedded_server
+
+    admin = libpq_url(database_url) if database_url else ensure_embedded_server(workdir / "pgdata", database="postgres")
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute("DROP DATABASE IF EXISTS wikiref_bench WITH (FORCE)")
+        connection.execute("CREATE DATABASE wikiref_bench")
+    url = make_url(admin).set(database="wikiref_bench").render_as_string(hide_password=False)
+    migrate.upgrade(url)
+    return url
+
+
+def seed_rows(engine, count: int) -> list[int]:
+    """``count`` references (of 1,000 articles) for embeddings to point at; returns their ids."""
+    from sqlalchemy import text
+
+    with engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO articles (wiki, title) SELECT 'bench', 'Article ' || i FROM generate_series(1, 1000) i")
+        )
+        connection.execute(
+            text(
+                "INSERT INTO article_references (article_id, position, text, content_hash) "
+                "SELECT a.id, s.i / 1000, 'reference ' || s.i, md5(s.i::text) FROM generate_series(0, :n - 1) s(i) "
+                "JOIN articles a ON a.title = 'Article ' || (s.i % 1000 + 1)"
+            ),
+            {"n": count},
+        )
+        return list(connection.execute(text("SELECT id FROM article_references ORDER BY id")).scalars())
+
+
+def add_version(engine, name: str) -> int:
+    from sqlalchemy import text
+
+    with engine.begin() as connection:
+        return connection.execute(
+            text(
+                "INSERT INTO model_versions (name, base_model, status, activated_at) "
+                "VALUES (:name, 'synthetic', 'superseded', now()) RETURNING id"
+            ),
+            {"name": name},
+        ).scalar_one()
+
+
+def bench_copy(engine, reference_ids: list[int], copy_rows: int, insert_rows: int) -> dict:
+    from sqlalchemy.orm import Session
+
+    from db import embeddings
+
+    rng = np.random.default_rng(1)
+    copy_version, insert_version = add_version(engine, "bench-copy"), add_version(engine, "bench-insert")
+    vectors = unit(rng.normal(size=(copy_rows, 384)))
+    keys = reference_ids[:copy_rows]
+    start = time.perf_counter()
+    with Session(engine) as session:
+        for offset in range(0, copy_rows, 5000):
+            embeddings.write_embeddings(
+                session=session, version_id=copy_version, kind="references", keys=keys[offset : offset + 5000],
+                labels=["h"] * len(keys[offset : offset + 5000]), vectors=vectors[offset : offset + 5000],
+            )
+            session.commit()
+    copy_rate = copy_rows / (time.perf_counter() - start)
+
+    # The baseline: one INSERT statement per vector (text format, as an ORM would send it), one transaction.
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        start = time.perf_counter()
+        for key, vector in zip(reference_ids[:insert_rows], vectors[:insert_rows]):
+            cursor.execute(
+                "INSERT INTO reference_embeddings (model_version_id, reference_id, content_hash, embedding) "
+                "VALUES (%s, %s, %s, %s::vector) ON CONFLICT (model_version_id, reference_id) DO UPDATE "
+                "SET content_hash = EXCLUDED.content_hash, embedding = EXCLUDED.embedding",
+                (insert_version, key, "h", "[" + ",".join(f"{x:.8g}" for x in vector) + "]"),
+            )
+        raw.commit()
+        insert_rate = insert_rows / (time.perf_counter() - start)
+    finally:
+        raw.close()
+    ratio = copy_rate / insert_rate
+    print(f"\n[copy] {copy_rows:,} vectors by binary COPY, {insert_rows:,} by row-by-row INSERT")
+    print(f"  COPY     {copy_rate:10,.0f} vectors/s")
+    print(f"  INSERT   {insert_rate:10,.0f} vectors/s")
+    print(f"  ratio    {ratio:10.1f}x   target >= {COPY_TARGET:.0f}x   {verdict(ratio >= COPY_TARGET)}")
+    return {"copy_vectors_per_s": copy_rate, "insert_vectors_per_s": insert_rate, "ratio": ratio,
+            "copy_rows": copy_rows, "insert_rows": insert_rows, "pass": ratio >= COPY_TARGET}
+
+
+def clustered_vectors(count: int, clusters: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors around ``clusters`` random centres (cosine to the centre about 0.7), like topical embeddings."""
+    centres = unit(rng.normal(size=(clusters, 384)))
+    assignment = rng.integers(0, clusters, size=count)
+    return unit(centres[assignment] + rng.normal(scale=1 / math.sqrt(384), size=(count, 384))), centres
+
+
+def bench_hnsw(engine, reference_ids: list[int], *, vectors: int, queries: int, m: int, ef_construction: int,
+               ef_search_values: list[int], maintenance_work_mem: str) -> dict:
+    from pgvector.psycopg import register_vector
+    from psycopg import sql as psql
+    from sqlalchemy import text
+    from sqlalchemy.orm import Session
+
+    from db import embeddings
+
+    rng = np.random.default_rng(7)
+    data, centres = clustered_vectors(vectors + queries, 1000, rng)
+    stored, probes = data[:vectors], data[vectors:]
+    version = add_version(engine, "bench-hnsw")
+    with Session(engine) as session:
+        for offset in range(0, vectors, 20000):
+            chunk = slice(offset, offset + 20000)
+            embeddings.write_embeddings(
+                session=session, version_id=version, kind="references", keys=reference_ids[chunk],
+                labels=["h"] * len(reference_ids[chunk]), vectors=stored[chunk],
+            )
+            session.commit()
+        start = time.perf_counter()
+        embeddings.build_indexes(session=session, version_id=version, m=m, ef_construction=ef_construction,
+                                 maintenance_work_mem=maintenance_work_mem)
+        session.commit()
+        build_seconds = time.perf_counter() - start
+    with engine.connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE reference_embeddings"))
+
+    raw = engine.raw_connection()
+    try:
+        connection = raw.driver_connection
+        register_vector(connection)
+        cursor = connection.cursor()
+        statement = cursor.execute("SELECT wikiref.nearest_query('references', %s, false)", (version,)).fetchone()[0]
+        # The functions' own statement, as a server-side prepared statement with the vector bound in binary.
+        query = statement.replace("$1", "%(q)s").replace("$2", "%(k)s")
+
+        def timed(settings: list[str]) -> tuple[list[float], list[list[int]]]:
+            latencies, results = [], []
+            for setting in settings:
+                cursor.execute(setting)
+            for probe in probes:
+                begin = time.perf_counter()
+                rows = cursor.execute(query, {"q": probe, "k": 10}, prepare=True).fetchall()
+                latencies.append((time.perf_counter() - begin) * 1000)
+                results.append([row[0] for row in rows])
+            connection.rollback()
+            return latencies, results
+
+        # Exact: the same statement with index scans off (a parallel sequential scan and a top-10 sort).
+        exact_ms, exact = timed(["SET LOCAL enable_indexscan = off"])
+        runs = {}
+        for ef in ef_search_values:
+            hnsw_ms, found = timed([f"SET LOCAL hnsw.ef_search = {int(ef)}", "SET LOCAL enable_sort = off"])
+            recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, exact)]))
+            runs[ef] = {"p50_ms": statistics.median(hnsw_ms), "p95_ms": float(np.percentile(hnsw_ms, 95)),
+                        "recall_at_10": recall}
+        cursor.execute("SET LOCAL enable_sort = off")
+        literal = psql.Literal("[" + ",".join(f"{x:.8g}" for x in probes[0]) + "]").as_string(connection)
+        plan = "\n".join(
+            row[0] for row in cursor.execute("EXPLAIN " + statement.replace("$1", literal + "::vector").replace("$2", "10"))
+        )
+        connection.rollback()
+    finally:
+        raw.close()
+    exact_p50, exact_p95 = statistics.median(exact_ms), float(np.percentile(exact_ms, 95))
+    print(f"\n[hnsw] {vectors:,} clustered unit vectors, {queries} queries, m={m}, ef_construction={ef_construction}, "
+          f"index built in {build_seconds:.1f} s")
+    print(f"  exact            p50 {exact_p50:8.2f} ms   p95 {exact_p95:8.2f} ms")
+    result = {"vectors": vectors, "queries": queries, "m": m, "ef_construction": ef_construction,
+              "build_seconds": build_seconds, "exact_p50_ms": exact_p50, "exact_p95_ms": exact_p95, "hnsw": {}}
+    for ef, run in runs.items():
+        speedup = exact_p50 / run["p50_ms"]
+        ok = run["recall_at_10"] >= HNSW_RECALL_TARGET and speedup >= HNSW_SPEED_TARGET
+        print(f"  hnsw ef_search={ef:<4d} p50 {run['p50_ms']:8.2f} ms   p95 {run['p95_ms']:8.2f} ms   "
+              f"recall@10 {run['recall_at_10']:.4f}   exact/hnsw p50 {speedup:6.1f}x   "
+              f"target recall >= {HNSW_RECALL_TARGET} and >= {HNSW_SPEED_TARGET:.0f}x   {verdict(ok)}")
+        result["hnsw"][str(ef)] = {**run, "speedup_p50": speedup, "pass": ok}
+    uses_index = f"ix_reference_embeddings_hnsw_v{version}" in plan
+    print(f"  plan uses ix_reference_embeddings_hnsw_v{version}: {uses_index}")
+    result["plan_uses_hnsw"] = uses_index
+    return result
+
+
+# --- encoding ------------------------------------------------------------------------------------------------
+
+
+def corpus_from_pages(articles: int) -> dict:
+    """Titles and reference texts of ``articles`` shared pages with 5+ references (stable choice by md5)."""
+    from flows.wikipedia.extract import extract_references
+    from flows.wikipedia.saved import iter_saved_pages
+
+    pages = []
+    for page in iter_saved_pages(SHARED_WIKIPEDIA):
+        references = [reference.text for reference in extract_references(page.html) if reference.text.strip()]
+        if len(references) >= 5:
+            pages.append((hashlib.md5(page.title.encode()).hexdigest(), page.title, references))
+    pages.sort()
+    chosen = pages[:articles]
+    return {"titles": [title for _, title, _ in chosen], "references": [refs for _, _, refs in chosen]}
+
+
+def ndcg_at_10(query_vectors: np.ndarray, corpus_vectors: np.ndarray, owner: np.ndarray) -> float:
+    scores = query_vectors @ corpus_vectors.T
+    total = 0.0
+    discounts = 1 / np.log2(np.arange(2, 12))
+    for query, row in enumerate(scores):
+        top = np.argsort(-row)[:10]
+        gains = (owner[top] == query).astype(float)
+        ideal = discounts[: min(10, int((owner == query).sum()))].sum()
+        total += float((gains * discounts[: len(top)]).sum() / ideal)
+    return total / len(scores)
+
+
+def bench_encode(corpus: dict, *, model_path: str, device: str, backend: str, batch_size: int, cache_dir: str,
+                 threads: int | None) -> dict:
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from models.encode import EncoderConfig, fast_backend_available, load_encoder
+
+    if threads:
+        torch.set_num_threads(threads)
+
+    texts = [text for references in corpus["references"] for text in references]
+    owner = np.repeat(np.arange(len(corpus["titles"])), [len(refs) for refs in corpus["references"]])
+    if backend == "auto":
+        backend = "onnx" if device == "cpu" and fast_backend_available() else "torch"
+
+    baseline = SentenceTransformer(model_path, device=device)
+    baseline.encode(texts[:64], batch_size=batch_size)  # warm-up (allocator, kernels)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    start = time.perf_counter()
+    base_corpus = baseline.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+    sync()
+    base_rate = len(texts) / (time.perf_counter() - start)
+    base_titles = baseline.encode(corpus["titles"], batch_size=batch_size, normalize_embeddings=True)
+    del baseline
+
+    start = time.perf_counter()
+    encoder = load_encoder(EncoderConfig(model_path, backend, device=device, cache_dir=cache_dir, threads=threads))
+    encoder.encode(texts[:64], batch_size=batch_size)
+    load_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    fast_corpus = encoder.encode(texts, batch_size=batch_size)
+    sync()
+    fast_rate = len(texts) / (time.perf_counter() - start)
+    fast_titles = encoder.encode(corpus["titles"], batch_size=batch_size)
+
+    base_ndcg = ndcg_at_10(base_titles, base_corpus, owner)
+    fast_ndcg = ndcg_at_10(fast_titles, fast_corpus, owner)
+    speedup = fast_rate / base_rate
+    loss = base_ndcg - fast_ndcg
+    # The 3x target is for the CPU; elsewhere the encoder must at least not be slower than the baseline.
+    speed_target = ENCODE_SPEED_TARGET if device == "cpu" else 1.0
+    ok = speedup >= speed_target and loss <= ENCODE_NDCG_LOSS
+    cosine = (base_corpus * fast_corpus).sum(axis=1)
+    print(f"\n[encode] {len(texts):,} reference texts of {len(corpus['titles'])} articles, device {device}, "
+          f"batch {batch_size}, {torch.get_num_threads()} torch threads")
+    print(f"  fp32 SentenceTransformer.encode  {base_rate:9.1f} sentences/s   NDCG@10 {base_ndcg:.4f}")
+    print(f"  wikiref encoder ({backend:5s})       {fast_rate:9.1f} sentences/s   NDCG@10 {fast_ndcg:.4f}   "
+          f"(load/export {load_seconds:.1f} s)")
+    print(f"  speedup {speedup:.2f}x (target >= {speed_target:g}x on {device}), NDCG@10 loss {loss:+.4f} "
+          f"(target <= {ENCODE_NDCG_LOSS}); cosine to fp32 min {cosine.min():.4f} mean {cosine.mean():.4f}   "
+          f"{verdict(ok)}")
+    return {"device": device, "backend": backend, "texts": len(texts), "articles": len(corpus["titles"]),
+            "batch_size": batch_size, "baseline_sentences_per_s": base_rate, "encoder_sentences_per_s": fast_rate,
+            "speedup": speedup, "baseline_ndcg_at_10": base_ndcg, "encoder_ndcg_at_10": fast_ndcg,
+            "ndcg_loss": loss, "cosine_min": float(cosine.min()), "cosine_mean": float(cosine.mean()),
+            "encoder_load_seconds": load_seconds, "pass": ok}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", default="copy,hnsw,encode", help="comma-separated: copy, hnsw, encode")
+    parser.add_argument("--database-url", help="a server to create the database wikiref_bench on (default: embedded)")
+    parser.add_argument("--copy-rows", type=int, default=20_000)
+    parser.add_argument("--insert-rows", type=int, default=2_000)
+    parser.add_argument("--vectors", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--hnsw-m", type=int, default=16)
+    parser.add_argument("--hnsw-ef-construction", type=int, default=128)
+    parser.add_argument("--ef-search", default="40,100,200", help="hnsw.ef_search values to measure")
+    parser.add_argument("--maintenance-work-mem", default="512MB")
+    parser.add_argument("--articles", type=int, default=120, help="articles whose references the encode part uses")
+    parser.add_argument("--texts", type=Path, help="read the encode corpus from this JSON (see --dump-texts)")
+    parser.add_argument("--dump-texts", type=Path, help="write the encode corpus to this JSON and stop")
+    parser.add_argument("--model", help="model folder (default: the offline all-MiniLM-L6-v2)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--backend", default="auto", help="the wikiref encoder's backend: auto, torch or onnx")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, help="CPU threads of both encoders (default: the runtimes' own)")
+    parser.add_argument("--out", type=Path, help="also write the results as JSON here")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    parts = {part.strip() for part in args.parts.split(",") if part.strip()}
+
+    if args.dump_texts:
+        args.dump_texts.write_text(json.dumps(corpus_from_pages(args.articles), ensure_ascii=False))
+        print(f"wrote the encode corpus of {args.articles} articles to {args.dump_texts}")
+        return
+
+    results: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                                 "python": platform.python_version()}}
+    with tempfile.TemporaryDirectory(prefix="wikiref-bench-") as workdir:
+        if parts & {"copy", "hnsw"}:
+            from db.engine import make_engine
+
+            url = bench_database(args.database_url, Path(workdir))
+            engine = make_engine(url)
+            reference_ids = seed_rows(engine, max(args.vectors, args.copy_rows))
+            if "copy" in parts:
+                results["copy"] = bench_copy(engine, reference_ids, args.copy_rows, args.insert_rows)
+            if "hnsw" in parts:
+                results["hnsw"] = bench_hnsw(
+                    engine, reference_ids, vectors=args.vectors, queries=args.queries, m=args.hnsw_m,
+                    ef_construction=args.hnsw_ef_construction,
+                    ef_search_values=[int(value) for value in args.ef_search.split(",")],
+                    maintenance_work_mem=args.maintenance_work_mem,
+                )
+            engine.dispose()
+            if not args.database_url:
+                from db.server import stop_embedded_server
+
+                stop_embedded_server(Path(workdir) / "pgdata")
+        if "encode" in parts:
+            from models.base import BASE_MODEL_ID, resolve_model_path
+
+            corpus = json.loads(args.texts.read_text()) if args.texts else corpus_from_pages(args.articles)
+            results["encode"] = bench_encode(
+                corpus, model_path=args.model or resolve_model_path(BASE_MODEL_ID), device=args.device,
+                backend=args.backend, batch_size=args.batch_size, cache_dir=str(Path(workdir) / "onnx"),
+                threads=args.threads,
+            )
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2))
+        print(f"\nresults written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Python side of the SQL interface (schema ``wikiref``, migration 0002): the statements the CLI runs and prints."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pgvector.sqlalchemy import Vector
+from psycopg import sql
+from sqlalchemy import bindparam, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from db.engine import DatabaseError
+from db.schema import EMBEDDING_DIM
+
+# SQLSTATEs the functions raise for a caller's mistake (unknown title or version, bad k, no embeddings yet).
+USER_ERROR_STATES = {"P0002", "22023", "55000", "21000"}
+
+STATEMENTS = {
+    "similar_references": "SELECT * FROM wikiref.similar_references(:title, :k, :model_version)",
+    "similar_articles": "SELECT * FROM wikiref.similar_articles(:title, :k, :model_version)",
+    "articles_for_reference": "SELECT * FROM wikiref.articles_for_reference(:reference_id, :k, :model_version)",
+    "search_vector": "SELECT * FROM wikiref.search_vector(:query, :k, :model_version)",
+    "search_text": "SELECT * FROM wikiref.search_text(:query, :query_embedding, :k, :model_version)",
+}
+_VECTOR_PARAMS = {"search_vector": "query", "search_text": "query_embedding"}
+
+
+class QueryError(DatabaseError):
+    """A SQL function refused the call (unknown title, k <= 0, ...): its message and hint, one line."""
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    statement: str
+    params: dict[str, Any]
+    columns: list[str]
+    rows: list[tuple]
+
+    def as_sql(self, *, full_vectors: bool = False) -> str:
+        """The statement with its parameters as literals, ready to paste into psql."""
+        rendered = self.statement
+        for name, value in sorted(self.params.items(), key=lambda item: -len(item[0])):
+            if isinstance(value, (list, np.ndarray)):
+                values = [float(x) for x in value]
+                shown = values if full_vectors else values[:3]
+                body = ",".join(f"{x:.6g}" for x in shown) + ("" if full_vectors else f",… {len(values) - 3} more")
+                literal = f"'[{body}]'::vector"
+            else:
+                literal = sql.Literal(value).as_string()
+            rendered = rendered.replace(f":{name}", literal)
+        return rendered + ";"
+
+
+def _one_line(exc: DBAPIError) -> str:
+    diag = getattr(exc.orig, "diag", None)
+    message = (getattr(diag, "message_primary", None) or str(exc.orig)).strip().splitlines()[0]
+    hint = getattr(diag, "message_hint", None)
+    return f"{message} ({hint})" if hint else message
+
+
+def run(*, session: Session, function: str, **params: Any) -> QueryResult:
+    """Call one of the ``wikiref`` SQL functions by name and fetch its rows."""
+    statement = text(STATEMENTS[function])
+    vector_param = _VECTOR_PARAMS.get(function)
+    if vector_param:
+        statement = statement.bindparams(bindparam(vector_param, type_=Vector(EMBEDDING_DIM)))
+        if params.get(vector_param) is not None:
+            params[vector_param] = np.asarray(params[vector_param], dtype=np.float32)
+    try:
+        result = session.execute(statement, params)
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) in USER_ERROR_STATES:
+            session.rollback()
+            raise QueryError(_one_line(exc)) from None
+        raise
+    return QueryResult(STATEMENTS[function], dict(params), list(result.keys()), [tuple(row) for row in result])
+
+
+def serving_version(*, session: Session) -> tuple[int, str, str, str | None] | None:
+    """(id, name, base_model, artifact_path) of the version queries use by default, or None."""
+    row = session.execute(
+        text(
+            "SELECT id, name, base_model, artifact_path FROM model_versions WHERE id = wikiref.serving_version()"
+        )
+    ).first()
+    return tuple(row) if row else None
+
+
+def query_version(*, session: Session, model_version: str | None) -> tuple[int, str, str, str | None]:
+    """The version a query will use: the named one, or the serving version; a QueryError if there is none."""
+    try:
+        version_id = session.execute(
+            text("SELECT wikiref.resolve_version(:name)"), {"name": model_version}
+        ).scalar_one()
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) in USER_ERROR_STATES:
+            session.rollback()
+            raise QueryError(_one_line(exc)) from None
+        raise
+    row = session.execute(
+        text("SELECT id, name, base_model, artifact_path FROM model_versions WHERE id = :id"), {"id": version_id}
+    ).one()
+    return tuple(row)
+
+
+def explain(*, session: Session, target: str, version_id: int, query: Sequence[float], k: int) -> str:
+    """EXPLAIN of the nearest-neighbour statement the functions run (``wikiref.nearest_query``)."""
+    inner = session.execute(
+        text("SELECT wikiref.nearest_query(:target, :version, false)"), {"target": target, "version": version_id}
+    ).scalar_one()
+    # Under the settings wikiref.nearest runs with (its SET clauses), so the plan is the one the functions get.
+    settings = session.scalar(
+        text("SELECT proconfig FROM pg_proc WHERE oid = 'wikiref.nearest(vector, integer, integer, text, bigint)'::regprocedure")
+    )
+    for setting in settings or []:
+        name, value = setting.split("=", 1)
+        session.execute(text("SELECT set_config(:name, :value, true)"), {"name": name, "value": value})
+    connection = session.connection().connection.driver_connection
+    # A prepared statement with real parameters: the same shape the plpgsql EXECUTE ... USING plans.
+    literal = "[" + ",".join(f"{float(x):.7g}" for x in query) + "]"
+    with connection.cursor() as cursor:
+        cursor.execute(sql.SQL("PREPARE wikiref_explain(vector, integer, bigint) AS ") + sql.SQL(inner))
+        try:
+            cursor.execute(
+                sql.SQL("EXPLAIN EXECUTE wikiref_explain({}::vector, {}, NULL)").format(sql.Literal(literal), sql.Literal(k))
+            )
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        finally:
+            cursor.execute("DEALLOCATE wikiref_explain")
+    return plan

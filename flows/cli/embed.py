@@ -1,0 +1,121 @@
+"""``wikiref embed``, ``wikiref similar`` and ``wikiref search``."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from sqlalchemy.orm import Session
+
+from db import search as queries
+from flows.runtime import prepare_database
+from flows.settings import get_settings
+from models.encode import EncoderUnavailable, encode_texts
+
+console = Console()
+
+
+def _fail(message: str) -> None:
+    print(f"wikiref: error: {message}", file=sys.stderr)
+    raise typer.Exit(2)
+
+
+def embed(
+    model_version: str | None = typer.Option(
+        None, "--model-version", "-m", help="Name or id of the version to embed with (default: the active one)."
+    ),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Texts per forward pass."),
+    backend: str | None = typer.Option(None, "--backend", help="torch, onnx or auto (default: settings)."),
+    device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: settings)."),
+    limit: int | None = typer.Option(
+        None, "--limit", min=1, help="At most this many rows of each kind (a partial run, not marked complete)."
+    ),
+) -> None:
+    """Encode titles and references that lack an embedding of their current text, then index them."""
+    from flows.embed import embed_texts, progress_listener
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        bars: dict[str, int] = {}
+
+        def advance(kind: str, written: int, total: int) -> None:
+            if kind not in bars:
+                bars[kind] = progress.add_task(f"embedding {kind}", total=total)
+            progress.update(bars[kind], completed=written, total=total)
+
+        with progress_listener(advance):
+            try:
+                result = embed_texts(
+                    model_version=model_version, batch_size=batch_size, backend=backend, device=device, limit=limit
+                )
+            except EncoderUnavailable as exc:
+                _fail(str(exc))
+    table = Table("kind", "encoded now", "embeddings of the version", title=f"model version {result['model_version']}")
+    for kind, count in result["encoded"].items():
+        table.add_row(kind, f"{count:,}", f"{result['embeddings'][kind]:,}")
+    console.print(table)
+    state = "complete: queries use it when it is the serving version" if result["complete"] else "partial (--limit)"
+    console.print(f"backend {result['backend']}; {state}")
+
+
+def _print(result: queries.QueryResult, show_sql: bool, title: str) -> None:
+    if show_sql:
+        console.print(result.as_sql(), markup=False, highlight=False, soft_wrap=True)
+    table = Table(*result.columns, title=title)
+    for row in result.rows:
+        table.add_row(*("" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value) for value in row))
+    console.print(table)
+
+
+def similar(
+    title: str = typer.Argument(..., help="Article title, as on the wiki."),
+    k: int = typer.Option(10, "--k", "-k", help="Number of results (1-1000)."),
+    articles: bool = typer.Option(False, "--articles", help="Similar articles instead of similar references."),
+    model_version: str | None = typer.Option(
+        None, "--model-version", "-m", help="Version to query (default: the serving version)."
+    ),
+    sql: bool = typer.Option(False, "--sql", help="Also print the SQL that was run."),
+) -> None:
+    """The references (or, with --articles, the articles) most similar to an article's title, from SQL."""
+    _, engine = prepare_database()
+    function = "similar_articles" if articles else "similar_references"
+    with Session(engine) as session:
+        result = queries.run(session=session, function=function, title=title, k=k, model_version=model_version)
+    _print(result, sql, f"{function}({title!r})")
+
+
+def search(
+    text: str = typer.Argument(..., help="Free text, e.g. a reference or a few words."),
+    k: int = typer.Option(10, "--k", "-k", help="Number of results (1-1000)."),
+    model_version: str | None = typer.Option(
+        None, "--model-version", "-m", help="Version to query (default: the serving version)."
+    ),
+    full_text_only: bool = typer.Option(
+        False, "--full-text-only", help="Skip the model: full-text ranking alone."
+    ),
+    sql: bool = typer.Option(False, "--sql", help="Also print the SQL that was run."),
+) -> None:
+    """Search references: full-text matches fused with the nearest embeddings (reciprocal rank fusion)."""
+    from flows.embed import encoder_config, version_model_path
+
+    settings = get_settings()
+    _, engine = prepare_database(settings)
+    with Session(engine) as session:
+        embedding, version_name = None, model_version
+        if not full_text_only:
+            _, version_name, base_model, artifact_path = queries.query_version(
+                session=session, model_version=model_version
+            )
+            path = version_model_path(artifact_path, base_model)
+            try:
+                embedding = encode_texts(encoder_config(settings, path), [text])[0]
+            except EncoderUnavailable as exc:
+                _fail(str(exc))
+        result = queries.run(
+            session=session, function="search_text", query=text, query_embedding=embedding, k=k,
+            model_version=version_name,
+        )
+    _print(result, sql, f"search_text({text!r})")

@@ -1,0 +1,62 @@
+"""``wikiref serve``: register the scheduled deployments with the Prefect API and run them here."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Optional
+
+import typer
+
+from flows.errors import UserError
+from flows.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+def serve(
+    task_runner: Optional[str] = typer.Option(
+        None,
+        "--task-runner",
+        help="Where fan-out tasks run: default (each flow's thread pool) or dask. "
+        "Default: WIKIREF_TASK_RUNNER.",
+    ),
+    dask_address: Optional[str] = typer.Option(
+        None,
+        "--dask-address",
+        help="Scheduler address of an existing Dask cluster (implies --task-runner dask).",
+    ),
+    limit: Optional[int] = typer.Option(
+        None, "--limit", min=1, help="Most flow runs this process executes at once. Default: no limit."
+    ),
+) -> None:
+    """Serve the scheduled deployments (Prefect UI) and run them here."""
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.deploy import serve_deployments
+    from flows.runners import TASK_RUNNER_KINDS, task_runner_from_settings
+    from flows.runtime import prepare_database
+
+    if task_runner is not None and task_runner not in TASK_RUNNER_KINDS:
+        raise UserError(f"unknown task runner {task_runner!r}; choose one of: {', '.join(TASK_RUNNER_KINDS)}")
+    # The flags act as the settings for every flow run served from here, the pipeline's sub-flows included
+    # (served runs are child processes that read the settings again).
+    if task_runner == "default" and dask_address:
+        raise UserError("--dask-address needs --task-runner dask (or no --task-runner)")
+    if task_runner is not None:
+        os.environ["WIKIREF_TASK_RUNNER"] = task_runner
+    if task_runner == "default":
+        os.environ["WIKIREF_DASK_ADDRESS"] = ""  # an explicit default ignores a configured cluster
+    if dask_address is not None:
+        os.environ["WIKIREF_DASK_ADDRESS"] = dask_address
+    get_settings.cache_clear()
+    settings = get_settings()
+    runner = task_runner_from_settings(settings)
+    prepare_database(settings)
+    if not PREFECT_API_URL.value():
+        log.warning(
+            "PREFECT_API_URL is not set: the deployments go to a temporary Prefect server that ends with "
+            "this process; run `prefect server start` and set PREFECT_API_URL=http://127.0.0.1:4200/api "
+            "to keep them"
+        )
+    serve_deployments(settings, task_runner=runner, limit=limit)
