@@ -11,10 +11,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from db.schema import ModelVersion, ReferenceEmbedding, TitleEmbedding
+from db.embeddings import drop_version_embeddings
+from db.schema import ModelVersion
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ def activate_version(*, session: Session, version_id: int, reason: str = "promot
 
 
 def retire_version(*, session: Session, version_id: int) -> ModelVersion:
-    """Mark a version retired and delete its reference and title embeddings, in one transaction.
+    """Mark a version retired and drop its embeddings, their HNSW indexes and state, in one transaction.
 
     The active version cannot be retired: promote another one first, so queries always have a version.
     """
@@ -144,19 +145,11 @@ def retire_version(*, session: Session, version_id: int) -> ModelVersion:
         raise RegistryError(
             f"{version.name} is the active version: promote another version before retiring it"
         )
-    references = session.execute(
-        delete(ReferenceEmbedding).where(ReferenceEmbedding.model_version_id == version.id)
-    )
-    titles = session.execute(delete(TitleEmbedding).where(TitleEmbedding.model_version_id == version.id))
+    deleted = drop_version_embeddings(session=session, version_id=version.id)
     version.status = "retired"
     version.status_reason = "retired by hand"
     session.commit()
-    log.info(
-        "retired %s: deleted %d reference and %d title embeddings",
-        version.name,
-        references.rowcount,
-        titles.rowcount,
-    )
+    log.info("retired %s: deleted embeddings %s", version.name, deleted)
     return version
 
 

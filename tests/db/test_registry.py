@@ -1,8 +1,9 @@
 import pytest
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from db import registry
+from db.embeddings import KINDS, build_indexes, hnsw_index_name
 from db.schema import Article, ArticleReference, ModelVersion, ReferenceEmbedding, TitleEmbedding
 
 
@@ -77,6 +78,9 @@ def test_retiring_deletes_only_that_versions_embeddings_and_refuses_the_active_o
         add_embeddings(session, keep.id, article.id, reference.id)
         add_embeddings(session, gone.id, article.id, reference.id)
         registry.activate_version(session=session, version_id=keep.id)
+        for version in (keep, gone):
+            build_indexes(session=session, version_id=version.id, m=16, ef_construction=64)
+        session.commit()
 
         with pytest.raises(registry.RegistryError, match="ft-keep is the active version"):
             registry.retire_version(session=session, version_id=keep.id)
@@ -92,6 +96,15 @@ def test_retiring_deletes_only_that_versions_embeddings_and_refuses_the_active_o
         assert counts == {keep.id: 1}
         assert session.scalar(select(func.count()).select_from(ReferenceEmbedding)) == 1
         assert registry.get_version(session=session, name="ft-gone").status == "retired"
+        indexes = {
+            name: session.scalar(text("SELECT to_regclass(:name) IS NOT NULL"), {"name": name})
+            for version in (keep, gone)
+            for name in (hnsw_index_name(version.id, kind) for kind in KINDS)
+        }
+        assert indexes == {
+            **{hnsw_index_name(keep.id, kind): True for kind in KINDS},
+            **{hnsw_index_name(gone.id, kind): False for kind in KINDS},
+        }
         with pytest.raises(registry.RegistryError, match="retired"):
             registry.activate_version(session=session, version_id=gone.id)
 
