@@ -112,21 +112,28 @@ def get_version(*, session: Session, name_or_id: str | None) -> VersionInfo:
     return version
 
 
-def pending(*, session: Session, version_id: int, kind: str, limit: int | None = None) -> list[PendingRow]:
-    """Rows with no embedding for this version, or whose embedding was computed from a different text."""
-    target = _target(kind)
-    statement = sql.SQL(
-        "SELECT s.id, s.{text}, s.{source_label} FROM {source} s "
+def _pending_rows(target: _Target) -> sql.Composed:
+    """FROM/WHERE of the rows needing an embedding: none for the version, or one made from another text."""
+    return sql.SQL(
+        "FROM {source} s "
         "LEFT JOIN {table} e ON e.{key} = s.id AND e.model_version_id = %(version)s "
-        "WHERE e.{key} IS NULL OR e.{label} IS DISTINCT FROM s.{source_label} "
-        "ORDER BY s.id LIMIT %(limit)s"
+        "WHERE e.{key} IS NULL OR e.{label} IS DISTINCT FROM s.{source_label}"
     ).format(
-        text=sql.Identifier(target.source_text),
-        source_label=sql.Identifier(target.source_label),
         source=sql.Identifier(target.source_table),
         table=sql.Identifier(target.table),
         key=sql.Identifier(target.key),
         label=sql.Identifier(target.label),
+        source_label=sql.Identifier(target.source_label),
+    )
+
+
+def pending(*, session: Session, version_id: int, kind: str, limit: int | None = None) -> list[PendingRow]:
+    """Rows with no embedding for this version, or whose embedding was computed from a different text."""
+    target = _target(kind)
+    statement = sql.SQL("SELECT s.id, s.{text}, s.{source_label} {rows} ORDER BY s.id LIMIT %(limit)s").format(
+        text=sql.Identifier(target.source_text),
+        source_label=sql.Identifier(target.source_label),
+        rows=_pending_rows(target),
     )
     with _driver_connection(session).cursor() as cursor:
         cursor.execute(statement, {"version": version_id, "limit": limit})
@@ -134,22 +141,14 @@ def pending(*, session: Session, version_id: int, kind: str, limit: int | None =
 
 
 def count_pending(*, session: Session, version_id: int) -> dict[str, int]:
-    counts = {}
-    for kind in KINDS:
-        target = _target(kind)
-        statement = sql.SQL(
-            "SELECT count(*) FROM {source} s "
-            "LEFT JOIN {table} e ON e.{key} = s.id AND e.model_version_id = %(version)s "
-            "WHERE e.{key} IS NULL OR e.{label} IS DISTINCT FROM s.{source_label}"
-        ).format(
-            source=sql.Identifier(target.source_table),
-            table=sql.Identifier(target.table),
-            key=sql.Identifier(target.key),
-            label=sql.Identifier(target.label),
-            source_label=sql.Identifier(target.source_label),
-        )
-        counts[kind] = _driver_connection(session).execute(statement, {"version": version_id}).fetchone()[0]
-    return counts
+    connection = _driver_connection(session)
+    statement = sql.SQL("SELECT count(*) {rows}")
+    return {
+        kind: connection.execute(
+            statement.format(rows=_pending_rows(_target(kind))), {"version": version_id}
+        ).fetchone()[0]
+        for kind in KINDS
+    }
 
 
 def start_run(
