@@ -209,7 +209,7 @@ def train(
         per_device_train_batch_size=config.batch_size,
         learning_rate=config.learning_rate,
         lr_scheduler_type=config.lr_scheduler,
-        warmup_steps=config.warmup_ratio,
+        warmup_steps=config.warmup_ratio,  # transformers 5 reads a float below 1 as a ratio of all steps
         max_grad_norm=config.max_grad_norm,
         seed=config.seed,
         data_seed=config.seed,
