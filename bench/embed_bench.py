@@ -241,8 +241,8 @@ def bench_hnsw(engine, reference_ids: list[int], *, vectors: int, queries: int, 
 
 def corpus_from_pages(articles: int) -> dict:
     """Titles and reference texts of ``articles`` shared pages with 5+ references (stable choice by md5)."""
-    from flows.wikipedia.extract import extract_references
-    from flows.wikipedia.saved import iter_saved_pages
+    from flows.mediawiki.extract import extract_references
+    from flows.mediawiki.saved import iter_saved_pages
 
     pages = []
     for page in iter_saved_pages(SHARED_WIKIPEDIA):

@@ -28,9 +28,9 @@ import httpx
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from flows.wikipedia.client import ClientConfig, MediaWikiClient, RateLimiter
-from flows.wikipedia.extract import extract_references
-from flows.wikipedia.saved import iter_saved_pages, saved_titles
+from flows.mediawiki.client import ClientConfig, MediaWikiClient, RateLimiter
+from flows.mediawiki.extract import extract_references
+from flows.mediawiki.saved import iter_saved_pages, saved_titles
 
 SHARED = REPO_ROOT.parent / "shared" / "data" / "wikipedia"
 SPEEDUP_TARGET = 8.0

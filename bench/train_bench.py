@@ -45,7 +45,7 @@ from models.pairs import (  # noqa: E402
     build_pairs,
     tokenizer_counter,
 )
-from models.train import RECOMMENDED, REFERENCE_RECIPE, TrainingConfig, resolve_device, train  # noqa: E402
+from models.finetune import RECOMMENDED, REFERENCE_RECIPE, TrainingConfig, resolve_device, train  # noqa: E402
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "wikipedia"
 GATE = "ndcg@10"
@@ -59,8 +59,8 @@ def load_articles(root: Path, limit: int | None, saved: Path | None) -> tuple[li
             rows = json.load(handle)
         articles = [ArticleTexts(i + 1, title, tuple(texts)) for i, (title, texts) in enumerate(rows[:limit])]
         return articles, time.perf_counter() - started
-    from flows.wikipedia.extract import extract_references
-    from flows.wikipedia.saved import iter_saved_pages
+    from flows.mediawiki.extract import extract_references
+    from flows.mediawiki.saved import iter_saved_pages
 
     articles = []
     for page in iter_saved_pages(root, include_bulk=True):

@@ -31,7 +31,7 @@ from prefect.events import DeploymentEventTrigger
 from prefect.schedules import Cron
 from prefect.task_runners import TaskRunner
 
-from flows.runners import with_task_runner
+from flows.task_runners import with_task_runner
 from flows.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from db import embeddings
 from db.engine import make_engine
-from flows.runtime import prepare_database
+from flows.database import prepare_database
 from flows.settings import Settings, get_settings
 from models.base import resolve_model_path
 from models.encode import EncoderConfig, encode_texts, fast_backend_available

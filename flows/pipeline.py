@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from db import search
 from flows.embed import embed_texts
-from flows.runners import task_runner_from_settings, with_task_runner
-from flows.runtime import prepare_database
+from flows.task_runners import task_runner_from_settings, with_task_runner
+from flows.database import prepare_database
 from flows.scrape import scrape_wikipedia
 from flows.settings import get_settings
 from flows.train import train_model

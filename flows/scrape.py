@@ -1,6 +1,6 @@
 """The ``scrape-wikipedia`` flow: titles → current revisions → fetch → extract → write, as Prefect tasks.
 
-Thin by design: every step is a plain function of ``flows.wikipedia``; the flow only fans the fetch,
+Thin by design: every step is a plain function of ``flows.steps.scraping``; the flow only fans the fetch,
 extract and write steps out over batches of titles (``.map``), so that a ``DaskTaskRunner`` given with
 ``scrape_wikipedia.with_options(task_runner=...)`` spreads them over its workers. Inputs and outputs of
 every task are plain picklable values (dataclasses, strings, the database URL).
@@ -29,15 +29,14 @@ from sqlalchemy import Engine
 
 from db.articles import PageRecord
 from db.engine import make_engine
-from flows.runtime import prepare_database
-from flows.scrape_config import client_config
+from flows.database import prepare_database
+from flows.steps.scraping import client_config
 from flows.settings import get_settings
-from flows.wikipedia.client import ClientConfig, ResolvedTitle
-from flows.wikipedia.errors import ScrapeError
-from flows.wikipedia.load import load_dump
-from flows.wikipedia.mirror import LIST_PAGE, running_mirror
-from flows.wikipedia.records import WriteCounts
-from flows.wikipedia.scrape import (
+from flows.mediawiki.client import ClientConfig, ResolvedTitle
+from flows.mediawiki.errors import ScrapeError
+from flows.steps.loading import load_dump
+from flows.steps.records import WriteCounts
+from flows.steps.scraping import (
     FetchBatch,
     ResolvedTitles,
     ScrapeSummary,
@@ -49,7 +48,7 @@ from flows.wikipedia.scrape import (
     summary_of,
     write_records,
 )
-from flows.wikipedia.titles import TitleSources
+from flows.mediawiki.titles import TitleSources
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +191,7 @@ def scrape_wikipedia(
     )
     with contextlib.ExitStack() as stack:
         if mirror_dir:
+            from flows.mirror.server import LIST_PAGE, running_mirror  # the mirror loads only when used
             api_url = stack.enter_context(running_mirror(Path(mirror_dir), include_bulk=mirror_bulk))
             if sources.empty:
                 sources = TitleSources(list_page=LIST_PAGE, limit=limit)

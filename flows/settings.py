@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from db.engine import validate_database_url
 from models.pairs import DEFAULT_EVAL_FRACTION, DEFAULT_TOKEN_BUDGET
-from models.train import RECOMMENDED
+from models.finetune import RECOMMENDED
 
 # --- orchestrate: the main job's default titles --------------------------------------------------------
 # Well-referenced, long-lived English Wikipedia articles across science, history, technology and nature,
@@ -81,7 +81,7 @@ class Settings(BaseSettings):
         description="Model to fine-tune: a hub id or a local path.",
     )
 
-    # --- orchestrate: schedules, task runner, the main job (flows/deploy.py, flows/runners.py, flows/pipeline.py)
+    # --- orchestrate: schedules, task runner, the main job (flows/deploy.py, flows/task_runners.py, flows/pipeline.py)
     schedule_timezone: str = Field(
         default="UTC", description="IANA time zone the cron schedules of the deployments are read in."
     )
@@ -142,7 +142,7 @@ class Settings(BaseSettings):
         return value.strip() or None if value else None
 
 
-    # --- training (wikiref train, flows/train.py); defaults: models.train.RECOMMENDED -------------------
+    # --- training (wikiref train, flows/train.py); defaults: models.finetune.RECOMMENDED -------------------
     train_epochs: float = Field(
         default=RECOMMENDED.epochs, gt=0, description="Passes over the training pairs."
     )

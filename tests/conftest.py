@@ -137,7 +137,7 @@ LOADED_TEMPLATE_DATABASE = "wikiref_test_template_loaded"
 @pytest.fixture(scope="session")
 def loaded_template_url(server_url: str, template_url: str) -> str:
     """A migrated template database holding every page of the shared ``pages/`` (loaded once per session)."""
-    from flows.wikipedia.load import load_saved_pages
+    from flows.steps.loading import load_saved_pages
 
     with psycopg.connect(server_url, autocommit=True) as connection:
         connection.execute(

@@ -10,16 +10,16 @@ import typer
 from pydantic import ValidationError
 
 from db.engine import DatabaseError
-from flows.cli import db as db_commands
-from flows.cli import embed as embed_commands
-from flows.cli import mirror as mirror_commands
-from flows.cli import models as models_commands
-from flows.cli import run as run_commands
-from flows.cli import scrape as scrape_commands
-from flows.cli import serve as serve_commands
-from flows.cli import train as train_commands
+from flows.cli import db_commands as db_commands
+from flows.cli import embed_commands as embed_commands
+from flows.cli import mirror_commands as mirror_commands
+from flows.cli import models_commands as models_commands
+from flows.cli import run_commands as run_commands
+from flows.cli import scrape_commands as scrape_commands
+from flows.cli import serve_commands as serve_commands
+from flows.cli import train_commands as train_commands
 from flows.errors import UserError
-from flows.wikipedia.errors import ScrapeError
+from flows.mediawiki.errors import ScrapeError
 
 app = typer.Typer(
     name="wikiref",

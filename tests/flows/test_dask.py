@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.runners import task_runner_from_settings, with_task_runner
+from flows.task_runners import task_runner_from_settings, with_task_runner
 from flows.scrape import scrape_wikipedia
 from flows.settings import Settings
 from tests.conftest import SHARED_WIKIPEDIA, TEMPLATE_DATABASE, create_database, drop_database

@@ -20,8 +20,8 @@ from tests.conftest import REPO_ROOT, SHARED_WIKIPEDIA, register_base_version
 
 def add_saved_page_not_in(session: Session) -> tuple[str, int]:
     """Upsert the first saved page whose title the database lacks; returns its title and reference count."""
-    from flows.wikipedia.records import page_record
-    from flows.wikipedia.saved import iter_saved_pages
+    from flows.steps.records import page_record
+    from flows.mediawiki.saved import iter_saved_pages
 
     present = set(session.scalars(text("SELECT title FROM articles")))
     for page in iter_saved_pages(SHARED_WIKIPEDIA):

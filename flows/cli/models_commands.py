@@ -10,8 +10,8 @@ from rich.table import Table
 from sqlalchemy.orm import Session
 
 from db import registry
-from flows.cli.train import fail, metrics_table
-from flows.runtime import prepare_database
+from flows.cli.train_commands import fail, metrics_table
+from flows.database import prepare_database
 
 app = typer.Typer(help="List, inspect, promote and retire model versions.", no_args_is_help=True)
 console = Console()

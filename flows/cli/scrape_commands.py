@@ -12,15 +12,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from flows.runtime import prepare_database
-from flows.scrape_config import client_config
+from flows.database import prepare_database
+from flows.steps.scraping import client_config
 from flows.settings import get_settings
-from flows.wikipedia.errors import ScrapeError
-from flows.wikipedia.load import load_dump
-from flows.wikipedia.mirror import LIST_PAGE, running_mirror
-from flows.wikipedia.saved import MANIFEST
-from flows.wikipedia.scrape import ScrapeSummary, run_scrape
-from flows.wikipedia.titles import TitleSources
+from flows.mediawiki.errors import ScrapeError
+from flows.steps.loading import load_dump
+from flows.mediawiki.saved import MANIFEST
+from flows.steps.scraping import ScrapeSummary, run_scrape
+from flows.mediawiki.titles import TitleSources
 
 console = Console()
 
@@ -133,6 +132,7 @@ def scrape(
         else:
             with contextlib.ExitStack() as stack:
                 if mirror:
+                    from flows.mirror.server import LIST_PAGE, running_mirror  # the mirror loads only when used
                     api_url = stack.enter_context(running_mirror(mirror, include_bulk=bulk))
                     if sources.empty:
                         sources = TitleSources(list_page=LIST_PAGE, limit=limit)

@@ -8,15 +8,15 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from db.engine import sqlalchemy_url
-from flows.wikipedia.client import ClientStats, FetchedPage, ResolvedTitle, TitleResolution
-from flows.wikipedia.records import page_record
-from flows.wikipedia.saved import iter_saved_pages
-from flows.wikipedia.scrape import FetchBatch, ResolvedTitles
-from flows.wikipedia.titles import TitleSources
+from flows.mediawiki.client import ClientStats, FetchedPage, ResolvedTitle, TitleResolution
+from flows.steps.records import page_record
+from flows.mediawiki.saved import iter_saved_pages
+from flows.steps.scraping import FetchBatch, ResolvedTitles
+from flows.mediawiki.titles import TitleSources
 from tests.conftest import SHARED_WIKIPEDIA
-from tests.flows.wikipedia.conftest import client_config
-from tests.flows.wikipedia.test_dump import ndjson, record
-from tests.flows.wikipedia.test_extract import manifest_counts
+from tests.flows.mediawiki.conftest import client_config
+from tests.flows.mediawiki.test_dump import ndjson, record
+from tests.flows.mediawiki.test_extract import manifest_counts
 
 
 @pytest.fixture

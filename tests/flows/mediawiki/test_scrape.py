@@ -8,12 +8,12 @@ import re
 import ftfy.badness
 from sqlalchemy import Engine, text
 
-from flows.wikipedia.client import ResolvedTitle
-from flows.wikipedia.mirror import Faults, MirrorApp, MirrorData, serving
-from flows.wikipedia.scrape import fetch_pages, run_scrape
-from flows.wikipedia.titles import TitleSources
+from flows.mediawiki.client import ResolvedTitle
+from flows.mirror.server import Faults, MirrorApp, MirrorData, serving
+from flows.steps.scraping import fetch_pages, run_scrape
+from flows.mediawiki.titles import TitleSources
 from tests.conftest import SHARED_WIKIPEDIA
-from tests.flows.wikipedia.conftest import ALL_PAGES, ONE_BATCH, client_config
+from tests.flows.mediawiki.conftest import ALL_PAGES, ONE_BATCH, client_config
 
 MOJIBAKE = re.compile("Ã[\u0080-\u00bf]|â€|Â[\u00a0-\u00bf]|[\u0080-\u009f]")
 

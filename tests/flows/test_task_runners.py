@@ -3,7 +3,7 @@ from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect_dask import DaskTaskRunner
 
-from flows.runners import (
+from flows.task_runners import (
     TaskRunnerError,
     build_task_runner,
     describe_task_runner,

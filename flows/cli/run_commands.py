@@ -220,13 +220,13 @@ def run(
     """Run a flow here: scrape, train, embed or pipeline (the main job)."""
     from prefect.states import State
 
-    from flows.runners import (
+    from flows.task_runners import (
         TASK_RUNNER_KINDS,
         describe_task_runner,
         task_runner_from_settings,
         with_task_runner,
     )
-    from flows.runtime import prepare_database
+    from flows.database import prepare_database
 
     flow = _load(flow_name)
     if show_params:

@@ -13,7 +13,7 @@ from rich.table import Table
 from db import migrate
 from db.engine import check_server, libpq_url, make_engine, masked_url
 from db.server import bundled_psql, stop_embedded_server
-from flows.runtime import prepare_database, resolve_database_url
+from flows.database import prepare_database, resolve_database_url
 from flows.settings import get_settings
 
 app = typer.Typer(help="Create, migrate and inspect the database.", no_args_is_help=True)

@@ -9,8 +9,8 @@ import unicodedata
 import ftfy.badness
 import pytest
 
-from flows.wikipedia.extract import ExtractedReference, clean_text, extract_references
-from flows.wikipedia.saved import iter_saved_pages
+from flows.mediawiki.extract import ExtractedReference, clean_text, extract_references
+from flows.mediawiki.saved import iter_saved_pages
 from tests.conftest import SHARED_WIKIPEDIA
 
 MOJIBAKE = re.compile("Ã[\u0080-\u00bf]|â€|Â[\u00a0-\u00bf]|[\u0080-\u009f]")

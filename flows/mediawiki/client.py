@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from flows.wikipedia.errors import ScrapeError
+from flows.mediawiki.errors import ScrapeError
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,11 @@ from rich.progress import (
 from rich.table import Table
 
 from db.registry import RegistryError
-from flows import training
-from flows.runtime import prepare_database
+from flows.steps import training
+from flows.database import prepare_database
 from flows.settings import get_settings
 from models.evaluate import METRICS
-from models.train import TrainingError
+from models.finetune import TrainingError
 
 console = Console()
 

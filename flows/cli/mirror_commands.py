@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from flows.wikipedia.mirror import FAULT_KINDS, Faults, MirrorError, serve_mirror
+from flows.mirror.server import FAULT_KINDS, Faults, MirrorError, serve_mirror
 
 app = typer.Typer(help="Serve saved Wikipedia pages as a MediaWiki API (offline source for tests and demos).")
 

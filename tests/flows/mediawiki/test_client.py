@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from flows.wikipedia.client import MediaWikiClient, MediaWikiError, RetriesExhausted, pageviews_url_for
-from flows.wikipedia.mirror import Faults, MirrorApp, MirrorData, serving
-from flows.wikipedia.saved import saved_titles
-from flows.wikipedia.titles import TitleSources, gather_titles
+from flows.mediawiki.client import MediaWikiClient, MediaWikiError, RetriesExhausted, pageviews_url_for
+from flows.mirror.server import Faults, MirrorApp, MirrorData, serving
+from flows.mediawiki.saved import saved_titles
+from flows.mediawiki.titles import TitleSources, gather_titles
 from tests.conftest import SHARED_WIKIPEDIA
-from tests.flows.wikipedia.conftest import client_config
+from tests.flows.mediawiki.conftest import client_config
 
 
 def run(coroutine):

@@ -50,8 +50,8 @@ import uvicorn
 from selectolax.lexbor import LexborHTMLParser
 from starlette.requests import Request
 
-from flows.wikipedia.errors import ScrapeError
-from flows.wikipedia.saved import SavedPage, iter_saved_pages
+from flows.mediawiki.errors import ScrapeError
+from flows.mediawiki.saved import SavedPage, iter_saved_pages
 
 log = logging.getLogger(__name__)
 

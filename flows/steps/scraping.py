@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from db.articles import PageRecord, stored_revisions, upsert_page
-from flows.wikipedia.client import (
+from flows.mediawiki.client import (
     ClientConfig,
     ClientStats,
     FetchedPage,
@@ -23,10 +23,25 @@ from flows.wikipedia.client import (
     ResolvedTitle,
     TitleResolution,
 )
-from flows.wikipedia.records import WriteCounts, page_record
-from flows.wikipedia.titles import TitleSources, gather_titles
+from flows.settings import Settings
+from flows.steps.records import WriteCounts, page_record
+from flows.mediawiki.titles import TitleSources, gather_titles
 
 log = logging.getLogger(__name__)
+
+
+def client_config(settings: Settings, api_url: str | None = None) -> ClientConfig:
+    """The client's etiquette from settings; ``api_url`` overrides the configured wiki (e.g. a mirror)."""
+    return ClientConfig(
+        api_url=api_url or str(settings.api_url),
+        user_agent=settings.user_agent,
+        requests_per_second=settings.scrape_requests_per_second,
+        concurrency=settings.scrape_concurrency,
+        max_retries=settings.scrape_max_retries,
+        request_timeout=settings.scrape_request_timeout,
+        maxlag=settings.scrape_maxlag,
+        pageviews_url=str(settings.pageviews_url) if settings.pageviews_url and not api_url else None,
+    )
 
 
 @dataclass

@@ -11,7 +11,7 @@ from rich.table import Table
 from sqlalchemy.orm import Session
 
 from db import search as queries
-from flows.runtime import prepare_database
+from flows.database import prepare_database
 from flows.settings import get_settings
 from models.encode import EncoderUnavailable, encode_texts
 

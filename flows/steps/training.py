@@ -1,5 +1,5 @@
 """The steps of a training run as plain functions: the Prefect flow (flows/train.py) and ``wikiref train``
-(flows/cli/train.py) call the same ones, each adding only its own progress reporting.
+(flows/cli/train_commands.py) call the same ones, each adding only its own progress reporting.
 
 pairs from the database -> evaluate the base model -> train -> evaluate the new model -> score the active
 version on the same held-out set -> register the version and apply the promotion rule.
@@ -23,7 +23,7 @@ from models import card
 from models.base import resolve_model_path
 from models.evaluate import METRICS, evaluate, load_model
 from models.pairs import ArticleTexts, PairSplit, build_pairs, tokenizer_counter
-from models.train import ProgressCallback, TrainingConfig, TrainingResult, resolve_device, train
+from models.finetune import ProgressCallback, TrainingConfig, TrainingResult, resolve_device, train
 
 log = logging.getLogger(__name__)
 

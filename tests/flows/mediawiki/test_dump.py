@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from flows.wikipedia.dump import DumpError, iter_dump
-from flows.wikipedia.load import load_dump
-from flows.wikipedia.saved import SavedPage, iter_saved_pages
+from flows.mediawiki.dump import DumpError, iter_dump
+from flows.steps.loading import load_dump
+from flows.mediawiki.saved import SavedPage, iter_saved_pages
 from tests.conftest import SHARED_WIKIPEDIA
-from tests.flows.wikipedia.test_extract import manifest_counts
+from tests.flows.mediawiki.test_extract import manifest_counts
 
 
 def record(page: SavedPage, *, namespace: int = 0) -> dict:

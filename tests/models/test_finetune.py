@@ -13,7 +13,7 @@ from models.base import BASE_MODEL_ID, resolve_model_path
 from models.card import render_model_card
 from models.evaluate import METRICS, evaluate, load_model
 from models.pairs import ArticleTexts, PairSplit, build_pairs, tokenizer_counter
-from models.train import TrainingConfig, TrainingError, TrainingResult, resolve_precision, train
+from models.finetune import TrainingConfig, TrainingError, TrainingResult, resolve_precision, train
 
 BASE = resolve_model_path(BASE_MODEL_ID)
 STEPS = 4

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.wikipedia.saved import SavedPagesError, iter_saved_pages, saved_titles
+from flows.mediawiki.saved import SavedPagesError, iter_saved_pages, saved_titles
 from tests.conftest import SHARED_WIKIPEDIA
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
 
-from flows.wikipedia.errors import ScrapeError
+from flows.mediawiki.errors import ScrapeError
 
 log = logging.getLogger(__name__)
 

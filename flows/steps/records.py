@@ -6,7 +6,7 @@ from dataclasses import dataclass, fields
 from urllib.parse import quote
 
 from db.articles import PageRecord, PageWriteResult, ReferenceRecord
-from flows.wikipedia.extract import ExtractedReference, extract_references
+from flows.mediawiki.extract import ExtractedReference, extract_references
 
 
 def article_url(wiki: str, title: str) -> str:

@@ -34,8 +34,8 @@ def serve(
     from prefect.settings import PREFECT_API_URL
 
     from flows.deploy import serve_deployments
-    from flows.runners import TASK_RUNNER_KINDS, task_runner_from_settings
-    from flows.runtime import prepare_database
+    from flows.task_runners import TASK_RUNNER_KINDS, task_runner_from_settings
+    from flows.database import prepare_database
 
     if task_runner is not None and task_runner not in TASK_RUNNER_KINDS:
         raise UserError(f"unknown task runner {task_runner!r}; choose one of: {', '.join(TASK_RUNNER_KINDS)}")

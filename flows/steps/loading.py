@@ -11,10 +11,10 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from db.articles import stored_revisions, upsert_page
-from flows.wikipedia.dump import DumpError, DumpPage, iter_dump
-from flows.wikipedia.records import WriteCounts, page_record
-from flows.wikipedia.saved import iter_saved_pages
-from flows.wikipedia.scrape import ScrapeSummary, write_records
+from flows.mediawiki.dump import DumpError, DumpPage, iter_dump
+from flows.steps.records import WriteCounts, page_record
+from flows.mediawiki.saved import iter_saved_pages
+from flows.steps.scraping import ScrapeSummary, write_records
 
 log = logging.getLogger(__name__)
 

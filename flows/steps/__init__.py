@@ -1,0 +1,1 @@
+"""Plain sequences that a command and its flow share: no Prefect here."""
