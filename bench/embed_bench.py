@@ -59,7 +59,11 @@ def bench_database(database_url: str | None, workdir: Path) -> str:
     from db.engine import libpq_url
     from db.server import ensure_embedded_server
 
-    admin = libpq_url(database_url) if database_url else ensure_embedded_server(workdir / "pgdata", database="postgres")
+    admin = (
+        libpq_url(database_url)
+        if database_url
+        else ensure_embedded_server(workdir / "pgdata", database="postgres")
+    )
     with psycopg.connect(admin, autocommit=True) as connection:
         connection.execute("DROP DATABASE IF EXISTS wikiref_bench WITH (FORCE)")
         connection.execute("CREATE DATABASE wikiref_bench")
@@ -74,7 +78,9 @@ def seed_rows(engine, count: int) -> list[int]:
 
     with engine.begin() as connection:
         connection.execute(
-            text("INSERT INTO articles (wiki, title) SELECT 'bench', 'Article ' || i FROM generate_series(1, 1000) i")
+            text(
+                "INSERT INTO articles (wiki, title) SELECT 'bench', 'Article ' || i FROM generate_series(1, 1000) i"
+            )
         )
         connection.execute(
             text(
@@ -113,8 +119,12 @@ def bench_copy(engine, reference_ids: list[int], copy_rows: int, insert_rows: in
     with Session(engine) as session:
         for offset in range(0, copy_rows, 5000):
             embeddings.write_embeddings(
-                session=session, version_id=copy_version, kind="references", keys=keys[offset : offset + 5000],
-                labels=["h"] * len(keys[offset : offset + 5000]), vectors=vectors[offset : offset + 5000],
+                session=session,
+                version_id=copy_version,
+                kind="references",
+                keys=keys[offset : offset + 5000],
+                labels=["h"] * len(keys[offset : offset + 5000]),
+                vectors=vectors[offset : offset + 5000],
             )
             session.commit()
     copy_rate = copy_rows / (time.perf_counter() - start)
@@ -140,8 +150,14 @@ def bench_copy(engine, reference_ids: list[int], copy_rows: int, insert_rows: in
     print(f"  COPY     {copy_rate:10,.0f} vectors/s")
     print(f"  INSERT   {insert_rate:10,.0f} vectors/s")
     print(f"  ratio    {ratio:10.1f}x   target >= {COPY_TARGET:.0f}x   {verdict(ratio >= COPY_TARGET)}")
-    return {"copy_vectors_per_s": copy_rate, "insert_vectors_per_s": insert_rate, "ratio": ratio,
-            "copy_rows": copy_rows, "insert_rows": insert_rows, "pass": ratio >= COPY_TARGET}
+    return {
+        "copy_vectors_per_s": copy_rate,
+        "insert_vectors_per_s": insert_rate,
+        "ratio": ratio,
+        "copy_rows": copy_rows,
+        "insert_rows": insert_rows,
+        "pass": ratio >= COPY_TARGET,
+    }
 
 
 def clustered_vectors(count: int, clusters: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -151,8 +167,17 @@ def clustered_vectors(count: int, clusters: int, rng: np.random.Generator) -> tu
     return unit(centres[assignment] + rng.normal(scale=1 / math.sqrt(384), size=(count, 384))), centres
 
 
-def bench_hnsw(engine, reference_ids: list[int], *, vectors: int, queries: int, m: int, ef_construction: int,
-               ef_search_values: list[int], maintenance_work_mem: str) -> dict:
+def bench_hnsw(
+    engine,
+    reference_ids: list[int],
+    *,
+    vectors: int,
+    queries: int,
+    m: int,
+    ef_construction: int,
+    ef_search_values: list[int],
+    maintenance_work_mem: str,
+) -> dict:
     from pgvector.psycopg import register_vector
     from psycopg import sql as psql
     from sqlalchemy import text
@@ -168,24 +193,37 @@ def bench_hnsw(engine, reference_ids: list[int], *, vectors: int, queries: int, 
         for offset in range(0, vectors, 20000):
             chunk = slice(offset, offset + 20000)
             embeddings.write_embeddings(
-                session=session, version_id=version, kind="references", keys=reference_ids[chunk],
-                labels=["h"] * len(reference_ids[chunk]), vectors=stored[chunk],
+                session=session,
+                version_id=version,
+                kind="references",
+                keys=reference_ids[chunk],
+                labels=["h"] * len(reference_ids[chunk]),
+                vectors=stored[chunk],
             )
             session.commit()
         start = time.perf_counter()
-        embeddings.build_indexes(session=session, version_id=version, m=m, ef_construction=ef_construction,
-                                 maintenance_work_mem=maintenance_work_mem)
+        embeddings.build_indexes(
+            session=session,
+            version_id=version,
+            m=m,
+            ef_construction=ef_construction,
+            maintenance_work_mem=maintenance_work_mem,
+        )
         session.commit()
         build_seconds = time.perf_counter() - start
     with engine.connect() as connection:
-        connection.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE reference_embeddings"))
+        connection.execution_options(isolation_level="AUTOCOMMIT").execute(
+            text("VACUUM ANALYZE reference_embeddings")
+        )
 
     raw = engine.raw_connection()
     try:
         connection = raw.driver_connection
         register_vector(connection)
         cursor = connection.cursor()
-        statement = cursor.execute("SELECT wikiref.nearest_query('references', %s, false)", (version,)).fetchone()[0]
+        statement = cursor.execute(
+            "SELECT wikiref.nearest_query('references', %s, false)", (version,)
+        ).fetchone()[0]
         # The functions' own statement, as a server-side prepared statement with the vector bound in binary.
         query = statement.replace("$1", "%(q)s").replace("$2", "%(k)s")
 
@@ -207,28 +245,46 @@ def bench_hnsw(engine, reference_ids: list[int], *, vectors: int, queries: int, 
         for ef in ef_search_values:
             hnsw_ms, found = timed([f"SET LOCAL hnsw.ef_search = {int(ef)}", "SET LOCAL enable_sort = off"])
             recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, exact)]))
-            runs[ef] = {"p50_ms": statistics.median(hnsw_ms), "p95_ms": float(np.percentile(hnsw_ms, 95)),
-                        "recall_at_10": recall}
+            runs[ef] = {
+                "p50_ms": statistics.median(hnsw_ms),
+                "p95_ms": float(np.percentile(hnsw_ms, 95)),
+                "recall_at_10": recall,
+            }
         cursor.execute("SET LOCAL enable_sort = off")
         literal = psql.Literal("[" + ",".join(f"{x:.8g}" for x in probes[0]) + "]").as_string(connection)
         plan = "\n".join(
-            row[0] for row in cursor.execute("EXPLAIN " + statement.replace("$1", literal + "::vector").replace("$2", "10"))
+            row[0]
+            for row in cursor.execute(
+                "EXPLAIN " + statement.replace("$1", literal + "::vector").replace("$2", "10")
+            )
         )
         connection.rollback()
     finally:
         raw.close()
     exact_p50, exact_p95 = statistics.median(exact_ms), float(np.percentile(exact_ms, 95))
-    print(f"\n[hnsw] {vectors:,} clustered unit vectors, {queries} queries, m={m}, ef_construction={ef_construction}, "
-          f"index built in {build_seconds:.1f} s")
+    print(
+        f"\n[hnsw] {vectors:,} clustered unit vectors, {queries} queries, m={m}, ef_construction={ef_construction}, "
+        f"index built in {build_seconds:.1f} s"
+    )
     print(f"  exact            p50 {exact_p50:8.2f} ms   p95 {exact_p95:8.2f} ms")
-    result = {"vectors": vectors, "queries": queries, "m": m, "ef_construction": ef_construction,
-              "build_seconds": build_seconds, "exact_p50_ms": exact_p50, "exact_p95_ms": exact_p95, "hnsw": {}}
+    result = {
+        "vectors": vectors,
+        "queries": queries,
+        "m": m,
+        "ef_construction": ef_construction,
+        "build_seconds": build_seconds,
+        "exact_p50_ms": exact_p50,
+        "exact_p95_ms": exact_p95,
+        "hnsw": {},
+    }
     for ef, run in runs.items():
         speedup = exact_p50 / run["p50_ms"]
         ok = run["recall_at_10"] >= HNSW_RECALL_TARGET and speedup >= HNSW_SPEED_TARGET
-        print(f"  hnsw ef_search={ef:<4d} p50 {run['p50_ms']:8.2f} ms   p95 {run['p95_ms']:8.2f} ms   "
-              f"recall@10 {run['recall_at_10']:.4f}   exact/hnsw p50 {speedup:6.1f}x   "
-              f"target recall >= {HNSW_RECALL_TARGET} and >= {HNSW_SPEED_TARGET:.0f}x   {verdict(ok)}")
+        print(
+            f"  hnsw ef_search={ef:<4d} p50 {run['p50_ms']:8.2f} ms   p95 {run['p95_ms']:8.2f} ms   "
+            f"recall@10 {run['recall_at_10']:.4f}   exact/hnsw p50 {speedup:6.1f}x   "
+            f"target recall >= {HNSW_RECALL_TARGET} and >= {HNSW_SPEED_TARGET:.0f}x   {verdict(ok)}"
+        )
         result["hnsw"][str(ef)] = {**run, "speedup_p50": speedup, "pass": ok}
     uses_index = f"ix_reference_embeddings_hnsw_v{version}" in plan
     print(f"  plan uses ix_reference_embeddings_hnsw_v{version}: {uses_index}")
@@ -266,8 +322,16 @@ def ndcg_at_10(query_vectors: np.ndarray, corpus_vectors: np.ndarray, owner: np.
     return total / len(scores)
 
 
-def bench_encode(corpus: dict, *, model_path: str, device: str, backend: str, batch_size: int, cache_dir: str,
-                 threads: int | None) -> dict:
+def bench_encode(
+    corpus: dict,
+    *,
+    model_path: str,
+    device: str,
+    backend: str,
+    batch_size: int,
+    cache_dir: str,
+    threads: int | None,
+) -> dict:
     import torch
     from sentence_transformers import SentenceTransformer
 
@@ -285,14 +349,18 @@ def bench_encode(corpus: dict, *, model_path: str, device: str, backend: str, ba
     baseline.encode(texts[:64], batch_size=batch_size)  # warm-up (allocator, kernels)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     start = time.perf_counter()
-    base_corpus = baseline.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+    base_corpus = baseline.encode(
+        texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True
+    )
     sync()
     base_rate = len(texts) / (time.perf_counter() - start)
     base_titles = baseline.encode(corpus["titles"], batch_size=batch_size, normalize_embeddings=True)
     del baseline
 
     start = time.perf_counter()
-    encoder = load_encoder(EncoderConfig(model_path, backend, device=device, cache_dir=cache_dir, threads=threads))
+    encoder = load_encoder(
+        EncoderConfig(model_path, backend, device=device, cache_dir=cache_dir, threads=threads)
+    )
     encoder.encode(texts[:64], batch_size=batch_size)
     load_seconds = time.perf_counter() - start
     start = time.perf_counter()
@@ -309,25 +377,47 @@ def bench_encode(corpus: dict, *, model_path: str, device: str, backend: str, ba
     speed_target = ENCODE_SPEED_TARGET if device == "cpu" else 1.0
     ok = speedup >= speed_target and loss <= ENCODE_NDCG_LOSS
     cosine = (base_corpus * fast_corpus).sum(axis=1)
-    print(f"\n[encode] {len(texts):,} reference texts of {len(corpus['titles'])} articles, device {device}, "
-          f"batch {batch_size}, {torch.get_num_threads()} torch threads")
+    print(
+        f"\n[encode] {len(texts):,} reference texts of {len(corpus['titles'])} articles, device {device}, "
+        f"batch {batch_size}, {torch.get_num_threads()} torch threads"
+    )
     print(f"  fp32 SentenceTransformer.encode  {base_rate:9.1f} sentences/s   NDCG@10 {base_ndcg:.4f}")
-    print(f"  wikiref encoder ({backend:5s})       {fast_rate:9.1f} sentences/s   NDCG@10 {fast_ndcg:.4f}   "
-          f"(load/export {load_seconds:.1f} s)")
-    print(f"  speedup {speedup:.2f}x (target >= {speed_target:g}x on {device}), NDCG@10 loss {loss:+.4f} "
-          f"(target <= {ENCODE_NDCG_LOSS}); cosine to fp32 min {cosine.min():.4f} mean {cosine.mean():.4f}   "
-          f"{verdict(ok)}")
-    return {"device": device, "backend": backend, "texts": len(texts), "articles": len(corpus["titles"]),
-            "batch_size": batch_size, "baseline_sentences_per_s": base_rate, "encoder_sentences_per_s": fast_rate,
-            "speedup": speedup, "baseline_ndcg_at_10": base_ndcg, "encoder_ndcg_at_10": fast_ndcg,
-            "ndcg_loss": loss, "cosine_min": float(cosine.min()), "cosine_mean": float(cosine.mean()),
-            "encoder_load_seconds": load_seconds, "pass": ok}
+    print(
+        f"  wikiref encoder ({backend:5s})       {fast_rate:9.1f} sentences/s   NDCG@10 {fast_ndcg:.4f}   "
+        f"(load/export {load_seconds:.1f} s)"
+    )
+    print(
+        f"  speedup {speedup:.2f}x (target >= {speed_target:g}x on {device}), NDCG@10 loss {loss:+.4f} "
+        f"(target <= {ENCODE_NDCG_LOSS}); cosine to fp32 min {cosine.min():.4f} mean {cosine.mean():.4f}   "
+        f"{verdict(ok)}"
+    )
+    return {
+        "device": device,
+        "backend": backend,
+        "texts": len(texts),
+        "articles": len(corpus["titles"]),
+        "batch_size": batch_size,
+        "baseline_sentences_per_s": base_rate,
+        "encoder_sentences_per_s": fast_rate,
+        "speedup": speedup,
+        "baseline_ndcg_at_10": base_ndcg,
+        "encoder_ndcg_at_10": fast_ndcg,
+        "ndcg_loss": loss,
+        "cosine_min": float(cosine.min()),
+        "cosine_mean": float(cosine.mean()),
+        "encoder_load_seconds": load_seconds,
+        "pass": ok,
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--parts", default="copy,hnsw,encode", help="comma-separated: copy, hnsw, encode")
-    parser.add_argument("--database-url", help="a server to create the database wikiref_bench on (default: embedded)")
+    parser.add_argument(
+        "--database-url", help="a server to create the database wikiref_bench on (default: embedded)"
+    )
     parser.add_argument("--copy-rows", type=int, default=20_000)
     parser.add_argument("--insert-rows", type=int, default=2_000)
     parser.add_argument("--vectors", type=int, default=100_000)
@@ -336,14 +426,20 @@ def main() -> None:
     parser.add_argument("--hnsw-ef-construction", type=int, default=128)
     parser.add_argument("--ef-search", default="40,100,200", help="hnsw.ef_search values to measure")
     parser.add_argument("--maintenance-work-mem", default="512MB")
-    parser.add_argument("--articles", type=int, default=120, help="articles whose references the encode part uses")
+    parser.add_argument(
+        "--articles", type=int, default=120, help="articles whose references the encode part uses"
+    )
     parser.add_argument("--texts", type=Path, help="read the encode corpus from this JSON (see --dump-texts)")
     parser.add_argument("--dump-texts", type=Path, help="write the encode corpus to this JSON and stop")
     parser.add_argument("--model", help="model folder (default: the offline all-MiniLM-L6-v2)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--backend", default="auto", help="the wikiref encoder's backend: auto, torch or onnx")
+    parser.add_argument(
+        "--backend", default="auto", help="the wikiref encoder's backend: auto, torch or onnx"
+    )
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--threads", type=int, help="CPU threads of both encoders (default: the runtimes' own)")
+    parser.add_argument(
+        "--threads", type=int, help="CPU threads of both encoders (default: the runtimes' own)"
+    )
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -354,8 +450,13 @@ def main() -> None:
         print(f"wrote the encode corpus of {args.articles} articles to {args.dump_texts}")
         return
 
-    results: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                                 "python": platform.python_version()}}
+    results: dict = {
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+        }
+    }
     with tempfile.TemporaryDirectory(prefix="wikiref-bench-") as workdir:
         if parts & {"copy", "hnsw"}:
             from db.engine import make_engine
@@ -367,7 +468,11 @@ def main() -> None:
                 results["copy"] = bench_copy(engine, reference_ids, args.copy_rows, args.insert_rows)
             if "hnsw" in parts:
                 results["hnsw"] = bench_hnsw(
-                    engine, reference_ids, vectors=args.vectors, queries=args.queries, m=args.hnsw_m,
+                    engine,
+                    reference_ids,
+                    vectors=args.vectors,
+                    queries=args.queries,
+                    m=args.hnsw_m,
                     ef_construction=args.hnsw_ef_construction,
                     ef_search_values=[int(value) for value in args.ef_search.split(",")],
                     maintenance_work_mem=args.maintenance_work_mem,
@@ -382,8 +487,12 @@ def main() -> None:
 
             corpus = json.loads(args.texts.read_text()) if args.texts else corpus_from_pages(args.articles)
             results["encode"] = bench_encode(
-                corpus, model_path=args.model or resolve_model_path(BASE_MODEL_ID), device=args.device,
-                backend=args.backend, batch_size=args.batch_size, cache_dir=str(Path(workdir) / "onnx"),
+                corpus,
+                model_path=args.model or resolve_model_path(BASE_MODEL_ID),
+                device=args.device,
+                backend=args.backend,
+                batch_size=args.batch_size,
+                cache_dir=str(Path(workdir) / "onnx"),
                 threads=args.threads,
             )
     if args.out:

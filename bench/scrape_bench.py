@@ -129,7 +129,9 @@ def main() -> None:
     parser.add_argument(
         "--latency-ms", type=float, default=100.0, help="latency the mirror adds to each response"
     )
-    parser.add_argument("--repeats", type=int, default=3, help="sequential/concurrent pairs; the median counts")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="sequential/concurrent pairs; the median counts"
+    )
     args = parser.parse_args()
 
     titles = saved_titles(SHARED)[: args.pages]

@@ -36,16 +36,16 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from models.base import BASE_MODEL_ID, resolve_model_path  # noqa: E402
-from models.evaluate import METRICS, REVERSE_METRIC, evaluate, load_model  # noqa: E402
-from models.pairs import (  # noqa: E402
+from models.base import BASE_MODEL_ID, resolve_model_path
+from models.evaluate import METRICS, REVERSE_METRIC, evaluate, load_model
+from models.finetune import RECOMMENDED, REFERENCE_RECIPE, TrainingConfig, resolve_device, train
+from models.pairs import (
     DEFAULT_EVAL_FRACTION,
     DEFAULT_TOKEN_BUDGET,
     ArticleTexts,
     build_pairs,
     tokenizer_counter,
 )
-from models.finetune import RECOMMENDED, REFERENCE_RECIPE, TrainingConfig, resolve_device, train  # noqa: E402
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "wikipedia"
 GATE = "ndcg@10"

@@ -37,7 +37,9 @@ class EmbeddingError(DatabaseError):
 class _Target:
     table: str
     key: str
-    label: str  # what the stored embedding was computed from: the reference's content hash, the article's title
+    label: (
+        str  # what the stored embedding was computed from: the reference's content hash, the article's title
+    )
     source_table: str
     source_label: str
     source_text: str
@@ -89,7 +91,9 @@ def get_version(*, session: Session, name_or_id: str | None) -> VersionInfo:
     """The version named (by name or id), or the active one; retired versions are refused."""
     if name_or_id is None:
         row = session.execute(
-            text("SELECT id, name, status, base_model, artifact_path FROM model_versions WHERE status = 'active'")
+            text(
+                "SELECT id, name, status, base_model, artifact_path FROM model_versions WHERE status = 'active'"
+            )
         ).first()
         if row is None:
             raise EmbeddingError(
@@ -130,7 +134,9 @@ def _pending_rows(target: _Target) -> sql.Composed:
 def pending(*, session: Session, version_id: int, kind: str, limit: int | None = None) -> list[PendingRow]:
     """Rows with no embedding for this version, or whose embedding was computed from a different text."""
     target = _target(kind)
-    statement = sql.SQL("SELECT s.id, s.{text}, s.{source_label} {rows} ORDER BY s.id LIMIT %(limit)s").format(
+    statement = sql.SQL(
+        "SELECT s.id, s.{text}, s.{source_label} {rows} ORDER BY s.id LIMIT %(limit)s"
+    ).format(
         text=sql.Identifier(target.source_text),
         source_label=sql.Identifier(target.source_label),
         rows=_pending_rows(target),
@@ -183,7 +189,11 @@ def write_embeddings(
     """
     target = _target(kind)
     vectors = np.asarray(vectors, dtype=np.float32)
-    if vectors.ndim != 2 or vectors.shape[1] != EMBEDDING_DIM or not (len(keys) == len(labels) == len(vectors)):
+    if (
+        vectors.ndim != 2
+        or vectors.shape[1] != EMBEDDING_DIM
+        or not (len(keys) == len(labels) == len(vectors))
+    ):
         raise ValueError(
             f"expected {len(keys)} keys, labels and {EMBEDDING_DIM}-d vectors, got {len(labels)} labels and "
             f"vectors of shape {vectors.shape}"
@@ -226,7 +236,9 @@ def write_embeddings(
 def _copy(connection: psycopg.Connection, target: _Target, version_id: int, rows: list[tuple]) -> None:
     statement = sql.SQL(
         "COPY {table} (model_version_id, {key}, {label}, embedding) FROM STDIN WITH (FORMAT BINARY)"
-    ).format(table=sql.Identifier(target.table), key=sql.Identifier(target.key), label=sql.Identifier(target.label))
+    ).format(
+        table=sql.Identifier(target.table), key=sql.Identifier(target.key), label=sql.Identifier(target.label)
+    )
     # pgvector's binary wire format (uint16 dimensions, uint16 unused, big-endian float4s), made for all rows in
     # one numpy pass; sent with the bytea dumper, which passes the bytes through as they are.
     header = np.array([EMBEDDING_DIM, 0], dtype=">u2").tobytes()
@@ -244,7 +256,9 @@ def _merge(connection: psycopg.Connection, target: _Target, version_id: int, row
             "CREATE TEMP TABLE IF NOT EXISTS embedding_stage (key bigint, label text, embedding vector(384)) "
             "ON COMMIT DELETE ROWS"
         )
-        with cursor.copy("COPY embedding_stage (key, label, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
+        with cursor.copy(
+            "COPY embedding_stage (key, label, embedding) FROM STDIN WITH (FORMAT BINARY)"
+        ) as copy:
             copy.set_types(["int8", "text", "vector"])
             for row in rows:
                 copy.write_row(row)
@@ -306,7 +320,9 @@ def embedding_counts(*, session: Session, version_id: int) -> dict[str, int]:
     connection = _driver_connection(session)
     return {
         kind: connection.execute(
-            sql.SQL("SELECT count(*) FROM {} WHERE model_version_id = %s").format(sql.Identifier(_target(kind).table)),
+            sql.SQL("SELECT count(*) FROM {} WHERE model_version_id = %s").format(
+                sql.Identifier(_target(kind).table)
+            ),
             (version_id,),
         ).fetchone()[0]
         for kind in KINDS
@@ -317,11 +333,14 @@ def mark_complete(*, session: Session, version_id: int) -> dict[str, int]:
     """Make the version servable: proves, under a lock on its state row, that nothing is pending and the indexes
     exist, then sets ``completed_at``. The caller commits; that commit is the moment the version can serve."""
     locked = session.execute(
-        text("SELECT 1 FROM embedding_states WHERE model_version_id = :version FOR UPDATE"), {"version": version_id}
+        text("SELECT 1 FROM embedding_states WHERE model_version_id = :version FOR UPDATE"),
+        {"version": version_id},
     ).first()
     if locked is None:
         raise EmbeddingError(f"model version {version_id} has no embedding run to complete")
-    missing = {kind: count for kind, count in count_pending(session=session, version_id=version_id).items() if count}
+    missing = {
+        kind: count for kind, count in count_pending(session=session, version_id=version_id).items() if count
+    }
     if missing:
         raise EmbeddingError(f"model version {version_id} still has rows to embed: {missing}")
     absent = [
@@ -347,11 +366,15 @@ def drop_version_embeddings(*, session: Session, version_id: int) -> dict[str, i
     connection = _driver_connection(session)
     deleted = {}
     for kind in KINDS:
-        connection.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(hnsw_index_name(version_id, kind))))
+        connection.execute(
+            sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(hnsw_index_name(version_id, kind)))
+        )
         deleted[kind] = connection.execute(
             sql.SQL("DELETE FROM {} WHERE model_version_id = %s").format(sql.Identifier(_target(kind).table)),
             (version_id,),
         ).rowcount
-    session.execute(text("DELETE FROM embedding_states WHERE model_version_id = :version"), {"version": version_id})
+    session.execute(
+        text("DELETE FROM embedding_states WHERE model_version_id = :version"), {"version": version_id}
+    )
     log.info("dropped version %d: %s embeddings deleted, HNSW indexes dropped", version_id, deleted)
     return deleted

@@ -19,7 +19,9 @@ def validate_database_url(url: str) -> str:
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
-        raise ValueError(f"not a database URL ({exc}); expected postgresql://user:password@host:5432/db") from None
+        raise ValueError(
+            f"not a database URL ({exc}); expected postgresql://user:password@host:5432/db"
+        ) from None
     if parsed.get_backend_name() not in ("postgresql", "postgres"):
         raise ValueError(f"only PostgreSQL is supported, got {parsed.get_backend_name()!r}")
     return url

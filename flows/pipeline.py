@@ -15,11 +15,11 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from db import search
-from flows.embed import embed_texts
-from flows.task_runners import task_runner_from_settings, with_task_runner
 from flows.database import prepare_database
+from flows.embed import embed_texts
 from flows.scrape import scrape_wikipedia
 from flows.settings import get_settings
+from flows.task_runners import task_runner_from_settings, with_task_runner
 from flows.train import train_model
 
 # A first run should end in minutes on a laptop CPU: 100 steps of batch 8 see 800 (title, chunk) pairs,

@@ -30,10 +30,10 @@ from sqlalchemy import Engine
 from db.articles import PageRecord
 from db.engine import make_engine
 from flows.database import prepare_database
-from flows.steps.scraping import client_config
-from flows.settings import get_settings
 from flows.mediawiki.client import ClientConfig, ResolvedTitle
 from flows.mediawiki.errors import ScrapeError
+from flows.mediawiki.titles import TitleSources
+from flows.settings import get_settings
 from flows.steps.loading import load_dump
 from flows.steps.records import WriteCounts
 from flows.steps.scraping import (
@@ -41,6 +41,7 @@ from flows.steps.scraping import (
     ResolvedTitles,
     ScrapeSummary,
     batched,
+    client_config,
     extract_pages,
     fetch_pages,
     resolve_titles,
@@ -48,7 +49,6 @@ from flows.steps.scraping import (
     summary_of,
     write_records,
 )
-from flows.mediawiki.titles import TitleSources
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +192,7 @@ def scrape_wikipedia(
     with contextlib.ExitStack() as stack:
         if mirror_dir:
             from flows.mirror.server import LIST_PAGE, running_mirror  # the mirror loads only when used
+
             api_url = stack.enter_context(running_mirror(Path(mirror_dir), include_bulk=mirror_bulk))
             if sources.empty:
                 sources = TitleSources(list_page=LIST_PAGE, limit=limit)

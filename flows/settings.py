@@ -15,8 +15,8 @@ from pydantic import Field, HttpUrl, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from db.engine import validate_database_url
-from models.pairs import DEFAULT_EVAL_FRACTION, DEFAULT_TOKEN_BUDGET
 from models.finetune import RECOMMENDED
+from models.pairs import DEFAULT_EVAL_FRACTION, DEFAULT_TOKEN_BUDGET
 
 # --- orchestrate: the main job's default titles --------------------------------------------------------
 # Well-referenced, long-lived English Wikipedia articles across science, history, technology and nature,
@@ -86,10 +86,12 @@ class Settings(BaseSettings):
         default="UTC", description="IANA time zone the cron schedules of the deployments are read in."
     )
     schedule_scrape: str = Field(
-        default="0 2 * * *", description="Cron schedule of the scrape-daily deployment (re-scrapes the titles)."
+        default="0 2 * * *",
+        description="Cron schedule of the scrape-daily deployment (re-scrapes the titles).",
     )
     schedule_train: str = Field(
-        default="0 4 * * 0", description="Cron schedule of the train-weekly deployment (after that day's scrape)."
+        default="0 4 * * 0",
+        description="Cron schedule of the train-weekly deployment (after that day's scrape).",
     )
     schedule_embed: str = Field(
         default="0 5 * * *",
@@ -106,7 +108,9 @@ class Settings(BaseSettings):
         description="Scheduler address of an existing Dask cluster, e.g. tcp://10.0.0.5:8786 (task runner dask).",
     )
     dask_workers: int | None = Field(
-        default=None, ge=1, description="Worker processes of the temporary LocalCluster (default: Dask's choice)."
+        default=None,
+        ge=1,
+        description="Worker processes of the temporary LocalCluster (default: Dask's choice).",
     )
     pipeline_titles: list[str] = Field(
         default_factory=lambda: list(DEFAULT_PIPELINE_TITLES),
@@ -120,7 +124,9 @@ class Settings(BaseSettings):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as UTC or Europe/Berlin") from None
+            raise ValueError(
+                f"unknown time zone {value!r}; use an IANA name such as UTC or Europe/Berlin"
+            ) from None
         return value
 
     @field_validator("schedule_scrape", "schedule_train", "schedule_embed")
@@ -140,7 +146,6 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_dask_address(cls, value: str | None) -> str | None:
         return value.strip() or None if value else None
-
 
     # --- training (wikiref train, flows/train.py); defaults: models.finetune.RECOMMENDED -------------------
     train_epochs: float = Field(
@@ -201,16 +206,21 @@ class Settings(BaseSettings):
         if value not in METRICS:
             raise ValueError(f"must be one of {', '.join(METRICS)}")
         return value
+
     # --- embed: encoding, HNSW indexes, query recall (docs/embed.md) ---------------------------------------
     embed_backend: Literal["auto", "torch", "onnx"] = Field(
         default="auto",
         description="Encoder runtime: torch (fp32, CPU or CUDA), onnx (int8, needs `pip install 'wikiref[fast]'`), "
         "or auto = onnx when installed, else torch. Queries are encoded with the same backend.",
     )
-    embed_device: str = Field(default="cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="cpu, cuda or cuda:N.")
+    embed_device: str = Field(
+        default="cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="cpu, cuda or cuda:N."
+    )
     embed_batch_size: int = Field(default=64, ge=1, le=4096, description="Texts per forward pass.")
     embed_chunk_size: int = Field(
-        default=1024, ge=1, le=100_000,
+        default=1024,
+        ge=1,
+        le=100_000,
         description="Texts per encoding task (the unit a Dask cluster fans out) and per COPY transaction.",
     )
     embed_threads: int | None = Field(default=None, ge=1, description="Encoder threads; unset: one per core.")
@@ -219,16 +229,19 @@ class Settings(BaseSettings):
         default=128, ge=4, le=1000, description="HNSW build-time candidate list (at least 2 x m)."
     )
     hnsw_ef_search: int = Field(
-        default=100, ge=1, le=1000,
+        default=100,
+        ge=1,
+        le=1000,
         description="hnsw.ef_search the SQL functions use (raised to k when k is larger); recorded per version.",
     )
     embed_maintenance_work_mem: str = Field(
-        default="512MB", pattern=r"^\d+\s*(kB|MB|GB)$",
+        default="512MB",
+        pattern=r"^\d+\s*(kB|MB|GB)$",
         description="maintenance_work_mem for HNSW builds: a graph that does not fit builds far slower.",
     )
 
     @model_validator(mode="after")
-    def _check_hnsw(self) -> "Settings":
+    def _check_hnsw(self) -> Settings:
         if self.hnsw_ef_construction < 2 * self.hnsw_m:
             raise ValueError(
                 f"hnsw_ef_construction ({self.hnsw_ef_construction}) must be at least 2 x hnsw_m ({self.hnsw_m})"
@@ -242,6 +255,7 @@ class Settings(BaseSettings):
     @property
     def onnx_cache_dir(self) -> Path:
         return (self.embed_cache_dir or self.data_dir / "cache" / "onnx").expanduser()
+
     # --- end embed -------------------------------------------------------------------------------------------
 
     # --- scrape (issue 3): MediaWiki client etiquette and batching ---------------------------------------

@@ -8,12 +8,12 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.steps import training
 from flows.database import prepare_database
 from flows.settings import get_settings
+from flows.steps import training
 from models.evaluate import METRICS
-from models.pairs import PairSplit
 from models.finetune import TrainingResult
+from models.pairs import PairSplit
 
 
 @task(retries=2, retry_delay_seconds=[5, 30], cache_policy=NO_CACHE)

@@ -75,7 +75,9 @@ class Encoder:
     def __init__(self, config: EncoderConfig) -> None:
         self.config = config
 
-    def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: Progress | None = None) -> np.ndarray:
+    def encode(
+        self, texts: Sequence[str], *, batch_size: int = 64, progress: Progress | None = None
+    ) -> np.ndarray:
         texts = list(texts)
         result = np.empty((len(texts), EMBEDDING_DIM), dtype=np.float32)
         batches = length_sorted_batches(texts, batch_size)
@@ -84,7 +86,9 @@ class Encoder:
             indices = np.concatenate(batches[start : start + self.group_batches])
             vectors = self._encode_group([texts[i] for i in indices], batch_size)
             if vectors.shape[1] != EMBEDDING_DIM:
-                raise ValueError(f"{self.config.model_path} gives {vectors.shape[1]}-d vectors, not {EMBEDDING_DIM}")
+                raise ValueError(
+                    f"{self.config.model_path} gives {vectors.shape[1]}-d vectors, not {EMBEDDING_DIM}"
+                )
             result[indices] = vectors
             done += len(indices)
             if progress:
@@ -115,7 +119,11 @@ class TorchEncoder(Encoder):
 
     def _encode_group(self, texts: list[str], batch_size: int) -> np.ndarray:
         return self.model.encode(
-            texts, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False
+            texts,
+            batch_size=batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
         ).astype(np.float32)
 
 
@@ -173,7 +181,10 @@ def export_onnx_int8(model_path: Path, cache_dir: Path) -> Path:
                 dynamo=False,
                 input_names=names,
                 output_names=["embedding"],
-                dynamic_axes={**{name: {0: "batch", 1: "sequence"} for name in names}, "embedding": {0: "batch"}},
+                dynamic_axes={
+                    **{name: {0: "batch", 1: "sequence"} for name in names},
+                    "embedding": {0: "batch"},
+                },
                 opset_version=17,
             )
         hidden = model[0].auto_model.config
@@ -182,8 +193,13 @@ def export_onnx_int8(model_path: Path, cache_dir: Path) -> Path:
         ).save_model_to_file(str(fused))
         # Per-channel weights keep cosine to the fp32 model near 0.99; per-tensor drops it to about 0.94.
         quantize_dynamic(
-            str(fused), str(quantised), weight_type=QuantType.QInt8, per_channel=True,
-            extra_options={"DefaultTensorType": 1},  # FLOAT, for outputs of fused ops shape inference can't type
+            str(fused),
+            str(quantised),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            extra_options={
+                "DefaultTensorType": 1
+            },  # FLOAT, for outputs of fused ops shape inference can't type
         )
         os.replace(quantised, target)  # atomic: concurrent workers never load a half-written file
     log.info("exported %s to %s", model_path, target)
@@ -200,8 +216,12 @@ class OnnxEncoder(Encoder):
 
         model_path = Path(config.model_path)
         if not model_path.is_dir():
-            raise EncoderUnavailable(f"the onnx backend needs a local model folder, got {config.model_path!r}")
-        cache_dir = Path(config.cache_dir) if config.cache_dir else Path(tempfile.gettempdir()) / "wikiref-onnx"
+            raise EncoderUnavailable(
+                f"the onnx backend needs a local model folder, got {config.model_path!r}"
+            )
+        cache_dir = (
+            Path(config.cache_dir) if config.cache_dir else Path(tempfile.gettempdir()) / "wikiref-onnx"
+        )
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_path))
         self.max_length = _max_seq_length(model_path, self.tokenizer)
         options = onnxruntime.SessionOptions()

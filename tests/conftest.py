@@ -48,7 +48,9 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def template_url(server_url: str) -> str:
     with psycopg.connect(server_url, autocommit=True) as connection:
-        connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE_DATABASE)))
+        connection.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE_DATABASE))
+        )
         connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE_DATABASE)))
     url = database_on(server_url, TEMPLATE_DATABASE)
     migrate.upgrade(url)
@@ -115,9 +117,13 @@ def run_cli(tmp_path: Path):
     import subprocess
     import sys
 
-    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, env: dict[str, str] | None = None, timeout: float = 600
+    ) -> subprocess.CompletedProcess[str]:
         environment = {k: v for k, v in os.environ.items() if not k.startswith("WIKIREF_")}
-        environment.update({"PYTHONPATH": str(REPO_ROOT), "WIKIREF_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"})
+        environment.update(
+            {"PYTHONPATH": str(REPO_ROOT), "WIKIREF_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"}
+        )
         environment.update(env or {})
         return subprocess.run(
             [sys.executable, "-m", "flows.cli", *args],
@@ -192,7 +198,9 @@ def onnx_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _shared_onnx_cache(onnx_cache_dir: Path, monkeypatch: pytest.MonkeyPatch, isolated_settings: None) -> None:
+def _shared_onnx_cache(
+    onnx_cache_dir: Path, monkeypatch: pytest.MonkeyPatch, isolated_settings: None
+) -> None:
     monkeypatch.setenv("WIKIREF_EMBED_CACHE_DIR", str(onnx_cache_dir))
 
 
@@ -232,13 +240,19 @@ def embed_everything(engine: Engine, version_id: int, config, *, batch_size: int
     from models.encode import encode_texts
 
     with Session(engine) as session:
-        embeddings.start_run(session=session, version_id=version_id, hnsw_m=16, hnsw_ef_construction=64, ef_search=100)
+        embeddings.start_run(
+            session=session, version_id=version_id, hnsw_m=16, hnsw_ef_construction=64, ef_search=100
+        )
         for kind in embeddings.KINDS:
             rows = embeddings.pending(session=session, version_id=version_id, kind=kind)
             vectors = encode_texts(config, [row.text for row in rows], batch_size=batch_size)
             embeddings.write_embeddings(
-                session=session, version_id=version_id, kind=kind, keys=[row.key for row in rows],
-                labels=[row.label for row in rows], vectors=vectors,
+                session=session,
+                version_id=version_id,
+                kind=kind,
+                keys=[row.key for row in rows],
+                labels=[row.label for row in rows],
+                vectors=vectors,
             )
         embeddings.build_indexes(session=session, version_id=version_id, m=16, ef_construction=64)
         counts = embeddings.mark_complete(session=session, version_id=version_id)
@@ -254,7 +268,9 @@ def embedded_template_url(server_url: str, loaded_template_url: str, onnx_cache_
 
     with psycopg.connect(server_url, autocommit=True) as connection:
         connection.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(EMBEDDED_TEMPLATE_DATABASE))
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(EMBEDDED_TEMPLATE_DATABASE)
+            )
         )
         connection.execute(
             sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(

@@ -19,14 +19,20 @@ def compose() -> dict:
 
 
 def test_compose_file_matches_the_compose_specification(compose: dict) -> None:
-    schema = json.loads(files("check_jsonschema.builtin_schemas.vendor").joinpath("compose-spec.json").read_text())
+    schema = json.loads(
+        files("check_jsonschema.builtin_schemas.vendor").joinpath("compose-spec.json").read_text()
+    )
     jsonschema.validate(compose, schema)
 
 
 def test_a_broken_compose_file_is_rejected() -> None:
-    schema = json.loads(files("check_jsonschema.builtin_schemas.vendor").joinpath("compose-spec.json").read_text())
+    schema = json.loads(
+        files("check_jsonschema.builtin_schemas.vendor").joinpath("compose-spec.json").read_text()
+    )
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate({"services": {"db": {"image": "x", "depends_on": {"y": {"condition": "sometimes"}}}}}, schema)
+        jsonschema.validate(
+            {"services": {"db": {"image": "x", "depends_on": {"y": {"condition": "sometimes"}}}}}, schema
+        )
 
 
 def test_services_wait_for_healthy_dependencies(compose: dict) -> None:
@@ -46,7 +52,10 @@ def test_services_wait_for_healthy_dependencies(compose: dict) -> None:
 def test_wiring_of_urls_ports_and_volumes(compose: dict) -> None:
     services = compose["services"]
     worker_env = services["wikiref"]["environment"]
-    assert re.fullmatch(r"postgresql://wikiref:\$\{POSTGRES_PASSWORD[^}]*\}@db:5432/wikiref", worker_env["WIKIREF_DATABASE_URL"])
+    assert re.fullmatch(
+        r"postgresql://wikiref:\$\{POSTGRES_PASSWORD[^}]*\}@db:5432/wikiref",
+        worker_env["WIKIREF_DATABASE_URL"],
+    )
     assert worker_env["PREFECT_API_URL"] == "http://prefect-server:4200/api"
     assert services["wikiref"]["build"]["dockerfile"] == "Dockerfile" and (REPO / "Dockerfile").exists()
     assert services["wikiref"]["command"] == ["wikiref", "serve"]
@@ -56,7 +65,9 @@ def test_wiring_of_urls_ports_and_volumes(compose: dict) -> None:
     assert any(p.endswith(":5432") for p in services["db"]["ports"])
     init_mount = next(v for v in services["db"]["volumes"] if "docker-entrypoint-initdb.d" in v)
     assert (REPO / init_mount.split(":")[0]).is_dir()
-    named = {v.split(":")[0] for s in services.values() for v in s.get("volumes", []) if not v.startswith(".")}
+    named = {
+        v.split(":")[0] for s in services.values() for v in s.get("volumes", []) if not v.startswith(".")
+    }
     assert named == set(compose["volumes"]) == {"pgdata", "wikiref-data"}
 
 

@@ -36,7 +36,10 @@ def _migrate(connection) -> None:
     connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})
     try:
         context.configure(
-            connection=connection, target_metadata=Base.metadata, compare_type=True, include_object=_include_object
+            connection=connection,
+            target_metadata=Base.metadata,
+            compare_type=True,
+            include_object=_include_object,
         )
         with context.begin_transaction():
             context.run_migrations()

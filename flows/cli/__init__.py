@@ -53,7 +53,8 @@ def _configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log 
 
 def _settings_error(exc: ValidationError) -> str:
     problems = "; ".join(
-        f"WIKIREF_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}" for error in exc.errors()
+        f"WIKIREF_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+        for error in exc.errors()
     )
     return f"invalid settings: {problems}"
 

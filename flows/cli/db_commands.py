@@ -24,11 +24,15 @@ console = Console()
 def upgrade() -> None:
     """Apply all migrations (idempotent); every flow does this first too."""
     url, _ = prepare_database()
-    console.print(f"database {masked_url(libpq_url(url))} is at revision [bold]{migrate.head_revision()}[/bold]")
+    console.print(
+        f"database {masked_url(libpq_url(url))} is at revision [bold]{migrate.head_revision()}[/bold]"
+    )
 
 
 @app.command()
-def url(show_password: bool = typer.Option(False, "--show-password", help="Print the password in clear.")) -> None:
+def url(
+    show_password: bool = typer.Option(False, "--show-password", help="Print the password in clear."),
+) -> None:
     """Print the database URL (starts the embedded server if none is configured)."""
     resolved = resolve_database_url(get_settings())
     check_server(make_engine(resolved))

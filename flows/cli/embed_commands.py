@@ -25,13 +25,19 @@ def _fail(message: str) -> None:
 
 def embed(
     model_version: str | None = typer.Option(
-        None, "--model-version", "-m", help="Name or id of the version to embed with (default: the active one)."
+        None,
+        "--model-version",
+        "-m",
+        help="Name or id of the version to embed with (default: the active one).",
     ),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Texts per forward pass."),
     backend: str | None = typer.Option(None, "--backend", help="torch, onnx or auto (default: settings)."),
     device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: settings)."),
     limit: int | None = typer.Option(
-        None, "--limit", min=1, help="At most this many rows of each kind (a partial run, not marked complete)."
+        None,
+        "--limit",
+        min=1,
+        help="At most this many rows of each kind (a partial run, not marked complete).",
     ),
 ) -> None:
     """Encode titles and references that lack an embedding of their current text, then index them."""
@@ -49,15 +55,25 @@ def embed(
         with progress_listener(advance):
             try:
                 result = embed_texts(
-                    model_version=model_version, batch_size=batch_size, backend=backend, device=device, limit=limit
+                    model_version=model_version,
+                    batch_size=batch_size,
+                    backend=backend,
+                    device=device,
+                    limit=limit,
                 )
             except EncoderUnavailable as exc:
                 _fail(str(exc))
-    table = Table("kind", "encoded now", "embeddings of the version", title=f"model version {result['model_version']}")
+    table = Table(
+        "kind", "encoded now", "embeddings of the version", title=f"model version {result['model_version']}"
+    )
     for kind, count in result["encoded"].items():
         table.add_row(kind, f"{count:,}", f"{result['embeddings'][kind]:,}")
     console.print(table)
-    state = "complete: queries use it when it is the serving version" if result["complete"] else "partial (--limit)"
+    state = (
+        "complete: queries use it when it is the serving version"
+        if result["complete"]
+        else "partial (--limit)"
+    )
     console.print(f"backend {result['backend']}; {state}")
 
 
@@ -66,14 +82,21 @@ def _print(result: queries.QueryResult, show_sql: bool, title: str) -> None:
         console.print(result.as_sql(), markup=False, highlight=False, soft_wrap=True)
     table = Table(*result.columns, title=title)
     for row in result.rows:
-        table.add_row(*("" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value) for value in row))
+        table.add_row(
+            *(
+                "" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+                for value in row
+            )
+        )
     console.print(table)
 
 
 def similar(
     title: str = typer.Argument(..., help="Article title, as on the wiki."),
     k: int = typer.Option(10, "--k", "-k", help="Number of results (1-1000)."),
-    articles: bool = typer.Option(False, "--articles", help="Similar articles instead of similar references."),
+    articles: bool = typer.Option(
+        False, "--articles", help="Similar articles instead of similar references."
+    ),
     model_version: str | None = typer.Option(
         None, "--model-version", "-m", help="Version to query (default: the serving version)."
     ),
@@ -83,7 +106,9 @@ def similar(
     _, engine = prepare_database()
     function = "similar_articles" if articles else "similar_references"
     with Session(engine) as session:
-        result = queries.run(session=session, function=function, title=title, k=k, model_version=model_version)
+        result = queries.run(
+            session=session, function=function, title=title, k=k, model_version=model_version
+        )
     _print(result, sql, f"{function}({title!r})")
 
 
@@ -115,7 +140,11 @@ def search(
             except EncoderUnavailable as exc:
                 _fail(str(exc))
         result = queries.run(
-            session=session, function="search_text", query=text, query_embedding=embedding, k=k,
+            session=session,
+            function="search_text",
+            query=text,
+            query_embedding=embedding,
+            k=k,
             model_version=version_name,
         )
     _print(result, sql, f"search_text({text!r})")

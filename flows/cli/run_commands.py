@@ -6,7 +6,7 @@ import inspect
 import json
 import logging
 import typing
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from pydantic import TypeAdapter, ValidationError
@@ -204,13 +204,13 @@ def run(
         metavar="KEY=VALUE",
         help="A flow parameter; repeat for several (and for list items). See --show-params.",
     ),
-    task_runner: Optional[str] = typer.Option(
+    task_runner: str | None = typer.Option(
         None,
         "--task-runner",
         help="Where fan-out tasks run: default (the flow's thread pool) or dask. "
         "Default: WIKIREF_TASK_RUNNER.",
     ),
-    dask_address: Optional[str] = typer.Option(
+    dask_address: str | None = typer.Option(
         None,
         "--dask-address",
         help="Scheduler address of an existing Dask cluster (implies --task-runner dask).",
@@ -220,13 +220,13 @@ def run(
     """Run a flow here: scrape, train, embed or pipeline (the main job)."""
     from prefect.states import State
 
+    from flows.database import prepare_database
     from flows.task_runners import (
         TASK_RUNNER_KINDS,
         describe_task_runner,
         task_runner_from_settings,
         with_task_runner,
     )
-    from flows.database import prepare_database
 
     flow = _load(flow_name)
     if show_params:

@@ -13,13 +13,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from flows.database import prepare_database
-from flows.steps.scraping import client_config
-from flows.settings import get_settings
 from flows.mediawiki.errors import ScrapeError
-from flows.steps.loading import load_dump
 from flows.mediawiki.saved import MANIFEST
-from flows.steps.scraping import ScrapeSummary, run_scrape
 from flows.mediawiki.titles import TitleSources
+from flows.settings import get_settings
+from flows.steps.loading import load_dump
+from flows.steps.scraping import ScrapeSummary, client_config, run_scrape
 
 console = Console()
 
@@ -132,7 +131,11 @@ def scrape(
         else:
             with contextlib.ExitStack() as stack:
                 if mirror:
-                    from flows.mirror.server import LIST_PAGE, running_mirror  # the mirror loads only when used
+                    from flows.mirror.server import (
+                        LIST_PAGE,
+                        running_mirror,
+                    )  # the mirror loads only when used
+
                     api_url = stack.enter_context(running_mirror(mirror, include_bulk=bulk))
                     if sources.empty:
                         sources = TitleSources(list_page=LIST_PAGE, limit=limit)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Optional
 
 import typer
 
@@ -15,27 +14,27 @@ log = logging.getLogger(__name__)
 
 
 def serve(
-    task_runner: Optional[str] = typer.Option(
+    task_runner: str | None = typer.Option(
         None,
         "--task-runner",
         help="Where fan-out tasks run: default (each flow's thread pool) or dask. "
         "Default: WIKIREF_TASK_RUNNER.",
     ),
-    dask_address: Optional[str] = typer.Option(
+    dask_address: str | None = typer.Option(
         None,
         "--dask-address",
         help="Scheduler address of an existing Dask cluster (implies --task-runner dask).",
     ),
-    limit: Optional[int] = typer.Option(
+    limit: int | None = typer.Option(
         None, "--limit", min=1, help="Most flow runs this process executes at once. Default: no limit."
     ),
 ) -> None:
     """Serve the scheduled deployments (Prefect UI) and run them here."""
     from prefect.settings import PREFECT_API_URL
 
+    from flows.database import prepare_database
     from flows.deploy import serve_deployments
     from flows.task_runners import TASK_RUNNER_KINDS, task_runner_from_settings
-    from flows.database import prepare_database
 
     if task_runner is not None and task_runner not in TASK_RUNNER_KINDS:
         raise UserError(f"unknown task runner {task_runner!r}; choose one of: {', '.join(TASK_RUNNER_KINDS)}")

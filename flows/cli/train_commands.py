@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 import typer
@@ -19,21 +19,21 @@ from rich.progress import (
 from rich.table import Table
 
 from db.registry import RegistryError
-from flows.steps import training
 from flows.database import prepare_database
 from flows.settings import get_settings
+from flows.steps import training
 from models.evaluate import METRICS
 from models.finetune import TrainingError
 
 console = Console()
 
 
-class Sampler(str, Enum):
+class Sampler(StrEnum):
     batch = "batch"
     no_duplicates = "no_duplicates"
 
 
-class Loss(str, Enum):
+class Loss(StrEnum):
     mnrl = "mnrl"
     cached_mnrl = "cached_mnrl"
 

@@ -453,10 +453,9 @@ class MediaWikiClient:
         for item in body.get("items", []):
             for article in sorted(item.get("articles", []), key=lambda a: a.get("rank", 0)):
                 name = article["article"].replace("_", " ")
-                if (
-                    ":" in name
-                    and name.split(":", 1)[0] in _NON_ARTICLE_PREFIXES
-                    or name in ("Main Page", "-")
+                if (":" in name and name.split(":", 1)[0] in _NON_ARTICLE_PREFIXES) or name in (
+                    "Main Page",
+                    "-",
                 ):
                     continue
                 titles.append(name)

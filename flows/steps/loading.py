@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 
 from db.articles import stored_revisions, upsert_page
 from flows.mediawiki.dump import DumpError, DumpPage, iter_dump
-from flows.steps.records import WriteCounts, page_record
 from flows.mediawiki.saved import iter_saved_pages
+from flows.steps.records import WriteCounts, page_record
 from flows.steps.scraping import ScrapeSummary, write_records
 
 log = logging.getLogger(__name__)

@@ -23,9 +23,9 @@ from flows.mediawiki.client import (
     ResolvedTitle,
     TitleResolution,
 )
+from flows.mediawiki.titles import TitleSources, gather_titles
 from flows.settings import Settings
 from flows.steps.records import WriteCounts, page_record
-from flows.mediawiki.titles import TitleSources, gather_titles
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from flows.settings import Settings
 from models import card
 from models.base import resolve_model_path
 from models.evaluate import METRICS, evaluate, load_model
-from models.pairs import ArticleTexts, PairSplit, build_pairs, tokenizer_counter
 from models.finetune import ProgressCallback, TrainingConfig, TrainingResult, resolve_device, train
+from models.pairs import ArticleTexts, PairSplit, build_pairs, tokenizer_counter
 
 log = logging.getLogger(__name__)
 

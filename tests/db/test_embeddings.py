@@ -28,8 +28,12 @@ def add_article(session: Session, title: str, references: list[str]) -> int:
                 "INSERT INTO article_references (article_id, position, text, content_hash) "
                 "VALUES (:article, :position, :text, :hash)"
             ),
-            {"article": article_id, "position": position, "text": reference,
-             "hash": hashlib.sha256(reference.encode()).hexdigest()},
+            {
+                "article": article_id,
+                "position": position,
+                "text": reference,
+                "hash": hashlib.sha256(reference.encode()).hexdigest(),
+            },
         )
     return article_id
 
@@ -39,15 +43,21 @@ def embed_with_random_vectors(session: Session, version_id: int, seed: int = 0) 
     for kind in embeddings.KINDS:
         rows = embeddings.pending(session=session, version_id=version_id, kind=kind)
         written[kind] = embeddings.write_embeddings(
-            session=session, version_id=version_id, kind=kind, keys=[row.key for row in rows],
-            labels=[row.label for row in rows], vectors=unit_vectors(len(rows), seed),
+            session=session,
+            version_id=version_id,
+            kind=kind,
+            keys=[row.key for row in rows],
+            labels=[row.label for row in rows],
+            vectors=unit_vectors(len(rows), seed),
         )
     session.commit()
     return written
 
 
 def complete(session: Session, version_id: int) -> None:
-    embeddings.start_run(session=session, version_id=version_id, hnsw_m=8, hnsw_ef_construction=32, ef_search=40)
+    embeddings.start_run(
+        session=session, version_id=version_id, hnsw_m=8, hnsw_ef_construction=32, ef_search=40
+    )
     embed_with_random_vectors(session, version_id)
     embeddings.build_indexes(session=session, version_id=version_id, m=8, ef_construction=32)
     embeddings.mark_complete(session=session, version_id=version_id)
@@ -57,7 +67,9 @@ def complete(session: Session, version_id: int) -> None:
 @pytest.fixture
 def session(engine):
     with Session(engine) as session:
-        add_article(session, "Cat", ["Felis catus, a study.", "Whiskers and their uses.", "Purring explained."])
+        add_article(
+            session, "Cat", ["Felis catus, a study.", "Whiskers and their uses.", "Purring explained."]
+        )
         add_article(session, "Dog", ["Canis familiaris, a history.", "Barking at night."])
         session.commit()
         yield session
@@ -80,25 +92,38 @@ def test_changed_text_or_title_makes_exactly_that_row_pending(session: Session) 
     embed_with_random_vectors(session, version)
     changed = "Purring explained, second edition."
     session.execute(
-        text("UPDATE article_references SET text = :text, content_hash = :hash WHERE text = 'Purring explained.'"),
+        text(
+            "UPDATE article_references SET text = :text, content_hash = :hash WHERE text = 'Purring explained.'"
+        ),
         {"text": changed, "hash": hashlib.sha256(changed.encode()).hexdigest()},
     )
     session.execute(text("UPDATE articles SET title = 'Domestic dog' WHERE title = 'Dog'"))
     session.commit()
-    assert [row.text for row in embeddings.pending(session=session, version_id=version, kind="references")] == [changed]
-    assert [row.text for row in embeddings.pending(session=session, version_id=version, kind="titles")] == ["Domestic dog"]
+    assert [
+        row.text for row in embeddings.pending(session=session, version_id=version, kind="references")
+    ] == [changed]
+    assert [row.text for row in embeddings.pending(session=session, version_id=version, kind="titles")] == [
+        "Domestic dog"
+    ]
 
 
 def test_writing_a_batch_twice_keeps_one_row_per_key_with_the_latest_vector(session: Session) -> None:
     version = register_base_version(session)
     rows = embeddings.pending(session=session, version_id=version, kind="references")
     keys, labels = [row.key for row in rows], [row.label for row in rows]
-    embeddings.write_embeddings(session=session, version_id=version, kind="references", keys=keys, labels=labels,
-                                vectors=unit_vectors(5, seed=1))
+    embeddings.write_embeddings(
+        session=session,
+        version_id=version,
+        kind="references",
+        keys=keys,
+        labels=labels,
+        vectors=unit_vectors(5, seed=1),
+    )
     session.commit()
     second = unit_vectors(5, seed=2)
-    embeddings.write_embeddings(session=session, version_id=version, kind="references", keys=keys, labels=labels,
-                                vectors=second)
+    embeddings.write_embeddings(
+        session=session, version_id=version, kind="references", keys=keys, labels=labels, vectors=second
+    )
     session.commit()
     stored = session.execute(
         text("SELECT reference_id, embedding::text FROM reference_embeddings ORDER BY reference_id")
@@ -106,7 +131,9 @@ def test_writing_a_batch_twice_keeps_one_row_per_key_with_the_latest_vector(sess
     assert [row[0] for row in stored] == sorted(keys)
     by_key = dict(zip(keys, second))
     for key, vector in stored:
-        np.testing.assert_allclose(np.asarray(vector.strip("[]").split(","), dtype=np.float32), by_key[key], rtol=1e-5)
+        np.testing.assert_allclose(
+            np.asarray(vector.strip("[]").split(","), dtype=np.float32), by_key[key], rtol=1e-5
+        )
 
 
 def test_rows_deleted_meanwhile_are_skipped_and_bad_shapes_refused(session: Session) -> None:
@@ -114,20 +141,31 @@ def test_rows_deleted_meanwhile_are_skipped_and_bad_shapes_refused(session: Sess
     rows = embeddings.pending(session=session, version_id=version, kind="titles")
     session.execute(text("DELETE FROM articles WHERE title = 'Dog'"))
     written = embeddings.write_embeddings(
-        session=session, version_id=version, kind="titles", keys=[row.key for row in rows],
-        labels=[row.label for row in rows], vectors=unit_vectors(len(rows)),
+        session=session,
+        version_id=version,
+        kind="titles",
+        keys=[row.key for row in rows],
+        labels=[row.label for row in rows],
+        vectors=unit_vectors(len(rows)),
     )
     assert written == 1
     with pytest.raises(ValueError, match="384-d"):
-        embeddings.write_embeddings(session=session, version_id=version, kind="titles", keys=[1], labels=["x"],
-                                    vectors=np.zeros((1, 3)))
+        embeddings.write_embeddings(
+            session=session,
+            version_id=version,
+            kind="titles",
+            keys=[1],
+            labels=["x"],
+            vectors=np.zeros((1, 3)),
+        )
 
 
 def test_indexes_are_partial_per_version_and_built_once(session: Session) -> None:
     version = register_base_version(session)
     embed_with_random_vectors(session, version)
     assert embeddings.build_indexes(session=session, version_id=version, m=8, ef_construction=32) == [
-        f"ix_reference_embeddings_hnsw_v{version}", f"ix_title_embeddings_hnsw_v{version}"
+        f"ix_reference_embeddings_hnsw_v{version}",
+        f"ix_title_embeddings_hnsw_v{version}",
     ]
     session.commit()
     assert embeddings.build_indexes(session=session, version_id=version, m=8, ef_construction=32) == []
@@ -166,7 +204,8 @@ def test_switching_versions_is_atomic_and_the_previous_one_stays_queryable(sessi
     # Activated before it is embedded: queries keep using the complete previous version.
     session.execute(text("UPDATE model_versions SET status = 'superseded' WHERE id = :id"), {"id": first})
     session.execute(
-        text("UPDATE model_versions SET status = 'active', activated_at = now() WHERE id = :id"), {"id": second}
+        text("UPDATE model_versions SET status = 'active', activated_at = now() WHERE id = :id"),
+        {"id": second},
     )
     session.commit()
     assert search.serving_version(session=session)[1] == "first"
@@ -176,12 +215,16 @@ def test_switching_versions_is_atomic_and_the_previous_one_stays_queryable(sessi
     # Fully written and indexed, but not yet marked: still the previous version.
     assert search.serving_version(session=session)[1] == "first"
     # An explicit version works for any non-retired version, complete or not.
-    rows = search.run(session=session, function="similar_references", title="Cat", k=2, model_version="second").rows
+    rows = search.run(
+        session=session, function="similar_references", title="Cat", k=2, model_version="second"
+    ).rows
     assert len(rows) == 2
     embeddings.mark_complete(session=session, version_id=second)
     session.commit()
     assert search.serving_version(session=session)[1] == "second"
-    previous = search.run(session=session, function="similar_references", title="Cat", k=5, model_version="first")
+    previous = search.run(
+        session=session, function="similar_references", title="Cat", k=5, model_version="first"
+    )
     current = search.run(session=session, function="similar_references", title="Cat", k=5, model_version=None)
     assert len(previous.rows) == len(current.rows) == 5
     assert [row[0] for row in previous.rows] != [row[0] for row in current.rows]  # different random vectors
@@ -193,13 +236,19 @@ def test_dropping_a_version_removes_its_rows_indexes_and_state(session: Session)
     session.commit()
     complete(session, keep)
     complete(session, drop)
-    assert embeddings.drop_version_embeddings(session=session, version_id=drop) == {"references": 5, "titles": 2}
+    assert embeddings.drop_version_embeddings(session=session, version_id=drop) == {
+        "references": 5,
+        "titles": 2,
+    }
     session.commit()
     assert embeddings.embedding_counts(session=session, version_id=drop) == {"references": 0, "titles": 0}
     assert embeddings.embedding_counts(session=session, version_id=keep) == {"references": 5, "titles": 2}
     indexes = set(session.scalars(text("SELECT indexname FROM pg_indexes WHERE indexname LIKE '%hnsw%'")))
     assert indexes == {f"ix_reference_embeddings_hnsw_v{keep}", f"ix_title_embeddings_hnsw_v{keep}"}
-    assert session.scalar(text("SELECT count(*) FROM embedding_states WHERE model_version_id = :v"), {"v": drop}) == 0
+    assert (
+        session.scalar(text("SELECT count(*) FROM embedding_states WHERE model_version_id = :v"), {"v": drop})
+        == 0
+    )
 
 
 def test_no_complete_version_is_a_clear_error(session: Session) -> None:

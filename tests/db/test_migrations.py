@@ -11,9 +11,17 @@ def test_upgrade_from_empty_creates_schema_and_rerun_is_a_no_op(empty_database_u
     migrate.upgrade(empty_database_url)
     assert migrate.current_revision(engine) == migrate.head_revision()
     tables = set(inspect(engine).get_table_names())
-    assert {"articles", "article_references", "model_versions", "title_embeddings", "reference_embeddings"} <= tables
+    assert {
+        "articles",
+        "article_references",
+        "model_versions",
+        "title_embeddings",
+        "reference_embeddings",
+    } <= tables
     with engine.begin() as connection:
-        assert connection.execute(text("SELECT extname FROM pg_extension WHERE extname = 'vector'")).scalar_one()
+        assert connection.execute(
+            text("SELECT extname FROM pg_extension WHERE extname = 'vector'")
+        ).scalar_one()
         connection.execute(text("INSERT INTO articles (wiki, title) VALUES ('en.wikipedia.org', 'Cat')"))
         ddl_before = connection.execute(text("SELECT count(*) FROM pg_class")).scalar_one()
 

@@ -27,21 +27,39 @@ def test_each_function_returns_its_documented_columns(session: Session) -> None:
     title = _titles(session)[0]
     reference_id = session.scalar(text("SELECT min(id) FROM article_references"))
     vector = np.asarray(
-        session.scalar(text("SELECT embedding::text FROM reference_embeddings WHERE reference_id = :id"), {"id": reference_id})
-        .strip("[]").split(","), dtype=np.float32,
+        session.scalar(
+            text("SELECT embedding::text FROM reference_embeddings WHERE reference_id = :id"),
+            {"id": reference_id},
+        )
+        .strip("[]")
+        .split(","),
+        dtype=np.float32,
     )
     expected = {
-        "similar_references": (dict(title=title), ["reference_id", "article_title", "reference_text", "similarity"]),
+        "similar_references": (
+            dict(title=title),
+            ["reference_id", "article_title", "reference_text", "similarity"],
+        ),
         "similar_articles": (dict(title=title), ["article_id", "article_title", "similarity"]),
         "articles_for_reference": (
-            dict(reference_id=reference_id), ["article_id", "article_title", "similarity", "is_own_article"]
+            dict(reference_id=reference_id),
+            ["article_id", "article_title", "similarity", "is_own_article"],
         ),
         "search_vector": (
-            dict(query=vector), ["reference_id", "article_id", "article_title", "reference_text", "similarity"]
+            dict(query=vector),
+            ["reference_id", "article_id", "article_title", "reference_text", "similarity"],
         ),
         "search_text": (
             dict(query="journal", query_embedding=vector),
-            ["reference_id", "article_title", "reference_text", "score", "text_rank", "vector_rank", "similarity"],
+            [
+                "reference_id",
+                "article_title",
+                "reference_text",
+                "score",
+                "text_rank",
+                "vector_rank",
+                "similarity",
+            ],
         ),
     }
     for function, (params, columns) in expected.items():
@@ -49,16 +67,24 @@ def test_each_function_returns_its_documented_columns(session: Session) -> None:
         assert result.columns == columns, function
         assert len(result.rows) == 7, function
     # The reference searched with its own vector comes first, at similarity 1.
-    first = search.run(session=session, function="search_vector", query=vector, k=3, model_version=None).rows[0]
+    first = search.run(session=session, function="search_vector", query=vector, k=3, model_version=None).rows[
+        0
+    ]
     assert first[0] == reference_id and first[-1] == pytest.approx(1.0, abs=1e-5)
 
 
-def test_results_are_ordered_by_similarity_and_similar_articles_leave_the_article_out(session: Session) -> None:
+def test_results_are_ordered_by_similarity_and_similar_articles_leave_the_article_out(
+    session: Session,
+) -> None:
     for title in _titles(session)[:5]:
-        references = search.run(session=session, function="similar_references", title=title, k=10, model_version=None)
+        references = search.run(
+            session=session, function="similar_references", title=title, k=10, model_version=None
+        )
         similarities = [row[3] for row in references.rows]
         assert similarities == sorted(similarities, reverse=True)
-        articles = search.run(session=session, function="similar_articles", title=title, k=10, model_version=None)
+        articles = search.run(
+            session=session, function="similar_articles", title=title, k=10, model_version=None
+        )
         assert title not in [row[1] for row in articles.rows]
         assert len(articles.rows) == 10
 
@@ -67,7 +93,9 @@ def test_an_articles_own_references_dominate_its_top_10(session: Session) -> Non
     titles = _titles(session)
     own = []
     for title in titles:
-        rows = search.run(session=session, function="similar_references", title=title, k=10, model_version=None).rows
+        rows = search.run(
+            session=session, function="similar_references", title=title, k=10, model_version=None
+        ).rows
         own.append(sum(row[1] == title for row in rows))
     # 40 articles with 1,200-odd references: by chance a title would own 10 * 1/40 of its top 10.
     assert np.mean(own) >= 6, own
@@ -75,11 +103,17 @@ def test_an_articles_own_references_dominate_its_top_10(session: Session) -> Non
 
 
 def test_articles_for_reference_finds_the_reference_s_own_article(session: Session) -> None:
-    reference_ids = list(session.scalars(text("SELECT id FROM article_references ORDER BY md5(id::text) LIMIT 60")))
+    reference_ids = list(
+        session.scalars(text("SELECT id FROM article_references ORDER BY md5(id::text) LIMIT 60"))
+    )
     hits = 0
     for reference_id in reference_ids:
         rows = search.run(
-            session=session, function="articles_for_reference", reference_id=reference_id, k=5, model_version=None
+            session=session,
+            function="articles_for_reference",
+            reference_id=reference_id,
+            k=5,
+            model_version=None,
         ).rows
         assert sum(row[3] for row in rows) <= 1
         hits += any(row[3] for row in rows)
@@ -91,8 +125,10 @@ def test_hnsw_recall_at_10_against_exact_search(session: Session) -> None:
     recalls = []
     for title in _titles(session)[:20]:
         approximate = [
-            row[0] for row in search.run(session=session, function="similar_references", title=title, k=10,
-                                         model_version=None).rows
+            row[0]
+            for row in search.run(
+                session=session, function="similar_references", title=title, k=10, model_version=None
+            ).rows
         ]
         exact = list(
             session.scalars(
@@ -118,18 +154,37 @@ def test_explain_shows_the_version_s_hnsw_index(session: Session) -> None:
 
 def test_free_text_search_fuses_full_text_and_vectors(session: Session) -> None:
     reference_id, reference_text = session.execute(
-        text("SELECT id, text FROM article_references WHERE length(text) BETWEEN 80 AND 200 ORDER BY md5(text) LIMIT 1")
+        text(
+            "SELECT id, text FROM article_references WHERE length(text) BETWEEN 80 AND 200 ORDER BY md5(text) LIMIT 1"
+        )
     ).one()
-    lexical = search.run(session=session, function="search_text", query=reference_text, query_embedding=None, k=5,
-                         model_version=None)
+    lexical = search.run(
+        session=session,
+        function="search_text",
+        query=reference_text,
+        query_embedding=None,
+        k=5,
+        model_version=None,
+    )
     assert lexical.rows[0][0] == reference_id
     assert all(row[5] is None for row in lexical.rows)  # no vector rank without an embedding
     vector = np.asarray(
-        session.scalar(text("SELECT embedding::text FROM reference_embeddings WHERE reference_id = :id"),
-                       {"id": reference_id}).strip("[]").split(","), dtype=np.float32,
+        session.scalar(
+            text("SELECT embedding::text FROM reference_embeddings WHERE reference_id = :id"),
+            {"id": reference_id},
+        )
+        .strip("[]")
+        .split(","),
+        dtype=np.float32,
     )
-    fused = search.run(session=session, function="search_text", query=reference_text, query_embedding=vector, k=5,
-                       model_version=None)
+    fused = search.run(
+        session=session,
+        function="search_text",
+        query=reference_text,
+        query_embedding=vector,
+        k=5,
+        model_version=None,
+    )
     top = fused.rows[0]
     assert top[0] == reference_id and top[4] == 1 and top[5] == 1
     assert top[3] == pytest.approx(2 / 61)  # 1/(60+1) from each list
@@ -160,17 +215,27 @@ def test_unknown_and_retired_versions_are_refused(session: Session) -> None:
     title = _titles(session)[0]
     with pytest.raises(search.QueryError, match="unknown model version: nope"):
         search.run(session=session, function="similar_references", title=title, k=3, model_version="nope")
-    session.execute(text("INSERT INTO model_versions (name, base_model, status) VALUES ('old', 'm', 'retired')"))
+    session.execute(
+        text("INSERT INTO model_versions (name, base_model, status) VALUES ('old', 'm', 'retired')")
+    )
     session.commit()
     with pytest.raises(search.QueryError, match="model version old is retired"):
         search.run(session=session, function="similar_references", title=title, k=3, model_version="old")
 
 
 def test_titles_resolve_through_underscores_redirects_and_case(session: Session) -> None:
-    title = "Go (programming language)" if "Go (programming language)" in _titles(session) else _titles(session)[0]
+    title = (
+        "Go (programming language)"
+        if "Go (programming language)" in _titles(session)
+        else _titles(session)[0]
+    )
     session.execute(text("UPDATE articles SET redirects = '{Golang}' WHERE title = :t"), {"t": title})
     session.commit()
-    expected = search.run(session=session, function="similar_references", title=title, k=3, model_version=None).rows
+    expected = search.run(
+        session=session, function="similar_references", title=title, k=3, model_version=None
+    ).rows
     for alias in (title.replace(" ", "_"), title.upper(), "Golang"):
-        rows = search.run(session=session, function="similar_references", title=alias, k=3, model_version=None).rows
+        rows = search.run(
+            session=session, function="similar_references", title=alias, k=3, model_version=None
+        ).rows
         assert rows == expected, alias

@@ -21,7 +21,9 @@ def test_vector_384_round_trips_and_orders_by_cosine(engine) -> None:
         session.flush()
         vectors = {"Cat": unit(1.0, 0.1), "Dog": unit(0.9, 0.4), "Car": unit(0.0, 1.0)}
         session.add_all(
-            TitleEmbedding(model_version_id=version.id, article_id=a.id, title=a.title, embedding=vectors[a.title])
+            TitleEmbedding(
+                model_version_id=version.id, article_id=a.id, title=a.title, embedding=vectors[a.title]
+            )
             for a in articles
         )
         session.commit()
@@ -45,14 +47,20 @@ def test_vector_of_wrong_dimension_is_rejected(engine) -> None:
         article = Article(wiki="w", title="Cat")
         session.add_all([version, article])
         session.flush()
-        session.add(TitleEmbedding(model_version_id=version.id, article_id=article.id, title="Cat", embedding=[1.0, 0.0]))
+        session.add(
+            TitleEmbedding(
+                model_version_id=version.id, article_id=article.id, title="Cat", embedding=[1.0, 0.0]
+            )
+        )
         with pytest.raises(Exception, match="expected 384 dimensions"):
             session.flush()
 
 
 def test_only_one_model_version_can_be_active(engine) -> None:
     with Session(engine) as session:
-        session.add_all([ModelVersion(name="a", base_model="m", status="active"), ModelVersion(name="b", base_model="m")])
+        session.add_all(
+            [ModelVersion(name="a", base_model="m", status="active"), ModelVersion(name="b", base_model="m")]
+        )
         session.commit()
         session.add(ModelVersion(name="c", base_model="m", status="active"))
         with pytest.raises(IntegrityError):

@@ -1,5 +1,6 @@
-from db.engine import libpq_url, masked_url
 import pytest
+
+from db.engine import libpq_url, masked_url
 
 UNREACHABLE = "postgresql://alice:s3cret@127.0.0.1:9/nowhere"
 
@@ -33,7 +34,9 @@ def test_masked_url_hides_only_the_password() -> None:
 
 
 def test_db_psql_runs_a_query(run_cli, database_url: str) -> None:
-    result = run_cli("db", "psql", "-tAc", "select count(*) from articles", env={"WIKIREF_DATABASE_URL": database_url})
+    result = run_cli(
+        "db", "psql", "-tAc", "select count(*) from articles", env={"WIKIREF_DATABASE_URL": database_url}
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "0"
 

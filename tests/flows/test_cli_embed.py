@@ -19,7 +19,9 @@ def cli_env(embedded_database_url: str, onnx_cache_dir: Path) -> dict[str, str]:
 def title(embedded_database_url: str) -> str:
     engine = make_engine(embedded_database_url)
     with engine.connect() as connection:
-        found = connection.execute(text("SELECT title FROM articles WHERE title NOT LIKE '%''%' ORDER BY md5(title) LIMIT 1")).scalar_one()
+        found = connection.execute(
+            text("SELECT title FROM articles WHERE title NOT LIKE '%''%' ORDER BY md5(title) LIMIT 1")
+        ).scalar_one()
     engine.dispose()
     return found
 
@@ -51,11 +53,16 @@ def test_search_encodes_the_text_and_fuses_both_rankings(run_cli, cli_env: dict[
     ("args", "message"),
     [
         (("similar", "No Such Article"), "wikiref: error: unknown article title: No Such Article"),
-        (("similar", "Microsoft", "-k", "0"), "wikiref: error: k must be a positive number of results, got 0"),
+        (
+            ("similar", "Microsoft", "-k", "0"),
+            "wikiref: error: k must be a positive number of results, got 0",
+        ),
         (("search", "cats", "-m", "nope"), "wikiref: error: unknown model version: nope"),
     ],
 )
-def test_mistakes_end_in_one_line(run_cli, cli_env: dict[str, str], args: tuple[str, ...], message: str) -> None:
+def test_mistakes_end_in_one_line(
+    run_cli, cli_env: dict[str, str], args: tuple[str, ...], message: str
+) -> None:
     result = run_cli(*args, env=cli_env)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from flows.task_runners import task_runner_from_settings, with_task_runner
 from flows.scrape import scrape_wikipedia
 from flows.settings import Settings
+from flows.task_runners import task_runner_from_settings, with_task_runner
 from tests.conftest import SHARED_WIKIPEDIA, TEMPLATE_DATABASE, create_database, drop_database
 from tests.flows.flow_runs import SLICE, rows, run_flow
 

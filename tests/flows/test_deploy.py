@@ -80,7 +80,9 @@ def test_schedules_follow_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         ("WIKIREF_SCHEDULE_TIMEZONE", "Mars/Olympus", "unknown time zone 'Mars/Olympus'"),
     ],
 )
-def test_a_bad_schedule_setting_stops_serve_with_one_line(run_cli, variable: str, value: str, message: str) -> None:
+def test_a_bad_schedule_setting_stops_serve_with_one_line(
+    run_cli, variable: str, value: str, message: str
+) -> None:
     result = run_cli("serve", env={variable: value})
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()

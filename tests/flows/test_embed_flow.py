@@ -20,13 +20,16 @@ from tests.conftest import REPO_ROOT, SHARED_WIKIPEDIA, register_base_version
 
 def add_saved_page_not_in(session: Session) -> tuple[str, int]:
     """Upsert the first saved page whose title the database lacks; returns its title and reference count."""
-    from flows.steps.records import page_record
     from flows.mediawiki.saved import iter_saved_pages
+    from flows.steps.records import page_record
 
     present = set(session.scalars(text("SELECT title FROM articles")))
     for page in iter_saved_pages(SHARED_WIKIPEDIA):
         record = page_record(
-            wiki="en.wikipedia.org", title=page.title, html=page.html, page_id=page.page_id,
+            wiki="en.wikipedia.org",
+            title=page.title,
+            html=page.html,
+            page_id=page.page_id,
             revision_id=page.revision_id,
         )
         if page.title not in present and 5 <= len(record.references) <= 40:
@@ -55,11 +58,16 @@ def test_re_embedding_after_one_new_article_encodes_only_its_rows(
         title, references = add_saved_page_not_in(session)
     result = embed_texts(batch_size=16)
     assert result["encoded"] == {"references": references, "titles": 1}
-    assert result["embeddings"] == {"references": before["references"] + references, "titles": before["titles"] + 1}
+    assert result["embeddings"] == {
+        "references": before["references"] + references,
+        "titles": before["titles"] + 1,
+    }
     assert result["indexes_built"] == []  # the version's indexes exist already and took the new rows
     with Session(engine) as session:
         # The new rows are searchable at once: through the index, the new title finds its own references.
-        rows = search.run(session=session, function="similar_references", title=title, k=10, model_version=None).rows
+        rows = search.run(
+            session=session, function="similar_references", title=title, k=10, model_version=None
+        ).rows
         assert any(row[1] == title for row in rows)
     engine.dispose()
 
@@ -84,10 +92,16 @@ def test_a_run_killed_mid_way_resumes_with_exactly_one_embedding_per_row(
         session.commit()
         total = session.scalar(text("SELECT count(*) FROM article_references"))
 
-    environment = {key: value for key, value in os.environ.items() if not key.startswith(("WIKIREF_", "PREFECT_"))}
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith(("WIKIREF_", "PREFECT_"))
+    }
     environment.update(
-        PYTHONPATH=str(REPO_ROOT), PREFECT_API_URL=PREFECT_API_URL.value(), WIKIREF_DATABASE_URL=embedded_database_url,
-        WIKIREF_EMBED_CACHE_DIR=str(onnx_cache_dir), WIKIREF_EMBED_CHUNK_SIZE="64", COLUMNS="200",
+        PYTHONPATH=str(REPO_ROOT),
+        PREFECT_API_URL=PREFECT_API_URL.value(),
+        WIKIREF_DATABASE_URL=embedded_database_url,
+        WIKIREF_EMBED_CACHE_DIR=str(onnx_cache_dir),
+        WIKIREF_EMBED_CHUNK_SIZE="64",
+        COLUMNS="200",
     )
     command = [sys.executable, "-m", "flows.cli", "embed", "--model-version", "second"]
 
@@ -124,7 +138,8 @@ def test_a_run_killed_mid_way_resumes_with_exactly_one_embedding_per_row(
             {"v": version},
         ).one()
         completed = connection.execute(
-            text("SELECT completed_at IS NOT NULL FROM embedding_states WHERE model_version_id = :v"), {"v": version}
+            text("SELECT completed_at IS NOT NULL FROM embedding_states WHERE model_version_id = :v"),
+            {"v": version},
         ).scalar_one()
     assert (rows, distinct, stale) == (total, total, 0)
     assert completed

@@ -3,6 +3,7 @@ from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect_dask import DaskTaskRunner
 
+from flows.settings import Settings
 from flows.task_runners import (
     TaskRunnerError,
     build_task_runner,
@@ -10,7 +11,6 @@ from flows.task_runners import (
     task_runner_from_settings,
     with_task_runner,
 )
-from flows.settings import Settings
 
 
 @flow(task_runner=ThreadPoolTaskRunner(max_workers=3))

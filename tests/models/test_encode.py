@@ -19,9 +19,9 @@ from models.encode import (
 )
 
 TEXTS = [
-    "Smith, J. (2001). \"The domestic cat\". Journal of Feline Studies. 12 (3): 45–67. doi:10.1000/xyz.",
+    'Smith, J. (2001). "The domestic cat". Journal of Feline Studies. 12 (3): 45–67. doi:10.1000/xyz.',
     "Cat",
-    "\"Go at Google: Language Design in the Service of Software Engineering\". golang.org. Retrieved 2013-06-19.",
+    '"Go at Google: Language Design in the Service of Software Engineering". golang.org. Retrieved 2013-06-19.',
     "Pike, Rob (2012). Go. YouTube.",
     "United States Census Bureau (2010). Population of Yankton, South Dakota.",
     "Eleanor Rigby",
@@ -55,18 +55,25 @@ def test_torch_encoder_gives_unit_384_d_vectors_in_the_callers_order(model_path:
 
     calls = []
     vectors = encode_texts(
-        EncoderConfig(model_path, "torch"), TEXTS, batch_size=3, progress=lambda done, total: calls.append((done, total))
+        EncoderConfig(model_path, "torch"),
+        TEXTS,
+        batch_size=3,
+        progress=lambda done, total: calls.append((done, total)),
     )
     assert vectors.shape == (len(TEXTS), 384) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     # One text at a time through plain sentence-transformers: same vectors, so the sorting was undone.
-    reference = SentenceTransformer(model_path, device="cpu").encode(TEXTS, batch_size=1, normalize_embeddings=True)
+    reference = SentenceTransformer(model_path, device="cpu").encode(
+        TEXTS, batch_size=1, normalize_embeddings=True
+    )
     np.testing.assert_allclose((vectors * reference).sum(axis=1), 1.0, atol=1e-4)
     assert calls == [(7, 7)]  # sentence-transformers gets up to 16 batches per call
     assert encode_texts(EncoderConfig(model_path, "torch"), []).shape == (0, 384)
 
 
-def test_onnx_int8_encoder_stays_close_to_fp32_and_exports_once(model_path: str, onnx_cache_dir: Path) -> None:
+def test_onnx_int8_encoder_stays_close_to_fp32_and_exports_once(
+    model_path: str, onnx_cache_dir: Path
+) -> None:
     pytest.importorskip("onnxruntime", reason="the onnx backend is the optional extra wikiref[fast]")
     config = EncoderConfig(model_path, "onnx", cache_dir=str(onnx_cache_dir))
     calls = []
@@ -79,7 +86,9 @@ def test_onnx_int8_encoder_stays_close_to_fp32_and_exports_once(model_path: str,
     assert cosine.min() > 0.96 and cosine.mean() > 0.98, cosine
     # Rankings survive quantisation: each title's nearest text is the same under both encoders.
     for title in (1, 5):
-        assert np.argsort(-(exact @ exact[title]))[:2].tolist() == np.argsort(-(fast @ fast[title]))[:2].tolist()
+        assert (
+            np.argsort(-(exact @ exact[title]))[:2].tolist() == np.argsort(-(fast @ fast[title]))[:2].tolist()
+        )
 
     exported = export_onnx_int8(Path(model_path), onnx_cache_dir)
     stamp = exported.stat().st_mtime_ns

@@ -12,8 +12,8 @@ from db.engine import make_engine
 from models.base import BASE_MODEL_ID, resolve_model_path
 from models.card import render_model_card
 from models.evaluate import METRICS, evaluate, load_model
-from models.pairs import ArticleTexts, PairSplit, build_pairs, tokenizer_counter
 from models.finetune import TrainingConfig, TrainingError, TrainingResult, resolve_precision, train
+from models.pairs import ArticleTexts, PairSplit, build_pairs, tokenizer_counter
 
 BASE = resolve_model_path(BASE_MODEL_ID)
 STEPS = 4
@@ -126,8 +126,8 @@ def test_bad_options_are_refused_in_one_message() -> None:
 
 
 def test_the_model_card_holds_the_training_log_and_the_evaluation_table(trained: TrainingResult) -> None:
-    base = {metric: 0.5 for metric in METRICS}
-    finetuned = {metric: 0.6 for metric in METRICS}
+    base = dict.fromkeys(METRICS, 0.5)
+    finetuned = dict.fromkeys(METRICS, 0.6)
     text = render_model_card(
         name="ft-test",
         base_model=BASE_MODEL_ID,

@@ -395,20 +395,35 @@ def upgrade() -> None:
         sa.Column("model_version_id", sa.Integer(), nullable=False),
         sa.Column("hnsw_m", sa.Integer(), nullable=True, comment="m of the version's HNSW indexes"),
         sa.Column("hnsw_ef_construction", sa.Integer(), nullable=True),
-        sa.Column("ef_search", sa.Integer(), server_default=sa.text("100"), nullable=False,
-                  comment="hnsw.ef_search the SQL functions use for this version"),
+        sa.Column(
+            "ef_search",
+            sa.Integer(),
+            server_default=sa.text("100"),
+            nullable=False,
+            comment="hnsw.ef_search the SQL functions use for this version",
+        ),
         sa.Column("references_embedded", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column("titles_embedded", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True,
-                  comment="set once every row had an embedding and the indexes existed; NULL: not servable yet"),
+        sa.Column(
+            "completed_at",
+            sa.DateTime(timezone=True),
+            nullable=True,
+            comment="set once every row had an embedding and the indexes existed; NULL: not servable yet",
+        ),
         sa.CheckConstraint("ef_search BETWEEN 1 AND 1000", name=op.f("ck_embedding_states_ef_search")),
-        sa.ForeignKeyConstraint(["model_version_id"], ["model_versions.id"],
-                                name=op.f("fk_embedding_states_model_version_id_model_versions"), ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["model_version_id"],
+            ["model_versions.id"],
+            name=op.f("fk_embedding_states_model_version_id_model_versions"),
+            ondelete="CASCADE",
+        ),
         sa.PrimaryKeyConstraint("model_version_id", name=op.f("pk_embedding_states")),
     )
     op.create_index(
-        "ix_article_references_text_fts", "article_references", [sa.text("to_tsvector('english', text)")],
+        "ix_article_references_text_fts",
+        "article_references",
+        [sa.text("to_tsvector('english', text)")],
         postgresql_using="gin",
     )
     op.execute(FUNCTIONS)

@@ -10,9 +10,9 @@ from sqlalchemy.engine import make_url
 
 from db.engine import make_engine
 from flows.mediawiki.client import ClientConfig
+from flows.mediawiki.titles import TitleSources
 from flows.mirror.server import MirrorApp, MirrorData, serving
 from flows.steps.scraping import run_scrape
-from flows.mediawiki.titles import TitleSources
 from tests.conftest import SHARED_WIKIPEDIA, TEMPLATE_DATABASE, create_database, drop_database
 
 ALL_PAGES = TitleSources(list_page="Wikipedia:Saved pages")

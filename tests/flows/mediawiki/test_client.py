@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from flows.mediawiki.client import MediaWikiClient, MediaWikiError, RetriesExhausted, pageviews_url_for
-from flows.mirror.server import Faults, MirrorApp, MirrorData, serving
 from flows.mediawiki.saved import saved_titles
 from flows.mediawiki.titles import TitleSources, gather_titles
+from flows.mirror.server import Faults, MirrorApp, MirrorData, serving
 from tests.conftest import SHARED_WIKIPEDIA
 from tests.flows.mediawiki.conftest import client_config
 

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import Engine, text
 
 from flows.mediawiki.dump import DumpError, iter_dump
-from flows.steps.loading import load_dump
 from flows.mediawiki.saved import SavedPage, iter_saved_pages
+from flows.steps.loading import load_dump
 from tests.conftest import SHARED_WIKIPEDIA
 from tests.flows.mediawiki.test_extract import manifest_counts
 

@@ -9,10 +9,10 @@ from sqlalchemy import create_engine, text
 
 from db.engine import sqlalchemy_url
 from flows.mediawiki.client import ClientStats, FetchedPage, ResolvedTitle, TitleResolution
-from flows.steps.records import page_record
 from flows.mediawiki.saved import iter_saved_pages
-from flows.steps.scraping import FetchBatch, ResolvedTitles
 from flows.mediawiki.titles import TitleSources
+from flows.steps.records import page_record
+from flows.steps.scraping import FetchBatch, ResolvedTitles
 from tests.conftest import SHARED_WIKIPEDIA
 from tests.flows.mediawiki.conftest import client_config
 from tests.flows.mediawiki.test_dump import ndjson, record

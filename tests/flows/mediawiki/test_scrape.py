@@ -9,9 +9,9 @@ import ftfy.badness
 from sqlalchemy import Engine, text
 
 from flows.mediawiki.client import ResolvedTitle
+from flows.mediawiki.titles import TitleSources
 from flows.mirror.server import Faults, MirrorApp, MirrorData, serving
 from flows.steps.scraping import fetch_pages, run_scrape
-from flows.mediawiki.titles import TitleSources
 from tests.conftest import SHARED_WIKIPEDIA
 from tests.flows.mediawiki.conftest import ALL_PAGES, ONE_BATCH, client_config
 
