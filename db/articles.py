@@ -222,4 +222,4 @@ def stored_revisions(*, session: Session, wiki: str, titles: Iterable[str]) -> d
             Article.wiki == wiki, Article.title.in_(wanted), Article.revision_id.is_not(None)
         )
     )
-    return dict(rows.tuples())
+    return dict(rows.all())

@@ -16,12 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import psycopg
-from pgvector.psycopg import register_vector
 from psycopg import sql
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from db.engine import DatabaseError
+from db.errors import DatabaseError
 from db.schema import EMBEDDING_DIM
 
 log = logging.getLogger(__name__)
@@ -77,10 +76,8 @@ def _target(kind: str) -> _Target:
 
 
 def _driver_connection(session: Session) -> psycopg.Connection:
-    """The psycopg connection under the session's current transaction, with pgvector's adapters."""
-    connection = session.connection().connection.driver_connection
-    register_vector(connection)
-    return connection
+    """The psycopg connection under the session's current transaction (pgvector's adapters: db.engine)."""
+    return session.connection().connection.driver_connection
 
 
 def hnsw_index_name(version_id: int, kind: str) -> str:
@@ -253,7 +250,7 @@ def _merge(connection: psycopg.Connection, target: _Target, version_id: int, row
     """COPY into a temporary staging table, then upsert: replaces stale rows, skips vanished sources."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS embedding_stage (key bigint, label text, embedding vector(384)) "
+            f"CREATE TEMP TABLE IF NOT EXISTS embedding_stage (key bigint, label text, embedding vector({EMBEDDING_DIM})) "
             "ON COMMIT DELETE ROWS"
         )
         with cursor.copy(

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, create_engine, make_url, text
+import psycopg
+from pgvector.psycopg import register_vector
+from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, OperationalError
 
+from db.errors import DatabaseError
+
 MIN_SERVER_VERSION = 140000
 MIN_PGVECTOR_VERSION = (0, 7)
-
-
-class DatabaseError(RuntimeError):
-    """An expected database problem, described in one line for the user."""
 
 
 def validate_database_url(url: str) -> str:
@@ -50,7 +50,19 @@ def make_engine(url: str, **kwargs) -> Engine:
     kwargs.setdefault("pool_pre_ping", True)
     connect_args = kwargs.pop("connect_args", {})
     connect_args.setdefault("connect_timeout", 10)
-    return create_engine(sqlalchemy_url(url), connect_args=connect_args, **kwargs)
+    engine = create_engine(sqlalchemy_url(url), connect_args=connect_args, **kwargs)
+    event.listen(engine, "connect", _register_vector)
+    return engine
+
+
+def _register_vector(dbapi_connection: psycopg.Connection, _record: object) -> None:
+    """pgvector's adapters on every new connection, once (a server without the extension yet gets none)."""
+    try:
+        register_vector(dbapi_connection)
+    except psycopg.ProgrammingError:
+        dbapi_connection.rollback()  # before the first migration creates the extension
+    else:
+        dbapi_connection.commit()
 
 
 def _first_line(exc: BaseException) -> str:

@@ -15,6 +15,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from db.embeddings import drop_version_embeddings
+from db.errors import DatabaseError
 from db.schema import ModelVersion
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 _REGISTRY_LOCK = 0x77696B6972656600
 
 
-class RegistryError(ValueError):
+class RegistryError(DatabaseError):
     """An unknown version or a status change the life cycle does not allow; the message says which."""
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from db.engine import DatabaseError
+from db.errors import DatabaseError
 from db.schema import EMBEDDING_DIM
 
 # SQLSTATEs the functions raise for a caller's mistake (unknown title or version, bad k, no embeddings yet).

@@ -23,10 +23,18 @@ def resolve_database_url(settings: Settings) -> str:
 
 
 @lru_cache(maxsize=4)
+def engine_for(database_url: str) -> Engine:
+    """One engine per process and database URL (tasks in Dask workers get the URL, not an engine)."""
+    return make_engine(database_url)
+
+
+@lru_cache(maxsize=4)
 def _prepared(database_url: str) -> Engine:
-    engine = make_engine(database_url)
+    engine = engine_for(database_url)
     check_server(engine)
     migrate.upgrade(database_url)
+    # Connections opened before the first migration created pgvector have no vector adapters.
+    engine.dispose()
     log.info("database %s at revision %s", masked_url(database_url), migrate.head_revision())
     return engine
 

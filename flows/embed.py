@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +18,10 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from db import embeddings
-from db.engine import make_engine
-from flows.database import prepare_database
+from flows.database import engine_for, prepare_database
 from flows.settings import Settings, get_settings
 from models.base import resolve_model_path
 from models.encode import EncoderConfig, encode_texts, fast_backend_available
@@ -45,11 +42,6 @@ def progress_listener(listener: ProgressListener) -> Iterator[None]:
         yield
     finally:
         _listeners.remove(listener)
-
-
-@lru_cache(maxsize=4)
-def _engine(database_url: str) -> Engine:
-    return make_engine(database_url)
 
 
 def encoder_config(
@@ -78,7 +70,7 @@ def version_model_path(artifact_path: str | None, base_model: str) -> str:
 
 @task(cache_policy=NO_CACHE)
 def resolve_version(database_url: str, model_version: str | None) -> embeddings.VersionInfo:
-    with Session(_engine(database_url)) as session:
+    with Session(engine_for(database_url)) as session:
         return embeddings.get_version(session=session, name_or_id=model_version)
 
 
@@ -86,7 +78,7 @@ def resolve_version(database_url: str, model_version: str | None) -> embeddings.
 def select_pending(
     database_url: str, version_id: int, kind: str, limit: int | None
 ) -> list[embeddings.PendingRow]:
-    with Session(_engine(database_url)) as session:
+    with Session(engine_for(database_url)) as session:
         return embeddings.pending(session=session, version_id=version_id, kind=kind, limit=limit)
 
 
@@ -99,7 +91,7 @@ def encode_batch(config: EncoderConfig, texts: list[str], batch_size: int) -> np
 def write_embeddings(
     database_url: str, version_id: int, kind: str, keys: list[int], labels: list[str], vectors: np.ndarray
 ) -> int:
-    with Session(_engine(database_url)) as session:
+    with Session(engine_for(database_url)) as session:
         written = embeddings.write_embeddings(
             session=session, version_id=version_id, kind=kind, keys=keys, labels=labels, vectors=vectors
         )
@@ -111,7 +103,7 @@ def write_embeddings(
 def build_indexes(
     database_url: str, version_id: int, m: int, ef_construction: int, maintenance_work_mem: str
 ) -> list[str]:
-    with Session(_engine(database_url)) as session:
+    with Session(engine_for(database_url)) as session:
         created = embeddings.build_indexes(
             session=session,
             version_id=version_id,
@@ -125,7 +117,7 @@ def build_indexes(
 
 @task(cache_policy=NO_CACHE)
 def mark_complete(database_url: str, version_id: int) -> dict[str, int]:
-    with Session(_engine(database_url)) as session:
+    with Session(engine_for(database_url)) as session:
         counts = embeddings.mark_complete(session=session, version_id=version_id)
         session.commit()
     return counts
@@ -189,7 +181,7 @@ def embed_texts(
     config = encoder_config(
         settings, version_model_path(version.artifact_path, version.base_model), backend, device
     )
-    with Session(_engine(database_url)) as session:
+    with Session(engine_for(database_url)) as session:
         embeddings.start_run(
             session=session,
             version_id=version.id,
@@ -223,7 +215,7 @@ def embed_texts(
     if complete:
         counts = mark_complete(database_url, version.id)
     else:
-        with Session(_engine(database_url)) as session:
+        with Session(engine_for(database_url)) as session:
             counts = embeddings.embedding_counts(session=session, version_id=version.id)
     logger.info(
         "version %s (%s backend): encoded %d references and %d titles; holds %d and %d; complete: %s",

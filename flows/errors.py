@@ -1,7 +1,23 @@
-"""Errors the user caused and can fix: the CLI prints them as one line, without a traceback."""
+"""Expected errors: what the user caused or can fix, printed by ``wikiref`` as one line without a traceback.
+
+Each layer has one base, because ``db`` and ``models`` import neither each other nor ``flows``:
+``db.errors.DatabaseError``, ``models.errors.ModelError`` and, for everything in ``flows`` (the MediaWiki
+library, the mirror, the steps, the commands), ``WikirefError``. ``EXPECTED_ERRORS`` is the one place that
+names all three; the CLI's ``main()`` handles exactly these.
+"""
 
 from __future__ import annotations
 
+from db.errors import DatabaseError
+from models.errors import ModelError
 
-class UserError(ValueError):
-    """Bad input (an unknown flow or parameter, an impossible option): one line that says what to change."""
+
+class WikirefError(Exception):
+    """Bad input, or a source or service that cannot be used: one line that says what to change."""
+
+
+class UserError(WikirefError, ValueError):
+    """An impossible option or parameter (also a ``ValueError``, so that validators can raise it)."""
+
+
+EXPECTED_ERRORS: tuple[type[Exception], ...] = (WikirefError, DatabaseError, ModelError)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from datetime import date
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +24,9 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.client.orchestration import get_client
 from prefect.concurrency.asyncio import rate_limit
 from prefect.exceptions import ObjectNotFound
-from sqlalchemy import Engine
 
 from db.articles import PageRecord
-from db.engine import make_engine
-from flows.database import prepare_database
+from flows.database import engine_for, prepare_database
 from flows.mediawiki.client import ClientConfig, ResolvedTitle
 from flows.mediawiki.errors import ScrapeError
 from flows.mediawiki.titles import TitleSources
@@ -51,12 +48,6 @@ from flows.steps.scraping import (
 )
 
 log = logging.getLogger(__name__)
-
-
-@lru_cache(maxsize=4)
-def _engine(database_url: str) -> Engine:
-    """One engine per process and database (tasks may run in Dask workers: they get the URL, not an engine)."""
-    return make_engine(database_url)
 
 
 def _prefect_rate_limit_exists(name: str | None) -> bool:
@@ -81,7 +72,7 @@ def select_stale_pages(
     database_url: str, wiki: str, pages: list[ResolvedTitle], force: bool
 ) -> tuple[list[ResolvedTitle], int]:
     """Pages whose stored revision is not the current one (all of them with ``force``), and the count skipped."""
-    return stale_pages(_engine(database_url), wiki=wiki, pages=pages, force=force)
+    return stale_pages(engine_for(database_url), wiki=wiki, pages=pages, force=force)
 
 
 @task(retries=3, retry_delay_seconds=[5, 30, 120], retry_jitter_factor=0.5)
@@ -105,7 +96,7 @@ def extract_page_batch(wiki: str, batch: FetchBatch) -> list[PageRecord]:
 @task(retries=2, retry_delay_seconds=[2, 10])
 def write_page_batch(database_url: str, records: list[PageRecord]) -> WriteCounts:
     """Upsert the batch, one transaction per article (a retry re-applies only what did not commit)."""
-    return write_records(_engine(database_url), records)
+    return write_records(engine_for(database_url), records)
 
 
 @task(retries=1, retry_delay_seconds=[5])
@@ -113,7 +104,7 @@ def load_dump_file(
     database_url: str, dump_path: Path, wiki: str | None, limit: int | None, force: bool
 ) -> ScrapeSummary:
     """Load an Enterprise HTML dump (no HTTP): stream, skip current revisions, extract, write."""
-    return load_dump(_engine(database_url), dump_path, wiki=wiki, limit=limit, force=force)
+    return load_dump(engine_for(database_url), dump_path, wiki=wiki, limit=limit, force=force)
 
 
 def publish_summary(summary: ScrapeSummary) -> None:

@@ -27,15 +27,16 @@ from pathlib import Path
 
 import numpy as np
 
+from models.errors import ModelError
+
 log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnx")
-EMBEDDING_DIM = 384
 Progress = Callable[[int, int], None]
 """Called with (texts done, texts in all) after every batch."""
 
 
-class EncoderUnavailable(RuntimeError):
+class EncoderUnavailable(ModelError):
     """The chosen backend cannot run here (missing optional dependency, unsupported device)."""
 
 
@@ -79,22 +80,22 @@ class Encoder:
         self, texts: Sequence[str], *, batch_size: int = 64, progress: Progress | None = None
     ) -> np.ndarray:
         texts = list(texts)
-        result = np.empty((len(texts), EMBEDDING_DIM), dtype=np.float32)
+        result = np.empty((len(texts), self.dimension), dtype=np.float32)
         batches = length_sorted_batches(texts, batch_size)
         done = 0
         for start in range(0, len(batches), self.group_batches):
             indices = np.concatenate(batches[start : start + self.group_batches])
-            vectors = self._encode_group([texts[i] for i in indices], batch_size)
-            if vectors.shape[1] != EMBEDDING_DIM:
-                raise ValueError(
-                    f"{self.config.model_path} gives {vectors.shape[1]}-d vectors, not {EMBEDDING_DIM}"
-                )
-            result[indices] = vectors
+            result[indices] = self._encode_group([texts[i] for i in indices], batch_size)
             done += len(indices)
             if progress:
                 progress(done, len(texts))
         norms = np.linalg.norm(result, axis=1, keepdims=True)
         return result / np.maximum(norms, 1e-12)
+
+    @property
+    def dimension(self) -> int:
+        """Length of the vectors this model gives (the database checks it against its column)."""
+        raise NotImplementedError
 
     def _encode_group(self, texts: list[str], batch_size: int) -> np.ndarray:
         raise NotImplementedError
@@ -116,6 +117,10 @@ class TorchEncoder(Encoder):
         # (model.half(), fp16 weights, autocast) measured no faster on an H100, 0.2-1.1x of fp32 (docs/embed.md).
         self.model = SentenceTransformer(config.model_path, device=config.device)
         self.model.eval()
+
+    @property
+    def dimension(self) -> int:
+        return int(self.model.get_embedding_dimension())
 
     def _encode_group(self, texts: list[str], batch_size: int) -> np.ndarray:
         return self.model.encode(
@@ -234,6 +239,11 @@ class OnnxEncoder(Encoder):
             str(export_onnx_int8(model_path, cache_dir)), options, providers=providers
         )
         self.input_names = [item.name for item in self.session.get_inputs()]
+        self._dimension = int(self.session.get_outputs()[0].shape[1])
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
 
     def _encode_group(self, texts: list[str], batch_size: int) -> np.ndarray:
         encoded = self.tokenizer(
@@ -256,7 +266,5 @@ def load_encoder(config: EncoderConfig) -> Encoder:
 def encode_texts(
     config: EncoderConfig, texts: Sequence[str], *, batch_size: int = 64, progress: Progress | None = None
 ) -> np.ndarray:
-    """Encode ``texts`` with the (cached) encoder of ``config``: (len(texts), 384) float32, unit length."""
-    if not texts:
-        return np.empty((0, EMBEDDING_DIM), dtype=np.float32)
+    """Encode ``texts`` with the (cached) encoder of ``config``: (len(texts), dimension) float32, unit length."""
     return load_encoder(config).encode(texts, batch_size=batch_size, progress=progress)

@@ -14,6 +14,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from models.errors import ModelError
 from models.pairs import PairSplit
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ def evaluate(
     from sentence_transformers.util import cos_sim
 
     if not split.heldout:
-        raise ValueError("the held-out set is empty: too few articles to evaluate")
+        raise ModelError("the held-out set is empty: too few articles to evaluate")
     started = time.perf_counter()
     queries = {str(article_id): title for article_id, title in split.heldout_titles.items()}
     corpus = {f"c{index}": pair.chunk for index, pair in enumerate(split.heldout)}

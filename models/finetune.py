@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from models.errors import ModelError
 from models.pairs import Pair
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ Precision = Literal["auto", "fp32", "bf16", "fp16"]
 ProgressCallback = Callable[[int, int, dict[str, float]], None]
 
 
-class TrainingError(ValueError):
+class TrainingError(ModelError, ValueError):
     """A training request that cannot run as asked (no pairs, an existing output folder, a bad option)."""
 
 

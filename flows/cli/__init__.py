@@ -9,7 +9,6 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from db.engine import DatabaseError
 from flows.cli import db_commands as db_commands
 from flows.cli import embed_commands as embed_commands
 from flows.cli import mirror_commands as mirror_commands
@@ -18,8 +17,7 @@ from flows.cli import run_commands as run_commands
 from flows.cli import scrape_commands as scrape_commands
 from flows.cli import serve_commands as serve_commands
 from flows.cli import train_commands as train_commands
-from flows.errors import UserError
-from flows.mediawiki.errors import ScrapeError
+from flows.errors import EXPECTED_ERRORS
 
 app = typer.Typer(
     name="wikiref",
@@ -66,10 +64,7 @@ def main() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     try:
         app()
-    except DatabaseError as exc:
-        print(f"wikiref: error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except (ScrapeError, UserError) as exc:
+    except EXPECTED_ERRORS as exc:
         print(f"wikiref: error: {exc}", file=sys.stderr)
         sys.exit(2)
     except ValidationError as exc:

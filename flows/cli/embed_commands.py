@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -13,14 +11,9 @@ from sqlalchemy.orm import Session
 from db import search as queries
 from flows.database import prepare_database
 from flows.settings import get_settings
-from models.encode import EncoderUnavailable, encode_texts
+from models.encode import encode_texts
 
 console = Console()
-
-
-def _fail(message: str) -> None:
-    print(f"wikiref: error: {message}", file=sys.stderr)
-    raise typer.Exit(2)
 
 
 def embed(
@@ -53,16 +46,13 @@ def embed(
             progress.update(bars[kind], completed=written, total=total)
 
         with progress_listener(advance):
-            try:
-                result = embed_texts(
-                    model_version=model_version,
-                    batch_size=batch_size,
-                    backend=backend,
-                    device=device,
-                    limit=limit,
-                )
-            except EncoderUnavailable as exc:
-                _fail(str(exc))
+            result = embed_texts(
+                model_version=model_version,
+                batch_size=batch_size,
+                backend=backend,
+                device=device,
+                limit=limit,
+            )
     table = Table(
         "kind", "encoded now", "embeddings of the version", title=f"model version {result['model_version']}"
     )
@@ -135,10 +125,7 @@ def search(
                 session=session, model_version=model_version
             )
             path = version_model_path(artifact_path, base_model)
-            try:
-                embedding = encode_texts(encoder_config(settings, path), [text])[0]
-            except EncoderUnavailable as exc:
-                _fail(str(exc))
+            embedding = encode_texts(encoder_config(settings, path), [text])[0]
         result = queries.run(
             session=session,
             function="search_text",

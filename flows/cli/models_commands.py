@@ -10,7 +10,7 @@ from rich.table import Table
 from sqlalchemy.orm import Session
 
 from db import registry
-from flows.cli.train_commands import fail, metrics_table
+from flows.cli.train_commands import metrics_table
 from flows.database import prepare_database
 
 app = typer.Typer(help="List, inspect, promote and retire model versions.", no_args_is_help=True)
@@ -55,11 +55,7 @@ def show(name: str = typer.Argument(..., help="Version name or id.")) -> None:
     """One version: status, hyperparameters, dataset, metrics, artifact."""
     _, engine = prepare_database()
     with Session(engine) as session:
-        try:
-            version = registry.get_version(session=session, name=name)
-        except registry.RegistryError as exc:
-            fail(str(exc))
-            return
+        version = registry.get_version(session=session, name=name)
         console.print(
             f"[bold]{version.name}[/] (id {version.id}): [{_STATUS_STYLE.get(version.status, '')}]{version.status}[/]"
         )
@@ -89,14 +85,10 @@ def promote(name: str = typer.Argument(..., help="Version name or id.")) -> None
     """Make a version active now (no metric gate: your decision); the active one becomes superseded."""
     _, engine = prepare_database()
     with Session(engine) as session:
-        try:
-            version = registry.get_version(session=session, name=name)
-            previous = registry.active_version(session=session)
-            previous_name = previous.name if previous else None
-            registry.activate_version(session=session, version_id=version.id)
-        except registry.RegistryError as exc:
-            fail(str(exc))
-            return
+        version = registry.get_version(session=session, name=name)
+        previous = registry.active_version(session=session)
+        previous_name = previous.name if previous else None
+        registry.activate_version(session=session, version_id=version.id)
         if previous_name == version.name:
             console.print(f"{version.name} is already active")
         else:
@@ -110,10 +102,6 @@ def retire(name: str = typer.Argument(..., help="Version name or id.")) -> None:
     """Retire a version and delete its embeddings (its artifact folder stays on disk)."""
     _, engine = prepare_database()
     with Session(engine) as session:
-        try:
-            version = registry.get_version(session=session, name=name)
-            registry.retire_version(session=session, version_id=version.id)
-        except registry.RegistryError as exc:
-            fail(str(exc))
-            return
+        version = registry.get_version(session=session, name=name)
+        registry.retire_version(session=session, version_id=version.id)
         console.print(f"{version.name} is retired; its embeddings are deleted")

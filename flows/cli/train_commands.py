@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from enum import StrEnum
 from pathlib import Path
 
@@ -18,12 +17,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from db.registry import RegistryError
 from flows.database import prepare_database
 from flows.settings import get_settings
 from flows.steps import training
 from models.evaluate import METRICS
-from models.finetune import TrainingError
 
 console = Console()
 
@@ -36,11 +33,6 @@ class Sampler(StrEnum):
 class Loss(StrEnum):
     mnrl = "mnrl"
     cached_mnrl = "cached_mnrl"
-
-
-def fail(message: str) -> None:
-    print(f"wikiref: error: {message}", file=sys.stderr)
-    raise typer.Exit(2)
 
 
 def metrics_table(base: dict[str, float], finetuned: dict[str, float], title: str) -> Table:
@@ -100,84 +92,78 @@ def train(
     same held-out set. Options left out take their WIKIREF_TRAIN_* setting.
     """
     settings = get_settings()
-    try:
-        request = training.TrainRequest.from_settings(
-            settings,
-            max_steps=max_steps,
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            warmup_ratio=warmup_ratio,
-            sampler=sampler.value if sampler else None,
-            loss=loss.value if loss else None,
-            mini_batch_size=mini_batch_size,
-            gate_metric=gate_metric,
-            base_model=base_model,
-            limit_articles=limit_articles,
-            device=device,
-            promote=promote,
-            resume_from=resume_from,
-        )
-        training.offline_hub()
-        _, engine = prepare_database(settings)
-        with console.status("building pairs from the database"):
-            split = training.load_pairs(engine, request)
-        counts = split.counts
-        console.print(
-            f"pairs: {counts['train_pairs']:,} training from {counts['train_articles']:,} articles, "
-            f"{counts['heldout_pairs']:,} held-out from {counts['heldout_articles']:,} articles "
-            f"(mean chunk {counts['mean_chunk_tokens']} tokens; fingerprint {split.fingerprint[:12]})"
-        )
-        with console.status("evaluating the base model on the held-out articles"):
-            base_metrics = training.evaluate_model(request.base_model, split, device=request.device)
-        name = training.new_version_name(settings.models_dir)
+    request = training.TrainRequest.from_settings(
+        settings,
+        max_steps=max_steps,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        warmup_ratio=warmup_ratio,
+        sampler=sampler.value if sampler else None,
+        loss=loss.value if loss else None,
+        mini_batch_size=mini_batch_size,
+        gate_metric=gate_metric,
+        base_model=base_model,
+        limit_articles=limit_articles,
+        device=device,
+        promote=promote,
+        resume_from=resume_from,
+    )
+    training.offline_hub()
+    _, engine = prepare_database(settings)
+    with console.status("building pairs from the database"):
+        split = training.load_pairs(engine, request)
+    counts = split.counts
+    console.print(
+        f"pairs: {counts['train_pairs']:,} training from {counts['train_articles']:,} articles, "
+        f"{counts['heldout_pairs']:,} held-out from {counts['heldout_articles']:,} articles "
+        f"(mean chunk {counts['mean_chunk_tokens']} tokens; fingerprint {split.fingerprint[:12]})"
+    )
+    with console.status("evaluating the base model on the held-out articles"):
+        base_metrics = training.evaluate_model(request.base_model, split, device=request.device)
+    name = training.new_version_name(settings.models_dir)
 
-        with Progress(
-            TextColumn("[bold]training[/] {task.fields[name]}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-        ) as progress:
-            bar = progress.add_task("train", total=None, name=name, loss="-")
+    with Progress(
+        TextColumn("[bold]training[/] {task.fields[name]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    ) as progress:
+        bar = progress.add_task("train", total=None, name=name, loss="-")
 
-            def report(step: int, total: int, logs: dict[str, float]) -> None:
-                if logs:
-                    progress.console.log(
-                        f"step {step}/{total} loss {logs['loss']:.4f} lr {logs.get('learning_rate', 0):.2e}"
-                    )
-                    progress.update(bar, loss=f"{logs['loss']:.4f}")
-                progress.update(bar, completed=step, total=total)
+        def report(step: int, total: int, logs: dict[str, float]) -> None:
+            if logs:
+                progress.console.log(
+                    f"step {step}/{total} loss {logs['loss']:.4f} lr {logs.get('learning_rate', 0):.2e}"
+                )
+                progress.update(bar, loss=f"{logs['loss']:.4f}")
+            progress.update(bar, completed=step, total=total)
 
-            result = training.train_version(
-                split,
-                request,
-                name=name,
-                models_dir=settings.models_dir,
-                checkpoints_dir=settings.checkpoints_dir,
-                on_progress=report,
-            )
-        with console.status("evaluating the fine-tuned model"):
-            finetuned_metrics = training.evaluate_model(
-                str(result.artifact_path), split, device=request.device
-            )
-        with console.status("scoring the active version on the same held-out set"):
-            active = training.score_active_version(engine, split, request, base_metrics)
-        outcome = training.register_version(
-            engine,
+        result = training.train_version(
+            split,
+            request,
             name=name,
-            request=request,
-            split=split,
-            result=result,
-            base_metrics=base_metrics,
-            finetuned_metrics=finetuned_metrics,
-            active=active,
+            models_dir=settings.models_dir,
+            checkpoints_dir=settings.checkpoints_dir,
+            on_progress=report,
         )
-    except (TrainingError, RegistryError, ValueError) as exc:
-        fail(str(exc))
-        return
+    with console.status("evaluating the fine-tuned model"):
+        finetuned_metrics = training.evaluate_model(str(result.artifact_path), split, device=request.device)
+    with console.status("scoring the active version on the same held-out set"):
+        active = training.score_active_version(engine, split, request, base_metrics)
+    outcome = training.register_version(
+        engine,
+        name=name,
+        request=request,
+        split=split,
+        result=result,
+        base_metrics=base_metrics,
+        finetuned_metrics=finetuned_metrics,
+        active=active,
+    )
 
     console.print(metrics_table(base_metrics, finetuned_metrics, f"held-out metrics of {outcome.version}"))
     console.print(

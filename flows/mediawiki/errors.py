@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from flows.errors import WikirefError
 
-class ScrapeError(Exception):
+
+class ScrapeError(WikirefError):
     """Bad input or an unreachable/unwilling source, described in one line that says what to change."""

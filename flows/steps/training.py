@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from db import corpus, registry
+from flows.errors import UserError
 from flows.settings import Settings
 from models import card
 from models.base import resolve_model_path
@@ -64,7 +65,7 @@ class TrainRequest:
         )
         gate_metric = overrides.get("gate_metric", settings.train_gate_metric)
         if gate_metric not in METRICS:
-            raise ValueError(f"unknown gate metric {gate_metric!r}: use one of {', '.join(METRICS)}")
+            raise UserError(f"unknown gate metric {gate_metric!r}: use one of {', '.join(METRICS)}")
         return cls(
             base_model=overrides.get("base_model", settings.base_model),
             config=config,
@@ -112,7 +113,7 @@ def load_pairs(engine: Engine, request: TrainRequest) -> PairSplit:
     with Session(engine) as session:
         rows = corpus.article_reference_texts(session=session, limit=request.limit_articles)
     if not rows:
-        raise ValueError("the database has no articles with references: run `wikiref scrape` first")
+        raise UserError("the database has no articles with references: run `wikiref scrape` first")
     articles = [ArticleTexts(article_id, title, tuple(texts)) for article_id, title, texts in rows]
     return build_pairs(
         articles,
