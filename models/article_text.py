@@ -1,0 +1,50 @@
+"""The one definition of "the article's text": what is embedded, trained on and served for an article.
+
+An article is its title, optionally followed by the first words of its lead (the paragraphs before the first
+section heading). Every model version records the recipe it was trained with (``ArticleTextRecipe.name``) and
+is always embedded and served with that same recipe, so an old version keeps serving correctly after the
+default changes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_NAME = re.compile(r"^title(?:\+lead(\d+))?$")
+
+
+@dataclass(frozen=True)
+class ArticleTextRecipe:
+    """Title, then at most ``lead_words`` words of the lead (0: the title alone)."""
+
+    lead_words: int = 0
+
+    def __post_init__(self) -> None:
+        if self.lead_words < 0:
+            raise ValueError(f"lead_words must be 0 or more, got {self.lead_words}")
+
+    @property
+    def name(self) -> str:
+        """Stable, human-readable name stored with each model version: ``title`` or ``title+lead80``."""
+        return f"title+lead{self.lead_words}" if self.lead_words else "title"
+
+    @classmethod
+    def from_name(cls, name: str) -> ArticleTextRecipe:
+        match = _NAME.match(name.strip())
+        if not match:
+            raise ValueError(f"unknown article text recipe {name!r}: use 'title' or 'title+leadN' (N words)")
+        return cls(lead_words=int(match.group(1) or 0))
+
+    def compose(self, title: str, lead: str | None) -> str:
+        """The text of one article under this recipe."""
+        if not self.lead_words or not lead:
+            return title
+        words = lead.split()
+        if not words:
+            return title
+        return f"{title}. {' '.join(words[: self.lead_words])}"
+
+
+TITLE_ONLY = ArticleTextRecipe(0)
+"""What every version trained before leads were stored was trained and is served with."""
