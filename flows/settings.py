@@ -55,10 +55,8 @@ DEFAULT_PIPELINE_TITLES: tuple[str, ...] = (
 )
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="WIKIREF_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
-    )
+class CoreSettings(BaseSettings):
+    """Where the data lives, which wiki and which base model."""
 
     database_url: str | None = Field(
         default=None,
@@ -81,7 +79,204 @@ class Settings(BaseSettings):
         description="Model to fine-tune: a hub id or a local path.",
     )
 
-    # --- orchestrate: schedules, task runner, the main job (flows/deploy.py, flows/task_runners.py, flows/pipeline.py)
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        return validate_database_url(value)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand_data_dir(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("user_agent")
+    @classmethod
+    def _check_user_agent(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty: Wikimedia blocks clients without a descriptive User-Agent")
+        return value.strip()
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def pgdata_dir(self) -> Path:
+        return self.data_dir / "pgdata"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.data_dir / "checkpoints"
+
+
+class ScrapeSettings(BaseSettings):
+    """MediaWiki client etiquette and batching (WIKIREF_SCRAPE_*, WIKIREF_WIKI, WIKIREF_PAGEVIEWS_URL)."""
+
+    scrape_requests_per_second: float = Field(
+        default=10.0,
+        gt=0,
+        le=1000,
+        description="Request-rate limit per process towards the MediaWiki API (retries included).",
+    )
+    scrape_concurrency: int = Field(
+        default=4, ge=1, le=64, description="Requests in flight at once per scraping client."
+    )
+    scrape_max_retries: int = Field(
+        default=6,
+        ge=0,
+        le=20,
+        description="Retries of one request (429/5xx/timeouts/resets) before giving up.",
+    )
+    scrape_request_timeout: float = Field(
+        default=30.0, gt=0, le=600, description="Seconds to wait for one response (read timeout)."
+    )
+    scrape_maxlag: int | None = Field(
+        default=5,
+        ge=0,
+        description="maxlag sent with every API call: the wiki answers 'lagged' when its replicas lag more.",
+    )
+    scrape_batch_size: int = Field(
+        default=25,
+        ge=1,
+        le=500,
+        description="Titles per fetch task (the unit Prefect retries and Dask spreads).",
+    )
+    scrape_prefect_rate_limit: str | None = Field(
+        default="mediawiki-api",
+        description="Name of a Prefect global concurrency limit (with slot decay) every API request also takes "
+        "a slot of, when it exists: a rate limit across all workers and runs. Empty: none.",
+    )
+    wiki: str | None = Field(
+        default=None,
+        description="Wiki name stored with articles (e.g. en.wikipedia.org). Unset: the API's server name.",
+    )
+    pageviews_url: HttpUrl | None = Field(
+        default=None,
+        description="Pageviews API base (…/metrics/pageviews). Unset: wikimedia.org for Wikimedia wikis, "
+        "else the API's own server (the mirror).",
+    )
+
+
+class TrainSettings(BaseSettings):
+    """Fine-tuning and the promotion gate (WIKIREF_TRAIN_*); defaults: models.finetune.RECOMMENDED."""
+
+    train_epochs: float = Field(
+        default=RECOMMENDED.epochs, gt=0, description="Passes over the training pairs."
+    )
+    train_batch_size: int = Field(
+        default=RECOMMENDED.batch_size, ge=2, description="Pairs per batch (batch - 1 in-batch negatives)."
+    )
+    train_learning_rate: float = Field(
+        default=RECOMMENDED.learning_rate, gt=0, description="Peak learning rate (linear decay)."
+    )
+    train_warmup_ratio: float = Field(
+        default=RECOMMENDED.warmup_ratio, ge=0, lt=1, description="Fraction of steps to warm up over."
+    )
+    train_sampler: Literal["batch", "no_duplicates"] = Field(
+        default=RECOMMENDED.sampler,
+        description="'no_duplicates' keeps a title at most once per batch: its other chunks would be false "
+        "negatives for the ranking loss (chosen from bench/train_bench.py measurements).",
+    )
+    train_loss: Literal["mnrl", "cached_mnrl"] = Field(
+        default=RECOMMENDED.loss, description="'cached_mnrl' (GradCache): large batches in flat memory."
+    )
+    train_mini_batch_size: int = Field(
+        default=RECOMMENDED.mini_batch_size, ge=1, description="Mini-batch of cached_mnrl."
+    )
+    train_seed: int = Field(default=RECOMMENDED.seed, description="Seed of shuffling and batch sampling.")
+    train_max_seq_length: int = Field(
+        default=RECOMMENDED.max_seq_length, ge=8, le=512, description="Tokens kept per text."
+    )
+    train_chunk_token_budget: int = Field(
+        default=DEFAULT_TOKEN_BUDGET,
+        ge=1,
+        le=254,
+        description="Consecutive references of an article are joined into chunks of at most this many tokens "
+        "(86 gives chunks of about 69 tokens on the shared pages, as the reference recipe).",
+    )
+    train_eval_fraction: float = Field(
+        default=DEFAULT_EVAL_FRACTION,
+        gt=0,
+        lt=1,
+        description="Share of articles held out for evaluation (chosen by title hash).",
+    )
+    train_gate_metric: str = Field(
+        default="ndcg@10",
+        description="Held-out metric a new version must match or beat to replace the active one: "
+        "ndcg@10, mrr@10, recall@1, recall@10, map@100 or ref_to_title_acc@1.",
+    )
+    train_device: str = Field(default="auto", description="auto, cpu, cuda[:N] or mps.")
+    train_save_steps: int = Field(
+        default=RECOMMENDED.save_steps, ge=1, description="Checkpoint interval in steps (for --resume-from)."
+    )
+
+    @field_validator("train_gate_metric")
+    @classmethod
+    def _check_gate_metric(cls, value: str) -> str:
+        from models.evaluate import METRICS
+
+        if value not in METRICS:
+            raise ValueError(f"must be one of {', '.join(METRICS)}")
+        return value
+
+
+class EmbedSettings(BaseSettings):
+    """Encoding, HNSW indexes and query recall (WIKIREF_EMBED_*, WIKIREF_HNSW_*)."""
+
+    embed_backend: Literal["auto", "torch", "onnx"] = Field(
+        default="auto",
+        description="Encoder runtime: torch (fp32, CPU or CUDA), onnx (int8, needs `pip install 'wikiref[fast]'`), "
+        "or auto = onnx when installed, else torch. Queries are encoded with the same backend.",
+    )
+    embed_device: str = Field(
+        default="cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="cpu, cuda or cuda:N."
+    )
+    embed_batch_size: int = Field(default=64, ge=1, le=4096, description="Texts per forward pass.")
+    embed_chunk_size: int = Field(
+        default=1024,
+        ge=1,
+        le=100_000,
+        description="Texts per encoding task (the unit a Dask cluster fans out) and per COPY transaction.",
+    )
+    embed_threads: int | None = Field(default=None, ge=1, description="Encoder threads; unset: one per core.")
+    hnsw_m: int = Field(default=16, ge=2, le=100, description="HNSW graph degree of new indexes.")
+    hnsw_ef_construction: int = Field(
+        default=128, ge=4, le=1000, description="HNSW build-time candidate list (at least 2 x m)."
+    )
+    hnsw_ef_search: int = Field(
+        default=100,
+        ge=1,
+        le=1000,
+        description="hnsw.ef_search the SQL functions use (raised to k when k is larger); recorded per version.",
+    )
+    embed_maintenance_work_mem: str = Field(
+        default="512MB",
+        pattern=r"^\d+\s*(kB|MB|GB)$",
+        description="maintenance_work_mem for HNSW builds: a graph that does not fit builds far slower.",
+    )
+
+    @model_validator(mode="after")
+    def _check_hnsw(self) -> EmbedSettings:
+        if self.hnsw_ef_construction < 2 * self.hnsw_m:
+            raise ValueError(
+                f"hnsw_ef_construction ({self.hnsw_ef_construction}) must be at least 2 x hnsw_m ({self.hnsw_m})"
+            )
+        return self
+
+    embed_cache_dir: Path | None = Field(
+        default=None, description="Where exported ONNX models are kept; unset: <data dir>/cache/onnx."
+    )
+
+    @property
+    def onnx_cache_dir(self) -> Path:
+        return (self.embed_cache_dir or self.data_dir / "cache" / "onnx").expanduser()
+
+
+class OrchestrationSettings(BaseSettings):
+    """Schedules, the task runner and the main job (WIKIREF_SCHEDULE_*, WIKIREF_DASK_*, WIKIREF_PIPELINE_TITLES)."""
+
     schedule_timezone: str = Field(
         default="UTC", description="IANA time zone the cron schedules of the deployments are read in."
     )
@@ -147,193 +342,13 @@ class Settings(BaseSettings):
     def _blank_dask_address(cls, value: str | None) -> str | None:
         return value.strip() or None if value else None
 
-    # --- training (wikiref train, flows/train.py); defaults: models.finetune.RECOMMENDED -------------------
-    train_epochs: float = Field(
-        default=RECOMMENDED.epochs, gt=0, description="Passes over the training pairs."
-    )
-    train_batch_size: int = Field(
-        default=RECOMMENDED.batch_size, ge=2, description="Pairs per batch (batch - 1 in-batch negatives)."
-    )
-    train_learning_rate: float = Field(
-        default=RECOMMENDED.learning_rate, gt=0, description="Peak learning rate (linear decay)."
-    )
-    train_warmup_ratio: float = Field(
-        default=RECOMMENDED.warmup_ratio, ge=0, lt=1, description="Fraction of steps to warm up over."
-    )
-    train_sampler: Literal["batch", "no_duplicates"] = Field(
-        default=RECOMMENDED.sampler,
-        description="'no_duplicates' keeps a title at most once per batch: its other chunks would be false "
-        "negatives for the ranking loss (chosen from bench/train_bench.py measurements).",
-    )
-    train_loss: Literal["mnrl", "cached_mnrl"] = Field(
-        default=RECOMMENDED.loss, description="'cached_mnrl' (GradCache): large batches in flat memory."
-    )
-    train_mini_batch_size: int = Field(
-        default=RECOMMENDED.mini_batch_size, ge=1, description="Mini-batch of cached_mnrl."
-    )
-    train_seed: int = Field(default=RECOMMENDED.seed, description="Seed of shuffling and batch sampling.")
-    train_max_seq_length: int = Field(
-        default=RECOMMENDED.max_seq_length, ge=8, le=512, description="Tokens kept per text."
-    )
-    train_chunk_token_budget: int = Field(
-        default=DEFAULT_TOKEN_BUDGET,
-        ge=1,
-        le=254,
-        description="Consecutive references of an article are joined into chunks of at most this many tokens "
-        "(86 gives chunks of about 69 tokens on the shared pages, as the reference recipe).",
-    )
-    train_eval_fraction: float = Field(
-        default=DEFAULT_EVAL_FRACTION,
-        gt=0,
-        lt=1,
-        description="Share of articles held out for evaluation (chosen by title hash).",
-    )
-    train_gate_metric: str = Field(
-        default="ndcg@10",
-        description="Held-out metric a new version must match or beat to replace the active one: "
-        "ndcg@10, mrr@10, recall@1, recall@10, map@100 or ref_to_title_acc@1.",
-    )
-    train_device: str = Field(default="auto", description="auto, cpu, cuda[:N] or mps.")
-    train_save_steps: int = Field(
-        default=RECOMMENDED.save_steps, ge=1, description="Checkpoint interval in steps (for --resume-from)."
-    )
 
-    @field_validator("train_gate_metric")
-    @classmethod
-    def _check_gate_metric(cls, value: str) -> str:
-        from models.evaluate import METRICS
+class Settings(CoreSettings, ScrapeSettings, TrainSettings, EmbedSettings, OrchestrationSettings):
+    """All settings, one object: each area's fields sit beside their validators in the classes above."""
 
-        if value not in METRICS:
-            raise ValueError(f"must be one of {', '.join(METRICS)}")
-        return value
-
-    # --- embed: encoding, HNSW indexes, query recall (docs/embed.md) ---------------------------------------
-    embed_backend: Literal["auto", "torch", "onnx"] = Field(
-        default="auto",
-        description="Encoder runtime: torch (fp32, CPU or CUDA), onnx (int8, needs `pip install 'wikiref[fast]'`), "
-        "or auto = onnx when installed, else torch. Queries are encoded with the same backend.",
+    model_config = SettingsConfigDict(
+        env_prefix="WIKIREF_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
-    embed_device: str = Field(
-        default="cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="cpu, cuda or cuda:N."
-    )
-    embed_batch_size: int = Field(default=64, ge=1, le=4096, description="Texts per forward pass.")
-    embed_chunk_size: int = Field(
-        default=1024,
-        ge=1,
-        le=100_000,
-        description="Texts per encoding task (the unit a Dask cluster fans out) and per COPY transaction.",
-    )
-    embed_threads: int | None = Field(default=None, ge=1, description="Encoder threads; unset: one per core.")
-    hnsw_m: int = Field(default=16, ge=2, le=100, description="HNSW graph degree of new indexes.")
-    hnsw_ef_construction: int = Field(
-        default=128, ge=4, le=1000, description="HNSW build-time candidate list (at least 2 x m)."
-    )
-    hnsw_ef_search: int = Field(
-        default=100,
-        ge=1,
-        le=1000,
-        description="hnsw.ef_search the SQL functions use (raised to k when k is larger); recorded per version.",
-    )
-    embed_maintenance_work_mem: str = Field(
-        default="512MB",
-        pattern=r"^\d+\s*(kB|MB|GB)$",
-        description="maintenance_work_mem for HNSW builds: a graph that does not fit builds far slower.",
-    )
-
-    @model_validator(mode="after")
-    def _check_hnsw(self) -> Settings:
-        if self.hnsw_ef_construction < 2 * self.hnsw_m:
-            raise ValueError(
-                f"hnsw_ef_construction ({self.hnsw_ef_construction}) must be at least 2 x hnsw_m ({self.hnsw_m})"
-            )
-        return self
-
-    embed_cache_dir: Path | None = Field(
-        default=None, description="Where exported ONNX models are kept; unset: <data dir>/cache/onnx."
-    )
-
-    @property
-    def onnx_cache_dir(self) -> Path:
-        return (self.embed_cache_dir or self.data_dir / "cache" / "onnx").expanduser()
-
-    # --- end embed -------------------------------------------------------------------------------------------
-
-    # --- scrape (issue 3): MediaWiki client etiquette and batching ---------------------------------------
-    scrape_requests_per_second: float = Field(
-        default=10.0,
-        gt=0,
-        le=1000,
-        description="Request-rate limit per process towards the MediaWiki API (retries included).",
-    )
-    scrape_concurrency: int = Field(
-        default=4, ge=1, le=64, description="Requests in flight at once per scraping client."
-    )
-    scrape_max_retries: int = Field(
-        default=6,
-        ge=0,
-        le=20,
-        description="Retries of one request (429/5xx/timeouts/resets) before giving up.",
-    )
-    scrape_request_timeout: float = Field(
-        default=30.0, gt=0, le=600, description="Seconds to wait for one response (read timeout)."
-    )
-    scrape_maxlag: int | None = Field(
-        default=5,
-        ge=0,
-        description="maxlag sent with every API call: the wiki answers 'lagged' when its replicas lag more.",
-    )
-    scrape_batch_size: int = Field(
-        default=25,
-        ge=1,
-        le=500,
-        description="Titles per fetch task (the unit Prefect retries and Dask spreads).",
-    )
-    scrape_prefect_rate_limit: str | None = Field(
-        default="mediawiki-api",
-        description="Name of a Prefect global concurrency limit (with slot decay) every API request also takes "
-        "a slot of, when it exists: a rate limit across all workers and runs. Empty: none.",
-    )
-    wiki: str | None = Field(
-        default=None,
-        description="Wiki name stored with articles (e.g. en.wikipedia.org). Unset: the API's server name.",
-    )
-    pageviews_url: HttpUrl | None = Field(
-        default=None,
-        description="Pageviews API base (…/metrics/pageviews). Unset: wikimedia.org for Wikimedia wikis, "
-        "else the API's own server (the mirror).",
-    )
-    # --- end scrape ----------------------------------------------------------------------------------------
-
-    @field_validator("database_url")
-    @classmethod
-    def _check_database_url(cls, value: str | None) -> str | None:
-        if value in (None, ""):
-            return None
-        return validate_database_url(value)
-
-    @field_validator("data_dir")
-    @classmethod
-    def _expand_data_dir(cls, value: Path) -> Path:
-        return value.expanduser().resolve()
-
-    @field_validator("user_agent")
-    @classmethod
-    def _check_user_agent(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be empty: Wikimedia blocks clients without a descriptive User-Agent")
-        return value.strip()
-
-    @property
-    def models_dir(self) -> Path:
-        return self.data_dir / "models"
-
-    @property
-    def pgdata_dir(self) -> Path:
-        return self.data_dir / "pgdata"
-
-    @property
-    def checkpoints_dir(self) -> Path:
-        return self.data_dir / "checkpoints"
 
 
 @lru_cache(maxsize=1)
