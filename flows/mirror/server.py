@@ -52,10 +52,10 @@ from starlette.requests import Request
 
 from flows.mediawiki.errors import ScrapeError
 from flows.mediawiki.saved import SavedPage, iter_saved_pages
+from flows.mirror import FAULT_KINDS
 
 log = logging.getLogger(__name__)
 
-FAULT_KINDS = ("429", "503", "reset", "truncate", "maxlag")
 ROOT_CATEGORY = "Category:Saved pages"
 LIST_PAGE = "Wikipedia:Saved pages"
 NAMESPACES = {"Talk": 1, "User": 2, "Wikipedia": 4, "File": 6, "Template": 10, "Help": 12, "Category": 14}
