@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from db import embeddings
 from flows.database import engine_for, prepare_database
 from flows.settings import Settings, get_settings
+from models.article_text import ArticleTextRecipe
 from models.base import resolve_model_path
 from models.encode import EncoderConfig, encode_texts, fast_backend_available
 
@@ -133,12 +134,19 @@ def _embed_round(
     limit: int | None,
 ) -> dict[str, int]:
     encoded = {}
+    recipe = ArticleTextRecipe.from_name(version.article_text)
     for kind in embeddings.KINDS:
         rows = select_pending(database_url, version.id, kind, limit)
+        # An article is encoded as the text of the version's recipe (title, or title + lead), as it was trained.
+        texts = {
+            row.key: recipe.compose(row.text, row.lead) if kind == "titles" else row.text for row in rows
+        }
         # Globally longest first, so each chunk (and each batch inside it) holds texts of similar length.
-        rows.sort(key=lambda row: -len(row.text))
+        rows.sort(key=lambda row: -len(texts[row.key]))
         chunks = [rows[start : start + chunk_size] for start in range(0, len(rows), chunk_size)]
-        futures = [encode_batch.submit(config, [row.text for row in chunk], batch_size) for chunk in chunks]
+        futures = [
+            encode_batch.submit(config, [texts[row.key] for row in chunk], batch_size) for chunk in chunks
+        ]
         written = 0
         for chunk, future in zip(chunks, futures):
             written += write_embeddings(
