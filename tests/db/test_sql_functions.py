@@ -280,21 +280,3 @@ def test_search_text_matches_the_title_and_lead_of_articles(session: Session) ->
     assert len(found.rows) == min(5, own)
     assert {row[1] for row in found.rows} == {title}
     assert [row[4] for row in found.rows] == list(range(1, len(found.rows) + 1))
-    # A reference whose own text matches ranks above references that only belong to a matching article.
-    reference_id = session.scalar(
-        text("SELECT id FROM article_references WHERE article_id <> :id ORDER BY id LIMIT 1"),
-        {"id": article_id},
-    )
-    session.execute(
-        text("UPDATE article_references SET text = text || ' zyxquorbite' WHERE id = :id"),
-        {"id": reference_id},
-    )
-    found = search.run(
-        session=session,
-        function="search_text",
-        query="zyxquorbite",
-        query_embedding=None,
-        k=5,
-        model_version=None,
-    )
-    assert found.rows[0][0] == reference_id

@@ -20,7 +20,7 @@ Design notes (why, not what):
 * ``similar_articles`` and ``articles_for_reference`` return the lead as a last column (their result type
   changes, so they are dropped and created; arguments unchanged). ``search_text`` also matches the article's
   title and lead (GIN index ``ix_articles_text_fts``): a reference's lexical score is its own text's rank plus
-  half its article's.
+  its article's.
 """
 
 from collections.abc import Sequence
@@ -134,7 +134,7 @@ BEGIN
     -- Reciprocal rank fusion: score = sum over both lists of 1 / (rrf_k + rank). Ranks, not raw scores, are
     -- fused because ts_rank_cd and cosine similarity live on incomparable scales. The lexical list holds the
     -- references whose own text matches and those of articles whose title or lead matches; a reference scores
-    -- its text's rank plus half its article's, so that references matching themselves come first.
+    -- its text's rank plus its article's, so the references that match themselves come first.
     RETURN QUERY
         WITH article_matches AS (
             SELECT a.id, ts_rank_cd(to_tsvector('english', a.title || ' ' || coalesce(a.lead, '')), tsq) AS rank
@@ -145,7 +145,7 @@ BEGIN
               FROM public.article_references r
              WHERE to_tsvector('english', r.text) @@ tsq
             UNION ALL
-            SELECT r.id, m.rank / 2
+            SELECT r.id, m.rank
               FROM article_matches m JOIN public.article_references r ON r.article_id = m.id
         ), lexical AS (
             SELECT x.id, row_number() OVER (ORDER BY sum(x.rank) DESC, x.id)::integer AS rank
