@@ -148,6 +148,19 @@ class ScrapeSettings(BaseSettings):
         description="Name of a Prefect global concurrency limit (with slot decay) every API request also takes "
         "a slot of, when it exists: a rate limit across all workers and runs. Empty: none.",
     )
+    scrape_max_reference_shrink: float = Field(
+        default=0.5,
+        ge=0,
+        lt=1,
+        description="Share of an article's stored references a new revision may drop; one that drops more (or all) "
+        "is quarantined instead of written.",
+    )
+    scrape_history_embedding_days: int | None = Field(
+        default=None,
+        ge=0,
+        description="Days the embeddings of removed (history) references are kept; a refresh prunes older ones. "
+        "Unset: kept until `wikiref corpus prune`.",
+    )
     wiki: str | None = Field(
         default=None,
         description="Wiki name stored with articles (e.g. en.wikipedia.org). Unset: the API's server name.",
