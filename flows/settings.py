@@ -295,7 +295,7 @@ class OrchestrationSettings(BaseSettings):
     )
     schedule_scrape: str = Field(
         default="0 2 * * *",
-        description="Cron schedule of the scrape-daily deployment (re-scrapes the titles).",
+        description="Cron schedule of the scrape-daily deployment (refreshes every corpus).",
     )
     schedule_train: str = Field(
         default="0 4 * * 0",
@@ -323,7 +323,8 @@ class OrchestrationSettings(BaseSettings):
     pipeline_titles: list[str] = Field(
         default_factory=lambda: list(DEFAULT_PIPELINE_TITLES),
         min_length=1,
-        description="Titles the pipeline and scrape-daily scrape from the live wiki (a JSON list).",
+        description="Titles the pipeline scrapes from the live wiki (a JSON list), recorded as the corpus "
+        "'pipeline' that scrape-daily keeps fresh.",
     )
 
     @field_validator("schedule_timezone")

@@ -286,10 +286,10 @@ def test_deleted_and_redirected_pages_are_marked(
 
     assert (summary.marked_deleted, summary.marked_redirects) == (1, 1)
     with engine.connect() as connection:
-        rows = dict(
-            (row[0], row[1:])
+        rows = {
+            row[0]: row[1:]
             for row in connection.execute(text("SELECT title, status, redirect_target FROM articles"))
-        )
+        }
     assert rows[gone] == ("deleted", None)
     assert rows[moved] == ("redirect", target)
     assert {status for title, (status, _t) in rows.items() if title not in (gone, moved)} == {"current"}
