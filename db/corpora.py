@@ -3,6 +3,8 @@ top-N of each day, a dump) that a refresh re-resolves. Removing a corpus keeps i
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,6 +29,11 @@ class SourceSpec:
     def __post_init__(self) -> None:
         if self.kind not in CORPUS_SOURCE_KINDS:
             raise DatabaseError(f"unknown source kind {self.kind!r}; one of {', '.join(CORPUS_SOURCE_KINDS)}")
+
+    @property
+    def spec_hash(self) -> str:
+        canonical = json.dumps(self.spec, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
     def describe(self) -> str:
         spec = self.spec
@@ -67,8 +74,8 @@ def add_sources(*, session: Session, corpus: str, sources: Iterable[SourceSpec])
         added += len(
             session.execute(
                 pg_insert(CorpusSource)
-                .values(corpus_id=corpus_id, kind=source.kind, spec=source.spec)
-                .on_conflict_do_nothing(index_elements=["corpus_id", "kind", "spec"])
+                .values(corpus_id=corpus_id, kind=source.kind, spec=source.spec, spec_hash=source.spec_hash)
+                .on_conflict_do_nothing(index_elements=["corpus_id", "kind", "spec_hash"])
                 .returning(CorpusSource.id)
             ).all()
         )

@@ -195,13 +195,14 @@ class CorpusSource(Base):
     __tablename__ = "corpus_sources"
     __table_args__ = (
         CheckConstraint(f"kind IN {CORPUS_SOURCE_KINDS}", name="kind"),
-        UniqueConstraint("corpus_id", "kind", "spec"),
+        UniqueConstraint("corpus_id", "kind", "spec_hash"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     corpus_id: Mapped[int] = mapped_column(ForeignKey("corpora.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(Text)
     spec: Mapped[dict[str, Any]] = mapped_column(JSONB, comment="the source's parameters, e.g. {name, depth}")
+    spec_hash: Mapped[str] = mapped_column(Text, comment="sha256 of the spec as sorted-key JSON")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

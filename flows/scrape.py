@@ -247,6 +247,8 @@ def scrape_wikipedia(
         limit=limit,
     )
     specs = source_specs(sources, dump=dump_path)
+    if refresh and specs and not corpus:
+        raise ScrapeError("sources given with refresh are refreshed only when recorded: name a corpus")
     if corpus and specs:
         record_corpus_sources(database_url, corpus, specs)
     if dump_path:

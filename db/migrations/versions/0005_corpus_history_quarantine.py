@@ -89,6 +89,7 @@ def upgrade() -> None:
         sa.Column("corpus_id", sa.Integer(), nullable=False),
         sa.Column("kind", sa.Text(), nullable=False),
         sa.Column("spec", JSONB(), nullable=False, comment="the source's parameters, e.g. {name, depth}"),
+        sa.Column("spec_hash", sa.Text(), nullable=False, comment="sha256 of the spec as sorted-key JSON"),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.CheckConstraint(f"kind IN {SOURCE_KINDS}", name=op.f("ck_corpus_sources_kind")),
         sa.ForeignKeyConstraint(
@@ -98,7 +99,10 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_corpus_sources")),
-        sa.UniqueConstraint("corpus_id", "kind", "spec", name=op.f("uq_corpus_sources_corpus_id_kind_spec")),
+        # A hash, not the spec itself: a long titles list exceeds what a btree index entry can hold.
+        sa.UniqueConstraint(
+            "corpus_id", "kind", "spec_hash", name=op.f("uq_corpus_sources_corpus_id_kind_spec_hash")
+        ),
     )
 
     op.add_column(
