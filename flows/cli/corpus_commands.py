@@ -6,19 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 from sqlalchemy.orm import Session
 
 from db import articles
 from db.corpora import SourceSpec, add_sources, corpora, remove_corpus
+from flows.cli.output import console, print_table
 from flows.database import prepare_database
 from flows.errors import UserError
 from flows.mediawiki.titles import TitleSources
 from flows.settings import get_settings
 from flows.steps.corpus import source_specs
 
-console = Console()
 app = typer.Typer(
     help="Corpus definitions kept fresh by scrape-daily, and quarantined revisions.", no_args_is_help=True
 )
@@ -61,7 +60,7 @@ def add(
     _, engine = prepare_database(get_settings())
     with Session(engine) as session:
         added = add_sources(session=session, corpus=name, sources=specs)
-    console.print(f"corpus {name}: {added} new sources ({len(specs) - added} already there)")
+    console.print(f"corpus {name}: {added} new sources ({len(specs) - added} already there)", markup=False)
 
 
 @app.command("list")
@@ -70,16 +69,19 @@ def list_corpora() -> None:
     _, engine = prepare_database(get_settings())
     with Session(engine) as session:
         found = corpora(session=session)
-    table = Table("corpus", "sources", "refreshed", "articles", "changed", "quarantined", title="Corpora")
-    for corpus in found:
-        counts = corpus.last_counts
-        table.add_row(
-            corpus.name,
-            str(len(corpus.sources)),
-            f"{corpus.refreshed_at:%Y-%m-%d %H:%M}" if corpus.refreshed_at else "never",
-            *(str(counts.get(key, "")) for key in ("articles", "changed", "quarantined")),
-        )
-    console.print(table)
+    print_table(
+        ("corpus", "sources", "refreshed", "articles", "changed", "quarantined"),
+        [
+            (
+                corpus.name,
+                len(corpus.sources),
+                f"{corpus.refreshed_at:%Y-%m-%d %H:%M}" if corpus.refreshed_at else "never",
+                *(corpus.last_counts.get(key) for key in ("articles", "changed", "quarantined")),
+            )
+            for corpus in found
+        ],
+        title="Corpora",
+    )
 
 
 @app.command("show")
@@ -88,12 +90,12 @@ def show(name: str = typer.Argument(..., help="The corpus name.")) -> None:
     _, engine = prepare_database(get_settings())
     with Session(engine) as session:
         (corpus,) = corpora(session=session, names=[name])
-    console.print(f"[bold]{corpus.name}[/bold] (created {corpus.created_at:%Y-%m-%d %H:%M})")
+    console.print(f"[bold]{escape(corpus.name)}[/bold] (created {corpus.created_at:%Y-%m-%d %H:%M})")
     for source in corpus.sources:
-        console.print(f"  {source.describe()}")
+        console.print(f"  {source.describe()}", markup=False)
     if corpus.refreshed_at:
         counts = ", ".join(f"{key} {value}" for key, value in corpus.last_counts.items() if key != "corpus")
-        console.print(f"last refresh {corpus.refreshed_at:%Y-%m-%d %H:%M}: {counts}")
+        console.print(f"last refresh {corpus.refreshed_at:%Y-%m-%d %H:%M}: {counts}", markup=False)
     else:
         console.print("not refreshed yet")
 
@@ -104,7 +106,7 @@ def remove(name: str = typer.Argument(..., help="The corpus name.")) -> None:
     _, engine = prepare_database(get_settings())
     with Session(engine) as session:
         remove_corpus(session=session, name=name)
-    console.print(f"removed corpus {name}")
+    console.print(f"removed corpus {name}", markup=False)
 
 
 @app.command("quarantine")
@@ -113,19 +115,21 @@ def quarantine() -> None:
     _, engine = prepare_database(get_settings())
     with Session(engine) as session:
         pending = articles.quarantined(session=session)
-    table = Table(
-        "article", "stored rev", "pending rev", "references", "reason", "since", title="Quarantined revisions"
+    print_table(
+        ("article", "stored rev", "pending rev", "references", "reason", "since"),
+        [
+            (
+                row.title,
+                row.stored_revision_id,
+                row.revision_id,
+                f"{row.references_stored} → {row.references_pending}",
+                row.reason,
+                f"{row.quarantined_at:%Y-%m-%d %H:%M}",
+            )
+            for row in pending
+        ],
+        title="Quarantined revisions",
     )
-    for row in pending:
-        table.add_row(
-            row.title,
-            str(row.stored_revision_id),
-            str(row.revision_id),
-            f"{row.references_stored} → {row.references_pending}",
-            row.reason,
-            f"{row.quarantined_at:%Y-%m-%d %H:%M}",
-        )
-    console.print(table)
     console.print(f"{len(pending)} pending; apply one with: wikiref corpus accept TITLE")
 
 
@@ -144,7 +148,9 @@ def accept(
             session=session, wiki=wiki or settings.wiki or "en.wikipedia.org", title=title
         )
     console.print(
-        f"accepted {title}: {result.references_added} references added, {result.references_removed} moved to history"
+        f"accepted {title}: {result.references_added} references added, "
+        f"{result.references_removed} moved to history",
+        markup=False,
     )
 
 

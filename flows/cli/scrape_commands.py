@@ -8,10 +8,9 @@ from datetime import date, datetime
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
+from flows.cli.output import console, count, print_table
 from flows.database import prepare_database
 from flows.mediawiki.errors import ScrapeError
 from flows.mediawiki.saved import MANIFEST
@@ -20,8 +19,6 @@ from flows.settings import get_settings
 from flows.steps.corpus import RefreshSummary, record_sources, run_refresh, source_specs
 from flows.steps.loading import load_dump
 from flows.steps.scraping import ScrapeSummary, client_config, revision_checks, run_scrape
-
-console = Console()
 
 
 def _day(value: str | None) -> date | None:
@@ -34,13 +31,14 @@ def _day(value: str | None) -> date | None:
 
 
 def print_refresh(summary: RefreshSummary, seconds: float) -> None:
-    table = Table(
-        "corpus", "titles", "articles", "changed", "missing", "quarantined", title="Corpora refreshed"
+    print_table(
+        ("corpus", "titles", "articles", "changed", "missing", "quarantined"),
+        [
+            (c.corpus, *(count(v) for v in (c.titles, c.articles, c.changed, c.missing, c.quarantined)))
+            for c in summary.corpora
+        ],
+        title="Corpora refreshed",
     )
-    for counts in summary.corpora:
-        values = (counts.titles, counts.articles, counts.changed, counts.missing, counts.quarantined)
-        table.add_row(counts.corpus, *(f"{value:,}" for value in values))
-    console.print(table)
     console.print(
         f"stored articles checked: {summary.stored_checked:,}; marked deleted: {summary.marked_deleted}, "
         f"redirects: {summary.marked_redirects}; history embeddings pruned: {summary.history_embeddings_pruned}"
@@ -49,10 +47,12 @@ def print_refresh(summary: RefreshSummary, seconds: float) -> None:
 
 
 def print_summary(summary: ScrapeSummary, seconds: float) -> None:
-    table = Table("what", "count", title=f"Scrape of {summary.wiki}", caption=f"{seconds:.1f} s")
-    for name, value in summary.rows():
-        table.add_row(name, f"{value:,}")
-    console.print(table)
+    print_table(
+        ("what", "count"),
+        [(name, count(value)) for name, value in summary.rows()],
+        title=f"Scrape of {summary.wiki}",
+        caption=f"{seconds:.1f} s",
+    )
     if summary.stats.retry_reasons:
         reasons = ", ".join(
             f"{reason} ×{count}" for reason, count in sorted(summary.stats.retry_reasons.items())
@@ -63,7 +63,9 @@ def print_summary(summary: ScrapeSummary, seconds: float) -> None:
             more = f" … and {len(titles) - 10} more" if len(titles) > 10 else ""
             console.print(f"{label}: {', '.join(titles[:10])}{more}")
     for title, reason in summary.counts.quarantined:
-        console.print(f"[yellow]warning: quarantined {title}: {reason} (stored references kept)[/yellow]")
+        console.print(
+            f"warning: quarantined {title}: {reason} (stored references kept)", style="yellow", markup=False
+        )
     if summary.counts.quarantined:
         console.print("review with: wikiref corpus quarantine")
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, fields
 from urllib.parse import quote
 
 from db.articles import PageRecord, PageWriteResult, ReferenceRecord
-from flows.mediawiki.extract import ExtractedReference, extract_references
+from flows.mediawiki.extract import ExtractedReference, extract_page
 
 
 def article_url(wiki: str, title: str) -> str:
@@ -50,19 +50,25 @@ def page_record(
     page_id: int | None,
     revision_id: int | None,
     redirects: tuple[str, ...] = (),
+    short_description: str | None = None,
 ) -> PageRecord:
-    """Extract the references of ``html`` and wrap them with the article's identity.
+    """Extract the references and lead of ``html`` and wrap them with the article's identity.
 
-    A body that cannot be read as a page gets no references and says why (``problem``), so that the write
+    ``short_description`` is the one the API gave with the page, if any; else the page's own is kept. A body
+    that cannot be read as a page gets no references and says why (``problem``), so that the write
     quarantines it rather than take it for a page without references.
     """
     problem = body_problem(html)
     references: tuple[ReferenceRecord, ...] = ()
+    lead = description = None
     if problem is None:
         try:
-            references = tuple(reference_record(ref) for ref in extract_references(html))
+            extracted = extract_page(html)
         except Exception as exc:  # any parser failure on a damaged body is a reason to quarantine
             problem = f"body does not parse ({type(exc).__name__}: {exc})"
+        else:
+            references = tuple(reference_record(ref) for ref in extracted.references)
+            lead, description = extracted.lead, extracted.short_description
     return PageRecord(
         wiki=wiki,
         title=title,
@@ -71,6 +77,8 @@ def page_record(
         url=article_url(wiki, title),
         references=references,
         redirects=tuple(redirects),
+        lead=lead,
+        short_description=short_description or description,
         problem=problem,
     )
 
