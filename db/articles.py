@@ -120,9 +120,13 @@ _DEBRIS = re.compile(
 _LETTER = re.compile(r"[^\W\d_]")
 
 
-def looks_like_debris(reference_text: str) -> bool:
-    """True for a text that is markup or filler rather than a citation."""
-    return bool(_DEBRIS.search(reference_text)) or len(_LETTER.findall(reference_text)) < 3
+def looks_like_debris(reference: ReferenceRecord) -> bool:
+    """True for a reference that is markup or filler rather than a citation. A bare link (text ``[1]``)
+    is a citation: its URL is what it cites."""
+    if _DEBRIS.search(reference.text):
+        return True
+    cites_something = reference.urls or reference.doi or reference.pmid or reference.isbn
+    return len(_LETTER.findall(reference.text)) < 3 and not cites_something
 
 
 def revision_problem(stored_count: int, page: PageRecord, checks: RevisionChecks) -> str | None:
@@ -137,7 +141,7 @@ def revision_problem(stored_count: int, page: PageRecord, checks: RevisionChecks
             f"reference list shrank from {stored_count} to {count} "
             f"(more than the {checks.max_shrink:.0%} allowed)"
         )
-    debris = [ref.text for ref in page.references if looks_like_debris(ref.text)]
+    debris = [ref.text for ref in page.references if looks_like_debris(ref)]
     if debris and len(debris) > checks.max_debris * count:
         return f"{len(debris)} of {count} reference texts look like markup, not references (e.g. {debris[0][:40]!r})"
     return None

@@ -67,15 +67,16 @@ def test_a_revision_within_the_limits_passes() -> None:
 @pytest.mark.parametrize(
     ("reference", "debris"),
     [
-        ("Smith, J. (2001). Ducks. Nature 3: 1-2.", False),
-        ("ข้อกำหนดศาลรัฐธรรมนูญ พ.ศ. 2550", False),
-        ("<<<>>> lorem ipsum", True),
-        ('<span class="x">', True),
-        ("[[Category:Ducks]]", True),
-        ("[1]", True),
+        (ReferenceRecord(text="Smith, J. (2001). Ducks. Nature 3: 1-2."), False),
+        (ReferenceRecord(text="ข้อกำหนดศาลรัฐธรรมนูญ พ.ศ. 2550"), False),
+        (ReferenceRecord(text="[1]", urls=("http://example.org/ducks",)), False),  # a bare link
+        (ReferenceRecord(text="<<<>>> lorem ipsum"), True),
+        (ReferenceRecord(text='<span class="x">'), True),
+        (ReferenceRecord(text="[[Category:Ducks]]"), True),
+        (ReferenceRecord(text="[1]"), True),
     ],
 )
-def test_debris_is_markup_or_filler(reference: str, debris: bool) -> None:
+def test_debris_is_markup_or_filler(reference: ReferenceRecord, debris: bool) -> None:
     assert looks_like_debris(reference) is debris
 
 
