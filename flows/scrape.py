@@ -26,6 +26,7 @@ from prefect.concurrency.asyncio import rate_limit
 from prefect.exceptions import ObjectNotFound
 
 from db.articles import PageRecord
+from flows import markdown
 from flows.database import engine_for, prepare_database
 from flows.mediawiki.client import ClientConfig, ResolvedTitle
 from flows.mediawiki.errors import ScrapeError
@@ -111,10 +112,16 @@ def publish_summary(summary: ScrapeSummary) -> None:
     create_markdown_artifact(
         key="scrape-summary", markdown=summary.markdown(), description="What the scrape did"
     )
+    if summary.skipped_records:
+        create_markdown_artifact(
+            key="skipped-records",
+            markdown=summary.skipped_records_markdown(),
+            description="Dump records that could not be loaded, with their line numbers",
+        )
     create_table_artifact(
         key="scrape-counts",
         table=[{"what": name, "count": value} for name, value in summary.rows()],
-        description=f"Scrape of {summary.wiki}",
+        description=f"Scrape of {markdown.escape(summary.wiki)}",
     )
 
 
@@ -125,6 +132,8 @@ def summary_dict(summary: ScrapeSummary) -> dict[str, Any]:
         "retry_reasons": dict(summary.stats.retry_reasons),
         "missing_titles": summary.missing,
         "invalid_titles": summary.invalid,
+        "failed_pages": summary.failed,
+        "skipped_records": [str(record) for record in summary.skipped_records],
     }
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from db.articles import PageRecord, stored_revisions, upsert_page
+from flows import markdown
 from flows.mediawiki.client import (
     ClientConfig,
     ClientStats,
@@ -23,6 +24,7 @@ from flows.mediawiki.client import (
     ResolvedTitle,
     TitleResolution,
 )
+from flows.mediawiki.dump import SkippedRecord
 from flows.mediawiki.titles import TitleSources, gather_titles
 from flows.settings import Settings
 from flows.steps.records import WriteCounts, page_record
@@ -72,6 +74,10 @@ class ScrapeSummary:
     missing: list[str] = field(default_factory=list)
     invalid: list[str] = field(default_factory=list)
     not_articles: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    """Pages the wiki would not serve (a per-page API error), as ``title: reason``."""
+    skipped_records: list[SkippedRecord] = field(default_factory=list)
+    """Bad records of a dump, with their line numbers."""
     stats: ClientStats = field(default_factory=ClientStats)
 
     @property
@@ -88,6 +94,8 @@ class ScrapeSummary:
             ("articles missing", len(self.missing)),
             ("titles invalid", len(self.invalid)),
             ("not articles (skipped)", len(self.not_articles)),
+            ("pages failed", len(self.failed)),
+            ("bad records (skipped)", len(self.skipped_records)),
             ("references added", self.counts.references_added),
             ("references removed", self.counts.references_removed),
             ("requests", self.stats.requests),
@@ -95,15 +103,26 @@ class ScrapeSummary:
         ]
 
     def markdown(self) -> str:
-        lines = [f"# Scrape of {self.wiki}", "", "| what | count |", "| --- | ---: |"]
+        lines = [f"# Scrape of {markdown.escape(self.wiki)}", "", "| what | count |", "| --- | ---: |"]
         lines += [f"| {name} | {value:,} |" for name, value in self.rows()]
         if self.stats.retry_reasons:
             reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(self.stats.retry_reasons.items()))
-            lines += ["", f"Retries by reason: {reasons}."]
-        for label, titles in (("Missing", self.missing), ("Invalid", self.invalid)):
+            lines += ["", f"Retries by reason: {markdown.escape(reasons)}."]
+        for label, titles in (("Missing", self.missing), ("Invalid", self.invalid), ("Failed", self.failed)):
             if titles:
-                shown = ", ".join(titles[:20]) + (" …" if len(titles) > 20 else "")
-                lines += ["", f"{label}: {shown}"]
+                shown = ", ".join(markdown.escape(title) for title in titles[:20])
+                lines += ["", f"{label}: {shown}" + (" …" if len(titles) > 20 else "")]
+        if self.skipped_records:
+            lines += ["", f"Bad records skipped: {len(self.skipped_records):,} (artifact `skipped-records`)."]
+        return "\n".join(lines)
+
+    def skipped_records_markdown(self, limit: int = 1000) -> str:
+        """The bad records as a table (the first ``limit``), for the ``skipped-records`` artifact."""
+        rows = [(record.source, record.line, record.reason) for record in self.skipped_records[:limit]]
+        lines = [f"# Bad records skipped: {len(self.skipped_records):,}", ""]
+        lines += markdown.table(("file", "line", "reason"), rows)
+        if len(self.skipped_records) > limit:
+            lines += ["", f"… and {len(self.skipped_records) - limit:,} more."]
         return "\n".join(lines)
 
 
