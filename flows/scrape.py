@@ -211,6 +211,7 @@ def scrape_wikipedia(
         written = write_page_batch.map(unmapped(database_url), records)
         for batch, counts in zip(fetched.result(), written.result(), strict=True):
             summary.missing += batch.missing
+            summary.failed += batch.failed
             summary.stats.merge(batch.stats)
             summary.counts.merge(counts)
     log.info("scrape summary: %s", ", ".join(f"{name} {value}" for name, value in summary.rows()))

@@ -50,11 +50,13 @@ def print_summary(summary: ScrapeSummary, seconds: float) -> None:
         if titles:
             more = f" … and {len(titles) - 10} more" if len(titles) > 10 else ""
             # Titles are user text: "Foo[bar]" must not be read as rich markup.
-            console.print(f"{label}: {', '.join(titles[:10])}{more}", markup=False, highlight=False)
+            console.print(
+                f"{label}: {', '.join(titles[:10])}{more}", markup=False, highlight=False, soft_wrap=True
+            )
     if summary.skipped_records:
         console.print(f"bad records skipped: {len(summary.skipped_records):,}", markup=False)
         for record in summary.skipped_records[:10]:
-            console.print(f"  {record}", markup=False, highlight=False)
+            console.print(f"  {record}", markup=False, highlight=False, soft_wrap=True)
         if len(summary.skipped_records) > 10:
             console.print(f"  … and {len(summary.skipped_records) - 10:,} more", markup=False)
 

@@ -345,10 +345,10 @@ class MediaWikiClient:
             for page in query.get("pages", []):
                 if page.get("invalid"):
                     resolution.invalid.append((page["title"], page.get("invalidreason", "invalid title")))
+                elif page.get("ns", 0) != 0:  # Special:Search, Category:X (existing or not): not articles
+                    resolution.not_articles.append(page["title"])
                 elif page.get("missing"):
                     resolution.missing.append(page["title"])
-                elif page.get("ns", 0) != 0:
-                    resolution.not_articles.append(page["title"])
                 else:
                     found[page["title"]] = page
         sources: dict[str, list[str]] = {}

@@ -20,6 +20,7 @@ from flows.mediawiki.client import (
     ClientConfig,
     ClientStats,
     FetchedPage,
+    MediaWikiAPIError,
     MediaWikiClient,
     ResolvedTitle,
     TitleResolution,
@@ -61,6 +62,8 @@ class FetchBatch:
     pages: list[FetchedPage]
     missing: list[str]
     stats: ClientStats
+    failed: list[str] = field(default_factory=list)
+    """Pages the wiki answered with an API error of their own (``title: error``); the batch goes on."""
 
 
 @dataclass
@@ -163,14 +166,25 @@ def stale_pages(
     return stale, len(pages) - len(stale)
 
 
+async def _fetch_one(client: MediaWikiClient, title: str) -> FetchedPage | MediaWikiAPIError | None:
+    # One page's own API error (a page the wiki cannot render) fails that page, not the batch; transport
+    # failures still raise, so that the batch is retried.
+    try:
+        return await client.fetch_page(title)
+    except MediaWikiAPIError as exc:
+        return exc
+
+
 async def _fetch(
     config: ClientConfig, pages: Sequence[ResolvedTitle], before_request: Callable[[], Awaitable[None]] | None
 ) -> FetchBatch:
     async with MediaWikiClient(config, before_request=before_request) as client:
-        fetched = await asyncio.gather(*(client.fetch_page(page.title) for page in pages))
+        fetched = await asyncio.gather(*(_fetch_one(client, page.title) for page in pages))
         batch = FetchBatch(pages=[], missing=[], stats=client.stats)
     for wanted, page in zip(pages, fetched, strict=True):
-        if page is None:
+        if isinstance(page, MediaWikiAPIError):
+            batch.failed.append(f"{wanted.title}: {page}")
+        elif page is None:
             batch.missing.append(wanted.title)
         else:
             # The redirects seen while resolving lead here too.
@@ -190,9 +204,10 @@ def fetch_pages(
     """Rendered HTML of ``pages`` (concurrently, within the client's limits); deleted meanwhile = missing."""
     batch = asyncio.run(_fetch(config, pages, before_request))
     log.info(
-        "fetched %d pages (%d missing) with %d requests, %d retries",
+        "fetched %d pages (%d missing, %d failed) with %d requests, %d retries",
         len(batch.pages),
         len(batch.missing),
+        len(batch.failed),
         batch.stats.requests,
         batch.stats.retries,
     )
@@ -260,6 +275,7 @@ def run_scrape(
     for batch in batched(stale, batch_size):
         fetched = fetch_pages(config, batch)
         summary.missing += fetched.missing
+        summary.failed += fetched.failed
         summary.stats.merge(fetched.stats)
         summary.counts.merge(write_records(engine, extract_pages(resolved.wiki, fetched.pages)))
         done += len(batch)
