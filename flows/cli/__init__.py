@@ -6,8 +6,10 @@ import logging
 import os
 import sys
 
+import psycopg
 import typer
 from pydantic import ValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from flows.cli import db_commands as db_commands
 from flows.cli import embed_commands as embed_commands
@@ -59,6 +61,12 @@ def _settings_error(exc: ValidationError) -> str:
     return f"invalid settings: {problems}"
 
 
+def connection_lost(exc: BaseException) -> str:
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    first = mask_credentials(detail[0]) if detail else type(exc).__name__
+    return f"lost the database connection ({first}); start the database and run the command again: it resumes"
+
+
 def main() -> None:
     # The temporary Prefect server a flow run starts without PREFECT_API_URL: no anonymous usage reports (set it
     # to true to allow), and more than Prefect's 20 s to start, which a busy 2-core machine exceeds.
@@ -71,4 +79,9 @@ def main() -> None:
         sys.exit(2)
     except ValidationError as exc:
         print(f"wikiref: error: {_settings_error(exc)}", file=sys.stderr)
+        sys.exit(2)
+    except (OperationalError, InterfaceError, psycopg.OperationalError) as exc:
+        # The server went away mid-command (`wikiref db stop`, a restart): every write is per-article
+        # transactions, so what was written stays and a rerun resumes.
+        print(f"wikiref: error: {connection_lost(exc)}", file=sys.stderr)
         sys.exit(2)

@@ -2,18 +2,37 @@
 
 from __future__ import annotations
 
+from typing import Annotated, TypeVar
+
 import typer
+from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from sqlalchemy.orm import Session
 
 from db import search as queries
+from db.embeddings import get_version
 from flows.database import prepare_database
-from flows.settings import get_settings
+from flows.errors import UserError
+from flows.mediawiki.title_rules import shortened
+from flows.settings import Settings, get_settings
 from models.encode import encode_texts
 
 console = Console()
+T = TypeVar("T")
+
+
+def setting_option(option: str, field: str, value: T | None) -> T | None:
+    """``value`` checked against the constraints of the setting ``field`` it overrides; one line if it breaks them."""
+    if value is None:
+        return None
+    info = Settings.model_fields[field]
+    try:
+        return TypeAdapter(Annotated[info.annotation, info]).validate_python(value)
+    except ValidationError as exc:
+        reason = exc.errors()[0]["msg"]
+        raise UserError(f"{option} {shortened(str(value))!r}: {reason} ({info.description})") from None
 
 
 def embed(
@@ -34,6 +53,13 @@ def embed(
     ),
 ) -> None:
     """Encode titles and references that lack an embedding of their current text, then index them."""
+    # Every option is checked before a flow starts: a flow's failure would come with Prefect's tracebacks.
+    backend = setting_option("--backend", "embed_backend", backend)
+    device = setting_option("--device", "embed_device", device)
+    _, engine = prepare_database()
+    with Session(engine) as session:
+        get_version(session=session, name_or_id=model_version)
+
     from flows.embed import embed_texts, progress_listener
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -93,6 +119,7 @@ def similar(
     sql: bool = typer.Option(False, "--sql", help="Also print the SQL that was run."),
 ) -> None:
     """The references (or, with --articles, the articles) most similar to an article's title, from SQL."""
+    queries.check_arguments(k=k, title=title)
     _, engine = prepare_database()
     function = "similar_articles" if articles else "similar_references"
     with Session(engine) as session:
@@ -114,6 +141,7 @@ def search(
     sql: bool = typer.Option(False, "--sql", help="Also print the SQL that was run."),
 ) -> None:
     """Search references: full-text matches fused with the nearest embeddings (reciprocal rank fusion)."""
+    queries.check_arguments(k=k, query=text)
     from flows.embed import encoder_config, version_model_path
 
     settings = get_settings()
