@@ -21,6 +21,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from sqlalchemy.orm import Session
 
 from db import embeddings
+from flows import markdown
 from flows.database import engine_for, prepare_database
 from flows.settings import Settings, get_settings
 from models.base import resolve_model_path
@@ -233,7 +234,8 @@ def embed_texts(
             {"kind": kind, "encoded this run": encoded[kind], "embeddings of the version": counts[kind]}
             for kind in embeddings.KINDS
         ],
-        description=f"Embeddings of model version {version.name} ({config.backend}); complete: {complete}",
+        description=f"Embeddings of model version {markdown.escape(version.name)} ({config.backend}); "
+        f"complete: {complete}",
     )
     return {
         "model_version": version.name,

@@ -28,3 +28,10 @@ def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
     lines = ["| " + " | ".join(escape(name) for name in header) + " |", "|" + " --- |" * len(header)]
     lines += ["| " + " | ".join(escape(cell) for cell in row) + " |" for row in rows]
     return lines
+
+
+def code_block(code: str, language: str = "") -> str:
+    """``code`` in a fence longer than any run of backticks inside it, so that it cannot close the fence."""
+    longest = max((len(run) for run in re.findall(r"`+", code)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{language}\n{code}\n{fence}"

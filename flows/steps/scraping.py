@@ -116,7 +116,7 @@ class ScrapeSummary:
                 shown = ", ".join(markdown.escape(title) for title in titles[:20])
                 lines += ["", f"{label}: {shown}" + (" …" if len(titles) > 20 else "")]
         if self.skipped_records:
-            lines += ["", f"Bad records skipped: {len(self.skipped_records):,} (artifact `skipped-records`)."]
+            lines += ["", f"Bad records skipped: {len(self.skipped_records):,} (see the skipped-records artifact)."]
         return "\n".join(lines)
 
     def skipped_records_markdown(self, limit: int = 1000) -> str:
