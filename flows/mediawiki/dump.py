@@ -2,8 +2,8 @@
 
 One JSON object per line in the Enterprise article model; the fields used are ``name``, ``identifier``
 (page id), ``version.identifier`` (revision id), ``url`` (its host is the wiki), ``namespace.identifier``,
-``article_body.html`` and ``redirects[].name``. Only articles (namespace 0) with HTML are yielded. Nothing is
-unpacked to disk and only one line is held in memory at a time.
+``article_body.html``, ``redirects[].name`` and ``description`` (the short description). Only articles
+(namespace 0) with HTML are yielded. Nothing is unpacked to disk and only one line is held in memory at a time.
 
 A bad record (not JSON, not an object, a field of the wrong type, an id outside bigint, a title MediaWiki
 would reject) is skipped and kept in ``DumpReader.skipped`` with its line number; the records after it still
@@ -51,6 +51,7 @@ class DumpPage:
     revision_id: int | None
     wiki: str
     redirects: tuple[str, ...] = ()
+    description: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,12 @@ def _identifier(value: object, field: str) -> int | None:
     if not 0 < value <= MAX_BIGINT:
         raise BadRecord(f"{field} {shortened(str(value), 40)} is outside 1..{MAX_BIGINT}")
     return value
+
+
+def _description(value: object) -> str | None:
+    if value is None or value == "":
+        return None
+    return _text(value, "description").replace("\x00", "\ufffd")
 
 
 def _title(value: object, field: str) -> str:
@@ -145,6 +152,7 @@ def page_of(record: object, *, wiki: str | None = None) -> DumpPage | None:
         ),
         wiki=wiki,
         redirects=tuple(names),
+        description=_description(record.get("description")),
     )
 
 

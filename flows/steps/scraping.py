@@ -116,7 +116,10 @@ class ScrapeSummary:
                 shown = ", ".join(markdown.escape(title) for title in titles[:20])
                 lines += ["", f"{label}: {shown}" + (" …" if len(titles) > 20 else "")]
         if self.skipped_records:
-            lines += ["", f"Bad records skipped: {len(self.skipped_records):,} (see the skipped-records artifact)."]
+            lines += [
+                "",
+                f"Bad records skipped: {len(self.skipped_records):,} (see the skipped-records artifact).",
+            ]
         return "\n".join(lines)
 
     def skipped_records_markdown(self, limit: int = 1000) -> str:
@@ -190,7 +193,14 @@ async def _fetch(
             # The redirects seen while resolving lead here too.
             redirects = tuple(dict.fromkeys((*wanted.redirected_from, *page.redirected_from)))
             batch.pages.append(
-                FetchedPage(page.title, page.page_id, page.revision_id, page.html, redirected_from=redirects)
+                FetchedPage(
+                    page.title,
+                    page.page_id,
+                    page.revision_id,
+                    page.html,
+                    redirected_from=redirects,
+                    short_description=page.short_description,
+                )
             )
     return batch
 
@@ -215,7 +225,7 @@ def fetch_pages(
 
 
 def extract_pages(wiki: str, pages: Iterable[FetchedPage]) -> list[PageRecord]:
-    """Reference extraction of fetched pages (pure CPU)."""
+    """Reference and lead extraction of fetched pages (pure CPU)."""
     return [
         page_record(
             wiki=wiki,
@@ -224,6 +234,7 @@ def extract_pages(wiki: str, pages: Iterable[FetchedPage]) -> list[PageRecord]:
             page_id=page.page_id,
             revision_id=page.revision_id,
             redirects=page.redirected_from,
+            short_description=page.short_description,
         )
         for page in pages
     ]
