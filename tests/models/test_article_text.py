@@ -17,7 +17,7 @@ def test_recipes_compose_title_and_the_first_words_of_the_lead() -> None:
 
 
 def test_names_round_trip_and_bad_names_are_refused() -> None:
-    assert DEFAULT_RECIPE.name == "title+lead256"
+    assert DEFAULT_RECIPE.name == "title+lead160"
     for recipe in (TITLE_ONLY, DEFAULT_RECIPE, ArticleTextRecipe(40)):
         assert ArticleTextRecipe.from_name(recipe.name) == recipe
     with pytest.raises(ValueError, match="unknown article text recipe"):
