@@ -11,7 +11,7 @@ batch in flight and the next run picks up exactly what is missing. The HNSW inde
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,7 +118,7 @@ def _pending_rows(target: _Target) -> sql.Composed:
     return sql.SQL(
         "FROM {source} s "
         "LEFT JOIN {table} e ON e.{key} = s.id AND e.model_version_id = %(version)s "
-        "WHERE e.{key} IS NULL OR e.{label} IS DISTINCT FROM s.{source_label}"
+        "WHERE (e.{key} IS NULL OR e.{label} IS DISTINCT FROM s.{source_label})"
     ).format(
         source=sql.Identifier(target.source_table),
         table=sql.Identifier(target.table),
@@ -128,19 +128,51 @@ def _pending_rows(target: _Target) -> sql.Composed:
     )
 
 
-def pending(*, session: Session, version_id: int, kind: str, limit: int | None = None) -> list[PendingRow]:
-    """Rows with no embedding for this version, or whose embedding was computed from a different text."""
+def pending(
+    *, session: Session, version_id: int, kind: str, limit: int | None = None, after: int = 0
+) -> list[PendingRow]:
+    """Rows with no embedding for this version, or whose embedding was computed from a different text.
+
+    In id order, from the first id above ``after``: one keyset page when ``limit`` is given (see iter_pending).
+    """
     target = _target(kind)
     statement = sql.SQL(
-        "SELECT s.id, s.{text}, s.{source_label} {rows} ORDER BY s.id LIMIT %(limit)s"
+        "SELECT s.id, s.{text}, s.{source_label} {rows} AND s.id > %(after)s ORDER BY s.id LIMIT %(limit)s"
     ).format(
         text=sql.Identifier(target.source_text),
         source_label=sql.Identifier(target.source_label),
         rows=_pending_rows(target),
     )
     with _driver_connection(session).cursor() as cursor:
-        cursor.execute(statement, {"version": version_id, "limit": limit})
+        cursor.execute(statement, {"version": version_id, "limit": limit, "after": after})
         return [PendingRow(*row) for row in cursor.fetchall()]
+
+
+def iter_pending(
+    *, session: Session, version_id: int, kind: str, page_size: int, limit: int | None = None
+) -> Iterator[list[PendingRow]]:
+    """The pending rows in keyset pages of at most ``page_size`` (``id > last id seen``), at most ``limit``.
+
+    Memory holds one page whatever the corpus size. Each page is its own short query: rows written meanwhile
+    lie below the keyset and are not read again, rows added meanwhile above it are picked up.
+    """
+    if page_size <= 0:
+        raise ValueError(f"page_size must be positive, got {page_size}")
+    after, left = 0, limit
+    while left is None or left > 0:
+        rows = pending(
+            session=session,
+            version_id=version_id,
+            kind=kind,
+            limit=page_size if left is None else min(page_size, left),
+            after=after,
+        )
+        if not rows:
+            return
+        yield rows
+        after = rows[-1].key
+        if left is not None:
+            left -= len(rows)
 
 
 def count_pending(*, session: Session, version_id: int) -> dict[str, int]:

@@ -75,11 +75,21 @@ def resolve_version(database_url: str, model_version: str | None) -> embeddings.
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
-def select_pending(
-    database_url: str, version_id: int, kind: str, limit: int | None
-) -> list[embeddings.PendingRow]:
+def count_pending(database_url: str, version_id: int) -> dict[str, int]:
     with Session(engine_for(database_url)) as session:
-        return embeddings.pending(session=session, version_id=version_id, kind=kind, limit=limit)
+        return embeddings.count_pending(session=session, version_id=version_id)
+
+
+def pending_pages(
+    database_url: str, version_id: int, kind: str, page_size: int, limit: int | None
+) -> Iterator[list[embeddings.PendingRow]]:
+    """Keyset pages of the rows to encode: memory holds one page, not the corpus."""
+    with Session(engine_for(database_url)) as session:
+        for page in embeddings.iter_pending(
+            session=session, version_id=version_id, kind=kind, page_size=page_size, limit=limit
+        ):
+            session.rollback()  # no transaction held open while the page is encoded
+            yield page
 
 
 @task(cache_policy=NO_CACHE)
@@ -130,28 +140,34 @@ def _embed_round(
     *,
     batch_size: int,
     chunk_size: int,
+    page_size: int,
     limit: int | None,
 ) -> dict[str, int]:
     encoded = {}
+    counts = count_pending(database_url, version.id)
     for kind in embeddings.KINDS:
-        rows = select_pending(database_url, version.id, kind, limit)
-        # Globally longest first, so each chunk (and each batch inside it) holds texts of similar length.
-        rows.sort(key=lambda row: -len(row.text))
-        chunks = [rows[start : start + chunk_size] for start in range(0, len(rows), chunk_size)]
-        futures = [encode_batch.submit(config, [row.text for row in chunk], batch_size) for chunk in chunks]
-        written = 0
-        for chunk, future in zip(chunks, futures):
-            written += write_embeddings(
-                database_url,
-                version.id,
-                kind,
-                [row.key for row in chunk],
-                [row.label for row in chunk],
-                future.result(),
-            )
-            for listener in _listeners:
-                listener(kind, written, len(rows))
-        encoded[kind] = len(rows)
+        total = counts[kind] if limit is None else min(counts[kind], limit)
+        written = read = 0
+        for rows in pending_pages(database_url, version.id, kind, page_size, limit):
+            read += len(rows)
+            # Longest first within the page, so each chunk (and each batch inside it) holds texts of similar length.
+            rows.sort(key=lambda row: -len(row.text))
+            chunks = [rows[start : start + chunk_size] for start in range(0, len(rows), chunk_size)]
+            futures = [
+                encode_batch.submit(config, [row.text for row in chunk], batch_size) for chunk in chunks
+            ]
+            for chunk, future in zip(chunks, futures):
+                written += write_embeddings(
+                    database_url,
+                    version.id,
+                    kind,
+                    [row.key for row in chunk],
+                    [row.label for row in chunk],
+                    future.result(),
+                )
+                for listener in _listeners:
+                    listener(kind, written, max(total, read))
+        encoded[kind] = read
     return encoded
 
 
@@ -199,6 +215,7 @@ def embed_texts(
             config,
             batch_size=batch_size or settings.embed_batch_size,
             chunk_size=chunk_size or settings.embed_chunk_size,
+            page_size=settings.embed_page_size,
             limit=limit,
         )
         encoded = {kind: encoded[kind] + done[kind] for kind in encoded}

@@ -240,6 +240,13 @@ class EmbedSettings(BaseSettings):
         le=100_000,
         description="Texts per encoding task (the unit a Dask cluster fans out) and per COPY transaction.",
     )
+    embed_page_size: int = Field(
+        default=20_000,
+        ge=1,
+        le=1_000_000,
+        description="Pending rows read per keyset page: the embed run holds one page of texts in memory, "
+        "whatever the corpus size.",
+    )
     embed_threads: int | None = Field(default=None, ge=1, description="Encoder threads; unset: one per core.")
     hnsw_m: int = Field(default=16, ge=2, le=100, description="HNSW graph degree of new indexes.")
     hnsw_ef_construction: int = Field(

@@ -270,3 +270,40 @@ def test_get_version_defaults_to_the_active_one(session: Session) -> None:
         embeddings.get_version(session=session, name_or_id="v-retired")
     with pytest.raises(embeddings.EmbeddingError, match="unknown model version 'nope'"):
         embeddings.get_version(session=session, name_or_id="nope")
+
+
+def test_keyset_pages_return_the_same_rows_as_one_query_on_the_shared_pages(loaded_database_url) -> None:
+    from db.engine import make_engine
+
+    engine = make_engine(loaded_database_url)
+    try:
+        with Session(engine) as session:
+            version_id = register_base_version(session)
+            everything = embeddings.pending(session=session, version_id=version_id, kind="references")
+            # Embed every third reference, so that pending rows have gaps the keyset must step over.
+            done = everything[::3]
+            embeddings.write_embeddings(
+                session=session,
+                version_id=version_id,
+                kind="references",
+                keys=[row.key for row in done],
+                labels=[row.label for row in done],
+                vectors=unit_vectors(len(done)),
+            )
+            session.commit()
+            for kind in embeddings.KINDS:
+                expected = embeddings.pending(session=session, version_id=version_id, kind=kind)
+                pages = list(
+                    embeddings.iter_pending(session=session, version_id=version_id, kind=kind, page_size=997)
+                )
+                assert [row for page in pages for row in page] == expected
+                assert all(len(page) <= 997 for page in pages)
+                limited = embeddings.iter_pending(
+                    session=session, version_id=version_id, kind=kind, page_size=100, limit=250
+                )
+                assert [len(page) for page in limited] == [100, 100, 50]
+            assert len(expected) == 303  # titles
+            references = embeddings.pending(session=session, version_id=version_id, kind="references")
+            assert len(references) == 13_992 - len(done)
+    finally:
+        engine.dispose()
