@@ -111,7 +111,12 @@ def write_embeddings(
 
 @task(cache_policy=NO_CACHE)
 def build_indexes(
-    database_url: str, version_id: int, m: int, ef_construction: int, maintenance_work_mem: str
+    database_url: str,
+    version_id: int,
+    m: int,
+    ef_construction: int,
+    maintenance_work_mem: str,
+    parallel_workers: int,
 ) -> list[str]:
     with Session(engine_for(database_url)) as session:
         created = embeddings.build_indexes(
@@ -120,6 +125,7 @@ def build_indexes(
             m=m,
             ef_construction=ef_construction,
             maintenance_work_mem=maintenance_work_mem,
+            parallel_workers=parallel_workers,
         )
         session.commit()
     return created
@@ -204,6 +210,7 @@ def embed_texts(
             hnsw_m=settings.hnsw_m,
             hnsw_ef_construction=settings.hnsw_ef_construction,
             ef_search=settings.hnsw_ef_search,
+            storage=settings.embed_storage,
         )
         session.commit()
 
@@ -227,6 +234,7 @@ def embed_texts(
         settings.hnsw_m,
         settings.hnsw_ef_construction,
         settings.embed_maintenance_work_mem,
+        settings.embed_parallel_maintenance_workers,
     )
     complete = limit is None
     if complete:

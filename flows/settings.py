@@ -264,6 +264,19 @@ class EmbedSettings(BaseSettings):
         description="maintenance_work_mem for HNSW builds: a graph that does not fit builds far slower.",
     )
 
+    embed_storage: Literal["vector", "halfvec"] = Field(
+        default="vector",
+        description="Element type of a version's HNSW indexes: vector (float4) or halfvec (half the index "
+        "bytes; the table keeps float4). Fixed by a version's first embed run.",
+    )
+    embed_parallel_maintenance_workers: int = Field(
+        default=2,
+        ge=0,
+        le=64,
+        description="max_parallel_maintenance_workers for HNSW builds: workers besides the leader process "
+        "(0: serial). The embedded server allows up to 8; an external one caps it by its max_parallel_workers.",
+    )
+
     @model_validator(mode="after")
     def _check_hnsw(self) -> EmbedSettings:
         if self.hnsw_ef_construction < 2 * self.hnsw_m:
