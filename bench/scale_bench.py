@@ -277,6 +277,13 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average": os.getloadavg()},
         "stages": {},
     }
+
+    def save() -> None:
+        # After every stage, so that a run stopped part way keeps what it measured.
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(report, indent=1) + "\n")
+
     if "generate" in stages:
         stage = run_stage(
             "generate",
@@ -285,10 +292,12 @@ def main() -> None:
         )
         stage["dump"] = json.loads(stage["output_tail"].strip().splitlines()[-1])
         report["stages"]["generate"] = stage
+        save()
     if "load" in stages:
         subprocess.run([*wikiref, "db", "upgrade"], env=env, check=True, capture_output=True, cwd=REPO_ROOT)
         stage = run_stage("load", [*wikiref, "scrape", "--dump", str(dump)], env)
         report["stages"]["load"] = stage
+        save()
     import psycopg
 
     os.environ["WIKIREF_DATA_DIR"] = str(data)
@@ -310,6 +319,7 @@ def main() -> None:
         )
     if "pairs" in stages:
         report["stages"]["pairs"] = run_stage("pairs", [PYTHON, "-c", PAIRS_SCRIPT], env)
+        save()
     if "embed" in stages:
         from models.base import BASE_MODEL_ID, resolve_model_path
 
@@ -324,6 +334,7 @@ def main() -> None:
         stage.update(texts=texts, texts_per_s=texts / stage["seconds"])
         print(f"  {texts:,} texts: {texts / stage['seconds']:.1f} texts/s end to end")
         report["stages"]["embed"] = stage
+        save()
     if "queries" in stages:
         with psycopg.connect(url) as connection:
             version = connection.execute("SELECT id FROM model_versions WHERE name = 'base'").fetchone()[0]
@@ -331,9 +342,7 @@ def main() -> None:
         report["queries"] = measure_queries(url, version, args)
         report["queries"]["seconds"] = time.perf_counter() - start
         print(json.dumps(report["queries"], indent=1))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=1) + "\n")
+    save()
 
 
 if __name__ == "__main__":
