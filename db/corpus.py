@@ -13,17 +13,17 @@ from db.schema import Article, ArticleReference
 
 def iter_article_reference_texts(
     *, session: Session, wiki: str | None = None, limit: int | None = None, page_size: int = 1000
-) -> Iterator[tuple[int, str, list[str]]]:
-    """``(article id, title, reference texts in page order)`` for every article that has references, streamed.
+) -> Iterator[tuple[int, str, list[str], str | None]]:
+    """``(article id, title, reference texts in page order, lead)`` for every article that has references.
 
-    A server-side cursor hands over ``page_size`` articles at a time, so the caller holds only what it keeps.
-    ``limit`` keeps the first articles by id (a stable slice for development runs); ``wiki`` keeps one wiki.
+    Streamed: a server-side cursor hands over ``page_size`` articles at a time, so the caller holds only what it
+    keeps. ``limit`` keeps the first articles by id (a stable slice for development runs); ``wiki`` one wiki.
     """
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
     texts = func.array_agg(aggregate_order_by(ArticleReference.text, ArticleReference.position))
     query = (
-        select(Article.id, Article.title, texts)
+        select(Article.id, Article.title, texts, Article.lead)
         .join(ArticleReference, ArticleReference.article_id == Article.id)
         .group_by(Article.id)
         .order_by(Article.id)
@@ -32,12 +32,12 @@ def iter_article_reference_texts(
         query = query.where(Article.wiki == wiki)
     if limit is not None:
         query = query.limit(limit)
-    for article_id, title, references in session.execute(query.execution_options(yield_per=page_size)):
-        yield article_id, title, list(references)
+    for article_id, title, references, lead in session.execute(query.execution_options(yield_per=page_size)):
+        yield article_id, title, list(references), lead
 
 
 def article_reference_texts(
     *, session: Session, wiki: str | None = None, limit: int | None = None
-) -> list[tuple[int, str, list[str]]]:
+) -> list[tuple[int, str, list[str], str | None]]:
     """All of iter_article_reference_texts as one list (small corpora, tests)."""
     return list(iter_article_reference_texts(session=session, wiki=wiki, limit=limit))

@@ -7,17 +7,16 @@ import shutil
 import subprocess
 
 import typer
-from rich.console import Console
-from rich.table import Table
+from sqlalchemy import make_url
 
 from db import migrate
 from db.engine import check_server, libpq_url, make_engine, masked_url
 from db.server import bundled_psql, stop_embedded_server
+from flows.cli.output import console, count, print_table
 from flows.database import prepare_database, resolve_database_url
 from flows.settings import get_settings
 
 app = typer.Typer(help="Create, migrate and inspect the database.", no_args_is_help=True)
-console = Console()
 
 
 @app.command()
@@ -49,10 +48,9 @@ def status() -> None:
     head = migrate.head_revision()
     note = "" if current == head else f" (head is {head}: run `wikiref db upgrade`)"
     console.print(f"database {masked_url(libpq_url(resolved))}\nrevision {current or 'none'}{note}")
-    table = Table("table", "rows")
-    for name, count in migrate.table_row_counts(engine).items():
-        table.add_row(name, f"{count:,}")
-    console.print(table)
+    print_table(
+        ("table", "rows"), [(name, count(rows)) for name, rows in migrate.table_row_counts(engine).items()]
+    )
 
 
 def _psql_executable() -> str:
@@ -64,9 +62,14 @@ def psql(ctx: typer.Context) -> None:
     """Open psql on the database; extra arguments go to psql (e.g. -c "select 1")."""
     resolved = resolve_database_url(get_settings())
     check_server(make_engine(resolved))
-    resolved = libpq_url(resolved)
-    executable = _psql_executable()
-    raise typer.Exit(subprocess.call([executable, resolved, *ctx.args], env=os.environ.copy()))
+    # The password goes through the environment: psql's arguments are visible to every user in `ps`.
+    url = make_url(libpq_url(resolved))
+    environment = os.environ.copy()
+    if url.password is not None:
+        environment["PGPASSWORD"] = str(url.password)
+    # URL.set(password=None) leaves the password as it is; the named tuple's _replace drops it.
+    without_password = url._replace(password=None).render_as_string(hide_password=False)
+    raise typer.Exit(subprocess.call([_psql_executable(), without_password, *ctx.args], env=environment))
 
 
 @app.command()

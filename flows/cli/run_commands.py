@@ -10,16 +10,14 @@ from typing import Any
 
 import typer
 from pydantic import TypeAdapter, ValidationError
-from rich.console import Console
 from rich.markup import escape
 from rich.pretty import Pretty
-from rich.table import Table
 
+from flows.cli.output import MAX_CELL_CHARS, console, errors, print_table
 from flows.errors import UserError
+from flows.secrets import has_credentials, mask_credentials
 from flows.settings import get_settings
 
-console = Console()
-errors = Console(stderr=True)
 log = logging.getLogger(__name__)
 
 FLOW_NAMES = ("scrape", "train", "embed", "pipeline")
@@ -76,7 +74,8 @@ def parse_parameters(flow, flow_name: str, pairs: list[str]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or not key:
-            raise ParameterError(f"--param expects key=value, got {pair!r}")
+            raise ParameterError(f"--param expects key=value, got {mask_credentials(pair)!r}")
+        reject_credentials(key, value)
         if key not in annotations:
             known = ", ".join(annotations) or "none"
             raise ParameterError(f"flow {flow_name!r} has no parameter {key!r} (its parameters: {known})")
@@ -93,6 +92,16 @@ def parse_parameters(flow, flow_name: str, pairs: list[str]) -> dict[str, Any]:
         else:
             raw[key] = value
     return {key: _validate(flow_name, key, annotations[key], value) for key, value in raw.items()}
+
+
+def reject_credentials(name: str, value: object) -> None:
+    """Flow parameters are stored and shown in clear by Prefect: a URL with a password must not be one."""
+    if has_credentials(value):
+        raise ParameterError(
+            f"parameter {name!r} is a URL with credentials ({mask_credentials(str(value))}); Prefect stores "
+            "flow parameters in clear: set WIKIREF_API_URL in the environment (or, for a deployment, its "
+            "job variables or a Prefect Secret block) instead"
+        )
 
 
 def _validate(flow_name: str, key: str, annotation: Any, value: Any) -> Any:
@@ -116,19 +125,20 @@ def _load(flow_name: str):
 def _print_parameters(flow, flow_name: str) -> None:
     schema = flow.parameters.model_dump()
     properties = schema.get("properties", {})
-    table = Table(
-        "parameter", "type", "default", "description", title=f"wikiref run {flow_name} --param KEY=VALUE"
+    signature = inspect.signature(flow.fn).parameters
+    print_table(
+        ("parameter", "type", "default", "description"),
+        [
+            (
+                name,
+                _type_name(annotation),
+                "" if signature[name].default is inspect.Parameter.empty else repr(signature[name].default),
+                " ".join(properties.get(name, {}).get("description", "").split()),
+            )
+            for name, annotation in _annotations(flow).items()
+        ],
+        title=f"wikiref run {flow_name} --param KEY=VALUE",
     )
-    for name, annotation in _annotations(flow).items():
-        spec = properties.get(name, {})
-        default = inspect.signature(flow.fn).parameters[name].default
-        table.add_row(
-            name,
-            escape(_type_name(annotation)),
-            "" if default is inspect.Parameter.empty else escape(repr(default)),
-            escape(" ".join(spec.get("description", "").split())),
-        )
-    console.print(table)
 
 
 def _type_name(annotation: Any) -> str:
@@ -181,18 +191,8 @@ def print_query(query: dict[str, Any]) -> None:
     if not rows:
         console.print("(0 rows)")
         return
-    table = Table(*rows[0].keys())
-    for row in rows:
-        table.add_row(*(_cell(value) for value in row.values()))
-    console.print(table)
+    print_table(list(rows[0].keys()), [list(row.values()) for row in rows], max_chars=MAX_CELL_CHARS)
     console.print(f"({len(rows)} row{'' if len(rows) == 1 else 's'})")
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    text = str(value)
-    return escape(text if len(text) <= 160 else text[:157] + "...")
 
 
 def run(

@@ -115,7 +115,7 @@ def load_pairs(engine: Engine, request: TrainRequest) -> PairSplit:
         # Streamed: the builder keeps each article's chunks, never a second whole copy of the corpus rows.
         rows = corpus.iter_article_reference_texts(session=session, limit=request.limit_articles)
         split = build_pairs(
-            (ArticleTexts(article_id, title, tuple(texts)) for article_id, title, texts in rows),
+            (ArticleTexts(article_id, title, tuple(texts), lead) for article_id, title, texts, lead in rows),
             count_tokens=count_tokens,
             token_budget=request.token_budget,
             eval_fraction=request.eval_fraction,

@@ -95,7 +95,7 @@ def test_halfvec_storage_downgrades_keeping_the_embeddings(empty_database_url: s
         session.commit()
     engine.dispose()
 
-    migrate.downgrade(empty_database_url, "0002")
+    migrate.downgrade(empty_database_url, "0006")
     engine = make_engine(empty_database_url)
     with engine.connect() as connection:
         # The halfvec indexes no longer match the queries: gone, and the version waits for its next embed run.
@@ -107,4 +107,40 @@ def test_halfvec_storage_downgrades_keeping_the_embeddings(empty_database_url: s
     migrate.upgrade(empty_database_url)
     with engine.connect() as connection:
         assert connection.execute(text("SELECT storage FROM embedding_states")).scalar() == "vector"
+
+
+def test_0005_carries_articles_and_references_over_and_downgrades(empty_database_url: str) -> None:
+    engine = make_engine(empty_database_url)
+    migrate.upgrade(empty_database_url, "0002")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO articles (wiki, title, revision_id, fetched_at) "
+                "VALUES ('w', 'Cat', 42, '2026-01-02T03:04:05Z')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO article_references (article_id, position, text, content_hash) "
+                "SELECT id, 0, 'Smith (2001). Cats.', 'h' FROM articles"
+            )
+        )
+    migrate.upgrade(empty_database_url, "0005")
+    with engine.connect() as connection:
+        article = connection.execute(text("SELECT title, status, redirect_target FROM articles")).one()
+        reference = connection.execute(
+            text("SELECT text, added_revision_id, added_at = '2026-01-02T03:04:05Z' FROM article_references")
+        ).one()
+        changes = connection.execute(
+            text("SELECT article, change, revision_id FROM wikiref.reference_changes('2026-01-01')")
+        ).all()
+    assert tuple(article) == ("Cat", "current", None)
+    assert tuple(reference) == ("Smith (2001). Cats.", 42, True)
+    assert [tuple(row) for row in changes] == [("Cat", "added", 42)]
+    migrate.downgrade(empty_database_url, "0002")
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM article_references")).scalar_one() == 1
+        assert "reference_history" not in inspect(engine).get_table_names()
+    migrate.upgrade(empty_database_url)
+    assert migrate.current_revision(engine) == migrate.head_revision()
     engine.dispose()

@@ -1,7 +1,7 @@
 """halfvec index storage per model version
 
 Revision ID: 0007
-Revises: 0002
+Revises: 0006
 Create Date: 2026-12-02 04:30:00
 
 Design notes (why, not what):
@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007"
-down_revision: str | None = "0002"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
