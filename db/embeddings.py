@@ -11,7 +11,7 @@ batch in flight and the next run picks up exactly what is missing. The HNSW inde
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -151,7 +151,9 @@ def pending(
 ) -> list[PendingRow]:
     """Rows with no embedding for this version, or whose embedding was computed from a different text.
 
-    In id order, from the first id above ``after``: one keyset page when ``limit`` is given (see iter_pending).
+    In id order, from the first id above ``after``: with ``limit``, one keyset page (the next page starts after
+    its last id), so a caller holds one page whatever the corpus size, and rows written meanwhile lie below
+    the keyset and are not read again (flows.steps.embedding.encode_and_write).
     """
     target = _target(kind)
     statement = sql.SQL(
@@ -160,33 +162,6 @@ def pending(
     with _driver_connection(session).cursor() as cursor:
         cursor.execute(statement, {"version": version_id, "limit": limit, "after": after})
         return [PendingRow(key, text, label, lead) for key, text, lead, label in cursor.fetchall()]
-
-
-def iter_pending(
-    *, session: Session, version_id: int, kind: str, page_size: int, limit: int | None = None
-) -> Iterator[list[PendingRow]]:
-    """The pending rows in keyset pages of at most ``page_size`` (``id > last id seen``), at most ``limit``.
-
-    Memory holds one page whatever the corpus size. Each page is its own short query: rows written meanwhile
-    lie below the keyset and are not read again, rows added meanwhile above it are picked up.
-    """
-    if page_size <= 0:
-        raise ValueError(f"page_size must be positive, got {page_size}")
-    after, left = 0, limit
-    while left is None or left > 0:
-        rows = pending(
-            session=session,
-            version_id=version_id,
-            kind=kind,
-            limit=page_size if left is None else min(page_size, left),
-            after=after,
-        )
-        if not rows:
-            return
-        yield rows
-        after = rows[-1].key
-        if left is not None:
-            left -= len(rows)
 
 
 def count_pending(*, session: Session, version_id: int) -> dict[str, int]:
