@@ -26,11 +26,13 @@ DEFAULT_EVAL_FRACTION = 0.1
 
 @dataclass(frozen=True)
 class ArticleTexts:
-    """One article as the pair builder needs it: its title and its reference texts in page order."""
+    """One article as the pair builder needs it: its title, its reference texts in page order, and its lead
+    (None when the page has none or it was stored before leads were extracted)."""
 
     article_id: int
     title: str
     references: tuple[str, ...]
+    lead: str | None = None
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from db import embeddings
 from db.embeddings import KINDS, PendingRow, VersionInfo
 from flows.settings import Settings
+from models.article_text import ArticleTextRecipe
 from models.base import resolve_model_path
 from models.encode import EncoderConfig, encode_texts, fast_backend_available
 
@@ -97,6 +98,12 @@ class EmbedRequest:
             maintenance_work_mem=settings.embed_maintenance_work_mem,
         )
 
+    def text_of(self, kind: str, row: PendingRow) -> str:
+        """What is encoded: a reference's text, or the article's text by the version's recipe (as trained)."""
+        if kind == "titles":
+            return ArticleTextRecipe.from_name(self.version.article_text).compose(row.text, row.lead)
+        return row.text
+
     @property
     def complete(self) -> bool:
         """A run with a limit is partial: the version is not marked complete."""
@@ -160,7 +167,7 @@ def select_pending(engine: Engine, request: EmbedRequest, kind: str) -> list[lis
             session=session, version_id=request.version.id, kind=kind, limit=request.limit
         )
     # Globally longest first, so each chunk (and each batch inside it) holds texts of similar length.
-    rows.sort(key=lambda row: -len(row.text))
+    rows.sort(key=lambda row: -len(request.text_of(kind, row)))
     return [rows[start : start + request.chunk_size] for start in range(0, len(rows), request.chunk_size)]
 
 
@@ -211,7 +218,7 @@ def encode_and_write(
             chunks = select(kind)
             pending = sum(len(chunk) for chunk in chunks)
             written = 0
-            vectors = encode([[row.text for row in chunk] for chunk in chunks])
+            vectors = encode([[request.text_of(kind, row) for row in chunk] for chunk in chunks])
             for chunk, chunk_vectors in zip(chunks, vectors):
                 written += write(kind, chunk, chunk_vectors)
                 if on_written is not None:

@@ -114,7 +114,9 @@ def load_pairs(engine: Engine, request: TrainRequest) -> PairSplit:
         rows = corpus.article_reference_texts(session=session, limit=request.limit_articles)
     if not rows:
         raise UserError("the database has no articles with references: run `wikiref scrape` first")
-    articles = [ArticleTexts(article_id, title, tuple(texts)) for article_id, title, texts in rows]
+    articles = [
+        ArticleTexts(article_id, title, tuple(texts), lead) for article_id, title, texts, lead in rows
+    ]
     return build_pairs(
         articles,
         count_tokens=tokenizer_counter(resolve_model_path(request.base_model)),

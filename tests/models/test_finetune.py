@@ -28,7 +28,7 @@ def split(loaded_template_url: str) -> PairSplit:
         rows = article_reference_texts(session=session, limit=30)
     # The template must have no connections left for other tests to copy it.
     engine.dispose()
-    articles = [ArticleTexts(i, title, tuple(texts)) for i, title, texts in rows]
+    articles = [ArticleTexts(i, title, tuple(texts), lead) for i, title, texts, lead in rows]
     return build_pairs(articles, count_tokens=tokenizer_counter(BASE), token_budget=86, eval_fraction=0.15)
 
 
