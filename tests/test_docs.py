@@ -20,9 +20,7 @@ import pytest
 from tests.conftest import REPO_ROOT, SHARED_WIKIPEDIA
 
 DOCUMENTS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
-RUNNABLE = re.compile(
-    r"^<!-- runnable(?P<slow>: slow)? -->\n```bash\n(?P<code>.*?)^```$", re.MULTILINE | re.DOTALL
-)
+RUNNABLE = re.compile(r"^<!-- runnable -->\n```bash\n(?P<code>.*?)^```$", re.MULTILINE | re.DOTALL)
 LINK = re.compile(r"\]\((?P<target>[^)#\s]+\.md)(?:#[^)]*)?\)")
 
 
