@@ -86,6 +86,29 @@ def test_scrape_stores_every_reference_of_every_page(scraped_engine: Engine) -> 
     assert dirty == []
 
 
+def test_scrape_stores_the_lead_and_short_description_of_every_page(scraped_engine: Engine) -> None:
+    from flows.mediawiki.extract import extract_page
+    from flows.mediawiki.saved import iter_saved_pages
+    from tests.flows.mediawiki.test_lead import CLUTTER
+
+    with scraped_engine.connect() as connection:
+        stored = {
+            title: (lead, description)
+            for title, lead, description in connection.execute(
+                text("SELECT title, lead, short_description FROM articles")
+            )
+        }
+    expected = {}
+    for page in iter_saved_pages(SHARED_WIKIPEDIA):
+        extracted = extract_page(page.html)
+        expected[page.title] = (extracted.lead, extracted.short_description)
+    assert stored == expected
+    # The mirror answers prop=properties like MediaWiki: the short description came with the parse response.
+    assert stored["Rust (programming language)"][1] == "General-purpose programming language"
+    assert [title for title, (lead, _) in stored.items() if lead and CLUTTER.search(lead)] == []
+    assert sum(lead is None for lead, _ in stored.values()) == 1
+
+
 def test_second_identical_scrape_writes_nothing(
     scraped_engine: Engine, mirror: tuple[str, MirrorApp]
 ) -> None:
