@@ -135,8 +135,7 @@ def plan_corpus_refresh(
     database_url: str, config: ClientConfig, names: list[str] | None, wiki: str | None
 ) -> RefreshPlan:
     """Every corpus's sources re-resolved, plus every stored title, looked up 50 per query."""
-    plan, _definitions = plan_refresh(engine_for(database_url), config, names=names, wiki=wiki)
-    return plan
+    return plan_refresh(engine_for(database_url), config, names=names, wiki=wiki)
 
 
 @task(retries=2, retry_delay_seconds=[2, 10])
