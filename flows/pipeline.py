@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from db import search
+from flows import markdown
 from flows.database import prepare_database
 from flows.embed import embed_texts
 from flows.scrape import scrape_wikipedia
@@ -115,8 +116,8 @@ def pipeline(
     create_table_artifact(
         key="pipeline-similar-references",
         table=query["rows"],
-        description=f"```sql\n{query['sql']}\n```\n"
-        f"The {len(query['rows'])} references most similar to *{title}*.",
+        description=f"{markdown.code_block(query['sql'], 'sql')}\n"
+        f"The {len(query['rows'])} references most similar to *{markdown.escape(title)}*.",
     )
     logger = get_run_logger()
     logger.info(

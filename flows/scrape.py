@@ -27,10 +27,12 @@ from prefect.exceptions import ObjectNotFound
 
 from db.articles import PageRecord, RevisionChecks
 from db.corpora import SourceSpec
+from flows import markdown
 from flows.database import engine_for, prepare_database
 from flows.mediawiki.client import ClientConfig, ResolvedTitle
 from flows.mediawiki.errors import ScrapeError
 from flows.mediawiki.titles import TitleSources
+from flows.secrets import has_credentials
 from flows.settings import get_settings
 from flows.steps.corpus import (
     RefreshPlan,
@@ -156,10 +158,16 @@ def publish_summary(summary: ScrapeSummary) -> None:
     create_markdown_artifact(
         key="scrape-summary", markdown=summary.markdown(), description="What the scrape did"
     )
+    if summary.skipped_records:
+        create_markdown_artifact(
+            key="skipped-records",
+            markdown=summary.skipped_records_markdown(),
+            description="Dump records that could not be loaded, with their line numbers",
+        )
     create_table_artifact(
         key="scrape-counts",
         table=[{"what": name, "count": value} for name, value in summary.rows()],
-        description=f"Scrape of {summary.wiki}",
+        description=f"Scrape of {markdown.escape(summary.wiki)}",
     )
     if summary.counts.quarantined:
         log.warning("%d pages quarantined (stored references kept)", len(summary.counts.quarantined))
@@ -188,6 +196,8 @@ def summary_dict(summary: ScrapeSummary) -> dict[str, Any]:
         "retry_reasons": dict(summary.stats.retry_reasons),
         "missing_titles": summary.missing,
         "invalid_titles": summary.invalid,
+        "failed_pages": summary.failed,
+        "skipped_records": [str(record) for record in summary.skipped_records],
     }
 
 
@@ -231,6 +241,11 @@ def scrape_wikipedia(
         refresh: Re-resolve every source of every corpus, re-check every stored article's revision (50 titles
             per query) and fetch only what changed; deleted and redirected articles are marked.
     """
+    if has_credentials(api_url):
+        raise ScrapeError(
+            "api_url holds credentials, which Prefect would store in clear with the flow run: "
+            "set WIKIREF_API_URL instead"
+        )
     settings = get_settings()
     database_url, _ = prepare_database(settings)
     checks = revision_checks(settings)
@@ -285,6 +300,7 @@ def scrape_wikipedia(
         written = write_page_batch.map(unmapped(database_url), records, unmapped(checks))
         for batch, counts in zip(fetched.result(), written.result(), strict=True):
             summary.missing += batch.missing
+            summary.failed += batch.failed
             summary.stats.merge(batch.stats)
             summary.counts.merge(counts)
     log.info("scrape summary: %s", ", ".join(f"{name} {value}" for name, value in summary.rows()))

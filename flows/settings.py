@@ -89,7 +89,18 @@ class CoreSettings(BaseSettings):
     @field_validator("data_dir")
     @classmethod
     def _expand_data_dir(cls, value: Path) -> Path:
-        return value.expanduser().resolve()
+        path = value.expanduser().resolve()
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{path} is a file, not a folder")
+        # Created here, so that a path that cannot be a folder (under a file, under /proc) is one settings
+        # error at start-up rather than an OSError wherever the first file is written.
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(
+                f"cannot use {path} as the data folder: {exc.strerror} ({exc.filename})"
+            ) from None
+        return path
 
     @field_validator("user_agent")
     @classmethod

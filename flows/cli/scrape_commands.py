@@ -58,16 +58,29 @@ def print_summary(summary: ScrapeSummary, seconds: float) -> None:
             f"{reason} ×{count}" for reason, count in sorted(summary.stats.retry_reasons.items())
         )
         console.print(f"retried: {reasons}")
-    for label, titles in (("missing", summary.missing), ("invalid", summary.invalid)):
+    for label, titles in (
+        ("missing", summary.missing),
+        ("invalid", summary.invalid),
+        ("failed", summary.failed),
+    ):
         if titles:
             more = f" … and {len(titles) - 10} more" if len(titles) > 10 else ""
-            console.print(f"{label}: {', '.join(titles[:10])}{more}")
+            # Titles are user text: "Foo[bar]" must not be read as rich markup.
+            console.print(
+                f"{label}: {', '.join(titles[:10])}{more}", markup=False, highlight=False, soft_wrap=True
+            )
+    if summary.skipped_records:
+        console.print(f"bad records skipped: {len(summary.skipped_records):,}", markup=False)
+        for record in summary.skipped_records[:10]:
+            console.print(f"  {record}", markup=False, highlight=False, soft_wrap=True)
+        if len(summary.skipped_records) > 10:
+            console.print(f"  … and {len(summary.skipped_records) - 10:,} more", markup=False)
     for title, reason in summary.counts.quarantined:
         console.print(
             f"warning: quarantined {title}: {reason} (stored references kept)", style="yellow", markup=False
         )
     if summary.counts.quarantined:
-        console.print("review with: wikiref corpus quarantine")
+        console.print("review with: wikiref corpus quarantine", markup=False)
 
 
 def scrape(

@@ -15,14 +15,17 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from db.articles import PageRecord, RevisionChecks, pending_revisions, stored_revisions, upsert_page
+from flows import markdown
 from flows.mediawiki.client import (
     ClientConfig,
     ClientStats,
     FetchedPage,
+    MediaWikiAPIError,
     MediaWikiClient,
     ResolvedTitle,
     TitleResolution,
 )
+from flows.mediawiki.dump import SkippedRecord
 from flows.mediawiki.titles import TitleSources, gather_titles
 from flows.settings import Settings
 from flows.steps.records import WriteCounts, page_record
@@ -64,6 +67,8 @@ class FetchBatch:
     pages: list[FetchedPage]
     missing: list[str]
     stats: ClientStats
+    failed: list[str] = field(default_factory=list)
+    """Pages the wiki answered with an API error of their own (``title: error``); the batch goes on."""
 
 
 @dataclass
@@ -77,6 +82,10 @@ class ScrapeSummary:
     missing: list[str] = field(default_factory=list)
     invalid: list[str] = field(default_factory=list)
     not_articles: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    """Pages the wiki would not serve (a per-page API error), as ``title: reason``."""
+    skipped_records: list[SkippedRecord] = field(default_factory=list)
+    """Bad records of a dump, with their line numbers."""
     stats: ClientStats = field(default_factory=ClientStats)
 
     @property
@@ -95,6 +104,8 @@ class ScrapeSummary:
             ("articles missing", len(self.missing)),
             ("titles invalid", len(self.invalid)),
             ("not articles (skipped)", len(self.not_articles)),
+            ("pages failed", len(self.failed)),
+            ("bad records (skipped)", len(self.skipped_records)),
             ("references added", self.counts.references_added),
             ("references removed", self.counts.references_removed),
             ("requests", self.stats.requests),
@@ -102,7 +113,7 @@ class ScrapeSummary:
         ]
 
     def markdown(self) -> str:
-        lines = [f"# Scrape of {self.wiki}", "", "| what | count |", "| --- | ---: |"]
+        lines = [f"# Scrape of {markdown.escape(self.wiki)}", "", "| what | count |", "| --- | ---: |"]
         lines += [f"| {name} | {value:,} |" for name, value in self.rows()]
         if self.counts.quarantined:
             lines += [
@@ -112,11 +123,25 @@ class ScrapeSummary:
             lines += [f"- {title}: {reason}" for title, reason in self.counts.quarantined[:50]]
         if self.stats.retry_reasons:
             reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(self.stats.retry_reasons.items()))
-            lines += ["", f"Retries by reason: {reasons}."]
-        for label, titles in (("Missing", self.missing), ("Invalid", self.invalid)):
+            lines += ["", f"Retries by reason: {markdown.escape(reasons)}."]
+        for label, titles in (("Missing", self.missing), ("Invalid", self.invalid), ("Failed", self.failed)):
             if titles:
-                shown = ", ".join(titles[:20]) + (" …" if len(titles) > 20 else "")
-                lines += ["", f"{label}: {shown}"]
+                shown = ", ".join(markdown.escape(title) for title in titles[:20])
+                lines += ["", f"{label}: {shown}" + (" …" if len(titles) > 20 else "")]
+        if self.skipped_records:
+            lines += [
+                "",
+                f"Bad records skipped: {len(self.skipped_records):,} (see the skipped-records artifact).",
+            ]
+        return "\n".join(lines)
+
+    def skipped_records_markdown(self, limit: int = 1000) -> str:
+        """The bad records as a table (the first ``limit``), for the ``skipped-records`` artifact."""
+        rows = [(record.source, record.line, record.reason) for record in self.skipped_records[:limit]]
+        lines = [f"# Bad records skipped: {len(self.skipped_records):,}", ""]
+        lines += markdown.table(("file", "line", "reason"), rows)
+        if len(self.skipped_records) > limit:
+            lines += ["", f"… and {len(self.skipped_records) - limit:,} more."]
         return "\n".join(lines)
 
 
@@ -172,14 +197,25 @@ def stale_pages(
     return stale, len(pages) - len(stale)
 
 
+async def _fetch_one(client: MediaWikiClient, title: str) -> FetchedPage | MediaWikiAPIError | None:
+    # One page's own API error (a page the wiki cannot render) fails that page, not the batch; transport
+    # failures still raise, so that the batch is retried.
+    try:
+        return await client.fetch_page(title)
+    except MediaWikiAPIError as exc:
+        return exc
+
+
 async def _fetch(
     config: ClientConfig, pages: Sequence[ResolvedTitle], before_request: Callable[[], Awaitable[None]] | None
 ) -> FetchBatch:
     async with MediaWikiClient(config, before_request=before_request) as client:
-        fetched = await asyncio.gather(*(client.fetch_page(page.title) for page in pages))
+        fetched = await asyncio.gather(*(_fetch_one(client, page.title) for page in pages))
         batch = FetchBatch(pages=[], missing=[], stats=client.stats)
     for wanted, page in zip(pages, fetched, strict=True):
-        if page is None:
+        if isinstance(page, MediaWikiAPIError):
+            batch.failed.append(f"{wanted.title}: {page}")
+        elif page is None:
             batch.missing.append(wanted.title)
         else:
             # The redirects seen while resolving lead here too.
@@ -206,9 +242,10 @@ def fetch_pages(
     """Rendered HTML of ``pages`` (concurrently, within the client's limits); deleted meanwhile = missing."""
     batch = asyncio.run(_fetch(config, pages, before_request))
     log.info(
-        "fetched %d pages (%d missing) with %d requests, %d retries",
+        "fetched %d pages (%d missing, %d failed) with %d requests, %d retries",
         len(batch.pages),
         len(batch.missing),
+        len(batch.failed),
         batch.stats.requests,
         batch.stats.retries,
     )
@@ -309,6 +346,7 @@ def scrape_pages(
     for batch in batched(stale, batch_size):
         fetched = fetch_pages(config, batch)
         summary.missing += fetched.missing
+        summary.failed += fetched.failed
         summary.stats.merge(fetched.stats)
         summary.counts.merge(write_records(engine, extract_pages(resolved.wiki, fetched.pages), checks))
         done += len(batch)
