@@ -171,21 +171,19 @@ def publish_summary(summary: ScrapeSummary) -> None:
     )
     if summary.counts.quarantined:
         log.warning("%d pages quarantined (stored references kept)", len(summary.counts.quarantined))
-        create_table_artifact(
+        create_markdown_artifact(
             key="quarantined-pages",
-            table=[{"article": title, "reason": reason} for title, reason in summary.counts.quarantined],
-            description="Revisions that failed the sanity checks: not applied, stored references kept. "
-            "Review with `wikiref corpus quarantine`, apply one with `wikiref corpus accept TITLE`.",
+            markdown=summary.quarantined_markdown(),
+            description="Revisions not applied: they failed the sanity checks",
         )
 
 
 def publish_refresh(summary: RefreshSummary) -> None:
     publish_summary(summary.scrape)
-    create_table_artifact(
+    create_markdown_artifact(
         key="corpus-refresh",
-        table=summary.corpus_table(),
-        description=f"Corpora refreshed on {summary.scrape.wiki}; {summary.stored_checked} stored articles "
-        f"re-checked, {summary.marked_deleted} marked deleted, {summary.marked_redirects} redirects",
+        markdown=summary.markdown(),
+        description="Which corpora were refreshed, with counts",
     )
 
 
