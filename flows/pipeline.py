@@ -106,7 +106,7 @@ def pipeline(
     runner = task_runner_from_settings(settings, kind=task_runner, dask_address=dask_address)
 
     scraped = with_task_runner(scrape_wikipedia, runner)(
-        titles=titles, mirror_dir=mirror_dir, dump_path=dump_path, limit=limit
+        titles=titles, mirror_dir=mirror_dir, dump_path=dump_path, limit=limit, corpus="pipeline"
     )
     trained = train_model(max_steps=max_steps)
     embedded = with_task_runner(embed_texts, runner)()

@@ -11,6 +11,7 @@ import typer
 from pydantic import ValidationError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from flows.cli import corpus_commands as corpus_commands
 from flows.cli import db_commands as db_commands
 from flows.cli import embed_commands as embed_commands
 from flows.cli import mirror_commands as mirror_commands
@@ -32,6 +33,7 @@ app = typer.Typer(
 )
 app.add_typer(db_commands.app, name="db")
 app.command(name="scrape")(scrape_commands.scrape)
+app.add_typer(corpus_commands.app, name="corpus")
 app.command(name="train")(train_commands.train)
 app.add_typer(models_commands.app, name="models")
 app.command()(embed_commands.embed)

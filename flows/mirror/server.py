@@ -16,6 +16,11 @@ It answers the subset of the Action API (``/w/api.php``, ``formatversion=2``) an
 * pageviews ``top``: every article with a view count derived from a hash of (title, day), after
   ``Main_Page`` and ``Special:Search`` as on the real list.
 
+Edits (for refresh tests and benches): ``MirrorData.edit_page`` serves a new body (a new revision id, derived
+from the content unless given; bytes are decoded as a wiki would, undecodable bytes replaced),
+``delete_page`` removes a page and ``redirect_page`` turns one into a redirect; each takes effect on the next
+request, the parse cache included.
+
 Redirects: every title with an en dash also answers to its hyphen spelling ("1963-64 ..." -> "1963–64 ..."),
 like the redirects Wikipedia keeps for them. Pages saved without ids get stable synthetic ones (crc32).
 
@@ -122,6 +127,7 @@ class MirrorData:
     pages: dict[str, MirrorPage] = field(default_factory=dict)
     redirects: dict[str, str] = field(default_factory=dict)
     categories: dict[str, list[str]] = field(default_factory=dict)
+    generation: int = 0  # bumped by every edit, so that cached responses of older content are not served
     unreadable: dict[str, UnreadablePage] = field(default_factory=dict)
     """Listed pages whose saved file cannot be used: they exist, and fetching them is an API error."""
 
@@ -159,6 +165,33 @@ class MirrorData:
         self.categories.setdefault(category, []).append(title)
         if "–" in title:
             self.redirects.setdefault(title.replace("–", "-"), title)
+
+    def edit_page(self, title: str, body: str | bytes, *, revision_id: int | None = None) -> int:
+        """Serve ``body`` as the new revision of ``title``; returns its revision id."""
+        page = self.pages[normalize_title(title)]
+        html = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+        page.html = html
+        page.revision_id = revision_id or _synthetic_id(2_000_000_000, html)
+        page.links = None
+        self.generation += 1
+        return page.revision_id
+
+    def delete_page(self, title: str) -> None:
+        """The wiki no longer has ``title`` (its category memberships go too)."""
+        title = normalize_title(title)
+        del self.pages[title]
+        for members in self.categories.values():
+            if title in members:
+                members.remove(title)
+        self.generation += 1
+
+    def redirect_page(self, title: str, target: str) -> None:
+        """``title`` becomes a redirect to the existing page ``target``."""
+        title, target = normalize_title(title), normalize_title(target)
+        if target not in self.pages:
+            raise MirrorError(f"cannot redirect {title!r} to {target!r}: no such page")
+        self.delete_page(title)
+        self.redirects[title] = target
 
     def links_of(self, title: str) -> list[str]:
         if title == LIST_PAGE:
@@ -270,7 +303,8 @@ class MirrorApp:
         # mirror little CPU next to the latency under test.
         key = None
         if params.get("action") == "parse":
-            key = (tuple(sorted((k, v) for k, v in params.items() if k != "maxlag")), gzipped)
+            params_key = tuple(sorted((k, v) for k, v in params.items() if k != "maxlag"))
+            key = (params_key, gzipped, self.data.generation)
             if key in self._parse_cache:
                 return self._parse_cache[key]
         status, body = self._route(path, params)

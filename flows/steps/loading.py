@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from db.articles import stored_revisions, upsert_page
+from db.articles import RevisionChecks, stored_revisions, upsert_page
 from flows.mediawiki.dump import DumpError, DumpPage, DumpReader
 from flows.mediawiki.saved import iter_saved_pages
 from flows.steps.records import WriteCounts, page_record
@@ -72,6 +72,7 @@ def load_dump(
     limit: int | None = None,
     batch_size: int = 50,
     force: bool = False,
+    checks: RevisionChecks = RevisionChecks(),
     on_batch: Callable[[int], None] | None = None,
 ) -> ScrapeSummary:
     """Load an Enterprise HTML dump: articles whose stored revision is current are skipped before extraction.
@@ -117,7 +118,7 @@ def load_dump(
                 )
                 for page in stale
             ]
-            summary.counts.merge(write_records(engine, records))
+            summary.counts.merge(write_records(engine, records, checks))
         if on_batch:
             on_batch(read)
     summary.requested = read

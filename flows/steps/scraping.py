@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from db.articles import PageRecord, stored_revisions, upsert_page
+from db.articles import PageRecord, RevisionChecks, pending_revisions, stored_revisions, upsert_page
 from flows import markdown
 from flows.mediawiki.client import (
     ClientConfig,
@@ -45,6 +45,11 @@ def client_config(settings: Settings, api_url: str | None = None) -> ClientConfi
         maxlag=settings.scrape_maxlag,
         pageviews_url=str(settings.pageviews_url) if settings.pageviews_url and not api_url else None,
     )
+
+
+def revision_checks(settings: Settings) -> RevisionChecks:
+    """The sanity checks every new revision passes before it replaces stored references."""
+    return RevisionChecks(max_shrink=settings.scrape_max_reference_shrink)
 
 
 @dataclass
@@ -94,6 +99,8 @@ class ScrapeSummary:
             ("articles new", self.counts.articles_new),
             ("articles updated", self.counts.articles_updated),
             ("articles unchanged", self.articles_unchanged),
+            ("articles quarantined", self.counts.articles_quarantined),
+            ("quarantines cleared", self.counts.quarantines_cleared),
             ("articles missing", len(self.missing)),
             ("titles invalid", len(self.invalid)),
             ("not articles (skipped)", len(self.not_articles)),
@@ -108,6 +115,12 @@ class ScrapeSummary:
     def markdown(self) -> str:
         lines = [f"# Scrape of {markdown.escape(self.wiki)}", "", "| what | count |", "| --- | ---: |"]
         lines += [f"| {name} | {value:,} |" for name, value in self.rows()]
+        if self.counts.quarantined:
+            lines += [
+                "",
+                f"**Warning: {len(self.counts.quarantined)} pages quarantined** (stored references kept):",
+            ]
+            lines += [f"- {title}: {reason}" for title, reason in self.counts.quarantined[:50]]
         if self.stats.retry_reasons:
             reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(self.stats.retry_reasons.items()))
             lines += ["", f"Retries by reason: {markdown.escape(reasons)}."]
@@ -160,12 +173,27 @@ def resolve_titles(config: ClientConfig, sources: TitleSources, *, wiki: str | N
 def stale_pages(
     engine: Engine, *, wiki: str, pages: Sequence[ResolvedTitle], force: bool = False
 ) -> tuple[list[ResolvedTitle], int]:
-    """The pages whose stored revision is absent or older than the wiki's, and how many are current."""
+    """The pages whose stored revision is absent or older than the wiki's, and how many are current.
+
+    A page with a quarantined revision counts as current while the wiki still serves that revision (it was
+    checked already), and as stale once the wiki serves another one, even the stored one (a revert): the
+    write then clears the quarantine.
+    """
     if force:
         return list(pages), 0
+    titles = [page.title for page in pages]
     with Session(engine) as session:
-        stored = stored_revisions(session=session, wiki=wiki, titles=[page.title for page in pages])
-    stale = [page for page in pages if page.revision_id is None or stored.get(page.title) != page.revision_id]
+        stored = stored_revisions(session=session, wiki=wiki, titles=titles)
+        pending = pending_revisions(session=session, wiki=wiki, titles=titles)
+
+    def is_stale(page: ResolvedTitle) -> bool:
+        if page.revision_id is None:
+            return True
+        if page.title in pending:
+            return pending[page.title] != page.revision_id
+        return stored.get(page.title) != page.revision_id
+
+    stale = [page for page in pages if is_stale(page)]
     return stale, len(pages) - len(stale)
 
 
@@ -240,20 +268,25 @@ def extract_pages(wiki: str, pages: Iterable[FetchedPage]) -> list[PageRecord]:
     ]
 
 
-def write_records(engine: Engine, records: Iterable[PageRecord]) -> WriteCounts:
-    """Upsert each article with its references, one transaction per article."""
+def write_records(
+    engine: Engine, records: Iterable[PageRecord], checks: RevisionChecks = RevisionChecks()
+) -> WriteCounts:
+    """Upsert each article with its references, one transaction per article; failing revisions are quarantined."""
     counts = WriteCounts()
     with Session(engine) as session:
         for record in records:
-            counts.add(upsert_page(session=session, page=record))
+            counts.add(upsert_page(session=session, page=record, checks=checks))
     log.info(
-        "wrote articles: %d new, %d updated, %d unchanged; references: %d added, %d removed",
+        "wrote articles: %d new, %d updated, %d unchanged, %d quarantined; references: %d added, %d removed",
         counts.articles_new,
         counts.articles_updated,
         counts.articles_unchanged,
+        counts.articles_quarantined,
         counts.references_added,
         counts.references_removed,
     )
+    for title, reason in counts.quarantined:
+        log.warning("quarantined %s: %s (stored references kept)", title, reason)
     return counts
 
 
@@ -269,6 +302,7 @@ def run_scrape(
     wiki: str | None = None,
     force: bool = False,
     batch_size: int = 25,
+    checks: RevisionChecks = RevisionChecks(),
     on_batch: Callable[[int, int], None] | None = None,
 ) -> ScrapeSummary:
     """Scrape in this process, batch after batch (the CLI's path; the flow spreads the same steps as tasks).
@@ -277,6 +311,32 @@ def run_scrape(
     """
     resolved = resolve_titles(config, sources, wiki=wiki)
     summary = summary_of(resolved)
+    scrape_pages(
+        engine,
+        config,
+        resolved,
+        summary,
+        force=force,
+        batch_size=batch_size,
+        checks=checks,
+        on_batch=on_batch,
+    )
+    return summary
+
+
+def scrape_pages(
+    engine: Engine,
+    config: ClientConfig,
+    resolved: ResolvedTitles,
+    summary: ScrapeSummary,
+    *,
+    force: bool,
+    batch_size: int,
+    checks: RevisionChecks,
+    on_batch: Callable[[int, int], None] | None,
+) -> list[str]:
+    """Fetch, extract and write the stale pages of ``resolved`` batch after batch, counting into ``summary``;
+    the titles that were stale."""
     stale, summary.skipped_current = stale_pages(
         engine, wiki=resolved.wiki, pages=resolved.resolution.pages, force=force
     )
@@ -288,11 +348,11 @@ def run_scrape(
         summary.missing += fetched.missing
         summary.failed += fetched.failed
         summary.stats.merge(fetched.stats)
-        summary.counts.merge(write_records(engine, extract_pages(resolved.wiki, fetched.pages)))
+        summary.counts.merge(write_records(engine, extract_pages(resolved.wiki, fetched.pages), checks))
         done += len(batch)
         if on_batch:
             on_batch(done, len(stale))
-    return summary
+    return [page.title for page in stale]
 
 
 def summary_of(resolved: ResolvedTitles) -> ScrapeSummary:
