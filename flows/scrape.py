@@ -185,7 +185,7 @@ def publish_refresh(summary: RefreshSummary) -> None:
     create_table_artifact(
         key="corpus-refresh",
         table=summary.corpus_table(),
-        description=f"Corpora refreshed on {summary.scrape.wiki}; {summary.stored_checked} stored articles "
+        description=f"Corpora refreshed on {markdown.escape(summary.scrape.wiki)}; {summary.stored_checked} stored articles "
         f"re-checked, {summary.marked_deleted} marked deleted, {summary.marked_redirects} redirects",
     )
 

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from db.articles import RevisionChecks, mark_gone, prune_history_embeddings, stored_titles
 from db.corpora import CorpusDefinition, SourceSpec, add_sources, corpora, record_refresh
+from flows import markdown
 from flows.mediawiki.client import ClientConfig, MediaWikiClient, TitleResolution
 from flows.mediawiki.titles import TitleSources, gather_titles, read_titles_file
 from flows.steps.loading import load_dump
@@ -211,15 +212,21 @@ class RefreshSummary:
         return [vars(counts).copy() for counts in self.corpora]
 
     def markdown(self) -> str:
-        lines = [f"# Refresh of {len(self.corpora)} corpora on {self.scrape.wiki}", ""]
-        lines += [
-            "| corpus | titles | articles | changed | missing | quarantined |",
-            "| --- | ---: | ---: | ---: | ---: | ---: |",
-        ]
-        lines += [
-            f"| {c.corpus} | {c.titles:,} | {c.articles:,} | {c.changed:,} | {c.missing:,} | {c.quarantined:,} |"
-            for c in self.corpora
-        ]
+        lines = [f"# Refresh of {len(self.corpora)} corpora on {markdown.escape(self.scrape.wiki)}", ""]
+        lines += markdown.table(
+            ("corpus", "titles", "articles", "changed", "missing", "quarantined"),
+            [
+                (
+                    c.corpus,
+                    f"{c.titles:,}",
+                    f"{c.articles:,}",
+                    f"{c.changed:,}",
+                    f"{c.missing:,}",
+                    f"{c.quarantined:,}",
+                )
+                for c in self.corpora
+            ],
+        )
         lines += ["", *self.scrape.markdown().splitlines()[1:]]
         lines += [f"- articles marked deleted: {self.marked_deleted}, redirects: {self.marked_redirects}"]
         return "\n".join(lines)

@@ -120,7 +120,10 @@ class ScrapeSummary:
                 "",
                 f"**Warning: {len(self.counts.quarantined)} pages quarantined** (stored references kept):",
             ]
-            lines += [f"- {title}: {reason}" for title, reason in self.counts.quarantined[:50]]
+            lines += [
+                f"- {markdown.escape(title)}: {markdown.escape(reason)}"
+                for title, reason in self.counts.quarantined[:50]
+            ]
         if self.stats.retry_reasons:
             reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(self.stats.retry_reasons.items()))
             lines += ["", f"Retries by reason: {markdown.escape(reasons)}."]
