@@ -18,6 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from db.embeddings import KINDS, PendingRow, VersionInfo
+from flows import markdown
 from flows.database import engine_for, prepare_database
 from flows.settings import get_settings
 from flows.steps import embedding
@@ -117,7 +118,7 @@ def embed_texts(
             }
             for kind in KINDS
         ],
-        description=f"Embeddings of model version {outcome.model_version} ({outcome.backend}); "
+        description=f"Embeddings of model version {markdown.escape(outcome.model_version)} ({outcome.backend}); "
         f"complete: {outcome.complete}",
     )
     return outcome.summary()

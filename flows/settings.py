@@ -89,7 +89,18 @@ class CoreSettings(BaseSettings):
     @field_validator("data_dir")
     @classmethod
     def _expand_data_dir(cls, value: Path) -> Path:
-        return value.expanduser().resolve()
+        path = value.expanduser().resolve()
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{path} is a file, not a folder")
+        # Created here, so that a path that cannot be a folder (under a file, under /proc) is one settings
+        # error at start-up rather than an OSError wherever the first file is written.
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(
+                f"cannot use {path} as the data folder: {exc.strerror} ({exc.filename})"
+            ) from None
+        return path
 
     @field_validator("user_agent")
     @classmethod
@@ -147,6 +158,19 @@ class ScrapeSettings(BaseSettings):
         default="mediawiki-api",
         description="Name of a Prefect global concurrency limit (with slot decay) every API request also takes "
         "a slot of, when it exists: a rate limit across all workers and runs. Empty: none.",
+    )
+    scrape_max_reference_shrink: float = Field(
+        default=0.5,
+        ge=0,
+        lt=1,
+        description="Share of an article's stored references a new revision may drop; one that drops more (or all) "
+        "is quarantined instead of written.",
+    )
+    scrape_history_embedding_days: int | None = Field(
+        default=None,
+        ge=0,
+        description="Days the embeddings of removed (history) references are kept; a refresh prunes older ones. "
+        "Unset: kept until `wikiref corpus prune`.",
     )
     wiki: str | None = Field(
         default=None,
@@ -282,7 +306,7 @@ class OrchestrationSettings(BaseSettings):
     )
     schedule_scrape: str = Field(
         default="0 2 * * *",
-        description="Cron schedule of the scrape-daily deployment (re-scrapes the titles).",
+        description="Cron schedule of the scrape-daily deployment (refreshes every corpus).",
     )
     schedule_train: str = Field(
         default="0 4 * * 0",
@@ -310,7 +334,8 @@ class OrchestrationSettings(BaseSettings):
     pipeline_titles: list[str] = Field(
         default_factory=lambda: list(DEFAULT_PIPELINE_TITLES),
         min_length=1,
-        description="Titles the pipeline and scrape-daily scrape from the live wiki (a JSON list).",
+        description="Titles the pipeline scrapes from the live wiki (a JSON list), recorded as the corpus "
+        "'pipeline' that scrape-daily keeps fresh.",
     )
 
     @field_validator("schedule_timezone")

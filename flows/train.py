@@ -8,6 +8,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows import markdown
 from flows.database import prepare_database
 from flows.settings import get_settings
 from flows.steps import training
@@ -33,7 +34,7 @@ def evaluate_model(name_or_path: str, split: PairSplit, device: str) -> dict[str
 def train_version(split: PairSplit, request: training.TrainRequest, name: str) -> TrainingResult:
     settings = get_settings()
     artifact_id = create_progress_artifact(
-        progress=0.0, key="training-progress", description=f"training {name}"
+        progress=0.0, key="training-progress", description=f"training {markdown.escape(name)}"
     )
 
     def report(step: int, total: int, logs: dict[str, float]) -> None:
@@ -153,7 +154,7 @@ def train_model(
             {"step": e["step"], "epoch": e["epoch"], "loss": e["loss"], "learning_rate": e["learning_rate"]}
             for e in outcome.loss_log
         ],
-        description=f"Training loss of {outcome.version}",
+        description=f"Training loss of {markdown.escape(outcome.version)}",
     )
     create_table_artifact(
         key="training-metrics",
@@ -165,8 +166,8 @@ def train_model(
             }
             for metric in METRICS
         ],
-        description=f"Held-out metrics of {outcome.version}: {'promoted' if outcome.promoted else 'candidate'}: "
-        f"{outcome.reason}",
+        description=f"Held-out metrics of {markdown.escape(outcome.version)}: "
+        f"{'promoted' if outcome.promoted else 'candidate'}: {markdown.escape(outcome.reason)}",
     )
     get_run_logger().info(
         "%s %s: %s", outcome.version, "promoted" if outcome.promoted else "stays candidate", outcome.reason

@@ -52,3 +52,40 @@ def test_row_counts_list_every_table(engine) -> None:
     assert counts["articles"] == 2
     assert counts["article_references"] == 0
     assert "alembic_version" not in counts
+
+
+def test_0005_carries_articles_and_references_over_and_downgrades(empty_database_url: str) -> None:
+    engine = make_engine(empty_database_url)
+    migrate.upgrade(empty_database_url, "0002")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO articles (wiki, title, revision_id, fetched_at) "
+                "VALUES ('w', 'Cat', 42, '2026-01-02T03:04:05Z')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO article_references (article_id, position, text, content_hash) "
+                "SELECT id, 0, 'Smith (2001). Cats.', 'h' FROM articles"
+            )
+        )
+    migrate.upgrade(empty_database_url, "0005")
+    with engine.connect() as connection:
+        article = connection.execute(text("SELECT title, status, redirect_target FROM articles")).one()
+        reference = connection.execute(
+            text("SELECT text, added_revision_id, added_at = '2026-01-02T03:04:05Z' FROM article_references")
+        ).one()
+        changes = connection.execute(
+            text("SELECT article, change, revision_id FROM wikiref.reference_changes('2026-01-01')")
+        ).all()
+    assert tuple(article) == ("Cat", "current", None)
+    assert tuple(reference) == ("Smith (2001). Cats.", 42, True)
+    assert [tuple(row) for row in changes] == [("Cat", "added", 42)]
+    migrate.downgrade(empty_database_url, "0002")
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM article_references")).scalar_one() == 1
+        assert "reference_history" not in inspect(engine).get_table_names()
+    migrate.upgrade(empty_database_url)
+    assert migrate.current_revision(engine) == migrate.head_revision()
+    engine.dispose()
