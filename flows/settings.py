@@ -337,6 +337,13 @@ class OrchestrationSettings(BaseSettings):
         description="Cron schedule of embed-after-train: the daily catch-up that encodes newly scraped rows "
         "(it also runs whenever a train-weekly run completes).",
     )
+    serve_api_wait_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="How long `wikiref serve` waits for the Prefect API at PREFECT_API_URL to answer (a server "
+        "started at the same time needs a while) before it gives up.",
+    )
     task_runner: Literal["default", "dask"] = Field(
         default="default",
         description="Where fan-out tasks (page fetches, encoding batches) run: each flow's own thread pool, "
