@@ -46,8 +46,13 @@ def create_version(
     loss_log: list[dict[str, Any]],
     artifact_path: str,
     status_reason: str | None = None,
+    article_text: str = "title",
 ) -> ModelVersion:
-    """Insert a new candidate version and commit."""
+    """Insert a new candidate version and commit.
+
+    ``article_text`` is the name of the article-text recipe it was trained with (``ArticleTextRecipe.name``):
+    it is embedded and served with that recipe for as long as it lives.
+    """
     if session.scalar(select(ModelVersion.id).where(ModelVersion.name == name)) is not None:
         raise RegistryError(f"a model version named {name!r} already exists")
     version = ModelVersion(
@@ -61,6 +66,7 @@ def create_version(
         loss_log=loss_log,
         artifact_path=artifact_path,
         status_reason=status_reason,
+        article_text=article_text,
     )
     session.add(version)
     session.commit()

@@ -138,6 +138,20 @@ class ScrapeSummary:
             ]
         return "\n".join(lines)
 
+    def quarantined_markdown(self, limit: int = 1000) -> str:
+        """The quarantined pages as a table (the first ``limit``), for the ``quarantined-pages`` artifact."""
+        quarantined = self.counts.quarantined
+        lines = [f"# Pages quarantined: {len(quarantined):,}", ""]
+        lines += [
+            "Revisions that failed the sanity checks: not applied, stored references kept. Review with "
+            "`wikiref corpus quarantine`, apply one with `wikiref corpus accept TITLE`.",
+            "",
+        ]
+        lines += markdown.table(("article", "reason"), quarantined[:limit])
+        if len(quarantined) > limit:
+            lines += ["", f"… and {len(quarantined) - limit:,} more."]
+        return "\n".join(lines)
+
     def skipped_records_markdown(self, limit: int = 1000) -> str:
         """The bad records as a table (the first ``limit``), for the ``skipped-records`` artifact."""
         rows = [(record.source, record.line, record.reason) for record in self.skipped_records[:limit]]

@@ -170,3 +170,48 @@ def test_loaded_database_holds_every_shared_page(loaded_database_url: str) -> No
         engine.dispose()
     assert stored == expected
     assert sum(stored.values()) == 13_992
+
+
+def test_lead_is_stored_and_a_changed_lead_updates_only_the_article(engine: Engine) -> None:
+    with Session(engine) as session:
+        first = upsert_page(
+            session=session, page=make_page(["A", "B"], lead="Ducks quack.", short_description="Bird")
+        )
+        again = upsert_page(
+            session=session, page=make_page(["A", "B"], lead="Ducks quack.", short_description="Bird")
+        )
+    assert (first.status, again.status) == ("new", "unchanged")
+    _, refs_before = snapshot(engine)
+    with Session(engine) as session:
+        # Same revision, same references, another lead (an extraction fix, or a lead-only edit).
+        edited = upsert_page(session=session, page=make_page(["A", "B"], lead="Ducks are birds."))
+    assert (edited.status, edited.references_added, edited.references_removed) == ("updated", 0, 0)
+    _, refs_after = snapshot(engine)
+    assert refs_after == refs_before
+    with engine.connect() as connection:
+        assert connection.execute(
+            text("SELECT lead, short_description, lead_extracted FROM articles")
+        ).one() == (
+            "Ducks are birds.",
+            None,
+            True,
+        )
+
+
+def test_an_article_stored_before_leads_is_fetched_once_more_at_the_same_revision(engine: Engine) -> None:
+    with Session(engine) as session:
+        upsert_page(session=session, page=make_page(["A"], revision_id=11, title="Duck"))
+        # What migration 0003 leaves on the rows that existed before it.
+        session.execute(text("UPDATE articles SET lead_extracted = false"))
+        session.commit()
+        assert stored_revisions(session=session, wiki="en.wikipedia.org", titles=["Duck"]) == {}
+        refilled = upsert_page(
+            session=session, page=make_page(["A"], revision_id=11, title="Duck", lead="A bird.")
+        )
+        assert refilled.status == "updated"
+        assert stored_revisions(session=session, wiki="en.wikipedia.org", titles=["Duck"]) == {"Duck": 11}
+        # A page without a lead is extracted too: it is not fetched again.
+        upsert_page(session=session, page=make_page(["A"], revision_id=12, title="List of ducks"))
+        assert stored_revisions(session=session, wiki="en.wikipedia.org", titles=["List of ducks"]) == {
+            "List of ducks": 12
+        }

@@ -270,3 +270,43 @@ def test_get_version_defaults_to_the_active_one(session: Session) -> None:
         embeddings.get_version(session=session, name_or_id="v-retired")
     with pytest.raises(embeddings.EmbeddingError, match="unknown model version 'nope'"):
         embeddings.get_version(session=session, name_or_id="nope")
+
+
+def test_a_lead_edit_re_embeds_that_article_only_for_versions_that_read_the_lead(session: Session) -> None:
+    title_version = register_base_version(session, name="v-title", status="superseded")
+    lead_version = register_base_version(session, name="v-lead", status="active")
+    session.execute(
+        text("UPDATE model_versions SET article_text = 'title+lead40' WHERE id = :id"), {"id": lead_version}
+    )
+    session.execute(text("UPDATE articles SET lead = 'The cat is a small mammal.' WHERE title = 'Cat'"))
+    session.commit()
+    cat = session.scalar(text("SELECT id FROM articles WHERE title = 'Cat'"))
+    [pending_cat] = [
+        row
+        for row in embeddings.pending(session=session, version_id=lead_version, kind="titles")
+        if row.key == cat
+    ]
+    assert (pending_cat.text, pending_cat.lead) == ("Cat", "The cat is a small mammal.")
+    assert embeddings.get_version(session=session, name_or_id="v-lead").article_text == "title+lead40"
+    assert embeddings.get_version(session=session, name_or_id="v-title").article_text == "title"
+    for version in (title_version, lead_version):
+        embed_with_random_vectors(session, version)
+        assert embeddings.count_pending(session=session, version_id=version) == {"references": 0, "titles": 0}
+
+    session.execute(
+        text("UPDATE articles SET lead = 'The cat is a domesticated mammal.' WHERE title = 'Cat'")
+    )
+    session.commit()
+    assert [
+        (row.key, row.lead)
+        for row in embeddings.pending(session=session, version_id=lead_version, kind="titles")
+    ] == [(cat, "The cat is a domesticated mammal.")]
+    assert embeddings.count_pending(session=session, version_id=lead_version) == {
+        "references": 0,
+        "titles": 1,
+    }
+    # The version trained on titles keeps its embeddings: its article text did not change.
+    assert embeddings.count_pending(session=session, version_id=title_version) == {
+        "references": 0,
+        "titles": 0,
+    }

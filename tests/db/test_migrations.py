@@ -54,6 +54,50 @@ def test_row_counts_list_every_table(engine) -> None:
     assert "alembic_version" not in counts
 
 
+def _result_columns(connection, function: str) -> str:
+    return connection.execute(
+        text("SELECT pg_get_function_result(oid) FROM pg_proc WHERE proname = :name"), {"name": function}
+    ).scalar_one()
+
+
+def test_0003_keeps_rows_marks_them_for_a_lead_and_downgrades_cleanly(empty_database_url: str) -> None:
+    engine = make_engine(empty_database_url)
+    migrate.upgrade(empty_database_url, "0002")
+    with engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO articles (wiki, title, revision_id) VALUES ('en.wikipedia.org', 'Cat', 7)")
+        )
+        connection.execute(text("INSERT INTO model_versions (name, base_model) VALUES ('ft-1', 'base')"))
+    migrate.upgrade(empty_database_url)
+    with engine.begin() as connection:
+        assert connection.execute(
+            text("SELECT title, revision_id, lead, lead_extracted FROM articles")
+        ).one() == (
+            "Cat",
+            7,
+            None,
+            False,
+        )
+        assert connection.execute(text("SELECT article_text FROM model_versions")).scalar_one() == "title"
+        connection.execute(
+            text("INSERT INTO articles (wiki, title, lead) VALUES ('en.wikipedia.org', 'Dog', 'D')")
+        )
+        assert connection.execute(
+            text("SELECT lead_extracted FROM articles WHERE title = 'Dog'")
+        ).scalar_one()
+        assert _result_columns(connection, "similar_articles").endswith("article_lead text)")
+    migrate.downgrade(empty_database_url, "0002")
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT title FROM articles ORDER BY title")).scalars().all() == [
+            "Cat",
+            "Dog",
+        ]
+        assert "article_lead" not in _result_columns(connection, "similar_articles")
+        assert "article_lead" not in _result_columns(connection, "articles_for_reference")
+        assert "lead" not in {column["name"] for column in inspect(engine).get_columns("articles")}
+    engine.dispose()
+
+
 def test_0005_carries_articles_and_references_over_and_downgrades(empty_database_url: str) -> None:
     engine = make_engine(empty_database_url)
     migrate.upgrade(empty_database_url, "0002")
