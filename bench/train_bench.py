@@ -13,7 +13,7 @@ PostgreSQL server on the machine that runs the bench (a GPU box, say).
     python bench/train_bench.py --limit-articles 120 --max-steps 20            # a quick development run
 
 On a machine without the shared folder, export the extracted articles here and read them there
-(docs/train.md shows the whole GPU run):
+(docs/benchmarks.md shows the whole GPU run):
 
     python bench/train_bench.py --export-articles articles.json.gz
     python bench/train_bench.py --articles articles.json.gz --device cuda --out train-bench-cuda.json

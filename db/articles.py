@@ -324,7 +324,11 @@ def upsert_page(
     reason = revision_problem(len(existing), page, checks) if checks is not None else None
     if reason is not None:
         if created:  # nothing good to keep: the article is known, without a revision, until one passes
-            session.execute(update(Article).where(Article.id == article.id).values(revision_id=None))
+            session.execute(
+                update(Article)
+                .where(Article.id == article.id)
+                .values(revision_id=None, lead=None, short_description=None)
+            )
         _quarantine(session, article.id, page, reason)
         article_id = article.id
         session.commit()

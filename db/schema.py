@@ -25,6 +25,8 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 EMBEDDING_DIM = 384
+# Element type of a version's HNSW indexes (migration 0007): float4, or half precision on the same column.
+STORAGES = ("vector", "halfvec")
 # superseded: was active, still queryable by explicit version; retired: its embeddings are dropped.
 MODEL_STATUSES = ("candidate", "active", "superseded", "retired")
 # current: the wiki serves it; deleted: the wiki has no such page; redirect: the title now redirects elsewhere.
@@ -164,7 +166,10 @@ class EmbeddingState(Base):
     """Whether a model version's embeddings are complete, hence servable by default (see migration 0002)."""
 
     __tablename__ = "embedding_states"
-    __table_args__ = (CheckConstraint("ef_search BETWEEN 1 AND 1000", name="ef_search"),)
+    __table_args__ = (
+        CheckConstraint("ef_search BETWEEN 1 AND 1000", name="ef_search"),
+        CheckConstraint(f"storage IN {STORAGES}", name="storage"),
+    )
 
     model_version_id: Mapped[int] = mapped_column(
         ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
@@ -173,6 +178,11 @@ class EmbeddingState(Base):
     hnsw_ef_construction: Mapped[int | None] = mapped_column(Integer)
     ef_search: Mapped[int] = mapped_column(
         Integer, server_default=text("100"), comment="hnsw.ef_search the SQL functions use for this version"
+    )
+    storage: Mapped[str] = mapped_column(
+        Text,
+        server_default="vector",
+        comment="vector or halfvec: the element type of the version's HNSW indexes",
     )
     references_embedded: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     titles_embedded: Mapped[int] = mapped_column(Integer, server_default=text("0"))

@@ -72,7 +72,8 @@ def _one_line(exc: DBAPIError) -> str:
 def check_arguments(*, k: object = None, query: object = None, title: object = None) -> None:
     """One line for arguments the database would turn into an obscure error (an integer overflow picks no
     function; a huge query text exhausts the stack)."""
-    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K):
+    # The functions check 1 <= k <= 1000 themselves; a k beyond a Postgres integer matches no function at all.
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not -(2**31) <= k < 2**31):
         raise QueryError(f"k must be between 1 and {MAX_K}, got {str(k)[:40]}")
     if isinstance(query, str) and len(query) > MAX_QUERY_CHARS:
         raise QueryError(

@@ -137,8 +137,7 @@ def plan_corpus_refresh(
     database_url: str, config: ClientConfig, names: list[str] | None, wiki: str | None
 ) -> RefreshPlan:
     """Every corpus's sources re-resolved, plus every stored title, looked up 50 per query."""
-    plan, _definitions = plan_refresh(engine_for(database_url), config, names=names, wiki=wiki)
-    return plan
+    return plan_refresh(engine_for(database_url), config, names=names, wiki=wiki)
 
 
 @task(retries=2, retry_delay_seconds=[2, 10])
@@ -172,21 +171,19 @@ def publish_summary(summary: ScrapeSummary) -> None:
     )
     if summary.counts.quarantined:
         log.warning("%d pages quarantined (stored references kept)", len(summary.counts.quarantined))
-        create_table_artifact(
+        create_markdown_artifact(
             key="quarantined-pages",
-            table=[{"article": title, "reason": reason} for title, reason in summary.counts.quarantined],
-            description="Revisions that failed the sanity checks: not applied, stored references kept. "
-            "Review with `wikiref corpus quarantine`, apply one with `wikiref corpus accept TITLE`.",
+            markdown=summary.quarantined_markdown(),
+            description="Revisions not applied: they failed the sanity checks",
         )
 
 
 def publish_refresh(summary: RefreshSummary) -> None:
     publish_summary(summary.scrape)
-    create_table_artifact(
+    create_markdown_artifact(
         key="corpus-refresh",
-        table=summary.corpus_table(),
-        description=f"Corpora refreshed on {summary.scrape.wiki}; {summary.stored_checked} stored articles "
-        f"re-checked, {summary.marked_deleted} marked deleted, {summary.marked_redirects} redirects",
+        markdown=summary.markdown(),
+        description="Which corpora were refreshed, with counts",
     )
 
 

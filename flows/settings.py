@@ -264,6 +264,13 @@ class EmbedSettings(BaseSettings):
         le=100_000,
         description="Texts per encoding task (the unit a Dask cluster fans out) and per COPY transaction.",
     )
+    embed_page_size: int = Field(
+        default=20_000,
+        ge=1,
+        le=1_000_000,
+        description="Pending rows read per keyset page: the embed run holds one page of texts in memory, "
+        "whatever the corpus size.",
+    )
     embed_threads: int | None = Field(default=None, ge=1, description="Encoder threads; unset: one per core.")
     hnsw_m: int = Field(default=16, ge=2, le=100, description="HNSW graph degree of new indexes.")
     hnsw_ef_construction: int = Field(
@@ -279,6 +286,19 @@ class EmbedSettings(BaseSettings):
         default="512MB",
         pattern=r"^\d+\s*(kB|MB|GB)$",
         description="maintenance_work_mem for HNSW builds: a graph that does not fit builds far slower.",
+    )
+
+    embed_storage: Literal["vector", "halfvec"] = Field(
+        default="vector",
+        description="Element type of a version's HNSW indexes: vector (float4) or halfvec (half the index "
+        "bytes; the table keeps float4). Fixed by a version's first embed run.",
+    )
+    embed_parallel_maintenance_workers: int = Field(
+        default=2,
+        ge=0,
+        le=64,
+        description="max_parallel_maintenance_workers for HNSW builds: workers besides the leader process "
+        "(0: serial). The embedded server allows up to 8; an external one caps it by its max_parallel_workers.",
     )
 
     @model_validator(mode="after")
@@ -316,6 +336,13 @@ class OrchestrationSettings(BaseSettings):
         default="0 5 * * *",
         description="Cron schedule of embed-after-train: the daily catch-up that encodes newly scraped rows "
         "(it also runs whenever a train-weekly run completes).",
+    )
+    serve_api_wait_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="How long `wikiref serve` waits for the Prefect API at PREFECT_API_URL to answer (a server "
+        "started at the same time needs a while) before it gives up.",
     )
     task_runner: Literal["default", "dask"] = Field(
         default="default",

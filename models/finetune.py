@@ -81,7 +81,7 @@ class TrainingConfig:
 
 
 # The reference recipe (the TrainingConfig defaults) and wikiref's default, which differs only in keeping a
-# title at most once per batch: measured by bench/train_bench.py (docs/train.md has the numbers).
+# title at most once per batch: measured by bench/train_bench.py (docs/benchmarks.md has the numbers).
 REFERENCE_RECIPE = TrainingConfig()
 RECOMMENDED = TrainingConfig(sampler="no_duplicates")
 

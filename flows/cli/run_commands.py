@@ -15,6 +15,7 @@ from rich.pretty import Pretty
 
 from flows.cli.output import MAX_CELL_CHARS, console, errors, print_table
 from flows.errors import UserError
+from flows.orphans import mark_as_owner, reap_orphaned_servers
 from flows.secrets import has_credentials, mask_credentials
 from flows.settings import get_settings
 
@@ -218,6 +219,9 @@ def run(
     show_params: bool = typer.Option(False, "--show-params", help="List the flow's parameters and exit."),
 ) -> None:
     """Run a flow here: scrape, train, embed or pipeline (the main job)."""
+    # Before Prefect loads: a temporary server it starts for this run inherits the mark.
+    reap_orphaned_servers()
+    mark_as_owner()
     from prefect.states import State
 
     from flows.database import prepare_database

@@ -21,15 +21,15 @@ from sqlalchemy.orm import Session
 
 from db.articles import RevisionChecks, mark_gone, prune_history_embeddings, stored_titles
 from db.corpora import CorpusDefinition, SourceSpec, add_sources, corpora, record_refresh
-from flows.mediawiki.client import ClientConfig, MediaWikiClient, TitleResolution
+from flows import markdown
+from flows.mediawiki.client import ClientConfig, ClientStats, MediaWikiClient, TitleResolution
 from flows.mediawiki.titles import TitleSources, gather_titles, read_titles_file
 from flows.steps.loading import load_dump
 from flows.steps.scraping import ResolvedTitles, ScrapeSummary, scrape_pages, summary_of
 
 log = logging.getLogger(__name__)
 
-# The Pageviews API publishes a day once it is over: "each day" means yesterday's list (UTC).
-TOP_DEFAULT = 100
+TOP_DEFAULT = 100  # articles of a day's top list recorded when a scrape gives a day without a limit
 
 
 def source_specs(sources: TitleSources, *, dump: Path | None = None) -> list[SourceSpec]:
@@ -67,6 +67,7 @@ def title_sources(source: SourceSpec, *, today: date | None = None) -> TitleSour
     if source.kind == "list_page":
         return TitleSources(list_page=spec["name"])
     if source.kind == "top":
+        # The Pageviews API publishes a day once it is over: "each day" means yesterday's list (UTC).
         yesterday = (today or datetime.now(UTC).date()) - timedelta(days=1)
         return TitleSources(top_day=yesterday, limit=int(spec["n"]))
     raise ValueError(f"a {source.kind} source has no titles to ask the wiki for")
@@ -104,7 +105,7 @@ def canonical(title: str, resolution: TitleResolution) -> str:
 
 async def _corpus_titles(
     config: ClientConfig, definitions: list[CorpusDefinition], wiki: str | None, today: date | None
-) -> tuple[str, dict[str, list[str]], Any]:
+) -> tuple[str, dict[str, list[str]], ClientStats]:
     async with MediaWikiClient(config) as client:
         wiki = wiki or await client.wiki_name()
         titles: dict[str, list[str]] = {}
@@ -119,7 +120,7 @@ async def _corpus_titles(
         return wiki, titles, client.stats
 
 
-async def _resolve(config: ClientConfig, titles: list[str]) -> tuple[TitleResolution, Any]:
+async def _resolve(config: ClientConfig, titles: list[str]) -> tuple[TitleResolution, ClientStats]:
     async with MediaWikiClient(config) as client:
         return await client.resolve_titles(titles), client.stats
 
@@ -131,7 +132,7 @@ def plan_refresh(
     names: Iterable[str] | None = None,
     wiki: str | None = None,
     today: date | None = None,
-) -> tuple[RefreshPlan, list[CorpusDefinition]]:
+) -> RefreshPlan:
     """Gather the titles of every corpus (or those named), add every stored title, resolve them all."""
     with Session(engine) as session:
         definitions = corpora(session=session, names=names)
@@ -157,7 +158,7 @@ def plan_refresh(
         stats.requests,
     )
     resolved = ResolvedTitles(wiki=wiki, requested=everything, resolution=resolution, stats=stats)
-    return RefreshPlan(resolved=resolved, corpus_titles=titles, stored=stored, dumps=dumps), definitions
+    return RefreshPlan(resolved=resolved, corpus_titles=titles, stored=stored, dumps=dumps)
 
 
 def mark_gone_articles(engine: Engine, plan: RefreshPlan) -> tuple[int, int]:
@@ -211,17 +212,18 @@ class RefreshSummary:
         return [vars(counts).copy() for counts in self.corpora]
 
     def markdown(self) -> str:
-        lines = [f"# Refresh of {len(self.corpora)} corpora on {self.scrape.wiki}", ""]
+        """Per corpus counts and what the refresh marked, for the ``corpus-refresh`` artifact."""
+        lines = [f"# Refresh of {len(self.corpora)} corpora on {markdown.escape(self.scrape.wiki)}", ""]
+        lines += markdown.table(
+            ("corpus", "titles", "articles", "changed", "missing", "quarantined"),
+            [(c.corpus, c.titles, c.articles, c.changed, c.missing, c.quarantined) for c in self.corpora],
+        )
         lines += [
-            "| corpus | titles | articles | changed | missing | quarantined |",
-            "| --- | ---: | ---: | ---: | ---: | ---: |",
+            "",
+            f"Stored articles re-checked: {self.stored_checked:,}; marked deleted: {self.marked_deleted:,}; "
+            f"marked redirects: {self.marked_redirects:,}; history embeddings pruned: "
+            f"{self.history_embeddings_pruned:,}.",
         ]
-        lines += [
-            f"| {c.corpus} | {c.titles:,} | {c.articles:,} | {c.changed:,} | {c.missing:,} | {c.quarantined:,} |"
-            for c in self.corpora
-        ]
-        lines += ["", *self.scrape.markdown().splitlines()[1:]]
-        lines += [f"- articles marked deleted: {self.marked_deleted}, redirects: {self.marked_redirects}"]
         return "\n".join(lines)
 
 
@@ -273,7 +275,7 @@ def run_refresh(
     on_batch: Callable[[int, int], None] | None = None,
 ) -> RefreshSummary:
     """Refresh in this process (the CLI's path; the flow runs the same steps as tasks)."""
-    plan, _ = plan_refresh(engine, config, names=names, wiki=wiki)
+    plan = plan_refresh(engine, config, names=names, wiki=wiki)
     scrape = summary_of(plan.resolved)
     stale = scrape_pages(
         engine,

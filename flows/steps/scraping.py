@@ -120,7 +120,10 @@ class ScrapeSummary:
                 "",
                 f"**Warning: {len(self.counts.quarantined)} pages quarantined** (stored references kept):",
             ]
-            lines += [f"- {title}: {reason}" for title, reason in self.counts.quarantined[:50]]
+            lines += [
+                f"- {markdown.escape(title)}: {markdown.escape(reason)}"
+                for title, reason in self.counts.quarantined[:50]
+            ]
         if self.stats.retry_reasons:
             reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(self.stats.retry_reasons.items()))
             lines += ["", f"Retries by reason: {markdown.escape(reasons)}."]
@@ -133,6 +136,20 @@ class ScrapeSummary:
                 "",
                 f"Bad records skipped: {len(self.skipped_records):,} (see the skipped-records artifact).",
             ]
+        return "\n".join(lines)
+
+    def quarantined_markdown(self, limit: int = 1000) -> str:
+        """The quarantined pages as a table (the first ``limit``), for the ``quarantined-pages`` artifact."""
+        quarantined = self.counts.quarantined
+        lines = [f"# Pages quarantined: {len(quarantined):,}", ""]
+        lines += [
+            "Revisions that failed the sanity checks: not applied, stored references kept. Review with "
+            "`wikiref corpus quarantine`, apply one with `wikiref corpus accept TITLE`.",
+            "",
+        ]
+        lines += markdown.table(("article", "reason"), quarantined[:limit])
+        if len(quarantined) > limit:
+            lines += ["", f"… and {len(quarantined) - limit:,} more."]
         return "\n".join(lines)
 
     def skipped_records_markdown(self, limit: int = 1000) -> str:

@@ -110,19 +110,19 @@ def offline_hub() -> None:
 
 def load_pairs(engine: Engine, request: TrainRequest) -> PairSplit:
     """Articles and references from the database, as training and held-out pairs."""
+    count_tokens = tokenizer_counter(resolve_model_path(request.base_model))
     with Session(engine) as session:
-        rows = corpus.article_reference_texts(session=session, limit=request.limit_articles)
-    if not rows:
+        # Streamed: the builder keeps each article's chunks, never a second whole copy of the corpus rows.
+        rows = corpus.iter_article_reference_texts(session=session, limit=request.limit_articles)
+        split = build_pairs(
+            (ArticleTexts(article_id, title, tuple(texts), lead) for article_id, title, texts, lead in rows),
+            count_tokens=count_tokens,
+            token_budget=request.token_budget,
+            eval_fraction=request.eval_fraction,
+        )
+    if not split.counts["references"]:
         raise UserError("the database has no articles with references: run `wikiref scrape` first")
-    articles = [
-        ArticleTexts(article_id, title, tuple(texts), lead) for article_id, title, texts, lead in rows
-    ]
-    return build_pairs(
-        articles,
-        count_tokens=tokenizer_counter(resolve_model_path(request.base_model)),
-        token_budget=request.token_budget,
-        eval_fraction=request.eval_fraction,
-    )
+    return split
 
 
 def evaluate_model(name_or_path: str, split: PairSplit, *, device: str) -> dict[str, float]:

@@ -54,6 +54,61 @@ def test_row_counts_list_every_table(engine) -> None:
     assert "alembic_version" not in counts
 
 
+def test_halfvec_storage_downgrades_keeping_the_embeddings(empty_database_url: str) -> None:
+    import numpy as np
+    from sqlalchemy.orm import Session
+
+    from db import embeddings
+    from tests.conftest import register_base_version
+
+    engine = make_engine(empty_database_url)
+    migrate.upgrade(empty_database_url)
+    with Session(engine) as session:
+        session.execute(text("INSERT INTO articles (wiki, title) VALUES ('w', 'Cat')"))
+        session.execute(
+            text(
+                "INSERT INTO article_references (article_id, position, text, content_hash) "
+                "SELECT id, 0, 'Felis catus.', 'h' FROM articles"
+            )
+        )
+        version = register_base_version(session)
+        embeddings.start_run(
+            session=session,
+            version_id=version,
+            hnsw_m=4,
+            hnsw_ef_construction=8,
+            ef_search=10,
+            storage="halfvec",
+        )
+        for kind in embeddings.KINDS:
+            rows = embeddings.pending(session=session, version_id=version, kind=kind)
+            embeddings.write_embeddings(
+                session=session,
+                version_id=version,
+                kind=kind,
+                keys=[row.key for row in rows],
+                labels=[row.label for row in rows],
+                vectors=np.ones((len(rows), 384), dtype=np.float32),
+            )
+        embeddings.build_indexes(session=session, version_id=version, m=4, ef_construction=8)
+        embeddings.mark_complete(session=session, version_id=version)
+        session.commit()
+    engine.dispose()
+
+    migrate.downgrade(empty_database_url, "0006")
+    engine = make_engine(empty_database_url)
+    with engine.connect() as connection:
+        # The halfvec indexes no longer match the queries: gone, and the version waits for its next embed run.
+        assert (
+            connection.execute(text("SELECT to_regclass('ix_reference_embeddings_hnsw_v1')")).scalar() is None
+        )
+        assert connection.execute(text("SELECT completed_at FROM embedding_states")).scalar() is None
+        assert connection.execute(text("SELECT count(*) FROM reference_embeddings")).scalar() == 1
+    migrate.upgrade(empty_database_url)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT storage FROM embedding_states")).scalar() == "vector"
+
+
 def _result_columns(connection, function: str) -> str:
     return connection.execute(
         text("SELECT pg_get_function_result(oid) FROM pg_proc WHERE proname = :name"), {"name": function}

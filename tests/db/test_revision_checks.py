@@ -157,3 +157,14 @@ def test_accept_applies_the_pending_revision_and_history_keeps_embeddings(engine
         )
         assert prune_history_embeddings(session=session) == 8
     assert rows(engine, "SELECT count(*) FROM reference_history") == [(8,)]
+
+
+def test_a_new_article_whose_first_revision_fails_is_known_without_a_revision(engine: Engine) -> None:
+    debris = tuple(ReferenceRecord(text=f"{{{{cite web|url=x{i}}}}}") for i in range(4))
+    with Session(engine) as session:
+        first = upsert_page(session=session, page=page(debris, 5, lead="Ducks are <<<>>>"))
+        assert first.status == "quarantined"
+        assert rows(engine, "SELECT revision_id, lead FROM articles") == [(None, None)]
+        assert rows(engine, "SELECT count(*) FROM article_references") == [(0,)]
+        good = upsert_page(session=session, page=page(citations(4), 6))
+        assert (good.status, good.references_added, good.quarantine_cleared) == ("updated", 4, True)

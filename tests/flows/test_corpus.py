@@ -243,7 +243,8 @@ def test_damaged_pages_are_quarantined_and_change_nothing_stored(
     for kind, title in damaged.items():
         assert REASONS[kind] in pending[title].reason, (kind, pending[title].reason)
         assert pending[title].revision_id == mirror_data.pages[title].revision_id
-    assert "Warning: 5 pages quarantined" in summary.markdown()
+    assert "Warning: 5 pages quarantined" in summary.scrape.markdown()
+    assert summary.scrape.quarantined_markdown().count("\n|") == 2 + 5  # header, rule, one row per page
 
     # Unchanged on the wiki since: no fetch, still pending.
     again = refresh(engine, api_url)

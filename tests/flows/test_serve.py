@@ -40,6 +40,8 @@ from tests.conftest import (
 from tests.flows.conftest import PrefectServer, clean_environment
 from tests.flows.flow_runs import rows
 
+pytestmark = pytest.mark.server
+
 SERVE_TIMEOUT = 90
 SPECS = deployment_specs(Settings())
 
@@ -253,6 +255,7 @@ def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+@pytest.mark.browser
 def test_prefect_ui_lists_the_deployments(
     served: dict, prefect_server: PrefectServer, tmp_path: Path
 ) -> None:

@@ -11,6 +11,8 @@ from db.engine import make_engine
 from flows.settings import get_settings
 from models.evaluate import METRICS
 
+pytestmark = pytest.mark.slow
+
 
 def test_train_flow_registers_an_active_version_with_metrics_and_artifacts(
     prefect_harness, loaded_database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path

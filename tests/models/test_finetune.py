@@ -15,6 +15,8 @@ from models.evaluate import METRICS, evaluate, load_model
 from models.finetune import TrainingConfig, TrainingError, TrainingResult, resolve_precision, train
 from models.pairs import ArticleTexts, PairSplit, build_pairs, tokenizer_counter
 
+pytestmark = pytest.mark.slow
+
 BASE = resolve_model_path(BASE_MODEL_ID)
 STEPS = 4
 

@@ -272,4 +272,5 @@ def test_fuzz_load_stores_every_good_record_and_changes_nothing_else(
     if summary is None:
         assert not good_titles
     else:
-        assert summary.counts.articles_new == len(loaded)
+        # A body the write path's sanity checks refuse (e.g. "<") is stored quarantined: still a row, no references.
+        assert summary.counts.articles_new + summary.counts.articles_quarantined == len(loaded)
