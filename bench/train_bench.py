@@ -40,7 +40,7 @@ from models.article_text import TITLE_ONLY, ArticleTextRecipe
 from models.base import BASE_MODEL_ID, resolve_model_path
 from models.evaluate import REVERSE_METRIC, load_model, paired_bootstrap, score_articles
 from models.finetune import TrainingConfig, resolve_device, train, wise_ft
-from models.pairs import DEFAULT_TOKEN_BUDGET, ArticleTexts, build_pairs, tokenizer_counter
+from models.pairs import DEFAULT_TOKEN_BUDGET, ArticleTexts, build_pairs, heldout_score, tokenizer_counter
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "wikipedia"
 HEADLINE = ("ndcg@10", REVERSE_METRIC)
@@ -120,6 +120,12 @@ def main() -> int:
     parser.add_argument("--precision", default="fp32", help="fp32 or bf16 (CPU autocast)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--validation-fraction", type=float, default=0.1)
+    parser.add_argument(
+        "--eval-limit",
+        type=int,
+        default=None,
+        help="proxy runs: score only N evaluation articles (by title hash)",
+    )
     parser.add_argument("--bootstrap-samples", type=int, default=2000)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/wikiref-bench-articles.json.gz"))
     parser.add_argument("--out", type=Path, required=True, help="JSON results, rewritten after every run")
@@ -137,7 +143,7 @@ def main() -> int:
     seeds = [int(seed) for seed in args.seeds.split(",")]
 
     def split_for(article_text: ArticleTextRecipe, target: str):
-        return build_pairs(
+        split = build_pairs(
             articles,
             count_tokens=count_tokens,
             token_budget=DEFAULT_TOKEN_BUDGET,
@@ -147,6 +153,10 @@ def main() -> int:
             validation_fraction=args.validation_fraction,
             is_heldout=lambda title: is_eval_article(title, from_bulk=title in bulk),
         )
+        if args.eval_limit:
+            kept = sorted(split.heldout_articles, key=lambda a: heldout_score(a.title))[: args.eval_limit]
+            split.heldout_articles[:] = sorted(kept, key=lambda a: a.title)
+        return split
 
     base_model = load_model(base, device=device)
     base_scores: dict[str, Any] = {}
@@ -164,6 +174,7 @@ def main() -> int:
         "cpu": platform.processor() or platform.machine(),
         "precision": args.precision,
         "max_samples": args.max_samples,
+        "eval_limit": args.eval_limit,
         "epochs": args.epochs,
         "seeds": seeds,
         "leads_extracted": has_leads,
