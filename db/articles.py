@@ -53,7 +53,7 @@ class ReferenceRecord:
 
 @dataclass(frozen=True)
 class PageRecord:
-    """One article as written: natural key (wiki, title), ids, and its references in page order."""
+    """One article as written: natural key (wiki, title), ids, its references in page order, and its lead."""
 
     wiki: str
     title: str
@@ -62,6 +62,8 @@ class PageRecord:
     url: str | None = None
     references: tuple[ReferenceRecord, ...] = ()
     redirects: tuple[str, ...] = ()  # titles that redirected here; stored as the union over scrapes
+    lead: str | None = None  # paragraphs before the first heading; None: the page has none
+    short_description: str | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,8 @@ def _lock_article(session: Session, page: PageRecord) -> tuple[Article, bool]:
             revision_id=page.revision_id,
             url=page.url,
             redirects=sorted(set(page.redirects)),
+            lead=page.lead,
+            short_description=page.short_description,
         )
         .on_conflict_do_nothing(index_elements=["wiki", "title"])
         .returning(Article.id)
@@ -123,11 +127,23 @@ def _merged_redirects(article: Article, page: PageRecord) -> list[str]:
 
 
 def _unchanged(article: Article, existing: _Existing, page: PageRecord) -> bool:
-    article_same = (article.page_id, article.revision_id, article.url, article.redirects) == (
+    # A changed lead is a change of the article (its embedding depends on it); so is a lead never extracted.
+    article_same = (
+        article.page_id,
+        article.revision_id,
+        article.url,
+        article.redirects,
+        article.lead,
+        article.short_description,
+        article.lead_extracted,
+    ) == (
         page.page_id,
         page.revision_id,
         page.url,
         _merged_redirects(article, page),
+        page.lead,
+        page.short_description,
+        True,
     )
     return (
         article_same
@@ -198,6 +214,9 @@ def upsert_page(*, session: Session, page: PageRecord) -> PageWriteResult:
                 revision_id=page.revision_id,
                 url=page.url,
                 redirects=redirects,
+                lead=page.lead,
+                short_description=page.short_description,
+                lead_extracted=True,
                 fetched_at=func.now(),
             )
         )
@@ -213,13 +232,19 @@ def upsert_page(*, session: Session, page: PageRecord) -> PageWriteResult:
 
 
 def stored_revisions(*, session: Session, wiki: str, titles: Iterable[str]) -> dict[str, int]:
-    """Stored revision id per title, for the titles of ``wiki`` that are stored with one."""
+    """Stored revision id per title, for the titles of ``wiki`` that are stored with one and a lead extracted.
+
+    Articles stored before leads were extracted are left out, so that a revision check fetches them once more.
+    """
     wanted = list(dict.fromkeys(titles))
     if not wanted:
         return {}
     rows = session.execute(
         select(Article.title, Article.revision_id).where(
-            Article.wiki == wiki, Article.title.in_(wanted), Article.revision_id.is_not(None)
+            Article.wiki == wiki,
+            Article.title.in_(wanted),
+            Article.revision_id.is_not(None),
+            Article.lead_extracted,
         )
     )
     return dict(rows.all())

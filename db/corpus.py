@@ -11,8 +11,8 @@ from db.schema import Article, ArticleReference
 
 def article_reference_texts(
     *, session: Session, wiki: str | None = None, limit: int | None = None
-) -> list[tuple[int, str, list[str]]]:
-    """``(article id, title, reference texts in page order)`` for every article that has references.
+) -> list[tuple[int, str, list[str], str | None]]:
+    """``(article id, title, reference texts in page order, lead)`` for every article that has references.
 
     ``limit`` keeps the first articles by id (a stable slice for development runs); ``wiki`` keeps one wiki.
     """
@@ -20,7 +20,7 @@ def article_reference_texts(
         raise ValueError(f"limit must be at least 1, got {limit}")
     texts = func.array_agg(aggregate_order_by(ArticleReference.text, ArticleReference.position))
     query = (
-        select(Article.id, Article.title, texts)
+        select(Article.id, Article.title, texts, Article.lead)
         .join(ArticleReference, ArticleReference.article_id == Article.id)
         .group_by(Article.id)
         .order_by(Article.id)
@@ -29,4 +29,7 @@ def article_reference_texts(
         query = query.where(Article.wiki == wiki)
     if limit is not None:
         query = query.limit(limit)
-    return [(article_id, title, list(references)) for article_id, title, references in session.execute(query)]
+    return [
+        (article_id, title, list(references), lead)
+        for article_id, title, references, lead in session.execute(query)
+    ]

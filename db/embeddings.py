@@ -36,19 +36,32 @@ class EmbeddingError(DatabaseError):
 class _Target:
     table: str
     key: str
-    label: (
-        str  # what the stored embedding was computed from: the reference's content hash, the article's title
-    )
+    label: str  # column of what the stored embedding was computed from
     source_table: str
-    source_label: str
-    source_text: str
+    source_label: sql.Composable  # the current value of that label, over the source row ``s``
+    source_text: sql.Composable  # the text to encode and the lead (NULL for references), over ``s``
 
+
+# An article's embedding depends on its title, and on its lead when the version's recipe reads the lead
+# (models.article_text): the label is the title, or the title plus an md5 of the lead. So a lead edit re-embeds
+# the article for the versions that read leads, and a version trained on titles keeps its embeddings.
+_ARTICLE_LABEL = sql.SQL(
+    "CASE WHEN (SELECT mv.article_text FROM model_versions mv WHERE mv.id = %(version)s) = 'title' "
+    "THEN s.title ELSE s.title || E'\\n' || md5(coalesce(s.lead, '')) END"
+)
 
 _TARGETS = {
     "references": _Target(
-        "reference_embeddings", "reference_id", "content_hash", "article_references", "content_hash", "text"
+        "reference_embeddings",
+        "reference_id",
+        "content_hash",
+        "article_references",
+        sql.SQL("s.content_hash"),
+        sql.SQL("s.text, NULL::text"),
     ),
-    "titles": _Target("title_embeddings", "article_id", "title", "articles", "title", "title"),
+    "titles": _Target(
+        "title_embeddings", "article_id", "title", "articles", _ARTICLE_LABEL, sql.SQL("s.title, s.lead")
+    ),
 }
 
 
@@ -59,13 +72,17 @@ class VersionInfo:
     status: str
     base_model: str
     artifact_path: str | None
+    article_text: str = "title"  # the version's article-text recipe (models.article_text.ArticleTextRecipe)
 
 
 @dataclass(frozen=True)
 class PendingRow:
+    """A row to encode: a reference's text, or an article's title and lead (composed by the version's recipe)."""
+
     key: int
     text: str
     label: str
+    lead: str | None = None
 
 
 def _target(kind: str) -> _Target:
@@ -89,7 +106,8 @@ def get_version(*, session: Session, name_or_id: str | None) -> VersionInfo:
     if name_or_id is None:
         row = session.execute(
             text(
-                "SELECT id, name, status, base_model, artifact_path FROM model_versions WHERE status = 'active'"
+                "SELECT id, name, status, base_model, artifact_path, article_text FROM model_versions "
+                "WHERE status = 'active'"
             )
         ).first()
         if row is None:
@@ -99,7 +117,7 @@ def get_version(*, session: Session, name_or_id: str | None) -> VersionInfo:
     else:
         row = session.execute(
             text(
-                "SELECT id, name, status, base_model, artifact_path FROM model_versions "
+                "SELECT id, name, status, base_model, artifact_path, article_text FROM model_versions "
                 "WHERE name = :value OR (:value ~ '^[0-9]{1,9}$' AND id = CAST(:value AS integer)) "
                 "ORDER BY (name = :value) DESC LIMIT 1"
             ),
@@ -118,29 +136,25 @@ def _pending_rows(target: _Target) -> sql.Composed:
     return sql.SQL(
         "FROM {source} s "
         "LEFT JOIN {table} e ON e.{key} = s.id AND e.model_version_id = %(version)s "
-        "WHERE e.{key} IS NULL OR e.{label} IS DISTINCT FROM s.{source_label}"
+        "WHERE e.{key} IS NULL OR e.{label} IS DISTINCT FROM {source_label}"
     ).format(
         source=sql.Identifier(target.source_table),
         table=sql.Identifier(target.table),
         key=sql.Identifier(target.key),
         label=sql.Identifier(target.label),
-        source_label=sql.Identifier(target.source_label),
+        source_label=target.source_label,
     )
 
 
 def pending(*, session: Session, version_id: int, kind: str, limit: int | None = None) -> list[PendingRow]:
     """Rows with no embedding for this version, or whose embedding was computed from a different text."""
     target = _target(kind)
-    statement = sql.SQL(
-        "SELECT s.id, s.{text}, s.{source_label} {rows} ORDER BY s.id LIMIT %(limit)s"
-    ).format(
-        text=sql.Identifier(target.source_text),
-        source_label=sql.Identifier(target.source_label),
-        rows=_pending_rows(target),
+    statement = sql.SQL("SELECT s.id, {text}, {source_label} {rows} ORDER BY s.id LIMIT %(limit)s").format(
+        text=target.source_text, source_label=target.source_label, rows=_pending_rows(target)
     )
     with _driver_connection(session).cursor() as cursor:
         cursor.execute(statement, {"version": version_id, "limit": limit})
-        return [PendingRow(*row) for row in cursor.fetchall()]
+        return [PendingRow(key, text, label, lead) for key, text, lead, label in cursor.fetchall()]
 
 
 def count_pending(*, session: Session, version_id: int) -> dict[str, int]:

@@ -45,9 +45,10 @@ def create_version(
     metrics: dict[str, Any],
     loss_log: list[dict[str, Any]],
     artifact_path: str,
+    article_text: str = "title",
     status_reason: str | None = None,
 ) -> ModelVersion:
-    """Insert a new candidate version and commit."""
+    """Insert a new candidate version and commit; ``article_text`` is the recipe it is trained and served with."""
     if session.scalar(select(ModelVersion.id).where(ModelVersion.name == name)) is not None:
         raise RegistryError(f"a model version named {name!r} already exists")
     version = ModelVersion(
@@ -60,6 +61,7 @@ def create_version(
         metrics=metrics,
         loss_log=loss_log,
         artifact_path=artifact_path,
+        article_text=article_text,
         status_reason=status_reason,
     )
     session.add(version)
@@ -163,7 +165,7 @@ def base_version_name(base_model: str, default_base_model: str) -> str:
 
 
 def ensure_base_version(
-    *, session: Session, name: str, base_model: str, params: dict[str, Any]
+    *, session: Session, name: str, base_model: str, article_text: str = "title"
 ) -> tuple[ModelVersion, bool]:
     """The version that serves the base model untouched (no artifact), registered once; active if none is.
 
@@ -178,11 +180,12 @@ def ensure_base_version(
             name=name,
             base_model=base_model,
             status="candidate",
-            params=params,
+            params={},
             dataset_counts={},
             metrics={},
             loss_log=[],
             artifact_path=None,
+            article_text=article_text,
             status_reason="the base model, untrained",
         )
         session.add(version)

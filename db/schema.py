@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from pgvector.sqlalchemy import Vector
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -54,6 +55,14 @@ class Article(Base):
         ARRAY(Text), server_default=text("'{}'"), comment="Titles that redirect here"
     )
     fetched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # --- lead (migration 0003) ---
+    lead: Mapped[str | None] = mapped_column(Text, comment="Paragraphs before the first heading, clean text")
+    short_description: Mapped[str | None] = mapped_column(Text, comment="The wiki's short description")
+    lead_extracted: Mapped[bool] = mapped_column(
+        Boolean,
+        server_default=sa.true(),
+        comment="false: stored before leads were extracted; the next scrape re-fetches it whatever its revision",
+    )
 
 
 class ArticleReference(Base):
@@ -104,6 +113,11 @@ class ModelVersion(Base):
     status_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    article_text: Mapped[str] = mapped_column(
+        Text,
+        server_default="title",
+        comment="ArticleTextRecipe name the version was trained, is embedded and served with",
+    )
 
 
 class ReferenceEmbedding(Base):
@@ -161,5 +175,12 @@ class EmbeddingState(Base):
 Index(
     "ix_article_references_text_fts",
     func.to_tsvector(sa.literal_column("'english'"), ArticleReference.text),
+    postgresql_using="gin",
+)
+
+# --- lead (migration 0003): full-text search over an article's title and lead (wikiref.search_text) ----------
+Index(
+    "ix_articles_text_fts",
+    func.to_tsvector(sa.literal_column("'english'"), Article.title + " " + func.coalesce(Article.lead, "")),
     postgresql_using="gin",
 )

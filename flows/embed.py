@@ -1,158 +1,67 @@
 """``embed_texts``: encode what a model version is missing, COPY it in, index it, mark the version servable.
 
-Encoding batches are tasks with plain, picklable inputs and outputs (an ``EncoderConfig`` and a list of texts in,
-a float32 array out), so ``embed_texts.with_options(task_runner=DaskTaskRunner(...))`` fans them out to a
-cluster; each worker loads the model once. The default runner is one worker thread: the next batch encodes
-while the flow writes the previous one, and two CPU-bound encoders never fight over the same cores.
+The steps are flows/steps/embedding.py's, each wrapped in a task here. Encoding chunks are tasks with plain,
+picklable inputs and outputs (an ``EncoderConfig`` and a list of texts in, a float32 array out), so
+``embed_texts.with_options(task_runner=DaskTaskRunner(...))`` fans them out to a cluster; each worker loads the
+model once. The default runner is one worker thread: the next chunk encodes while the flow writes the previous
+one, and two CPU-bound encoders never fight over the same cores.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Iterator
 
 import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
-from sqlalchemy.orm import Session
 
-from db import embeddings
+from db.embeddings import KINDS, PendingRow, VersionInfo
 from flows.database import engine_for, prepare_database
-from flows.settings import Settings, get_settings
-from models.base import resolve_model_path
-from models.encode import EncoderConfig, encode_texts, fast_backend_available
-
-# Rounds of "select pending, encode, write" before giving up on catching up with a concurrent scrape.
-MAX_ROUNDS = 3
-
-ProgressListener = Callable[[str, int, int], None]
-"""(kind, rows written so far, rows pending at the start of the round)."""
-_listeners: list[ProgressListener] = []
-
-
-@contextmanager
-def progress_listener(listener: ProgressListener) -> Iterator[None]:
-    """Have ``listener`` told about every write of embeddings in this process (the CLI's progress bar)."""
-    _listeners.append(listener)
-    try:
-        yield
-    finally:
-        _listeners.remove(listener)
-
-
-def encoder_config(
-    settings: Settings, model_path: str, backend: str | None = None, device: str | None = None
-) -> EncoderConfig:
-    """The encoder the settings ask for; ``auto`` means onnx when ``wikiref[fast]`` is installed."""
-    chosen = backend or settings.embed_backend
-    if chosen == "auto":
-        chosen = "onnx" if fast_backend_available() else "torch"
-    if Path(model_path).is_dir():
-        # A local folder needs no hub; this keeps transformers from probing the network for it.
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    return EncoderConfig(
-        model_path=model_path,
-        backend=chosen,
-        device=device or settings.embed_device,
-        cache_dir=str(settings.onnx_cache_dir),
-        threads=settings.embed_threads,
-    )
-
-
-def version_model_path(artifact_path: str | None, base_model: str) -> str:
-    """What to load for a version: its trained artifact, or (for a registered base model) the base model."""
-    return resolve_model_path(artifact_path or base_model)
+from flows.settings import get_settings
+from flows.steps import embedding
+from flows.steps.embedding import EmbedRequest
+from models.encode import EncoderConfig
 
 
 @task(cache_policy=NO_CACHE)
-def resolve_version(database_url: str, model_version: str | None) -> embeddings.VersionInfo:
-    with Session(engine_for(database_url)) as session:
-        return embeddings.get_version(session=session, name_or_id=model_version)
+def resolve_version(database_url: str, model_version: str | None) -> VersionInfo:
+    return embedding.resolve_version(engine_for(database_url), model_version)
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
-def select_pending(
-    database_url: str, version_id: int, kind: str, limit: int | None
-) -> list[embeddings.PendingRow]:
-    with Session(engine_for(database_url)) as session:
-        return embeddings.pending(session=session, version_id=version_id, kind=kind, limit=limit)
+def select_pending(database_url: str, request: EmbedRequest, kind: str) -> list[list[PendingRow]]:
+    return embedding.select_pending(engine_for(database_url), request, kind)
 
 
 @task(cache_policy=NO_CACHE)
 def encode_batch(config: EncoderConfig, texts: list[str], batch_size: int) -> np.ndarray:
-    return encode_texts(config, texts, batch_size=batch_size)
+    return embedding.encode_chunk(config, texts, batch_size)
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
 def write_embeddings(
-    database_url: str, version_id: int, kind: str, keys: list[int], labels: list[str], vectors: np.ndarray
+    database_url: str, version_id: int, kind: str, rows: list[PendingRow], vectors: np.ndarray
 ) -> int:
-    with Session(engine_for(database_url)) as session:
-        written = embeddings.write_embeddings(
-            session=session, version_id=version_id, kind=kind, keys=keys, labels=labels, vectors=vectors
-        )
-        session.commit()
-    return written
+    return embedding.write_chunk(engine_for(database_url), version_id, kind, rows, vectors)
 
 
 @task(cache_policy=NO_CACHE)
-def build_indexes(
-    database_url: str, version_id: int, m: int, ef_construction: int, maintenance_work_mem: str
-) -> list[str]:
-    with Session(engine_for(database_url)) as session:
-        created = embeddings.build_indexes(
-            session=session,
-            version_id=version_id,
-            m=m,
-            ef_construction=ef_construction,
-            maintenance_work_mem=maintenance_work_mem,
-        )
-        session.commit()
-    return created
+def build_indexes(database_url: str, request: EmbedRequest) -> list[str]:
+    return embedding.build_indexes(engine_for(database_url), request)
 
 
 @task(cache_policy=NO_CACHE)
-def mark_complete(database_url: str, version_id: int) -> dict[str, int]:
-    with Session(engine_for(database_url)) as session:
-        counts = embeddings.mark_complete(session=session, version_id=version_id)
-        session.commit()
-    return counts
+def finish_run(database_url: str, request: EmbedRequest) -> dict[str, int]:
+    return embedding.finish(engine_for(database_url), request)
 
 
-def _embed_round(
-    database_url: str,
-    version: embeddings.VersionInfo,
-    config: EncoderConfig,
-    *,
-    batch_size: int,
-    chunk_size: int,
-    limit: int | None,
-) -> dict[str, int]:
-    encoded = {}
-    for kind in embeddings.KINDS:
-        rows = select_pending(database_url, version.id, kind, limit)
-        # Globally longest first, so each chunk (and each batch inside it) holds texts of similar length.
-        rows.sort(key=lambda row: -len(row.text))
-        chunks = [rows[start : start + chunk_size] for start in range(0, len(rows), chunk_size)]
-        futures = [encode_batch.submit(config, [row.text for row in chunk], batch_size) for chunk in chunks]
-        written = 0
-        for chunk, future in zip(chunks, futures):
-            written += write_embeddings(
-                database_url,
-                version.id,
-                kind,
-                [row.key for row in chunk],
-                [row.label for row in chunk],
-                future.result(),
-            )
-            for listener in _listeners:
-                listener(kind, written, len(rows))
-        encoded[kind] = len(rows)
-    return encoded
+def _encode_on_task_runner(request: EmbedRequest, chunks: list[list[str]]) -> Iterator[np.ndarray]:
+    # Submit every chunk before waiting on the first: encoding runs ahead of the writes.
+    futures = [encode_batch.submit(request.encoder, texts, request.batch_size) for texts in chunks]
+    for future in futures:
+        yield future.result()
 
 
 @flow(name="embed_texts", task_runner=ThreadPoolTaskRunner(max_workers=1))
@@ -174,72 +83,41 @@ def embed_texts(
         device: cpu or cuda (default: settings).
         limit: encode at most this many rows of each kind (a partial run: the version is not marked complete).
     """
-    logger = get_run_logger()
     settings = get_settings()
-    database_url, _ = prepare_database(settings)
-    version = resolve_version(database_url, model_version)
-    config = encoder_config(
-        settings, version_model_path(version.artifact_path, version.base_model), backend, device
+    database_url, engine = prepare_database(settings)
+    request = EmbedRequest.from_settings(
+        settings,
+        resolve_version(database_url, model_version),
+        batch_size=batch_size,
+        chunk_size=chunk_size,
+        backend=backend,
+        device=device,
+        limit=limit,
     )
-    with Session(engine_for(database_url)) as session:
-        embeddings.start_run(
-            session=session,
-            version_id=version.id,
-            hnsw_m=settings.hnsw_m,
-            hnsw_ef_construction=settings.hnsw_ef_construction,
-            ef_search=settings.hnsw_ef_search,
-        )
-        session.commit()
+    embedding.start_run(engine, request)
+    encoded = embedding.encode_and_write(
+        request,
+        select=lambda kind: select_pending(database_url, request, kind),
+        encode=lambda chunks: _encode_on_task_runner(request, chunks),
+        write=lambda kind, rows, vectors: write_embeddings(
+            database_url, request.version.id, kind, rows, vectors
+        ),
+    )
+    indexes = build_indexes(database_url, request)
+    outcome = embedding.outcome(request, encoded, finish_run(database_url, request), indexes)
 
-    encoded = dict.fromkeys(embeddings.KINDS, 0)
-    for _ in range(1 if limit is not None else MAX_ROUNDS):
-        done = _embed_round(
-            database_url,
-            version,
-            config,
-            batch_size=batch_size or settings.embed_batch_size,
-            chunk_size=chunk_size or settings.embed_chunk_size,
-            limit=limit,
-        )
-        encoded = {kind: encoded[kind] + done[kind] for kind in encoded}
-        if not any(done.values()) or limit is not None:
-            break
-    indexes = build_indexes(
-        database_url,
-        version.id,
-        settings.hnsw_m,
-        settings.hnsw_ef_construction,
-        settings.embed_maintenance_work_mem,
-    )
-    complete = limit is None
-    if complete:
-        counts = mark_complete(database_url, version.id)
-    else:
-        with Session(engine_for(database_url)) as session:
-            counts = embeddings.embedding_counts(session=session, version_id=version.id)
-    logger.info(
-        "version %s (%s backend): encoded %d references and %d titles; holds %d and %d; complete: %s",
-        version.name,
-        config.backend,
-        encoded["references"],
-        encoded["titles"],
-        counts["references"],
-        counts["titles"],
-        complete,
-    )
+    get_run_logger().info("%s", outcome.counts_line())
     create_table_artifact(
         key="embedding-counts",
         table=[
-            {"kind": kind, "encoded this run": encoded[kind], "embeddings of the version": counts[kind]}
-            for kind in embeddings.KINDS
+            {
+                "kind": kind,
+                "encoded this run": encoded[kind],
+                "embeddings of the version": outcome.embeddings[kind],
+            }
+            for kind in KINDS
         ],
-        description=f"Embeddings of model version {version.name} ({config.backend}); complete: {complete}",
+        description=f"Embeddings of model version {outcome.model_version} ({outcome.backend}); "
+        f"complete: {outcome.complete}",
     )
-    return {
-        "model_version": version.name,
-        "backend": config.backend,
-        "encoded": encoded,
-        "embeddings": counts,
-        "indexes_built": indexes,
-        "complete": complete,
-    }
+    return outcome.summary()

@@ -38,7 +38,8 @@ Target = Literal["chunk", "reference"]
 
 @dataclass(frozen=True)
 class ArticleTexts:
-    """One article as the pair builder needs it: its title and its reference texts in page order."""
+    """One article as the pair builder needs it: its title, its reference texts in page order, and its lead
+    (None when the page has none or it was stored before leads were extracted)."""
 
     article_id: int
     title: str

@@ -237,15 +237,20 @@ def embed_everything(engine: Engine, version_id: int, config, *, batch_size: int
     from sqlalchemy.orm import Session
 
     from db import embeddings
+    from models.article_text import ArticleTextRecipe
     from models.encode import encode_texts
 
     with Session(engine) as session:
+        recipe = ArticleTextRecipe.from_name(
+            embeddings.get_version(session=session, name_or_id=str(version_id)).article_text
+        )
         embeddings.start_run(
             session=session, version_id=version_id, hnsw_m=16, hnsw_ef_construction=64, ef_search=100
         )
         for kind in embeddings.KINDS:
             rows = embeddings.pending(session=session, version_id=version_id, kind=kind)
-            vectors = encode_texts(config, [row.text for row in rows], batch_size=batch_size)
+            texts = [recipe.compose(row.text, row.lead) if kind == "titles" else row.text for row in rows]
+            vectors = encode_texts(config, texts, batch_size=batch_size)
             embeddings.write_embeddings(
                 session=session,
                 version_id=version_id,

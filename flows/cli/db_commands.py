@@ -7,17 +7,15 @@ import shutil
 import subprocess
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from db import migrate
 from db.engine import check_server, libpq_url, make_engine, masked_url
 from db.server import bundled_psql, stop_embedded_server
+from flows.cli.output import console, count, print_table
 from flows.database import prepare_database, resolve_database_url
 from flows.settings import get_settings
 
 app = typer.Typer(help="Create, migrate and inspect the database.", no_args_is_help=True)
-console = Console()
 
 
 @app.command()
@@ -49,10 +47,9 @@ def status() -> None:
     head = migrate.head_revision()
     note = "" if current == head else f" (head is {head}: run `wikiref db upgrade`)"
     console.print(f"database {masked_url(libpq_url(resolved))}\nrevision {current or 'none'}{note}")
-    table = Table("table", "rows")
-    for name, count in migrate.table_row_counts(engine).items():
-        table.add_row(name, f"{count:,}")
-    console.print(table)
+    print_table(
+        ("table", "rows"), [(name, count(rows)) for name, rows in migrate.table_row_counts(engine).items()]
+    )
 
 
 def _psql_executable() -> str:

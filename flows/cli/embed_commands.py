@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from sqlalchemy.orm import Session
 
 from db import search as queries
+from flows.cli.output import console, count, print_table
 from flows.database import prepare_database
 from flows.settings import get_settings
+from flows.steps import embedding
 from models.encode import encode_texts
-
-console = Console()
 
 
 def embed(
@@ -34,51 +32,41 @@ def embed(
     ),
 ) -> None:
     """Encode titles and references that lack an embedding of their current text, then index them."""
-    from flows.embed import embed_texts, progress_listener
-
+    settings = get_settings()
+    _, engine = prepare_database(settings)
+    request = embedding.EmbedRequest.from_settings(
+        settings,
+        embedding.resolve_version(engine, model_version),
+        batch_size=batch_size,
+        backend=backend,
+        device=device,
+        limit=limit,
+    )
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False) as progress:
-        bars: dict[str, int] = {}
+        bars: dict[str, TaskID] = {}
 
         def advance(kind: str, written: int, total: int) -> None:
             if kind not in bars:
                 bars[kind] = progress.add_task(f"embedding {kind}", total=total)
             progress.update(bars[kind], completed=written, total=total)
 
-        with progress_listener(advance):
-            result = embed_texts(
-                model_version=model_version,
-                batch_size=batch_size,
-                backend=backend,
-                device=device,
-                limit=limit,
-            )
-    table = Table(
-        "kind", "encoded now", "embeddings of the version", title=f"model version {result['model_version']}"
+        result = embedding.embed_pending(engine, request, on_written=advance)
+    print_table(
+        ("kind", "encoded now", "embeddings of the version"),
+        [(kind, count(encoded), count(result.embeddings[kind])) for kind, encoded in result.encoded.items()],
+        title=f"model version {result.model_version}",
     )
-    for kind, count in result["encoded"].items():
-        table.add_row(kind, f"{count:,}", f"{result['embeddings'][kind]:,}")
-    console.print(table)
     state = (
-        "complete: queries use it when it is the serving version"
-        if result["complete"]
-        else "partial (--limit)"
+        "complete: queries use it when it is the serving version" if result.complete else "partial (--limit)"
     )
-    console.print(f"backend {result['backend']}; {state}")
+    console.print(f"backend {result.backend}; {state}")
 
 
 def _print(result: queries.QueryResult, show_sql: bool, title: str) -> None:
     if show_sql:
         console.print(result.as_sql(), markup=False, highlight=False, soft_wrap=True)
-    table = Table(*result.columns, title=title)
-    for row in result.rows:
-        table.add_row(
-            *(
-                "" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
-                for value in row
-            )
-        )
-    console.print(table)
+    print_table(result.columns, result.rows, title=title)
 
 
 def similar(
@@ -114,23 +102,21 @@ def search(
     sql: bool = typer.Option(False, "--sql", help="Also print the SQL that was run."),
 ) -> None:
     """Search references: full-text matches fused with the nearest embeddings (reciprocal rank fusion)."""
-    from flows.embed import encoder_config, version_model_path
-
     settings = get_settings()
     _, engine = prepare_database(settings)
     with Session(engine) as session:
-        embedding, version_name = None, model_version
+        query_embedding, version_name = None, model_version
         if not full_text_only:
             _, version_name, base_model, artifact_path = queries.query_version(
                 session=session, model_version=model_version
             )
-            path = version_model_path(artifact_path, base_model)
-            embedding = encode_texts(encoder_config(settings, path), [text])[0]
+            path = embedding.version_model_path(artifact_path, base_model)
+            query_embedding = encode_texts(embedding.encoder_config(settings, path), [text])[0]
         result = queries.run(
             session=session,
             function="search_text",
             query=text,
-            query_embedding=embedding,
+            query_embedding=query_embedding,
             k=k,
             model_version=version_name,
         )

@@ -5,17 +5,15 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 from sqlalchemy.orm import Session
 
 from db import registry
+from flows.cli.output import console, print_table
 from flows.cli.train_commands import metrics_table
 from flows.database import prepare_database
 
 app = typer.Typer(help="List, inspect, promote and retire model versions.", no_args_is_help=True)
-console = Console()
-
 _STATUS_STYLE = {"active": "bold green", "candidate": "yellow", "superseded": "dim", "retired": "red"}
 
 
@@ -34,20 +32,22 @@ def list_versions() -> None:
         if not versions:
             console.print("no model versions yet: run `wikiref train`")
             return
-        table = Table("id", "name", "status", "base model", "held-out", "pairs", "created", "reason")
-        for version in versions:
-            style = _STATUS_STYLE.get(version.status, "")
-            table.add_row(
-                str(version.id),
-                version.name,
-                f"[{style}]{version.status}[/]",
-                version.base_model,
-                _gate(version),
-                str((version.dataset_counts or {}).get("train_pairs", "-")),
-                f"{version.created_at:%Y-%m-%d %H:%M}",
-                version.status_reason or "",
-            )
-        console.print(table)
+        print_table(
+            ("id", "name", "status", "base model", "held-out", "pairs", "created", "reason"),
+            [
+                (
+                    version.id,
+                    version.name,
+                    Text(version.status, style=_STATUS_STYLE.get(version.status, "")),
+                    version.base_model,
+                    _gate(version),
+                    (version.dataset_counts or {}).get("train_pairs", "-"),
+                    f"{version.created_at:%Y-%m-%d %H:%M}",
+                    version.status_reason,
+                )
+                for version in versions
+            ],
+        )
 
 
 @app.command()

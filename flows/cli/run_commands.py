@@ -10,16 +10,13 @@ from typing import Any
 
 import typer
 from pydantic import TypeAdapter, ValidationError
-from rich.console import Console
 from rich.markup import escape
 from rich.pretty import Pretty
-from rich.table import Table
 
+from flows.cli.output import MAX_CELL_CHARS, console, errors, print_table
 from flows.errors import UserError
 from flows.settings import get_settings
 
-console = Console()
-errors = Console(stderr=True)
 log = logging.getLogger(__name__)
 
 FLOW_NAMES = ("scrape", "train", "embed", "pipeline")
@@ -116,19 +113,20 @@ def _load(flow_name: str):
 def _print_parameters(flow, flow_name: str) -> None:
     schema = flow.parameters.model_dump()
     properties = schema.get("properties", {})
-    table = Table(
-        "parameter", "type", "default", "description", title=f"wikiref run {flow_name} --param KEY=VALUE"
+    signature = inspect.signature(flow.fn).parameters
+    print_table(
+        ("parameter", "type", "default", "description"),
+        [
+            (
+                name,
+                _type_name(annotation),
+                "" if signature[name].default is inspect.Parameter.empty else repr(signature[name].default),
+                " ".join(properties.get(name, {}).get("description", "").split()),
+            )
+            for name, annotation in _annotations(flow).items()
+        ],
+        title=f"wikiref run {flow_name} --param KEY=VALUE",
     )
-    for name, annotation in _annotations(flow).items():
-        spec = properties.get(name, {})
-        default = inspect.signature(flow.fn).parameters[name].default
-        table.add_row(
-            name,
-            escape(_type_name(annotation)),
-            "" if default is inspect.Parameter.empty else escape(repr(default)),
-            escape(" ".join(spec.get("description", "").split())),
-        )
-    console.print(table)
 
 
 def _type_name(annotation: Any) -> str:
@@ -181,18 +179,8 @@ def print_query(query: dict[str, Any]) -> None:
     if not rows:
         console.print("(0 rows)")
         return
-    table = Table(*rows[0].keys())
-    for row in rows:
-        table.add_row(*(_cell(value) for value in row.values()))
-    console.print(table)
+    print_table(list(rows[0].keys()), [list(row.values()) for row in rows], max_chars=MAX_CELL_CHARS)
     console.print(f"({len(rows)} row{'' if len(rows) == 1 else 's'})")
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    text = str(value)
-    return escape(text if len(text) <= 160 else text[:157] + "...")
 
 
 def run(

@@ -8,10 +8,9 @@ from datetime import date, datetime
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
+from flows.cli.output import console, count, print_table
 from flows.database import prepare_database
 from flows.mediawiki.errors import ScrapeError
 from flows.mediawiki.saved import MANIFEST
@@ -19,8 +18,6 @@ from flows.mediawiki.titles import TitleSources
 from flows.settings import get_settings
 from flows.steps.loading import load_dump
 from flows.steps.scraping import ScrapeSummary, client_config, run_scrape
-
-console = Console()
 
 
 def _day(value: str | None) -> date | None:
@@ -33,10 +30,12 @@ def _day(value: str | None) -> date | None:
 
 
 def print_summary(summary: ScrapeSummary, seconds: float) -> None:
-    table = Table("what", "count", title=f"Scrape of {summary.wiki}", caption=f"{seconds:.1f} s")
-    for name, value in summary.rows():
-        table.add_row(name, f"{value:,}")
-    console.print(table)
+    print_table(
+        ("what", "count"),
+        [(name, count(value)) for name, value in summary.rows()],
+        title=f"Scrape of {summary.wiki}",
+        caption=f"{seconds:.1f} s",
+    )
     if summary.stats.retry_reasons:
         reasons = ", ".join(
             f"{reason} ×{count}" for reason, count in sorted(summary.stats.retry_reasons.items())

@@ -176,6 +176,7 @@ class FetchedPage:
     revision_id: int
     html: str
     redirected_from: tuple[str, ...] = ()
+    short_description: str | None = None
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -379,7 +380,8 @@ class MediaWikiClient:
             body = await self.api(
                 action="parse",
                 page=title,
-                prop="text|revid",
+                # The page properties come in the same response: the short description, no extra request.
+                prop="text|revid|properties",
                 redirects="1",
                 disableeditsection="1",
                 disablelimitreport="1",
@@ -391,12 +393,16 @@ class MediaWikiClient:
             raise
         parse = body["parse"]
         text = parse["text"]["*"] if isinstance(parse["text"], dict) else parse["text"]
+        properties = parse.get("properties") or {}
+        if isinstance(properties, list):  # formatversion 1 lists {"name": ..., "*": ...}
+            properties = {item.get("name"): item.get("*") for item in properties}
         return FetchedPage(
             title=parse["title"],
             page_id=parse["pageid"],
             revision_id=parse["revid"],
             html=text,
             redirected_from=tuple(item["from"] for item in parse.get("redirects", [])),
+            short_description=properties.get("wikibase-shortdesc") or None,
         )
 
     async def category_members(self, category: str, *, depth: int = 0, limit: int | None = None) -> list[str]:

@@ -2,7 +2,7 @@
 
 One JSON object per line in the Enterprise article model; the fields used are ``name``, ``identifier``
 (page id), ``version.identifier`` (revision id), ``url`` (its host is the wiki), ``namespace.identifier``,
-``article_body.html`` and ``redirects[].name``. Only articles (namespace 0) with HTML are yielded. Nothing is
+``article_body.html``, ``redirects[].name`` and ``description`` (the short description). Only articles (namespace 0) with HTML are yielded. Nothing is
 unpacked to disk and only one line is held in memory at a time.
 """
 
@@ -35,6 +35,7 @@ class DumpPage:
     revision_id: int | None
     wiki: str | None
     redirects: tuple[str, ...] = ()
+    description: str | None = None
 
 
 def _page(record: dict) -> DumpPage | None:
@@ -51,6 +52,7 @@ def _page(record: dict) -> DumpPage | None:
         revision_id=(record.get("version") or {}).get("identifier"),
         wiki=urlsplit(url).hostname,
         redirects=tuple(r["name"] for r in record.get("redirects") or () if r.get("name")),
+        description=record.get("description") or None,
     )
 
 

@@ -9,6 +9,14 @@ it only recognises the ``data-mw-footnote-number`` attribute of current Parsoid 
 One rule covers every markup variant: an item is an ``<li>`` whose decoded id starts with ``cite_note-``
 (legacy ``ol.references``, Parsoid ``ol.mw-references``, note groups, Kiwix). Its text is the
 ``reference-text`` / ``mw-reference-text`` span when present, else the item minus its backlinks.
+
+The lead is the ``<p>`` paragraphs of the article body before its first section heading. One walk covers every
+flavour: start at ``#mw-content-text`` (full pages, Kiwix) or ``<body>`` (parser-output fragments, Parsoid,
+Enterprise HTML, the mirror), step into the wrappers the flavours put around the body (``.mw-parser-output``,
+Parsoid and MobileFrontend ``<section>``s, the PCS ``#pcs`` div) and stop at the first ``h1``-``h6`` or
+``div.mw-heading``. Only paragraphs count, so infoboxes, tables, hatnotes, thumbnails, lists and navigation
+boxes (never ``<p>`` at that level) stay out; inside a paragraph, citation markers, coordinates, edit links and
+pronunciation guides are removed. ``extract_page`` parses a page once for both references and lead.
 """
 
 from __future__ import annotations
@@ -249,12 +257,180 @@ def _reference(item: LexborNode, note_id: str) -> ExtractedReference:
     )
 
 
-def extract_references(html: str) -> list[ExtractedReference]:
-    """Every reference-list item of a rendered page, in page order (pure: no I/O)."""
-    tree = LexborHTMLParser(html)
+def _references(tree: LexborHTMLParser) -> list[ExtractedReference]:
     references = []
     for item in tree.css("li[id]"):
         note_id = item.attributes.get("id") or ""
         if note_id.startswith("cite_note-"):
             references.append(_reference(item, note_id))
     return references
+
+
+def extract_references(html: str) -> list[ExtractedReference]:
+    """Every reference-list item of a rendered page, in page order (pure: no I/O)."""
+    return _references(LexborHTMLParser(html))
+
+
+# --- the lead -----------------------------------------------------------------------------------------------
+
+# Inside a lead paragraph: citation markers, coordinates (a <p> of their own in older pages), edit links, hidden
+# spans (sort keys, microformat dates), styles and metadata.
+_LEAD_NOISE = ", ".join(
+    (
+        "style",
+        "script",
+        "link",
+        "meta",
+        "noscript",
+        "sup.reference",
+        "sup.mw-ref",
+        'sup[id^="cite_ref"]',
+        "sup.noprint",
+        "#coordinates",
+        ".geo-inline-hidden",
+        ".mw-editsection",
+        ".noprint",
+        ".Z3988",
+        ".sortkey",
+        '[style*="display:none"]',
+        '[style*="display: none"]',
+    )
+)
+# Pronunciation guides: IPA, respellings, audio links. Each is replaced by a marker, and the parenthesised
+# clause holding a marker is dropped afterwards ("Bengaluru (/ˈbɛŋɡəluːru/ ⓘ; Kannada: ...)" has nothing in
+# it a reader of another article would share).
+_PRONUNCIATION = ", ".join(
+    (
+        ".IPA",
+        ".rt-commentedText",
+        ".haudio",
+        ".ext-phonos",
+        ".unicode.audiolink",
+        'span[title="Representation in the International Phonetic Alphabet (IPA)"]',
+        'a[title^="Help:IPA"]',
+        'a[href*="Help:IPA"]',
+        'a[title^="Help:Pronunciation respelling"]',
+        'a[href*=".ogg"]',
+        'a[href*=".oga"]',
+        'a[href*=".mp3"]',
+    )
+)
+_MARK = "\ue000"
+_MARKED_CLAUSE = re.compile(r"\s*\(([^()]*\ue000[^()]*)\)")
+_EMPTY_PARENS = re.compile(r"\s*\(\s*[;,]?\s*\)")
+_SPACE_BEFORE_PUNCTUATION = re.compile(r"\s+([,;.:])")
+_HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
+# The elements the flavours wrap the article body in (parser output, Vector 2022, PCS, MobileFrontend).
+_WRAPPER_CLASSES = ("mw-parser-output", "mw-content-ltr", "mw-content-rtl", "mf-section-0")
+_WRAPPER_IDS = frozenset({"pcs", "mw-content-text", "bodyContent"})
+
+
+@dataclass(frozen=True)
+class ExtractedPage:
+    """What one rendered page gives: its references, its lead and its short description."""
+
+    references: list[ExtractedReference]
+    lead: str | None
+    short_description: str | None
+
+
+def _is_wrapper(node: LexborNode) -> bool:
+    attributes = node.attributes
+    if attributes.get("id") in _WRAPPER_IDS:
+        return True
+    classes = attributes.get("class") or ""
+    return any(name in classes for name in _WRAPPER_CLASSES)
+
+
+@dataclass
+class _LeadWalk:
+    paragraphs: list[LexborNode]
+    short_description: LexborNode | None = None
+
+
+def _walk_lead(node: LexborNode, walk: _LeadWalk) -> bool:
+    """Collect the paragraphs (and the short description) of ``node`` before the first heading; True once a
+    heading is met."""
+    for child in node.iter(include_text=False):
+        tag = child.tag
+        if tag == "p":
+            walk.paragraphs.append(child)
+        elif tag in _HEADINGS:
+            return True
+        elif tag == "div":
+            classes = child.attributes.get("class") or ""
+            if "mw-heading" in classes:
+                return True
+            if "shortdescription" in classes:
+                walk.short_description = walk.short_description or child
+            elif _is_wrapper(child) and _walk_lead(child, walk):
+                return True
+        elif tag == "section" and _walk_lead(child, walk):
+            return True
+    return False
+
+
+def _drop_marked_clause(match: re.Match[str]) -> str:
+    kept = [part.strip() for part in match.group(1).split(";") if _MARK not in part and part.strip()]
+    return f" ({'; '.join(kept)})" if kept else ""
+
+
+def _has_own_words(paragraph: LexborNode) -> bool:
+    """Prose has words of its own between its links; a navigation or hatnote line made into a paragraph
+    ("<i>Parent article:</i> <a>...</a>", "<i>For the company see <a>...</a></i>") has only labels and links."""
+    return any(
+        child.tag == "-text" and any(character.isalnum() for character in child.text_content or "")
+        for child in paragraph.iter(include_text=True)
+    )
+
+
+def _paragraph_text(paragraph: LexborNode) -> str:
+    if not _has_own_words(paragraph):
+        return ""
+    while (noise := paragraph.css_first(_LEAD_NOISE)) is not None:
+        noise.decompose()
+    for guide in paragraph.css(_PRONUNCIATION):
+        guide.replace_with(_MARK)
+    text = _visible_text(paragraph)
+    if _MARK in text:
+        text = _MARKED_CLAUSE.sub(_drop_marked_clause, text).replace(_MARK, "")
+        text = _WHITESPACE.sub(" ", _SPACE_BEFORE_PUNCTUATION.sub(r"\1", _EMPTY_PARENS.sub("", text))).strip()
+    return text
+
+
+def _lead_walk(tree: LexborHTMLParser, html: str) -> _LeadWalk:
+    # Only full pages and Kiwix articles have #mw-content-text: looking for it in a fragment would scan it all.
+    root = tree.css_first("#mw-content-text") if 'id="mw-content-text"' in html else tree.body
+    walk = _LeadWalk([])
+    if root is not None:
+        _walk_lead(root, walk)
+    return walk
+
+
+def _lead(walk: _LeadWalk) -> str | None:
+    return " ".join(text for text in map(_paragraph_text, walk.paragraphs) if text) or None
+
+
+def _short_description(walk: _LeadWalk) -> str | None:
+    node = walk.short_description
+    return (clean_text(node.text(deep=True, separator="")) or None) if node is not None else None
+
+
+def extract_lead(html: str) -> str | None:
+    """The article's lead as one line of clean text, or None when the body has no paragraph before its first
+    heading (a list, a stub of tables)."""
+    return _lead(_lead_walk(LexborHTMLParser(html), html))
+
+
+def extract_short_description(html: str) -> str | None:
+    """The short description the page carries in its HTML (``div.shortdescription``, pages since 2018)."""
+    return _short_description(_lead_walk(LexborHTMLParser(html), html))
+
+
+def extract_page(html: str) -> ExtractedPage:
+    """References, lead and short description of a rendered page, from one parse (pure: no I/O)."""
+    tree = LexborHTMLParser(html)
+    walk = _lead_walk(tree, html)
+    return ExtractedPage(
+        references=_references(tree), lead=_lead(walk), short_description=_short_description(walk)
+    )

@@ -7,7 +7,7 @@ It answers the subset of the Action API (``/w/api.php``, ``formatversion=2``) an
   rows scraped through the mirror carry the same ``wiki`` as rows scraped from the live site;
 * ``action=query&titles=...&redirects=1&prop=info``: normalisation, redirects, missing and invalid titles,
   page ids and ``lastrevid``;
-* ``action=parse&page=...&prop=text|revid``: the saved HTML;
+* ``action=parse&page=...&prop=text|revid|properties``: the saved HTML (and its short description);
 * ``action=query&list=categorymembers``: ``Category:Saved pages`` holds one sub-category per saved format
   (``Category:Saved pages (other)``...), each holding its pages and, as real category graphs do, a
   cycle back to the root;
@@ -51,6 +51,7 @@ from selectolax.lexbor import LexborHTMLParser
 from starlette.requests import Request
 
 from flows.mediawiki.errors import ScrapeError
+from flows.mediawiki.extract import extract_short_description
 from flows.mediawiki.saved import SavedPage, iter_saved_pages
 from flows.mirror import FAULT_KINDS
 
@@ -429,6 +430,10 @@ class MirrorApp:
             parse["text"] = page.html
         if "displaytitle" in props:
             parse["displaytitle"] = page.title
+        if "properties" in props:
+            # Like MediaWiki: the short description is a page property (Wikipedia's is in the HTML too).
+            description = extract_short_description(page.html)
+            parse["properties"] = {"wikibase-shortdesc": description} if description else {}
         return {"parse": parse}
 
     def _pageviews_top(

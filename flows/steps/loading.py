@@ -97,6 +97,7 @@ def load_dump(
                     page_id=page.page_id,
                     revision_id=page.revision_id,
                     redirects=page.redirects,
+                    short_description=page.description,
                 )
                 for page in stale
             ]

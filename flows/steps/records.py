@@ -6,7 +6,7 @@ from dataclasses import dataclass, fields
 from urllib.parse import quote
 
 from db.articles import PageRecord, PageWriteResult, ReferenceRecord
-from flows.mediawiki.extract import ExtractedReference, extract_references
+from flows.mediawiki.extract import ExtractedReference, extract_page
 
 
 def article_url(wiki: str, title: str) -> str:
@@ -34,16 +34,23 @@ def page_record(
     page_id: int | None,
     revision_id: int | None,
     redirects: tuple[str, ...] = (),
+    short_description: str | None = None,
 ) -> PageRecord:
-    """Extract the references of ``html`` and wrap them with the article's identity."""
+    """Extract the references and lead of ``html`` and wrap them with the article's identity.
+
+    ``short_description`` is the one the API gave with the page, if any; else the page's own is kept.
+    """
+    extracted = extract_page(html)
     return PageRecord(
         wiki=wiki,
         title=title,
         page_id=page_id,
         revision_id=revision_id,
         url=article_url(wiki, title),
-        references=tuple(reference_record(ref) for ref in extract_references(html)),
+        references=tuple(reference_record(ref) for ref in extracted.references),
         redirects=tuple(redirects),
+        lead=extracted.lead,
+        short_description=short_description or extracted.short_description,
     )
 
 

@@ -157,7 +157,14 @@ async def _fetch(
             # The redirects seen while resolving lead here too.
             redirects = tuple(dict.fromkeys((*wanted.redirected_from, *page.redirected_from)))
             batch.pages.append(
-                FetchedPage(page.title, page.page_id, page.revision_id, page.html, redirected_from=redirects)
+                FetchedPage(
+                    page.title,
+                    page.page_id,
+                    page.revision_id,
+                    page.html,
+                    redirected_from=redirects,
+                    short_description=page.short_description,
+                )
             )
     return batch
 
@@ -181,7 +188,7 @@ def fetch_pages(
 
 
 def extract_pages(wiki: str, pages: Iterable[FetchedPage]) -> list[PageRecord]:
-    """Reference extraction of fetched pages (pure CPU)."""
+    """Reference and lead extraction of fetched pages (pure CPU)."""
     return [
         page_record(
             wiki=wiki,
@@ -190,6 +197,7 @@ def extract_pages(wiki: str, pages: Iterable[FetchedPage]) -> list[PageRecord]:
             page_id=page.page_id,
             revision_id=page.revision_id,
             redirects=page.redirected_from,
+            short_description=page.short_description,
         )
         for page in pages
     ]

@@ -184,7 +184,7 @@ def ensure_base_version(engine: Engine, request: TrainRequest) -> str:
             session=session,
             name=name,
             base_model=request.base_model,
-            params={"article_text": request.knobs.article_text},
+            article_text=request.knobs.article_text,
         )
     if activated:
         log.info("the base model serves as version %s until a fine-tuned version passes the gate", name)
@@ -230,8 +230,7 @@ def score_active_version(
             return ActiveScores(None, None, False, None)
         version_id, name = active.id, active.name
         artifact, base_model = active.artifact_path, active.base_model
-        recipe_name = (active.params or {}).get("article_text", TITLE_ONLY.name)
-    recipe = ArticleTextRecipe.from_name(recipe_name)
+        recipe = ArticleTextRecipe.from_name(active.article_text)
     if artifact is None and base_model == request.base_model and recipe == request.article_text:
         return ActiveScores(version_id, name, True, base_scores)
     model_path = artifact or resolve_model_path(base_model)
@@ -377,6 +376,7 @@ def register_version(
             metrics=metrics,
             loss_log=result.loss_log,
             artifact_path=str(result.artifact_path),
+            article_text=split.recipe.name,
         )
         version_id = version.id
         vs_base = _gate_delta(deltas["vs_base"], metric)

@@ -142,9 +142,10 @@ def test_the_gate_needs_a_ci_above_zero_vs_base_and_not_below_zero_vs_active() -
 def test_the_base_model_is_a_version_that_serves_until_a_version_passes_the_gate(engine: Engine) -> None:
     with Session(engine) as session:
         base, activated = registry.ensure_base_version(
-            session=session, name="base", base_model="m", params={"article_text": "title"}
+            session=session, name="base", base_model="m", article_text="title+lead40"
         )
         assert activated and base.status == "active" and base.artifact_path is None
+        assert base.article_text == "title+lead40"
         again, activated = registry.ensure_base_version(
             session=session, name="base", base_model="m", params={}
         )

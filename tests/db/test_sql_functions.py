@@ -40,10 +40,13 @@ def test_each_function_returns_its_documented_columns(session: Session) -> None:
             dict(title=title),
             ["reference_id", "article_title", "reference_text", "similarity"],
         ),
-        "similar_articles": (dict(title=title), ["article_id", "article_title", "similarity"]),
+        "similar_articles": (
+            dict(title=title),
+            ["article_id", "article_title", "similarity", "article_lead"],
+        ),
         "articles_for_reference": (
             dict(reference_id=reference_id),
-            ["article_id", "article_title", "similarity", "is_own_article"],
+            ["article_id", "article_title", "similarity", "is_own_article", "article_lead"],
         ),
         "search_vector": (
             dict(query=vector),

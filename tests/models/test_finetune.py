@@ -36,7 +36,7 @@ def split(loaded_template_url: str) -> PairSplit:
         rows = article_reference_texts(session=session, limit=60)
     # The template must have no connections left for other tests to copy it.
     engine.dispose()
-    articles = [ArticleTexts(i, title, tuple(texts)) for i, title, texts in rows]
+    articles = [ArticleTexts(i, title, tuple(texts), lead) for i, title, texts, lead in rows]
     return build_pairs(
         articles,
         count_tokens=tokenizer_counter(BASE),

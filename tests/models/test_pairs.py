@@ -110,7 +110,7 @@ def test_pairs_of_the_shared_pages_use_the_model_tokenizer_and_do_not_leak(loade
     assert [row[0] for row in first_ten] == [row[0] for row in rows[:10]]
     count = tokenizer_counter(resolve_model_path(BASE_MODEL_ID))
     split = build_pairs(
-        [ArticleTexts(i, title, tuple(texts)) for i, title, texts in rows],
+        [ArticleTexts(i, title, tuple(texts), lead) for i, title, texts, lead in rows],
         count_tokens=count,
         token_budget=86,
         eval_fraction=0.1,
