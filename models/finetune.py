@@ -185,12 +185,11 @@ def source_aware_sampler(pairs: Sequence[Pair]):
                 batch_has: set[str] = set()
                 batch_owns: set[str] = set()
                 waiting: list[int] = []
-                for index in remaining:
-                    if (
-                        len(batch) < self.batch_size
-                        and batch_owns.isdisjoint(has[index])
-                        and batch_has.isdisjoint(owns[index])
-                    ):
+                for position, index in enumerate(remaining):
+                    if len(batch) == self.batch_size:
+                        waiting.extend(remaining[position:])
+                        break
+                    if batch_owns.isdisjoint(has[index]) and batch_has.isdisjoint(owns[index]):
                         batch.append(index)
                         batch_has |= has[index]
                         batch_owns |= owns[index]

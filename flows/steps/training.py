@@ -348,8 +348,8 @@ def register_version(
     knobs = request.knobs
     metric = knobs.gate_metric
     params = {
-        **result.params,
         **knobs.model_dump(),
+        **result.params,
         "article_text": split.recipe.name,
         "steps": result.steps,
         "samples_per_second": round(result.samples_per_second, 2),
