@@ -208,7 +208,7 @@ class TrainKnobs(BaseModel):
     learning_rate: float = Field(default=5e-5, gt=0, description="Peak learning rate (linear decay).")
     warmup_ratio: float = Field(default=0.0, ge=0, lt=1, description="Fraction of steps to warm up over.")
     sampler: Literal["batch", "no_duplicates", "no_shared_source"] = Field(
-        default="no_shared_source",
+        default="no_duplicates",
         description="'no_duplicates': an anchor at most once per batch; 'no_shared_source' also keeps out a "
         "reference whose source (DOI, URL, text) another article of the batch cites: no false negatives.",
     )
@@ -223,7 +223,7 @@ class TrainKnobs(BaseModel):
         default="reference", description="Train on single references or on chunks of consecutive ones."
     )
     article_text: str = Field(
-        default="title",
+        default="title+lead40",
         description="What an article is, for training and serving: 'title' or 'title+leadN' (first N lead words).",
     )
     wise_ft: bool = Field(
