@@ -115,12 +115,12 @@ def test_pairs_of_the_shared_pages_use_the_model_tokenizer_and_do_not_leak(loade
         token_budget=86,
         eval_fraction=0.1,
     )
-    assert split.counts["references"] == sum(len(texts) for _, _, texts in rows)
+    assert split.counts["references"] == sum(len(texts) for _, _, texts, _ in rows)
     assert not {p.title for p in split.train} & {p.title for p in split.heldout}
     # The default budget gives chunks of about the reference recipe's 69 tokens.
     assert 55 <= split.counts["mean_chunk_tokens"] <= 80
     # Every chunk fits the budget unless it is one reference that is longer on its own.
-    single = {title: {" ".join(text.split()) for text in texts} for _, title, texts in rows}
+    single = {title: {" ".join(text.split()) for text in texts} for _, title, texts, _ in rows}
     pairs = split.train + split.heldout
     over = [p for p, n in zip(pairs, count([p.chunk for p in pairs]), strict=True) if n > 86]
     assert over and all(p.chunk in single[p.title] for p in over)
