@@ -7,6 +7,7 @@ new model and the active one on the same held-out set.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import shutil
@@ -158,49 +159,74 @@ def source_keys(reference: str) -> set[str]:
     return keys
 
 
-def source_aware_sampler(pairs: Sequence[Pair]):
+class NoSharedSourceBatchSampler:
+    """Batches in which no pair's target is relevant to another anchor of the batch (see source_aware_sampler).
+
+    A module-level class (not a closure) because the Trainer pickles its arguments, sampler included, into every
+    checkpoint.
+    """
+
+    def __init__(
+        self,
+        dataset: Sequence[Any],
+        batch_size: int,
+        drop_last: bool,
+        valid_label_columns: list[str] | None = None,
+        generator: Any = None,
+        seed: int = 0,
+        *,
+        has: Sequence[frozenset[str]],
+        owns: Sequence[frozenset[str]],
+    ) -> None:
+        self.size, self.batch_size, self.drop_last, self.seed = len(dataset), batch_size, drop_last, seed
+        self.has, self.owns, self.epoch = has, owns, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size // self.batch_size if self.drop_last else -(-self.size // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        import torch
+
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        remaining = torch.randperm(self.size, generator=generator).tolist()
+        while remaining:
+            batch: list[int] = []
+            batch_has: set[str] = set()
+            batch_owns: set[str] = set()
+            waiting: list[int] = []
+            for position, index in enumerate(remaining):
+                if len(batch) == self.batch_size:
+                    waiting.extend(remaining[position:])
+                    break
+                if batch_owns.isdisjoint(self.has[index]) and batch_has.isdisjoint(self.owns[index]):
+                    batch.append(index)
+                    batch_has |= self.has[index]
+                    batch_owns |= self.owns[index]
+                else:
+                    waiting.append(index)
+            remaining = waiting
+            if len(batch) < self.batch_size and self.drop_last:
+                return
+            yield batch
+
+
+def source_aware_sampler(pairs: Sequence[Pair]) -> Callable[..., NoSharedSourceBatchSampler]:
     """A batch sampler factory: no batch holds a pair whose target is also relevant to another anchor in it.
 
     Pair j conflicts with pair i when they share an anchor, or j's target cites a source that i's article cites
     (DOI, URL or normalised text): in-batch negatives then never include a false negative. Like
     sentence-transformers' no-duplicates sampler, a conflicting pair waits for a later batch.
     """
-    from sentence_transformers.base.sampler import DefaultBatchSampler
-
     target_keys = [frozenset(source_keys(pair.chunk)) for pair in pairs]
     article_keys: dict[str, set[str]] = {}
     for pair, keys in zip(pairs, target_keys, strict=True):
         article_keys.setdefault(pair.anchor, {"anchor:" + pair.anchor}).update(keys)
     has = [keys | {"anchor:" + pair.anchor} for pair, keys in zip(pairs, target_keys, strict=True)]
     owns = [frozenset(article_keys[pair.anchor]) for pair in pairs]
-
-    class NoSharedSourceBatchSampler(DefaultBatchSampler):
-        def __iter__(self) -> Iterator[list[int]]:
-            import torch
-
-            generator = torch.Generator().manual_seed(self.seed + getattr(self, "epoch", 0))
-            remaining = torch.randperm(len(pairs), generator=generator).tolist()
-            while remaining:
-                batch: list[int] = []
-                batch_has: set[str] = set()
-                batch_owns: set[str] = set()
-                waiting: list[int] = []
-                for position, index in enumerate(remaining):
-                    if len(batch) == self.batch_size:
-                        waiting.extend(remaining[position:])
-                        break
-                    if batch_owns.isdisjoint(has[index]) and batch_has.isdisjoint(owns[index]):
-                        batch.append(index)
-                        batch_has |= has[index]
-                        batch_owns |= owns[index]
-                    else:
-                        waiting.append(index)
-                remaining = waiting
-                if len(batch) < self.batch_size and self.drop_last:
-                    return
-                yield batch
-
-    return NoSharedSourceBatchSampler
+    return functools.partial(NoSharedSourceBatchSampler, has=has, owns=owns)
 
 
 def wise_ft(model, base_model: str, weight: float) -> None:
