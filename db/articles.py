@@ -1,25 +1,33 @@
 """Idempotent writes of articles and their reference lists, one transaction per article.
 
 A re-scraped article gets exactly its new reference list: references whose text is unchanged keep their
-row ids (and so their embeddings), removed ones are deleted, new ones inserted, moved ones renumbered.
-When nothing changed, nothing is written: no row, id or timestamp moves.
+row ids (and so their embeddings), removed ones move to ``reference_history`` (with their embeddings, the
+revision they were last seen in and when), new ones are inserted, moved ones renumbered. When nothing
+changed, nothing is written: no row, id or timestamp moves.
+
+A new revision replaces the stored one only if it passes the sanity checks (``revision_problem``); one that
+fails is quarantined whole in ``quarantined_revisions`` with the reason, and the stored references stay.
+This is the one write path of every scrape, refresh and bulk load, so all of them get the checks.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import defaultdict, deque
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any, Literal
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from db.schema import Article, ArticleReference
+from db.errors import DatabaseError
+from db.schema import Article, ArticleReference, QuarantinedRevision
 
-WriteStatus = Literal["new", "updated", "unchanged"]
+WriteStatus = Literal["new", "updated", "unchanged", "quarantined"]
 _REFERENCE_FIELDS = ("text", "urls", "archive_url", "doi", "pmid", "isbn", "cited_title", "date")
 
 
@@ -64,6 +72,33 @@ class PageRecord:
     redirects: tuple[str, ...] = ()  # titles that redirected here; stored as the union over scrapes
     lead: str | None = None  # paragraphs before the first heading; None: the page has none
     short_description: str | None = None
+    problem: str | None = None  # why the body could not be read (undecodable, not HTML), found at extraction
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "problem": None}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PageRecord:
+        references = tuple(
+            ReferenceRecord(**{**ref, "urls": tuple(ref.get("urls") or ())}) for ref in data["references"]
+        )
+        fields = {
+            key: value for key, value in data.items() if key not in ("references", "redirects", "problem")
+        }
+        return cls(**fields, references=references, redirects=tuple(data.get("redirects") or ()))
+
+
+@dataclass(frozen=True)
+class RevisionChecks:
+    """Limits a new revision must keep to before it replaces the stored references."""
+
+    max_shrink: float = 0.5  # share of the stored references a new revision may drop
+    max_debris: float = 0.2  # share of its reference texts that may look like markup debris
+
+    def __post_init__(self) -> None:
+        for name in ("max_shrink", "max_debris"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be at least 0 and below 1, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -73,6 +108,43 @@ class PageWriteResult:
     references_added: int = 0
     references_removed: int = 0
     references_kept: int = 0
+    reason: str | None = None  # why the revision was quarantined
+    quarantine_cleared: bool = False
+    title: str = ""
+
+
+# Markup that survived as text: runs of brackets or pipes, tags, template or link syntax, placeholder text.
+_DEBRIS = re.compile(
+    r"[<>{}\[\]|]{3,}|</?[a-z][a-z0-9]*[\s>/]|\{\{|\}\}|\[\[|\]\]|lorem ipsum", re.IGNORECASE
+)
+_LETTER = re.compile(r"[^\W\d_]")
+
+
+def looks_like_debris(reference: ReferenceRecord) -> bool:
+    """True for a reference that is markup or filler rather than a citation. A bare link (text ``[1]``)
+    is a citation: its URL is what it cites."""
+    if _DEBRIS.search(reference.text):
+        return True
+    cites_something = reference.urls or reference.doi or reference.pmid or reference.isbn
+    return len(_LETTER.findall(reference.text)) < 3 and not cites_something
+
+
+def revision_problem(stored_count: int, page: PageRecord, checks: RevisionChecks) -> str | None:
+    """Why ``page`` must not replace an article that has ``stored_count`` references, or None if it may."""
+    if page.problem:
+        return page.problem
+    count = len(page.references)
+    if stored_count and count == 0:
+        return f"reference list gone: {stored_count} stored, none in the new revision"
+    if stored_count and count < stored_count * (1 - checks.max_shrink):
+        return (
+            f"reference list shrank from {stored_count} to {count} "
+            f"(more than the {checks.max_shrink:.0%} allowed)"
+        )
+    debris = [ref.text for ref in page.references if looks_like_debris(ref)]
+    if debris and len(debris) > checks.max_debris * count:
+        return f"{len(debris)} of {count} reference texts look like markup, not references (e.g. {debris[0][:40]!r})"
+    return None
 
 
 def _article_query(page: PageRecord):
@@ -147,6 +219,7 @@ def _unchanged(article: Article, existing: _Existing, page: PageRecord) -> bool:
     )
     return (
         article_same
+        and article.status == "current"
         and len(existing) == len(page.references)
         and all(
             hash_ == ref.content_hash and values == ref.values()
@@ -170,26 +243,104 @@ def _match(
     return matched, leftover
 
 
-def upsert_page(*, session: Session, page: PageRecord) -> PageWriteResult:
-    """Write one article and its reference list in one transaction (committed here); idempotent."""
+def _clear_quarantine(session: Session, article_id: int) -> bool:
+    cleared = session.execute(
+        delete(QuarantinedRevision).where(QuarantinedRevision.article_id == article_id)
+    ).rowcount
+    return bool(cleared)
+
+
+def _quarantine(session: Session, article_id: int, page: PageRecord, reason: str) -> None:
+    values = {
+        "revision_id": page.revision_id,
+        "reason": reason,
+        "page": page.to_json(),
+        "quarantined_at": func.now(),
+    }
+    session.execute(
+        pg_insert(QuarantinedRevision)
+        .values(article_id=article_id, **values)
+        .on_conflict_do_update(index_elements=["article_id"], set_=values)
+    )
+
+
+_ARCHIVE_REFERENCES = text(
+    """
+    WITH moved AS (
+        INSERT INTO reference_history (id, article_id, position, text, content_hash, urls, archive_url, doi, pmid,
+                                       isbn, cited_title, date, added_at, added_revision_id,
+                                       last_seen_revision_id, removed_revision_id)
+        SELECT id, article_id, position, text, content_hash, urls, archive_url, doi, pmid, isbn, cited_title,
+               date, added_at, added_revision_id, :last_seen, :removed_in
+          FROM article_references WHERE id = ANY(:ids)
+        RETURNING id
+    )
+    INSERT INTO reference_history_embeddings (model_version_id, reference_id, content_hash, embedding)
+    SELECT e.model_version_id, e.reference_id, e.content_hash, e.embedding
+      FROM reference_embeddings e JOIN moved m ON m.id = e.reference_id
+    """
+)
+
+
+def _archive_references(
+    session: Session, ids: list[int], *, last_seen: int | None, removed_in: int | None
+) -> None:
+    """Move references (and their embeddings) from the current rows into the history."""
+    session.execute(_ARCHIVE_REFERENCES, {"ids": ids, "last_seen": last_seen, "removed_in": removed_in})
+    session.execute(delete(ArticleReference).where(ArticleReference.id.in_(ids)))
+
+
+def upsert_page(
+    *, session: Session, page: PageRecord, checks: RevisionChecks | None = RevisionChecks()
+) -> PageWriteResult:
+    """Write one article and its reference list in one transaction (committed here); idempotent.
+
+    With ``checks`` (the default), a revision that fails them is quarantined instead of written; ``None``
+    writes it regardless (an explicit accept).
+    """
     # First compare without locks: re-scraping an unchanged page then takes no row lock and writes nothing.
     article = session.scalars(_article_query(page)).one_or_none()
     if article is not None:
         existing = _existing_references(session, article.id)
         if _unchanged(article, existing, page):
-            session.rollback()
-            return PageWriteResult(article.id, "unchanged", references_kept=len(existing))
+            # The wiki is back at the stored revision: whatever was quarantined since is no longer pending.
+            cleared = _clear_quarantine(session, article.id)
+            if cleared:
+                session.commit()
+            else:
+                session.rollback()
+            return PageWriteResult(
+                article.id,
+                "unchanged",
+                references_kept=len(existing),
+                quarantine_cleared=cleared,
+                title=page.title,
+            )
     article, created = _lock_article(session, page)
     existing = _existing_references(session, article.id)
     if not created and _unchanged(article, existing, page):  # a concurrent writer got there first
         session.rollback()
-        return PageWriteResult(article.id, "unchanged", references_kept=len(existing))
+        return PageWriteResult(article.id, "unchanged", references_kept=len(existing), title=page.title)
+    reason = revision_problem(len(existing), page, checks) if checks is not None else None
+    if reason is not None:
+        if created:  # nothing good to keep: the article is known, without a revision, until one passes
+            session.execute(
+                update(Article)
+                .where(Article.id == article.id)
+                .values(revision_id=None, lead=None, short_description=None)
+            )
+        _quarantine(session, article.id, page, reason)
+        article_id = article.id
+        session.commit()
+        return PageWriteResult(
+            article_id, "quarantined", references_kept=len(existing), reason=reason, title=page.title
+        )
     redirects = _merged_redirects(article, page)
 
     matched, leftover = _match(existing, page.references)
     current = {ref_id: (position, values) for ref_id, position, _hash, values in existing}
     if leftover:
-        session.execute(delete(ArticleReference).where(ArticleReference.id.in_(leftover)))
+        _archive_references(session, leftover, last_seen=article.revision_id, removed_in=page.revision_id)
     changed = [
         {"id": ref_id, "position": position, **ref.values()}
         for position, (ref_id, ref) in enumerate(zip(matched, page.references, strict=True))
@@ -199,7 +350,13 @@ def upsert_page(*, session: Session, page: PageRecord) -> PageWriteResult:
         # (article_id, position) is unique DEFERRABLE INITIALLY DEFERRED: renumbering can swap freely.
         session.execute(update(ArticleReference), changed)
     added = [
-        {"article_id": article.id, "position": position, "content_hash": ref.content_hash, **ref.values()}
+        {
+            "article_id": article.id,
+            "position": position,
+            "content_hash": ref.content_hash,
+            "added_revision_id": page.revision_id,
+            **ref.values(),
+        }
         for position, (ref_id, ref) in enumerate(zip(matched, page.references, strict=True))
         if ref_id is None
     ]
@@ -218,8 +375,12 @@ def upsert_page(*, session: Session, page: PageRecord) -> PageWriteResult:
                 short_description=page.short_description,
                 lead_extracted=True,
                 fetched_at=func.now(),
+                status="current",
+                redirect_target=None,
+                status_changed_at=func.now() if article.status != "current" else article.status_changed_at,
             )
         )
+    cleared = _clear_quarantine(session, article.id)
     article_id = article.id
     session.commit()
     return PageWriteResult(
@@ -228,7 +389,127 @@ def upsert_page(*, session: Session, page: PageRecord) -> PageWriteResult:
         references_added=len(added),
         references_removed=len(leftover),
         references_kept=len(page.references) - len(added),
+        quarantine_cleared=cleared,
+        title=page.title,
     )
+
+
+@dataclass(frozen=True)
+class PendingRevision:
+    """A quarantined revision as listed to users."""
+
+    wiki: str
+    title: str
+    stored_revision_id: int | None
+    revision_id: int | None
+    reason: str
+    quarantined_at: datetime
+    references_stored: int
+    references_pending: int
+
+
+def quarantined(*, session: Session, wiki: str | None = None) -> list[PendingRevision]:
+    """Every pending revision, oldest first."""
+    stored = (
+        select(func.count())
+        .select_from(ArticleReference)
+        .where(ArticleReference.article_id == Article.id)
+        .scalar_subquery()
+    )
+    query = (
+        select(
+            Article.wiki,
+            Article.title,
+            Article.revision_id,
+            QuarantinedRevision.revision_id,
+            QuarantinedRevision.reason,
+            QuarantinedRevision.quarantined_at,
+            stored,
+            func.jsonb_array_length(QuarantinedRevision.page["references"]),
+        )
+        .join(Article, Article.id == QuarantinedRevision.article_id)
+        .order_by(QuarantinedRevision.quarantined_at, Article.title)
+    )
+    if wiki is not None:
+        query = query.where(Article.wiki == wiki)
+    return [PendingRevision(*row) for row in session.execute(query)]
+
+
+def accept_quarantined(*, session: Session, wiki: str, title: str) -> PageWriteResult:
+    """Apply the pending revision of ``title`` without the checks (the user vouches for it)."""
+    row = session.execute(
+        select(QuarantinedRevision.page)
+        .join(Article, Article.id == QuarantinedRevision.article_id)
+        .where(Article.wiki == wiki, Article.title == title)
+    ).scalar_one_or_none()
+    if row is None:
+        raise DatabaseError(
+            f"no quarantined revision of {title!r} on {wiki}; list them with: wikiref corpus quarantine"
+        )
+    session.rollback()
+    return upsert_page(session=session, page=PageRecord.from_json(row), checks=None)
+
+
+def mark_gone(
+    *, session: Session, wiki: str, deleted: Iterable[str], redirects: Mapping[str, str]
+) -> tuple[int, int]:
+    """Mark stored articles the wiki no longer has (deleted) or that now redirect elsewhere; counts newly marked.
+
+    Their references stay as they were: the mark says they are no longer what the wiki serves at that title.
+    """
+    marked_deleted = session.execute(
+        update(Article)
+        .where(Article.wiki == wiki, Article.title.in_(list(deleted)), Article.status != "deleted")
+        .values(status="deleted", redirect_target=None, status_changed_at=func.now())
+    ).rowcount
+    marked_redirects = 0
+    for title, target in redirects.items():
+        marked_redirects += session.execute(
+            update(Article)
+            .where(
+                Article.wiki == wiki,
+                Article.title == title,
+                (Article.status != "redirect") | (Article.redirect_target.is_distinct_from(target)),
+            )
+            .values(status="redirect", redirect_target=target, status_changed_at=func.now())
+        ).rowcount
+    session.commit()
+    return marked_deleted, marked_redirects
+
+
+def stored_titles(*, session: Session, wiki: str) -> list[str]:
+    """Titles of the stored articles of ``wiki`` that the wiki still serves as articles, by id."""
+    return list(
+        session.scalars(
+            select(Article.title)
+            .where(Article.wiki == wiki, Article.status != "deleted")
+            .order_by(Article.id)
+        )
+    )
+
+
+def pending_revisions(*, session: Session, wiki: str, titles: Iterable[str]) -> dict[str, int | None]:
+    """Quarantined revision id per title, for the titles of ``wiki`` that have one pending."""
+    wanted = list(dict.fromkeys(titles))
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(Article.title, QuarantinedRevision.revision_id)
+        .join(QuarantinedRevision, QuarantinedRevision.article_id == Article.id)
+        .where(Article.wiki == wiki, Article.title.in_(wanted))
+    )
+    return dict(rows.all())
+
+
+def prune_history_embeddings(*, session: Session, older_than: datetime | None = None) -> int:
+    """Delete the embeddings of history references removed before ``older_than`` (all of them with None)."""
+    query = text(
+        "DELETE FROM reference_history_embeddings e USING reference_history h "
+        "WHERE h.id = e.reference_id AND (CAST(:before AS timestamptz) IS NULL OR h.removed_at < :before)"
+    )
+    deleted = session.execute(query, {"before": older_than}).rowcount
+    session.commit()
+    return deleted
 
 
 def stored_revisions(*, session: Session, wiki: str, titles: Iterable[str]) -> dict[str, int]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
@@ -9,12 +11,13 @@ from sqlalchemy.orm import Session
 from db.schema import Article, ArticleReference
 
 
-def article_reference_texts(
-    *, session: Session, wiki: str | None = None, limit: int | None = None
-) -> list[tuple[int, str, list[str], str | None]]:
+def iter_article_reference_texts(
+    *, session: Session, wiki: str | None = None, limit: int | None = None, page_size: int = 1000
+) -> Iterator[tuple[int, str, list[str], str | None]]:
     """``(article id, title, reference texts in page order, lead)`` for every article that has references.
 
-    ``limit`` keeps the first articles by id (a stable slice for development runs); ``wiki`` keeps one wiki.
+    Streamed: a server-side cursor hands over ``page_size`` articles at a time, so the caller holds only what it
+    keeps. ``limit`` keeps the first articles by id (a stable slice for development runs); ``wiki`` one wiki.
     """
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
@@ -29,7 +32,12 @@ def article_reference_texts(
         query = query.where(Article.wiki == wiki)
     if limit is not None:
         query = query.limit(limit)
-    return [
-        (article_id, title, list(references), lead)
-        for article_id, title, references, lead in session.execute(query)
-    ]
+    for article_id, title, references, lead in session.execute(query.execution_options(yield_per=page_size)):
+        yield article_id, title, list(references), lead
+
+
+def article_reference_texts(
+    *, session: Session, wiki: str | None = None, limit: int | None = None
+) -> list[tuple[int, str, list[str], str | None]]:
+    """All of iter_article_reference_texts as one list (small corpora, tests)."""
+    return list(iter_article_reference_texts(session=session, wiki=wiki, limit=limit))

@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from db.errors import DatabaseError
-from db.schema import EMBEDDING_DIM
+from db.schema import EMBEDDING_DIM, STORAGES
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def _pending_rows(target: _Target) -> sql.Composed:
     return sql.SQL(
         "FROM {source} s "
         "LEFT JOIN {table} e ON e.{key} = s.id AND e.model_version_id = %(version)s "
-        "WHERE e.{key} IS NULL OR e.{label} IS DISTINCT FROM {source_label}"
+        "WHERE (e.{key} IS NULL OR e.{label} IS DISTINCT FROM {source_label})"
     ).format(
         source=sql.Identifier(target.source_table),
         table=sql.Identifier(target.table),
@@ -146,14 +146,21 @@ def _pending_rows(target: _Target) -> sql.Composed:
     )
 
 
-def pending(*, session: Session, version_id: int, kind: str, limit: int | None = None) -> list[PendingRow]:
-    """Rows with no embedding for this version, or whose embedding was computed from a different text."""
+def pending(
+    *, session: Session, version_id: int, kind: str, limit: int | None = None, after: int = 0
+) -> list[PendingRow]:
+    """Rows with no embedding for this version, or whose embedding was computed from a different text.
+
+    In id order, from the first id above ``after``: with ``limit``, one keyset page (the next page starts after
+    its last id), so a caller holds one page whatever the corpus size, and rows written meanwhile lie below
+    the keyset and are not read again (flows.steps.embedding.encode_and_write).
+    """
     target = _target(kind)
-    statement = sql.SQL("SELECT s.id, {text}, {source_label} {rows} ORDER BY s.id LIMIT %(limit)s").format(
-        text=target.source_text, source_label=target.source_label, rows=_pending_rows(target)
-    )
+    statement = sql.SQL(
+        "SELECT s.id, {text}, {source_label} {rows} AND s.id > %(after)s ORDER BY s.id LIMIT %(limit)s"
+    ).format(text=target.source_text, source_label=target.source_label, rows=_pending_rows(target))
     with _driver_connection(session).cursor() as cursor:
-        cursor.execute(statement, {"version": version_id, "limit": limit})
+        cursor.execute(statement, {"version": version_id, "limit": limit, "after": after})
         return [PendingRow(key, text, label, lead) for key, text, lead, label in cursor.fetchall()]
 
 
@@ -169,19 +176,37 @@ def count_pending(*, session: Session, version_id: int) -> dict[str, int]:
 
 
 def start_run(
-    *, session: Session, version_id: int, hnsw_m: int, hnsw_ef_construction: int, ef_search: int
-) -> None:
-    """Record the index parameters of a version's run; a version that was complete stays servable meanwhile."""
-    session.execute(
+    *,
+    session: Session,
+    version_id: int,
+    hnsw_m: int,
+    hnsw_ef_construction: int,
+    ef_search: int,
+    storage: str = "vector",
+) -> str:
+    """Record the index parameters of a version's run; a version that was complete stays servable meanwhile.
+
+    Returns the version's index storage: the one given, unless an earlier run fixed it (its indexes exist).
+    """
+    if storage not in STORAGES:
+        raise ValueError(f"unknown index storage {storage!r}: one of {', '.join(STORAGES)}")
+    return session.execute(
         text(
-            "INSERT INTO embedding_states (model_version_id, hnsw_m, hnsw_ef_construction, ef_search) "
-            "VALUES (:version, :m, :efc, :ef) ON CONFLICT (model_version_id) DO UPDATE SET "
+            "INSERT INTO embedding_states (model_version_id, hnsw_m, hnsw_ef_construction, ef_search, storage) "
+            "VALUES (:version, :m, :efc, :ef, :storage) ON CONFLICT (model_version_id) DO UPDATE SET "
             "hnsw_m = coalesce(embedding_states.hnsw_m, EXCLUDED.hnsw_m), "
             "hnsw_ef_construction = coalesce(embedding_states.hnsw_ef_construction, EXCLUDED.hnsw_ef_construction), "
-            "ef_search = EXCLUDED.ef_search"
+            "ef_search = EXCLUDED.ef_search "
+            "RETURNING storage"
         ),
-        {"version": version_id, "m": hnsw_m, "efc": hnsw_ef_construction, "ef": ef_search},
-    )
+        {
+            "version": version_id,
+            "m": hnsw_m,
+            "efc": hnsw_ef_construction,
+            "ef": ef_search,
+            "storage": storage,
+        },
+    ).scalar_one()
 
 
 def write_embeddings(
@@ -295,16 +320,38 @@ def _merge(connection: psycopg.Connection, target: _Target, version_id: int, row
 
 
 def build_indexes(
-    *, session: Session, version_id: int, m: int, ef_construction: int, maintenance_work_mem: str = "512MB"
+    *,
+    session: Session,
+    version_id: int,
+    m: int,
+    ef_construction: int,
+    maintenance_work_mem: str = "512MB",
+    parallel_workers: int | None = None,
 ) -> list[str]:
     """Create the version's missing HNSW indexes (one partial index per table); returns those created.
 
     Built after the bulk load: inserting into an existing HNSW graph row by row is several times slower than
-    building it once. Later incremental writes go through the index as usual.
+    building it once. Later incremental writes go through the index as usual. ``parallel_workers`` is
+    ``max_parallel_maintenance_workers`` for the build (pgvector builds HNSW in parallel from 0.6); None keeps
+    the server's value. The server's ``max_worker_processes`` / ``max_parallel_workers`` still cap it.
     """
     connection = _driver_connection(session)
     created = []
     connection.execute("SELECT set_config('maintenance_work_mem', %s, true)", (maintenance_work_mem,))
+    if parallel_workers is not None:
+        connection.execute(
+            "SELECT set_config('max_parallel_maintenance_workers', %s, true)", (str(int(parallel_workers)),)
+        )
+    row = connection.execute(
+        "SELECT storage FROM embedding_states WHERE model_version_id = %s", (version_id,)
+    ).fetchone()
+    storage = row[0] if row else "vector"
+    # The expression must be the one wikiref.nearest_query orders by (migration 0007).
+    column = sql.SQL(
+        f"(embedding::halfvec({EMBEDDING_DIM})) halfvec_cosine_ops"
+        if storage == "halfvec"
+        else "embedding vector_cosine_ops"
+    )
     for kind in KINDS:
         name = hnsw_index_name(version_id, kind)
         exists = connection.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]
@@ -312,18 +359,19 @@ def build_indexes(
             continue
         connection.execute(
             sql.SQL(
-                "CREATE INDEX {name} ON {table} USING hnsw (embedding vector_cosine_ops) "
+                "CREATE INDEX {name} ON {table} USING hnsw ({column}) "
                 "WITH (m = {m}, ef_construction = {efc}) WHERE model_version_id = {version}"
             ).format(
                 name=sql.Identifier(name),
                 table=sql.Identifier(_target(kind).table),
+                column=column,
                 m=sql.Literal(int(m)),
                 efc=sql.Literal(int(ef_construction)),
                 version=sql.Literal(int(version_id)),
             )
         )
         created.append(name)
-        log.info("built HNSW index %s (m=%d, ef_construction=%d)", name, m, ef_construction)
+        log.info("built HNSW index %s (%s, m=%d, ef_construction=%d)", name, storage, m, ef_construction)
     return created
 
 

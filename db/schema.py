@@ -25,8 +25,13 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 EMBEDDING_DIM = 384
+# Element type of a version's HNSW indexes (migration 0007): float4, or half precision on the same column.
+STORAGES = ("vector", "halfvec")
 # superseded: was active, still queryable by explicit version; retired: its embeddings are dropped.
 MODEL_STATUSES = ("candidate", "active", "superseded", "retired")
+# current: the wiki serves it; deleted: the wiki has no such page; redirect: the title now redirects elsewhere.
+ARTICLE_STATUSES = ("current", "deleted", "redirect")
+CORPUS_SOURCE_KINDS = ("titles", "category", "list_page", "top", "dump")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -43,7 +48,10 @@ class Base(DeclarativeBase):
 
 class Article(Base):
     __tablename__ = "articles"
-    __table_args__ = (UniqueConstraint("wiki", "title"),)
+    __table_args__ = (
+        UniqueConstraint("wiki", "title"),
+        CheckConstraint(f"status IN {ARTICLE_STATUSES}", name="status"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     wiki: Mapped[str] = mapped_column(Text, comment="Host of the wiki, e.g. en.wikipedia.org")
@@ -63,6 +71,9 @@ class Article(Base):
         server_default=sa.true(),
         comment="false: stored before leads were extracted; the next scrape re-fetches it whatever its revision",
     )
+    status: Mapped[str] = mapped_column(Text, server_default="current", comment=str(ARTICLE_STATUSES))
+    status_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    redirect_target: Mapped[str | None] = mapped_column(Text, comment="set when status = 'redirect'")
 
 
 class ArticleReference(Base):
@@ -86,6 +97,8 @@ class ArticleReference(Base):
     isbn: Mapped[str | None] = mapped_column(Text)
     cited_title: Mapped[str | None] = mapped_column(Text)
     date: Mapped[str | None] = mapped_column(Text)
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    added_revision_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class ModelVersion(Base):
@@ -153,7 +166,10 @@ class EmbeddingState(Base):
     """Whether a model version's embeddings are complete, hence servable by default (see migration 0002)."""
 
     __tablename__ = "embedding_states"
-    __table_args__ = (CheckConstraint("ef_search BETWEEN 1 AND 1000", name="ef_search"),)
+    __table_args__ = (
+        CheckConstraint("ef_search BETWEEN 1 AND 1000", name="ef_search"),
+        CheckConstraint(f"storage IN {STORAGES}", name="storage"),
+    )
 
     model_version_id: Mapped[int] = mapped_column(
         ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
@@ -162,6 +178,11 @@ class EmbeddingState(Base):
     hnsw_ef_construction: Mapped[int | None] = mapped_column(Integer)
     ef_search: Mapped[int] = mapped_column(
         Integer, server_default=text("100"), comment="hnsw.ef_search the SQL functions use for this version"
+    )
+    storage: Mapped[str] = mapped_column(
+        Text,
+        server_default="vector",
+        comment="vector or halfvec: the element type of the version's HNSW indexes",
     )
     references_embedded: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     titles_embedded: Mapped[int] = mapped_column(Integer, server_default=text("0"))
@@ -184,3 +205,87 @@ Index(
     func.to_tsvector(sa.literal_column("'english'"), Article.title + " " + func.coalesce(Article.lead, "")),
     postgresql_using="gin",
 )
+
+# --- corpus (migration 0005): corpus definitions, reference history, quarantined revisions --------------------
+
+
+class Corpus(Base):
+    """A named set of title sources that ``scrape-daily`` keeps fresh."""
+
+    __tablename__ = "corpora"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    refreshed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_counts: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'"))
+
+
+class CorpusSource(Base):
+    __tablename__ = "corpus_sources"
+    __table_args__ = (
+        CheckConstraint(f"kind IN {CORPUS_SOURCE_KINDS}", name="kind"),
+        UniqueConstraint("corpus_id", "kind", "spec_hash"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    corpus_id: Mapped[int] = mapped_column(ForeignKey("corpora.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(Text)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONB, comment="the source's parameters, e.g. {name, depth}")
+    spec_hash: Mapped[str] = mapped_column(Text, comment="sha256 of the spec as sorted-key JSON")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ReferenceHistory(Base):
+    """A reference no current revision cites: its fields, when it came and went, and in which revisions."""
+
+    __tablename__ = "reference_history"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, comment="the id it had while current")
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer, comment="0-based order on the page when removed")
+    text: Mapped[str] = mapped_column(Text)
+    content_hash: Mapped[str] = mapped_column(Text)
+    urls: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=sa.text("'{}'"))
+    archive_url: Mapped[str | None] = mapped_column(Text)
+    doi: Mapped[str | None] = mapped_column(Text)
+    pmid: Mapped[str | None] = mapped_column(Text)
+    isbn: Mapped[str | None] = mapped_column(Text)
+    cited_title: Mapped[str | None] = mapped_column(Text)
+    date: Mapped[str | None] = mapped_column(Text)
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    added_revision_id: Mapped[int | None] = mapped_column(BigInteger)
+    last_seen_revision_id: Mapped[int | None] = mapped_column(
+        BigInteger, comment="the last revision citing it"
+    )
+    removed_revision_id: Mapped[int | None] = mapped_column(
+        BigInteger, comment="the first revision without it"
+    )
+    removed_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), index=True
+    )
+
+
+class ReferenceHistoryEmbedding(Base):
+    __tablename__ = "reference_history_embeddings"
+
+    model_version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    reference_id: Mapped[int] = mapped_column(
+        ForeignKey("reference_history.id", ondelete="CASCADE"), primary_key=True
+    )
+    content_hash: Mapped[str] = mapped_column(Text)
+    embedding: Mapped[Any] = mapped_column(Vector(EMBEDDING_DIM))
+
+
+class QuarantinedRevision(Base):
+    """A revision that failed the sanity checks: kept whole, not applied, until cleared or accepted."""
+
+    __tablename__ = "quarantined_revisions"
+
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True)
+    revision_id: Mapped[int | None] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(Text)
+    page: Mapped[dict[str, Any]] = mapped_column(JSONB, comment="the revision as it would be written")
+    quarantined_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -16,6 +16,11 @@ from sqlalchemy.orm import Session
 from db.errors import DatabaseError
 from db.schema import EMBEDDING_DIM
 
+MAX_K = 1000
+"""The most rows one call returns (hnsw.ef_search tops out at 1000; the SQL functions refuse more too)."""
+MAX_QUERY_CHARS = 4000
+"""The longest search text: a long reference fits; tens of thousands of words exhaust Postgres's stack."""
+
 # SQLSTATEs the functions raise for a caller's mistake (unknown title or version, bad k, no embeddings yet).
 USER_ERROR_STATES = {"P0002", "22023", "55000", "21000"}
 
@@ -64,8 +69,24 @@ def _one_line(exc: DBAPIError) -> str:
     return f"{message} ({hint})" if hint else message
 
 
+def check_arguments(*, k: object = None, query: object = None, title: object = None) -> None:
+    """One line for arguments the database would turn into an obscure error (an integer overflow picks no
+    function; a huge query text exhausts the stack)."""
+    # The functions check 1 <= k <= 1000 themselves; a k beyond a Postgres integer matches no function at all.
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not -(2**31) <= k < 2**31):
+        raise QueryError(f"k must be between 1 and {MAX_K}, got {str(k)[:40]}")
+    if isinstance(query, str) and len(query) > MAX_QUERY_CHARS:
+        raise QueryError(
+            f"the search text has {len(query):,} characters; at most {MAX_QUERY_CHARS:,} are searched: "
+            "shorten it to its most telling part"
+        )
+    if isinstance(title, str) and len(title.encode("utf-8", errors="replace")) > 255:
+        raise QueryError(f"no article is titled {title[:60]!r}…: titles have at most 255 bytes")
+
+
 def run(*, session: Session, function: str, **params: Any) -> QueryResult:
     """Call one of the ``wikiref`` SQL functions by name and fetch its rows."""
+    check_arguments(k=params.get("k"), query=params.get("query"), title=params.get("title"))
     statement = text(STATEMENTS[function])
     vector_param = _VECTOR_PARAMS.get(function)
     if vector_param:

@@ -1,6 +1,7 @@
 """The scheduled deployments: declared once here, served by ``wikiref serve``, mirrored in ``prefect.yaml``.
 
-- ``scrape-daily`` re-scrapes the configured titles (unchanged revisions cost one cheap check each);
+- ``scrape-daily`` refreshes every corpus (``wikiref corpus``): re-resolves its sources, re-checks every
+  stored article's revision 50 titles per query, fetches only what changed;
 - ``train-weekly`` fine-tunes a new version on everything scraped and promotes it if it passes the gate;
 - ``embed-after-train`` encodes with the active version whatever has no embedding yet. It has two reasons to
   run: an event trigger on every completed ``train-weekly`` run (a promotion makes every row pending for the
@@ -67,10 +68,11 @@ def deployment_specs(settings: Settings) -> list[DeploymentSpec]:
         DeploymentSpec(
             name="scrape-daily",
             entrypoint=FLOWS["scrape"],
-            description="Re-scrape the configured titles: new revisions replace their reference lists.",
+            description="Refresh every corpus: re-resolve its sources, re-check every stored article's "
+            "revision, fetch what changed.",
             cron=settings.schedule_scrape,
             timezone=tz,
-            parameters={"titles": list(settings.pipeline_titles)},
+            parameters={"refresh": True},
         ),
         DeploymentSpec(
             name="train-weekly",

@@ -18,6 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from db.embeddings import KINDS, PendingRow, VersionInfo
+from flows import markdown
 from flows.database import engine_for, prepare_database
 from flows.settings import get_settings
 from flows.steps import embedding
@@ -31,8 +32,10 @@ def resolve_version(database_url: str, model_version: str | None) -> VersionInfo
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
-def select_pending(database_url: str, request: EmbedRequest, kind: str) -> list[list[PendingRow]]:
-    return embedding.select_pending(engine_for(database_url), request, kind)
+def select_pending(
+    database_url: str, request: EmbedRequest, kind: str, after: int, limit: int
+) -> list[list[PendingRow]]:
+    return embedding.select_pending(engine_for(database_url), request, kind, after, limit)
 
 
 @task(cache_policy=NO_CACHE)
@@ -97,7 +100,7 @@ def embed_texts(
     embedding.start_run(engine, request)
     encoded = embedding.encode_and_write(
         request,
-        select=lambda kind: select_pending(database_url, request, kind),
+        select=lambda kind, after, limit: select_pending(database_url, request, kind, after, limit),
         encode=lambda chunks: _encode_on_task_runner(request, chunks),
         write=lambda kind, rows, vectors: write_embeddings(
             database_url, request.version.id, kind, rows, vectors
@@ -117,7 +120,7 @@ def embed_texts(
             }
             for kind in KINDS
         ],
-        description=f"Embeddings of model version {outcome.model_version} ({outcome.backend}); "
+        description=f"Embeddings of model version {markdown.escape(outcome.model_version)} ({outcome.backend}); "
         f"complete: {outcome.complete}",
     )
     return outcome.summary()

@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from db import search
+from flows import markdown
 from flows.database import prepare_database
 from flows.embed import embed_texts
 from flows.scrape import scrape_wikipedia
@@ -105,7 +106,7 @@ def pipeline(
     runner = task_runner_from_settings(settings, kind=task_runner, dask_address=dask_address)
 
     scraped = with_task_runner(scrape_wikipedia, runner)(
-        titles=titles, mirror_dir=mirror_dir, dump_path=dump_path, limit=limit
+        titles=titles, mirror_dir=mirror_dir, dump_path=dump_path, limit=limit, corpus="pipeline"
     )
     trained = train_model(max_steps=max_steps)
     embedded = with_task_runner(embed_texts, runner)()
@@ -115,8 +116,8 @@ def pipeline(
     create_table_artifact(
         key="pipeline-similar-references",
         table=query["rows"],
-        description=f"```sql\n{query['sql']}\n```\n"
-        f"The {len(query['rows'])} references most similar to *{title}*.",
+        description=f"{markdown.code_block(query['sql'], 'sql')}\n"
+        f"The {len(query['rows'])} references most similar to *{markdown.escape(title)}*.",
     )
     logger = get_run_logger()
     logger.info(

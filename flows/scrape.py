@@ -25,12 +25,25 @@ from prefect.client.orchestration import get_client
 from prefect.concurrency.asyncio import rate_limit
 from prefect.exceptions import ObjectNotFound
 
-from db.articles import PageRecord
+from db.articles import PageRecord, RevisionChecks
+from db.corpora import SourceSpec
+from flows import markdown
 from flows.database import engine_for, prepare_database
 from flows.mediawiki.client import ClientConfig, ResolvedTitle
 from flows.mediawiki.errors import ScrapeError
 from flows.mediawiki.titles import TitleSources
+from flows.secrets import has_credentials
 from flows.settings import get_settings
+from flows.steps.corpus import (
+    RefreshPlan,
+    RefreshSummary,
+    corpus_counts,
+    finish_refresh,
+    mark_gone_articles,
+    plan_refresh,
+    record_sources,
+    source_specs,
+)
 from flows.steps.loading import load_dump
 from flows.steps.records import WriteCounts
 from flows.steps.scraping import (
@@ -42,6 +55,7 @@ from flows.steps.scraping import (
     extract_pages,
     fetch_pages,
     resolve_titles,
+    revision_checks,
     stale_pages,
     summary_of,
     write_records,
@@ -94,27 +108,82 @@ def extract_page_batch(wiki: str, batch: FetchBatch) -> list[PageRecord]:
 
 
 @task(retries=2, retry_delay_seconds=[2, 10])
-def write_page_batch(database_url: str, records: list[PageRecord]) -> WriteCounts:
+def write_page_batch(database_url: str, records: list[PageRecord], checks: RevisionChecks) -> WriteCounts:
     """Upsert the batch, one transaction per article (a retry re-applies only what did not commit)."""
-    return write_records(engine_for(database_url), records)
+    return write_records(engine_for(database_url), records, checks)
 
 
 @task(retries=1, retry_delay_seconds=[5])
 def load_dump_file(
-    database_url: str, dump_path: Path, wiki: str | None, limit: int | None, force: bool
+    database_url: str,
+    dump_path: Path,
+    wiki: str | None,
+    limit: int | None,
+    force: bool,
+    checks: RevisionChecks,
 ) -> ScrapeSummary:
     """Load an Enterprise HTML dump (no HTTP): stream, skip current revisions, extract, write."""
-    return load_dump(engine_for(database_url), dump_path, wiki=wiki, limit=limit, force=force)
+    return load_dump(engine_for(database_url), dump_path, wiki=wiki, limit=limit, force=force, checks=checks)
+
+
+@task(retries=2, retry_delay_seconds=[2, 10])
+def record_corpus_sources(database_url: str, corpus: str, specs: list[SourceSpec]) -> int:
+    """Record the scrape's sources under the corpus name, for scrape-daily to refresh."""
+    return record_sources(engine_for(database_url), corpus, specs)
+
+
+@task(retries=3, retry_delay_seconds=[2, 10, 30], retry_jitter_factor=0.5)
+def plan_corpus_refresh(
+    database_url: str, config: ClientConfig, names: list[str] | None, wiki: str | None
+) -> RefreshPlan:
+    """Every corpus's sources re-resolved, plus every stored title, looked up 50 per query."""
+    return plan_refresh(engine_for(database_url), config, names=names, wiki=wiki)
+
+
+@task(retries=2, retry_delay_seconds=[2, 10])
+def mark_gone(database_url: str, plan: RefreshPlan) -> tuple[int, int]:
+    """Mark stored articles deleted on the wiki, or turned into redirects."""
+    return mark_gone_articles(engine_for(database_url), plan)
+
+
+@task(retries=2, retry_delay_seconds=[2, 10])
+def finish_corpus_refresh(
+    database_url: str, summary: RefreshSummary, history_embedding_days: int | None
+) -> RefreshSummary:
+    """Store each corpus's refresh counts; prune history embeddings past retention."""
+    return finish_refresh(engine_for(database_url), summary, history_embedding_days=history_embedding_days)
 
 
 def publish_summary(summary: ScrapeSummary) -> None:
     create_markdown_artifact(
         key="scrape-summary", markdown=summary.markdown(), description="What the scrape did"
     )
+    if summary.skipped_records:
+        create_markdown_artifact(
+            key="skipped-records",
+            markdown=summary.skipped_records_markdown(),
+            description="Dump records that could not be loaded, with their line numbers",
+        )
     create_table_artifact(
         key="scrape-counts",
         table=[{"what": name, "count": value} for name, value in summary.rows()],
-        description=f"Scrape of {summary.wiki}",
+        description=f"Scrape of {markdown.escape(summary.wiki)}",
+    )
+    if summary.counts.quarantined:
+        log.warning("%d pages quarantined (stored references kept)", len(summary.counts.quarantined))
+        create_markdown_artifact(
+            key="quarantined-pages",
+            markdown=summary.quarantined_markdown(),
+            description="Revisions not applied: they failed the sanity checks",
+        )
+
+
+def publish_refresh(summary: RefreshSummary) -> None:
+    publish_summary(summary.scrape)
+    create_markdown_artifact(
+        key="corpus-refresh",
+        markdown=summary.markdown(),
+        description="Which corpora were refreshed, with counts",
     )
 
 
@@ -125,6 +194,8 @@ def summary_dict(summary: ScrapeSummary) -> dict[str, Any]:
         "retry_reasons": dict(summary.stats.retry_reasons),
         "missing_titles": summary.missing,
         "invalid_titles": summary.invalid,
+        "failed_pages": summary.failed,
+        "skipped_records": [str(record) for record in summary.skipped_records],
     }
 
 
@@ -143,6 +214,8 @@ def scrape_wikipedia(
     dump_path: Path | None = None,
     force: bool = False,
     batch_size: int | None = None,
+    corpus: str | None = None,
+    refresh: bool = False,
 ) -> dict[str, Any]:
     """Scrape articles and their reference lists from a MediaWiki (or a mirror folder, or a dump) into Postgres.
 
@@ -161,16 +234,21 @@ def scrape_wikipedia(
         dump_path: A Wikimedia Enterprise HTML dump (NDJSON, .gz or .tar.gz) to load instead of the wiki.
         force: Fetch and compare every page even when the stored revision is current.
         batch_size: Titles per fetch task. Empty: WIKIREF_SCRAPE_BATCH_SIZE.
+        corpus: Record the given sources under this corpus name, so that refreshes keep them fresh; with
+            refresh, refresh only this corpus.
+        refresh: Re-resolve every source of every corpus, re-check every stored article's revision (50 titles
+            per query) and fetch only what changed; deleted and redirected articles are marked.
     """
+    if has_credentials(api_url):
+        raise ScrapeError(
+            "api_url holds credentials, which Prefect would store in clear with the flow run: "
+            "set WIKIREF_API_URL instead"
+        )
     settings = get_settings()
     database_url, _ = prepare_database(settings)
+    checks = revision_checks(settings)
     if mirror_dir and dump_path:
         raise ScrapeError("give a mirror folder or a dump, not both")
-    if dump_path:
-        summary = load_dump_file(database_url, Path(dump_path), settings.wiki, limit, force)
-        publish_summary(summary)
-        return summary_dict(summary)
-
     sources = TitleSources(
         titles=tuple(titles or ()),
         titles_file=titles_file,
@@ -180,18 +258,36 @@ def scrape_wikipedia(
         top_day=top_day,
         limit=limit,
     )
+    specs = source_specs(sources, dump=dump_path)
+    if refresh and specs and not corpus:
+        raise ScrapeError("sources given with refresh are refreshed only when recorded: name a corpus")
+    if corpus and specs:
+        record_corpus_sources(database_url, corpus, specs)
+    if dump_path:
+        summary = load_dump_file(database_url, Path(dump_path), settings.wiki, limit, force, checks)
+        publish_summary(summary)
+        return summary_dict(summary)
+
     with contextlib.ExitStack() as stack:
         if mirror_dir:
             from flows.mirror.server import LIST_PAGE, running_mirror  # the mirror loads only when used
 
             api_url = stack.enter_context(running_mirror(Path(mirror_dir), include_bulk=mirror_bulk))
-            if sources.empty:
+            if sources.empty and not refresh:
                 sources = TitleSources(list_page=LIST_PAGE, limit=limit)
         config = client_config(settings, api_url)
         prefect_limit = settings.scrape_prefect_rate_limit
         prefect_limit = prefect_limit if _prefect_rate_limit_exists(prefect_limit) else None
 
-        resolved = resolve_scrape_titles(config, sources, settings.wiki)
+        if refresh:
+            plan = plan_corpus_refresh(database_url, config, [corpus] if corpus else None, settings.wiki)
+            resolved = plan.resolved
+        elif sources.empty:
+            raise ScrapeError(
+                "no titles to scrape: give titles, a titles file, a category, a list page or a day"
+            )
+        else:
+            resolved = resolve_scrape_titles(config, sources, settings.wiki)
         summary = summary_of(resolved)
         stale, summary.skipped_current = select_stale_pages(
             database_url, resolved.wiki, resolved.resolution.pages, force
@@ -199,11 +295,21 @@ def scrape_wikipedia(
         batches = batched(stale, batch_size or settings.scrape_batch_size)
         fetched = fetch_page_batch.map(unmapped(config), batches, unmapped(prefect_limit))
         records = extract_page_batch.map(unmapped(resolved.wiki), fetched)
-        written = write_page_batch.map(unmapped(database_url), records)
+        written = write_page_batch.map(unmapped(database_url), records, unmapped(checks))
         for batch, counts in zip(fetched.result(), written.result(), strict=True):
             summary.missing += batch.missing
+            summary.failed += batch.failed
             summary.stats.merge(batch.stats)
             summary.counts.merge(counts)
     log.info("scrape summary: %s", ", ".join(f"{name} {value}" for name, value in summary.rows()))
-    publish_summary(summary)
-    return summary_dict(summary)
+    if not refresh:
+        publish_summary(summary)
+        return summary_dict(summary)
+    for _corpus, path in plan.dumps:
+        summary.counts.merge(load_dump_file(database_url, path, resolved.wiki, None, False, checks).counts)
+    refreshed = RefreshSummary(scrape=summary, stored_checked=len(plan.stored))
+    refreshed.marked_deleted, refreshed.marked_redirects = mark_gone(database_url, plan)
+    refreshed.corpora = corpus_counts(plan, [page.title for page in stale], summary)
+    refreshed = finish_corpus_refresh(database_url, refreshed, settings.scrape_history_embedding_days)
+    publish_refresh(refreshed)
+    return {**summary_dict(summary), "corpora": refreshed.corpus_table()}

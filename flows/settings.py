@@ -100,7 +100,18 @@ class CoreSettings(BaseSettings):
     @field_validator("data_dir")
     @classmethod
     def _expand_data_dir(cls, value: Path) -> Path:
-        return value.expanduser().resolve()
+        path = value.expanduser().resolve()
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{path} is a file, not a folder")
+        # Created here, so that a path that cannot be a folder (under a file, under /proc) is one settings
+        # error at start-up rather than an OSError wherever the first file is written.
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(
+                f"cannot use {path} as the data folder: {exc.strerror} ({exc.filename})"
+            ) from None
+        return path
 
     @field_validator("user_agent")
     @classmethod
@@ -158,6 +169,19 @@ class ScrapeSettings(BaseSettings):
         default="mediawiki-api",
         description="Name of a Prefect global concurrency limit (with slot decay) every API request also takes "
         "a slot of, when it exists: a rate limit across all workers and runs. Empty: none.",
+    )
+    scrape_max_reference_shrink: float = Field(
+        default=0.5,
+        ge=0,
+        lt=1,
+        description="Share of an article's stored references a new revision may drop; one that drops more (or all) "
+        "is quarantined instead of written.",
+    )
+    scrape_history_embedding_days: int | None = Field(
+        default=None,
+        ge=0,
+        description="Days the embeddings of removed (history) references are kept; a refresh prunes older ones. "
+        "Unset: kept until `wikiref corpus prune`.",
     )
     wiki: str | None = Field(
         default=None,
@@ -346,6 +370,13 @@ class EmbedSettings(BaseSettings):
         le=100_000,
         description="Texts per encoding task (the unit a Dask cluster fans out) and per COPY transaction.",
     )
+    embed_page_size: int = Field(
+        default=20_000,
+        ge=1,
+        le=1_000_000,
+        description="Pending rows read per keyset page: the embed run holds one page of texts in memory, "
+        "whatever the corpus size.",
+    )
     embed_threads: int | None = Field(default=None, ge=1, description="Encoder threads; unset: one per core.")
     hnsw_m: int = Field(default=16, ge=2, le=100, description="HNSW graph degree of new indexes.")
     hnsw_ef_construction: int = Field(
@@ -361,6 +392,19 @@ class EmbedSettings(BaseSettings):
         default="512MB",
         pattern=r"^\d+\s*(kB|MB|GB)$",
         description="maintenance_work_mem for HNSW builds: a graph that does not fit builds far slower.",
+    )
+
+    embed_storage: Literal["vector", "halfvec"] = Field(
+        default="vector",
+        description="Element type of a version's HNSW indexes: vector (float4) or halfvec (half the index "
+        "bytes; the table keeps float4). Fixed by a version's first embed run.",
+    )
+    embed_parallel_maintenance_workers: int = Field(
+        default=2,
+        ge=0,
+        le=64,
+        description="max_parallel_maintenance_workers for HNSW builds: workers besides the leader process "
+        "(0: serial). The embedded server allows up to 8; an external one caps it by its max_parallel_workers.",
     )
 
     @model_validator(mode="after")
@@ -388,7 +432,7 @@ class OrchestrationSettings(BaseSettings):
     )
     schedule_scrape: str = Field(
         default="0 2 * * *",
-        description="Cron schedule of the scrape-daily deployment (re-scrapes the titles).",
+        description="Cron schedule of the scrape-daily deployment (refreshes every corpus).",
     )
     schedule_train: str = Field(
         default="0 4 * * 0",
@@ -398,6 +442,13 @@ class OrchestrationSettings(BaseSettings):
         default="0 5 * * *",
         description="Cron schedule of embed-after-train: the daily catch-up that encodes newly scraped rows "
         "(it also runs whenever a train-weekly run completes).",
+    )
+    serve_api_wait_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="How long `wikiref serve` waits for the Prefect API at PREFECT_API_URL to answer (a server "
+        "started at the same time needs a while) before it gives up.",
     )
     task_runner: Literal["default", "dask"] = Field(
         default="default",
@@ -416,7 +467,8 @@ class OrchestrationSettings(BaseSettings):
     pipeline_titles: list[str] = Field(
         default_factory=lambda: list(DEFAULT_PIPELINE_TITLES),
         min_length=1,
-        description="Titles the pipeline and scrape-daily scrape from the live wiki (a JSON list).",
+        description="Titles the pipeline scrapes from the live wiki (a JSON list), recorded as the corpus "
+        "'pipeline' that scrape-daily keeps fresh.",
     )
 
     @field_validator("schedule_timezone")

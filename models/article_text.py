@@ -48,3 +48,10 @@ class ArticleTextRecipe:
 
 TITLE_ONLY = ArticleTextRecipe(0)
 """What every version trained before leads were stored was trained and is served with."""
+
+DEFAULT_RECIPE = ArticleTextRecipe(256)
+"""The article text of new versions. Chosen by ``bench/lead_bench.py`` (base model, no training, the evaluation
+articles of the shared bulk split; docs/article-text.md): the title with the whole lead is the only variant
+measured that gains both 0.04 NDCG@10 and 0.04 ref -> article acc@1 over the title alone (+0.059 and +0.051);
+shorter budgets gain as much NDCG@10 (40-80 words: +0.063) but at most +0.037 acc@1. 256 words is the whole lead
+as all-MiniLM-L6-v2 reads it: its 256-token window is full before 256 words of any lead are."""

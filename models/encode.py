@@ -114,7 +114,7 @@ class TorchEncoder(Encoder):
         if config.threads:
             torch.set_num_threads(config.threads)
         # fp32 on CUDA too: MiniLM-L6 is so small that a GPU waits on tokenisation, not on arithmetic; fp16
-        # (model.half(), fp16 weights, autocast) measured no faster on an H100, 0.2-1.1x of fp32 (docs/embed.md).
+        # (model.half(), fp16 weights, autocast) measured no faster on an H100, 0.2-1.1x of fp32 (docs/benchmarks.md).
         self.model = SentenceTransformer(config.model_path, device=config.device)
         self.model.eval()
 

@@ -233,36 +233,21 @@ def base_encoder_config(onnx_cache_dir: Path):
 
 
 def embed_everything(engine: Engine, version_id: int, config, *, batch_size: int = 64) -> dict[str, int]:
-    """Encode, COPY, index and complete one version with the library functions (no Prefect)."""
-    from sqlalchemy.orm import Session
+    """Encode, COPY, index and complete one version with the embed steps wikiref embed runs (no Prefect)."""
+    from flows.steps import embedding
 
-    from db import embeddings
-    from models.article_text import ArticleTextRecipe
-    from models.encode import encode_texts
-
-    with Session(engine) as session:
-        recipe = ArticleTextRecipe.from_name(
-            embeddings.get_version(session=session, name_or_id=str(version_id)).article_text
-        )
-        embeddings.start_run(
-            session=session, version_id=version_id, hnsw_m=16, hnsw_ef_construction=64, ef_search=100
-        )
-        for kind in embeddings.KINDS:
-            rows = embeddings.pending(session=session, version_id=version_id, kind=kind)
-            texts = [recipe.compose(row.text, row.lead) if kind == "titles" else row.text for row in rows]
-            vectors = encode_texts(config, texts, batch_size=batch_size)
-            embeddings.write_embeddings(
-                session=session,
-                version_id=version_id,
-                kind=kind,
-                keys=[row.key for row in rows],
-                labels=[row.label for row in rows],
-                vectors=vectors,
-            )
-        embeddings.build_indexes(session=session, version_id=version_id, m=16, ef_construction=64)
-        counts = embeddings.mark_complete(session=session, version_id=version_id)
-        session.commit()
-    return counts
+    request = embedding.EmbedRequest(
+        version=embedding.resolve_version(engine, str(version_id)),
+        encoder=config,
+        batch_size=batch_size,
+        chunk_size=100_000,
+        limit=None,
+        hnsw_m=16,
+        hnsw_ef_construction=64,
+        hnsw_ef_search=100,
+        maintenance_work_mem="512MB",
+    )
+    return embedding.embed_pending(engine, request).embeddings
 
 
 @pytest.fixture(scope="session")

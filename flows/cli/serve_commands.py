@@ -4,13 +4,40 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
+import httpx
 import typer
 
 from flows.errors import UserError
+from flows.orphans import mark_as_owner, reap_orphaned_servers
+from flows.secrets import mask_credentials
 from flows.settings import get_settings
 
 log = logging.getLogger(__name__)
+
+
+def wait_for_prefect_api(api_url: str, seconds: float) -> None:
+    """Return once ``{api_url}/health`` answers 200; after ``seconds`` raise one line naming PREFECT_API_URL."""
+    shown = mask_credentials(api_url)
+    deadline = time.monotonic() + seconds
+    told = False
+    while True:
+        try:
+            if httpx.get(f"{api_url.rstrip('/')}/health", timeout=5).status_code == 200:
+                return
+            problem = "it answers, but /health is not 200"
+        except httpx.HTTPError as exc:
+            problem = type(exc).__name__
+        if time.monotonic() >= deadline:
+            raise UserError(
+                f"the Prefect API at PREFECT_API_URL={shown} did not answer within {seconds:g} s ({problem}): "
+                "start it (`prefect server start`) or fix PREFECT_API_URL"
+            )
+        if not told:
+            log.warning("waiting up to %g s for the Prefect API at %s (%s)", seconds, shown, problem)
+            told = True
+        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
 
 def serve(
@@ -30,6 +57,8 @@ def serve(
     ),
 ) -> None:
     """Serve the scheduled deployments (Prefect UI) and run them here."""
+    reap_orphaned_servers()
+    mark_as_owner()
     from prefect.settings import PREFECT_API_URL
 
     from flows.database import prepare_database
@@ -52,10 +81,13 @@ def serve(
     settings = get_settings()
     runner = task_runner_from_settings(settings)
     prepare_database(settings)
-    if not PREFECT_API_URL.value():
+    api_url = PREFECT_API_URL.value()
+    if not api_url:
         log.warning(
             "PREFECT_API_URL is not set: the deployments go to a temporary Prefect server that ends with "
             "this process; run `prefect server start` and set PREFECT_API_URL=http://127.0.0.1:4200/api "
             "to keep them"
         )
+    else:
+        wait_for_prefect_api(api_url, settings.serve_api_wait_seconds)
     serve_deployments(settings, task_runner=runner, limit=limit)

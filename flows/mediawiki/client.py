@@ -28,8 +28,11 @@ from urllib.parse import urlsplit
 import httpx
 
 from flows.mediawiki.errors import ScrapeError
+from flows.secrets import mask_credentials, mask_logged_urls
 
 log = logging.getLogger(__name__)
+# httpx logs each request's URL, credentials included; so do this module's retry messages.
+mask_logged_urls("httpx", "httpcore", __name__)
 
 TITLES_PER_QUERY = 50
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -259,7 +262,7 @@ class MediaWikiClient:
                     f"HTTP {response.status_code}", _retry_after(response.headers.get("retry-after"))
                 )
             if response.status_code >= 400:
-                raise MediaWikiError(f"{url} answered HTTP {response.status_code}")
+                raise MediaWikiError(f"{mask_credentials(url)} answered HTTP {response.status_code}")
             body = response.json()
         except httpx.TimeoutException as exc:
             raise _Retry(f"timeout ({type(exc).__name__})") from None
@@ -283,7 +286,7 @@ class MediaWikiClient:
                     reason, retry_after = retry.reason, retry.retry_after
             if attempt == self.config.max_retries:
                 raise RetriesExhausted(
-                    f"{url} still failing after {attempt + 1} attempts (last: {reason}); "
+                    f"{mask_credentials(url)} still failing after {attempt + 1} attempts (last: {reason}); "
                     "raise the retry cap or try later"
                 )
             self.stats.retries += 1
@@ -346,10 +349,10 @@ class MediaWikiClient:
             for page in query.get("pages", []):
                 if page.get("invalid"):
                     resolution.invalid.append((page["title"], page.get("invalidreason", "invalid title")))
+                elif page.get("ns", 0) != 0:  # Special:Search, Category:X (existing or not): not articles
+                    resolution.not_articles.append(page["title"])
                 elif page.get("missing"):
                     resolution.missing.append(page["title"])
-                elif page.get("ns", 0) != 0:
-                    resolution.not_articles.append(page["title"])
                 else:
                     found[page["title"]] = page
         sources: dict[str, list[str]] = {}
@@ -442,7 +445,9 @@ class MediaWikiClient:
         ):
             for page in body.get("query", {}).get("pages", []):
                 if page.get("missing") or page.get("invalid"):
-                    raise MediaWikiError(f"list page {title!r} does not exist on {self.config.api_url}")
+                    raise MediaWikiError(
+                        f"list page {title!r} does not exist on {mask_credentials(self.config.api_url)}"
+                    )
                 for link in page.get("links", []):
                     links.setdefault(link["title"], None)
         titles = list(links)

@@ -84,9 +84,32 @@ def _decode(data: bytes, source: str) -> str:
         return data.decode("utf-8", errors="replace")
 
 
-def _html_of_parse_json(text: str) -> tuple[str, int | None, int | None]:
-    parse = json.loads(text)["parse"]
-    html = parse["text"]["*"] if isinstance(parse["text"], dict) else parse["text"]
+@dataclass(frozen=True)
+class UnreadablePage:
+    """A listed page whose file cannot be used (truncated JSON, an API error saved instead of a page)."""
+
+    title: str
+    source: str
+    reason: str
+
+
+def _html_of_parse_json(text: str, source: str) -> tuple[str, int | None, int | None]:
+    try:
+        body = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+        raise SavedPagesError(f"{source} is not JSON ({reason}): truncated?") from None
+    parse = body.get("parse") if isinstance(body, dict) else None
+    if not isinstance(parse, dict):
+        error = body.get("error") if isinstance(body, dict) else None
+        if isinstance(error, dict):
+            code, info = str(error.get("code", "unknown")), str(error.get("info", ""))
+            raise SavedPagesError(f"{source} holds an API error ({code}: {info[:200]}), not a page")
+        raise SavedPagesError(f"{source} has no 'parse' object: not an action=parse response")
+    html = parse.get("text")
+    html = html.get("*") if isinstance(html, dict) else html
+    if not isinstance(html, str):
+        raise SavedPagesError(f"{source} has no page text (parse.text)")
     return html, _int(str(parse.get("pageid", ""))), _int(str(parse.get("revid", "")))
 
 
@@ -95,7 +118,7 @@ def _page(
 ) -> SavedPage:
     text = _decode(data, source)
     if source.endswith(".json"):
-        html, json_page_id, json_revision_id = _html_of_parse_json(text)
+        html, json_page_id, json_revision_id = _html_of_parse_json(text, source)
         page_id, revision_id = page_id or json_page_id, revision_id or json_revision_id
     else:
         html = text
@@ -154,8 +177,14 @@ def _iter_bulk(archive: Path) -> Iterator[SavedPage]:
             )
 
 
-def iter_saved_pages(root: Path, *, include_bulk: bool = False) -> Iterator[SavedPage]:
-    """Every saved article of ``root`` in manifest order, then (optionally) the bulk archive's."""
+def iter_saved_pages(
+    root: Path, *, include_bulk: bool = False, unreadable: list[UnreadablePage] | None = None
+) -> Iterator[SavedPage]:
+    """Every saved article of ``root`` in manifest order, then (optionally) the bulk archive's.
+
+    A page whose file cannot be used raises ``SavedPagesError``, or, given an ``unreadable`` list, is
+    appended there and skipped (the mirror then answers that page with an error).
+    """
     root = Path(root)
     for row in _page_rows(root):
         path = root / row["file"]
@@ -164,14 +193,20 @@ def iter_saved_pages(root: Path, *, include_bulk: bool = False) -> Iterator[Save
         except OSError as exc:
             raise SavedPagesError(f"cannot read {path}: {exc.strerror}") from None
         captured = _REVID_CAPTURED.search(row.get("captured") or "")
-        yield _page(
-            title=row["title"],
-            data=data,
-            source=row["file"],
-            page_id=_id_from_notes(row, _CURID),
-            revision_id=int(captured.group(1)) if captured else None,
-            format=row.get("format") or "other",
-        )
+        try:
+            yield _page(
+                title=row["title"],
+                data=data,
+                source=row["file"],
+                page_id=_id_from_notes(row, _CURID),
+                revision_id=int(captured.group(1)) if captured else None,
+                format=row.get("format") or "other",
+            )
+        except SavedPagesError as exc:
+            if unreadable is None:
+                raise
+            log.warning("unreadable saved page %r: %s", row["title"], exc)
+            unreadable.append(UnreadablePage(title=row["title"], source=row["file"], reason=str(exc)))
     if include_bulk:
         archive = root / BULK_ARCHIVE
         if not archive.is_file():

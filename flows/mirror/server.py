@@ -16,6 +16,11 @@ It answers the subset of the Action API (``/w/api.php``, ``formatversion=2``) an
 * pageviews ``top``: every article with a view count derived from a hash of (title, day), after
   ``Main_Page`` and ``Special:Search`` as on the real list.
 
+Edits (for refresh tests and benches): ``MirrorData.edit_page`` serves a new body (a new revision id, derived
+from the content unless given; bytes are decoded as a wiki would, undecodable bytes replaced),
+``delete_page`` removes a page and ``redirect_page`` turns one into a redirect; each takes effect on the next
+request, the parse cache included.
+
 Redirects: every title with an en dash also answers to its hyphen spelling ("1963-64 ..." -> "1963–64 ..."),
 like the redirects Wikipedia keeps for them. Pages saved without ids get stable synthetic ones (crc32).
 
@@ -52,15 +57,14 @@ from starlette.requests import Request
 
 from flows.mediawiki.errors import ScrapeError
 from flows.mediawiki.extract import extract_short_description
-from flows.mediawiki.saved import SavedPage, iter_saved_pages
+from flows.mediawiki.saved import SavedPage, UnreadablePage, iter_saved_pages
+from flows.mediawiki.title_rules import NAMESPACES, InvalidTitle, parse_title
 from flows.mirror import FAULT_KINDS
 
 log = logging.getLogger(__name__)
 
 ROOT_CATEGORY = "Category:Saved pages"
 LIST_PAGE = "Wikipedia:Saved pages"
-NAMESPACES = {"Talk": 1, "User": 2, "Wikipedia": 4, "File": 6, "Template": 10, "Help": 12, "Category": 14}
-_INVALID_TITLE = re.compile(r"[#<>\[\]|{}\x00-\x1f\x7f]")
 _WIKI_LINK = re.compile(r"^(?:https?:)?(?://[^/]+)?/wiki/|^\./")
 _MAX_TOP = 1000
 
@@ -89,13 +93,11 @@ class Faults:
 
 
 def normalize_title(title: str) -> str:
-    """MediaWiki's title normalisation: underscores to spaces, trimmed, first letter of name upper-cased."""
-    title = re.sub(r"[_\s]+", " ", title).strip()
-    namespace, sep, rest = title.partition(":")
-    if sep and namespace.strip().capitalize() in NAMESPACES:
-        rest = rest.strip()
-        return f"{namespace.strip().capitalize()}:{rest[:1].upper()}{rest[1:]}"
-    return title[:1].upper() + title[1:]
+    """MediaWiki's title normalisation (``title_rules.parse_title``); an invalid title is returned as given."""
+    try:
+        return parse_title(title).text
+    except InvalidTitle:
+        return title
 
 
 def namespace_of(title: str) -> int:
@@ -125,18 +127,29 @@ class MirrorData:
     pages: dict[str, MirrorPage] = field(default_factory=dict)
     redirects: dict[str, str] = field(default_factory=dict)
     categories: dict[str, list[str]] = field(default_factory=dict)
+    generation: int = 0  # bumped by every edit, so that cached responses of older content are not served
+    unreadable: dict[str, UnreadablePage] = field(default_factory=dict)
+    """Listed pages whose saved file cannot be used: they exist, and fetching them is an API error."""
 
     @classmethod
     def from_folder(
         cls, root: Path, *, include_bulk: bool = False, wiki: str = "en.wikipedia.org"
     ) -> MirrorData:
         data = cls(wiki=wiki)
-        for saved in iter_saved_pages(root, include_bulk=include_bulk):
+        unreadable: list[UnreadablePage] = []
+        for saved in iter_saved_pages(root, include_bulk=include_bulk, unreadable=unreadable):
             data.add(saved)
+        data.unreadable = {normalize_title(page.title): page for page in unreadable}
         data.categories[ROOT_CATEGORY] = sorted(c for c in data.categories if c != ROOT_CATEGORY)
         for name in data.categories[ROOT_CATEGORY]:
             data.categories[name].append(ROOT_CATEGORY)
-        log.info("mirror of %s: %d pages, %d redirects", root, len(data.pages), len(data.redirects))
+        log.info(
+            "mirror of %s: %d pages, %d redirects, %d unreadable",
+            root,
+            len(data.pages),
+            len(data.redirects),
+            len(data.unreadable),
+        )
         return data
 
     def add(self, saved: SavedPage) -> None:
@@ -153,9 +166,36 @@ class MirrorData:
         if "–" in title:
             self.redirects.setdefault(title.replace("–", "-"), title)
 
+    def edit_page(self, title: str, body: str | bytes, *, revision_id: int | None = None) -> int:
+        """Serve ``body`` as the new revision of ``title``; returns its revision id."""
+        page = self.pages[normalize_title(title)]
+        html = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+        page.html = html
+        page.revision_id = revision_id or _synthetic_id(2_000_000_000, html)
+        page.links = None
+        self.generation += 1
+        return page.revision_id
+
+    def delete_page(self, title: str) -> None:
+        """The wiki no longer has ``title`` (its category memberships go too)."""
+        title = normalize_title(title)
+        del self.pages[title]
+        for members in self.categories.values():
+            if title in members:
+                members.remove(title)
+        self.generation += 1
+
+    def redirect_page(self, title: str, target: str) -> None:
+        """``title`` becomes a redirect to the existing page ``target``."""
+        title, target = normalize_title(title), normalize_title(target)
+        if target not in self.pages:
+            raise MirrorError(f"cannot redirect {title!r} to {target!r}: no such page")
+        self.delete_page(title)
+        self.redirects[title] = target
+
     def links_of(self, title: str) -> list[str]:
         if title == LIST_PAGE:
-            return sorted(self.pages)
+            return sorted([*self.pages, *self.unreadable])
         page = self.pages[title]
         if page.links is None:
             found: dict[str, None] = {}
@@ -263,7 +303,8 @@ class MirrorApp:
         # mirror little CPU next to the latency under test.
         key = None
         if params.get("action") == "parse":
-            key = (tuple(sorted((k, v) for k, v in params.items() if k != "maxlag")), gzipped)
+            params_key = tuple(sorted((k, v) for k, v in params.items() if k != "maxlag"))
+            key = (params_key, gzipped, self.data.generation)
             if key in self._parse_cache:
                 return self._parse_cache[key]
         status, body = self._route(path, params)
@@ -335,11 +376,10 @@ class MirrorApp:
         follow = "redirects" in params
         normalized, redirects, pages = [], [], []
         for raw in raw_titles:
-            if not raw.strip() or _INVALID_TITLE.search(raw):
-                reason = "The requested page title is empty or contains only the name of a namespace."
-                if raw.strip():
-                    reason = "The requested page title contains invalid characters."
-                pages.append({"title": raw, "invalidreason": reason, "invalid": True})
+            try:
+                parsed = parse_title(raw)
+            except InvalidTitle as exc:
+                pages.append({"title": raw, "invalidreason": exc.reason, "invalid": True})
                 continue
             title, target, norm = self._resolve(raw, follow)
             if norm:
@@ -348,10 +388,17 @@ class MirrorApp:
                 redirects.append({"from": title, "to": target})
                 title = target
             page = self.data.pages.get(title)
-            if title == LIST_PAGE:
+            if parsed.namespace == -1:
+                pages.append({"ns": -1, "title": title, "special": True})
+            elif title == LIST_PAGE:
                 pages.append({"pageid": 1, "ns": 4, "title": LIST_PAGE, "lastrevid": 1})
+            elif title in self.data.unreadable:
+                entry = {"pageid": _synthetic_id(1_000_000_000, title), "ns": 0, "title": title}
+                if "info" in params.get("prop", "").split("|"):
+                    entry["lastrevid"] = _synthetic_id(2_000_000_000, title)
+                pages.append(entry)
             elif page is None:
-                pages.append({"ns": namespace_of(title), "title": title, "missing": True})
+                pages.append({"ns": parsed.namespace, "title": title, "missing": True})
             else:
                 entry = {"pageid": page.page_id, "ns": 0, "title": page.title}
                 if "info" in params.get("prop", "").split("|"):
@@ -375,7 +422,12 @@ class MirrorApp:
         offset = int(params.get("plcontinue") or 0)
         namespaces = {int(n) for n in params["plnamespace"].split("|")} if params.get("plnamespace") else None
         for entry in pages:
-            if entry.get("missing") or entry.get("invalid"):
+            if (
+                entry.get("missing")
+                or entry.get("invalid")
+                or entry.get("special")
+                or entry["title"] in self.data.unreadable
+            ):
                 continue
             links = [
                 t
@@ -416,9 +468,16 @@ class MirrorApp:
         raw = params.get("page")
         if raw is None:
             return _api_error("missingparam", 'The "page" parameter must be set.')
-        if _INVALID_TITLE.search(raw) or not raw.strip():
-            return _api_error("invalidtitle", f'Bad title "{raw}".')
+        try:
+            parse_title(raw)
+        except InvalidTitle as exc:
+            return _api_error("invalidtitle", f'Bad title "{raw[:255]}": {exc.reason}')
         title, target, _ = self._resolve(raw, "redirects" in params)
+        unreadable = self.data.unreadable.get(target or title)
+        if unreadable is not None:
+            return _api_error(
+                "unreadablepage", f"The saved copy of this page cannot be served: {unreadable.reason}"
+            )
         page = self.data.pages.get(target or title)
         if page is None:
             return _api_error("missingtitle", "The page you specified doesn't exist.")

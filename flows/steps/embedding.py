@@ -72,6 +72,9 @@ class EmbedRequest:
     hnsw_ef_construction: int
     hnsw_ef_search: int
     maintenance_work_mem: str
+    page_size: int = 20_000
+    storage: str = "vector"
+    parallel_workers: int | None = None
 
     @classmethod
     def from_settings(
@@ -96,6 +99,9 @@ class EmbedRequest:
             hnsw_ef_construction=settings.hnsw_ef_construction,
             hnsw_ef_search=settings.hnsw_ef_search,
             maintenance_work_mem=settings.embed_maintenance_work_mem,
+            page_size=settings.embed_page_size,
+            storage=settings.embed_storage,
+            parallel_workers=settings.embed_parallel_maintenance_workers,
         )
 
     def text_of(self, kind: str, row: PendingRow) -> str:
@@ -156,17 +162,21 @@ def start_run(engine: Engine, request: EmbedRequest) -> None:
             hnsw_m=request.hnsw_m,
             hnsw_ef_construction=request.hnsw_ef_construction,
             ef_search=request.hnsw_ef_search,
+            storage=request.storage,
         )
         session.commit()
 
 
-def select_pending(engine: Engine, request: EmbedRequest, kind: str) -> list[list[PendingRow]]:
-    """The rows of ``kind`` the version lacks (or holds for an older text), as chunks of ``chunk_size``."""
+def select_pending(
+    engine: Engine, request: EmbedRequest, kind: str, after: int, limit: int
+) -> list[list[PendingRow]]:
+    """One keyset page of the rows of ``kind`` the version lacks (or holds for an older text): at most
+    ``limit`` rows with ids above ``after``, as chunks of ``chunk_size``. Memory holds a page, not the corpus."""
     with Session(engine) as session:
         rows = embeddings.pending(
-            session=session, version_id=request.version.id, kind=kind, limit=request.limit
+            session=session, version_id=request.version.id, kind=kind, limit=limit, after=after
         )
-    # Globally longest first, so each chunk (and each batch inside it) holds texts of similar length.
+    # Longest first within the page, so each chunk (and each batch inside it) holds texts of similar length.
     rows.sort(key=lambda row: -len(request.text_of(kind, row)))
     return [rows[start : start + request.chunk_size] for start in range(0, len(rows), request.chunk_size)]
 
@@ -201,7 +211,7 @@ def write_chunk(
 def encode_and_write(
     request: EmbedRequest,
     *,
-    select: Callable[[str], list[list[PendingRow]]],
+    select: Callable[[str, int, int], list[list[PendingRow]]],
     encode: Callable[[list[list[str]]], Iterable[np.ndarray]],
     write: Callable[[str, list[PendingRow], np.ndarray], int],
     on_written: ProgressCallback | None = None,
@@ -210,19 +220,34 @@ def encode_and_write(
 
     The caller supplies the three steps: the command passes the plain functions above, the flow their tasks
     (so the flow's encodings fan out over its task runner while it writes the chunks already encoded).
+    ``select(kind, after, limit)`` returns one keyset page; pages follow each other by id until one comes back
+    short, so rows written meanwhile are not read again and memory holds one page. The progress total is the
+    rows read so far in the round.
     """
     encoded = dict.fromkeys(KINDS, 0)
     for _ in range(request.rounds):
         done = {}
         for kind in KINDS:
-            chunks = select(kind)
-            pending = sum(len(chunk) for chunk in chunks)
-            written = 0
-            vectors = encode([[request.text_of(kind, row) for row in chunk] for chunk in chunks])
-            for chunk, chunk_vectors in zip(chunks, vectors):
-                written += write(kind, chunk, chunk_vectors)
-                if on_written is not None:
-                    on_written(kind, written, pending)
+            pending = written = after = 0
+            while request.limit is None or pending < request.limit:
+                size = (
+                    request.page_size
+                    if request.limit is None
+                    else min(request.page_size, request.limit - pending)
+                )
+                chunks = select(kind, after, size)
+                read = sum(len(chunk) for chunk in chunks)
+                if not read:
+                    break
+                pending += read
+                after = max(row.key for chunk in chunks for row in chunk)
+                vectors = encode([[request.text_of(kind, row) for row in chunk] for chunk in chunks])
+                for chunk, chunk_vectors in zip(chunks, vectors):
+                    written += write(kind, chunk, chunk_vectors)
+                    if on_written is not None:
+                        on_written(kind, written, pending)
+                if read < size:
+                    break
             done[kind] = pending
         encoded = {kind: encoded[kind] + done[kind] for kind in KINDS}
         if not any(done.values()):
@@ -239,6 +264,7 @@ def build_indexes(engine: Engine, request: EmbedRequest) -> list[str]:
             m=request.hnsw_m,
             ef_construction=request.hnsw_ef_construction,
             maintenance_work_mem=request.maintenance_work_mem,
+            parallel_workers=request.parallel_workers,
         )
         session.commit()
     return created
@@ -274,7 +300,7 @@ def embed_pending(
     start_run(engine, request)
     encoded = encode_and_write(
         request,
-        select=lambda kind: select_pending(engine, request, kind),
+        select=lambda kind, after, limit: select_pending(engine, request, kind, after, limit),
         encode=lambda chunks: encode_in_order(request, chunks),
         write=lambda kind, rows, vectors: write_chunk(engine, request.version.id, kind, rows, vectors),
         on_written=on_written,

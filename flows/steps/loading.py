@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from db.articles import stored_revisions, upsert_page
-from flows.mediawiki.dump import DumpError, DumpPage, iter_dump
+from db.articles import RevisionChecks, stored_revisions, upsert_page
+from flows.mediawiki.dump import DumpError, DumpPage, DumpReader
 from flows.mediawiki.saved import iter_saved_pages
 from flows.steps.records import WriteCounts, page_record
 from flows.steps.scraping import ScrapeSummary, write_records
@@ -53,6 +53,17 @@ def load_saved_pages(
     return counts
 
 
+def _next_batch(pages: Iterator[DumpPage], size: int) -> tuple[list[DumpPage], DumpError | None]:
+    """Up to ``size`` pages, and the error that broke the stream if it broke: the pages read before a break
+    are still written."""
+    batch: list[DumpPage] = []
+    try:
+        batch.extend(itertools.islice(pages, size))
+    except DumpError as exc:
+        return batch, exc
+    return batch, None
+
+
 def load_dump(
     engine: Engine,
     path: Path,
@@ -61,23 +72,29 @@ def load_dump(
     limit: int | None = None,
     batch_size: int = 50,
     force: bool = False,
+    checks: RevisionChecks = RevisionChecks(),
     on_batch: Callable[[int], None] | None = None,
 ) -> ScrapeSummary:
     """Load an Enterprise HTML dump: articles whose stored revision is current are skipped before extraction.
 
-    ``wiki`` is used for records whose URL names no host. ``on_batch(pages_read)`` reports progress.
+    ``wiki`` is used for records whose URL names no host. ``on_batch(pages_read)`` reports progress. Bad
+    records are skipped and listed in the summary (``skipped_records``); a broken stream raises ``DumpError``
+    after the articles read before the break are written.
     """
     summary = ScrapeSummary(wiki=wiki or "")
-    pages = itertools.islice(iter_dump(path), limit)
+    reader = DumpReader(path, wiki=wiki)
+    pages = itertools.islice(iter(reader), limit)
     read = 0
-    while batch := list(itertools.islice(pages, batch_size)):
+    broken: DumpError | None = None
+    while broken is None:
+        batch, broken = _next_batch(pages, batch_size)
+        if not batch:
+            break
         read += len(batch)
         by_wiki: dict[str, list[DumpPage]] = {}
         for page in batch:
-            by_wiki.setdefault(page.wiki or wiki or "", []).append(page)
+            by_wiki.setdefault(page.wiki, []).append(page)
         for page_wiki, wiki_pages in by_wiki.items():
-            if not page_wiki:
-                raise DumpError(f"{path}: records without a URL; pass the wiki name (e.g. en.wikipedia.org)")
             summary.wiki = summary.wiki or page_wiki
             stale = wiki_pages
             if not force:
@@ -101,9 +118,18 @@ def load_dump(
                 )
                 for page in stale
             ]
-            summary.counts.merge(write_records(engine, records))
+            summary.counts.merge(write_records(engine, records, checks))
         if on_batch:
             on_batch(read)
     summary.requested = read
-    log.info("dump %s: %d articles read, %d current (skipped)", path, read, summary.skipped_current)
+    summary.skipped_records = list(reader.skipped)
+    log.info(
+        "dump %s: %d articles read, %d current (skipped), %d bad records skipped",
+        path,
+        read,
+        summary.skipped_current,
+        len(reader.skipped),
+    )
+    if broken is not None:
+        raise broken
     return summary

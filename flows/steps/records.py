@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import re
+from dataclasses import dataclass, field, fields
 from urllib.parse import quote
 
 from db.articles import PageRecord, PageWriteResult, ReferenceRecord
@@ -26,6 +27,21 @@ def reference_record(reference: ExtractedReference) -> ReferenceRecord:
     )
 
 
+_ELEMENT = re.compile(r"<[A-Za-z][^>]*>")
+
+
+def body_problem(html: str) -> str | None:
+    """Why a fetched body cannot be read as a rendered page, or None."""
+    if not html.strip():
+        return "empty body"
+    undecodable = html.count("\ufffd")
+    if undecodable:
+        return f"body is not valid UTF-8 ({undecodable} undecodable bytes replaced)"
+    if not _ELEMENT.search(html):
+        return "body is not HTML (no element)"
+    return None
+
+
 def page_record(
     *,
     wiki: str,
@@ -38,36 +54,55 @@ def page_record(
 ) -> PageRecord:
     """Extract the references and lead of ``html`` and wrap them with the article's identity.
 
-    ``short_description`` is the one the API gave with the page, if any; else the page's own is kept.
+    ``short_description`` is the one the API gave with the page, if any; else the page's own is kept. A body
+    that cannot be read as a page gets no references and says why (``problem``), so that the write
+    quarantines it rather than take it for a page without references.
     """
-    extracted = extract_page(html)
+    problem = body_problem(html)
+    references: tuple[ReferenceRecord, ...] = ()
+    lead = description = None
+    if problem is None:
+        try:
+            extracted = extract_page(html)
+        except Exception as exc:  # any parser failure on a damaged body is a reason to quarantine
+            problem = f"body does not parse ({type(exc).__name__}: {exc})"
+        else:
+            references = tuple(reference_record(ref) for ref in extracted.references)
+            lead, description = extracted.lead, extracted.short_description
     return PageRecord(
         wiki=wiki,
         title=title,
         page_id=page_id,
         revision_id=revision_id,
         url=article_url(wiki, title),
-        references=tuple(reference_record(ref) for ref in extracted.references),
+        references=references,
         redirects=tuple(redirects),
-        lead=extracted.lead,
-        short_description=short_description or extracted.short_description,
+        lead=lead,
+        short_description=short_description or description,
+        problem=problem,
     )
 
 
 @dataclass
 class WriteCounts:
-    """What a load or scrape wrote: articles by outcome, references added and removed."""
+    """What a load or scrape wrote: articles by outcome, references added and removed, quarantined pages."""
 
     articles_new: int = 0
     articles_updated: int = 0
     articles_unchanged: int = 0
+    articles_quarantined: int = 0
+    quarantines_cleared: int = 0
     references_added: int = 0
     references_removed: int = 0
+    quarantined: list[tuple[str, str]] = field(default_factory=list)  # (title, reason)
 
     def add(self, result: PageWriteResult) -> None:
         setattr(self, f"articles_{result.status}", getattr(self, f"articles_{result.status}") + 1)
         self.references_added += result.references_added
         self.references_removed += result.references_removed
+        self.quarantines_cleared += result.quarantine_cleared
+        if result.status == "quarantined":
+            self.quarantined.append((result.title, result.reason or ""))
 
     def merge(self, other: WriteCounts) -> None:
         for item in fields(self):
@@ -75,4 +110,4 @@ class WriteCounts:
 
     @property
     def articles(self) -> int:
-        return self.articles_new + self.articles_updated + self.articles_unchanged
+        return self.articles_new + self.articles_updated + self.articles_unchanged + self.articles_quarantined

@@ -14,15 +14,18 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from db.articles import PageRecord, stored_revisions, upsert_page
+from db.articles import PageRecord, RevisionChecks, pending_revisions, stored_revisions, upsert_page
+from flows import markdown
 from flows.mediawiki.client import (
     ClientConfig,
     ClientStats,
     FetchedPage,
+    MediaWikiAPIError,
     MediaWikiClient,
     ResolvedTitle,
     TitleResolution,
 )
+from flows.mediawiki.dump import SkippedRecord
 from flows.mediawiki.titles import TitleSources, gather_titles
 from flows.settings import Settings
 from flows.steps.records import WriteCounts, page_record
@@ -44,6 +47,11 @@ def client_config(settings: Settings, api_url: str | None = None) -> ClientConfi
     )
 
 
+def revision_checks(settings: Settings) -> RevisionChecks:
+    """The sanity checks every new revision passes before it replaces stored references."""
+    return RevisionChecks(max_shrink=settings.scrape_max_reference_shrink)
+
+
 @dataclass
 class ResolvedTitles:
     """Titles from the sources, resolved against the wiki: what exists, what is missing or invalid."""
@@ -59,6 +67,8 @@ class FetchBatch:
     pages: list[FetchedPage]
     missing: list[str]
     stats: ClientStats
+    failed: list[str] = field(default_factory=list)
+    """Pages the wiki answered with an API error of their own (``title: error``); the batch goes on."""
 
 
 @dataclass
@@ -72,6 +82,10 @@ class ScrapeSummary:
     missing: list[str] = field(default_factory=list)
     invalid: list[str] = field(default_factory=list)
     not_articles: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    """Pages the wiki would not serve (a per-page API error), as ``title: reason``."""
+    skipped_records: list[SkippedRecord] = field(default_factory=list)
+    """Bad records of a dump, with their line numbers."""
     stats: ClientStats = field(default_factory=ClientStats)
 
     @property
@@ -85,9 +99,13 @@ class ScrapeSummary:
             ("articles new", self.counts.articles_new),
             ("articles updated", self.counts.articles_updated),
             ("articles unchanged", self.articles_unchanged),
+            ("articles quarantined", self.counts.articles_quarantined),
+            ("quarantines cleared", self.counts.quarantines_cleared),
             ("articles missing", len(self.missing)),
             ("titles invalid", len(self.invalid)),
             ("not articles (skipped)", len(self.not_articles)),
+            ("pages failed", len(self.failed)),
+            ("bad records (skipped)", len(self.skipped_records)),
             ("references added", self.counts.references_added),
             ("references removed", self.counts.references_removed),
             ("requests", self.stats.requests),
@@ -95,15 +113,52 @@ class ScrapeSummary:
         ]
 
     def markdown(self) -> str:
-        lines = [f"# Scrape of {self.wiki}", "", "| what | count |", "| --- | ---: |"]
+        lines = [f"# Scrape of {markdown.escape(self.wiki)}", "", "| what | count |", "| --- | ---: |"]
         lines += [f"| {name} | {value:,} |" for name, value in self.rows()]
+        if self.counts.quarantined:
+            lines += [
+                "",
+                f"**Warning: {len(self.counts.quarantined)} pages quarantined** (stored references kept):",
+            ]
+            lines += [
+                f"- {markdown.escape(title)}: {markdown.escape(reason)}"
+                for title, reason in self.counts.quarantined[:50]
+            ]
         if self.stats.retry_reasons:
             reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(self.stats.retry_reasons.items()))
-            lines += ["", f"Retries by reason: {reasons}."]
-        for label, titles in (("Missing", self.missing), ("Invalid", self.invalid)):
+            lines += ["", f"Retries by reason: {markdown.escape(reasons)}."]
+        for label, titles in (("Missing", self.missing), ("Invalid", self.invalid), ("Failed", self.failed)):
             if titles:
-                shown = ", ".join(titles[:20]) + (" …" if len(titles) > 20 else "")
-                lines += ["", f"{label}: {shown}"]
+                shown = ", ".join(markdown.escape(title) for title in titles[:20])
+                lines += ["", f"{label}: {shown}" + (" …" if len(titles) > 20 else "")]
+        if self.skipped_records:
+            lines += [
+                "",
+                f"Bad records skipped: {len(self.skipped_records):,} (see the skipped-records artifact).",
+            ]
+        return "\n".join(lines)
+
+    def quarantined_markdown(self, limit: int = 1000) -> str:
+        """The quarantined pages as a table (the first ``limit``), for the ``quarantined-pages`` artifact."""
+        quarantined = self.counts.quarantined
+        lines = [f"# Pages quarantined: {len(quarantined):,}", ""]
+        lines += [
+            "Revisions that failed the sanity checks: not applied, stored references kept. Review with "
+            "`wikiref corpus quarantine`, apply one with `wikiref corpus accept TITLE`.",
+            "",
+        ]
+        lines += markdown.table(("article", "reason"), quarantined[:limit])
+        if len(quarantined) > limit:
+            lines += ["", f"… and {len(quarantined) - limit:,} more."]
+        return "\n".join(lines)
+
+    def skipped_records_markdown(self, limit: int = 1000) -> str:
+        """The bad records as a table (the first ``limit``), for the ``skipped-records`` artifact."""
+        rows = [(record.source, record.line, record.reason) for record in self.skipped_records[:limit]]
+        lines = [f"# Bad records skipped: {len(self.skipped_records):,}", ""]
+        lines += markdown.table(("file", "line", "reason"), rows)
+        if len(self.skipped_records) > limit:
+            lines += ["", f"… and {len(self.skipped_records) - limit:,} more."]
         return "\n".join(lines)
 
 
@@ -135,23 +190,49 @@ def resolve_titles(config: ClientConfig, sources: TitleSources, *, wiki: str | N
 def stale_pages(
     engine: Engine, *, wiki: str, pages: Sequence[ResolvedTitle], force: bool = False
 ) -> tuple[list[ResolvedTitle], int]:
-    """The pages whose stored revision is absent or older than the wiki's, and how many are current."""
+    """The pages whose stored revision is absent or older than the wiki's, and how many are current.
+
+    A page with a quarantined revision counts as current while the wiki still serves that revision (it was
+    checked already), and as stale once the wiki serves another one, even the stored one (a revert): the
+    write then clears the quarantine.
+    """
     if force:
         return list(pages), 0
+    titles = [page.title for page in pages]
     with Session(engine) as session:
-        stored = stored_revisions(session=session, wiki=wiki, titles=[page.title for page in pages])
-    stale = [page for page in pages if page.revision_id is None or stored.get(page.title) != page.revision_id]
+        stored = stored_revisions(session=session, wiki=wiki, titles=titles)
+        pending = pending_revisions(session=session, wiki=wiki, titles=titles)
+
+    def is_stale(page: ResolvedTitle) -> bool:
+        if page.revision_id is None:
+            return True
+        if page.title in pending:
+            return pending[page.title] != page.revision_id
+        return stored.get(page.title) != page.revision_id
+
+    stale = [page for page in pages if is_stale(page)]
     return stale, len(pages) - len(stale)
+
+
+async def _fetch_one(client: MediaWikiClient, title: str) -> FetchedPage | MediaWikiAPIError | None:
+    # One page's own API error (a page the wiki cannot render) fails that page, not the batch; transport
+    # failures still raise, so that the batch is retried.
+    try:
+        return await client.fetch_page(title)
+    except MediaWikiAPIError as exc:
+        return exc
 
 
 async def _fetch(
     config: ClientConfig, pages: Sequence[ResolvedTitle], before_request: Callable[[], Awaitable[None]] | None
 ) -> FetchBatch:
     async with MediaWikiClient(config, before_request=before_request) as client:
-        fetched = await asyncio.gather(*(client.fetch_page(page.title) for page in pages))
+        fetched = await asyncio.gather(*(_fetch_one(client, page.title) for page in pages))
         batch = FetchBatch(pages=[], missing=[], stats=client.stats)
     for wanted, page in zip(pages, fetched, strict=True):
-        if page is None:
+        if isinstance(page, MediaWikiAPIError):
+            batch.failed.append(f"{wanted.title}: {page}")
+        elif page is None:
             batch.missing.append(wanted.title)
         else:
             # The redirects seen while resolving lead here too.
@@ -178,9 +259,10 @@ def fetch_pages(
     """Rendered HTML of ``pages`` (concurrently, within the client's limits); deleted meanwhile = missing."""
     batch = asyncio.run(_fetch(config, pages, before_request))
     log.info(
-        "fetched %d pages (%d missing) with %d requests, %d retries",
+        "fetched %d pages (%d missing, %d failed) with %d requests, %d retries",
         len(batch.pages),
         len(batch.missing),
+        len(batch.failed),
         batch.stats.requests,
         batch.stats.retries,
     )
@@ -203,20 +285,25 @@ def extract_pages(wiki: str, pages: Iterable[FetchedPage]) -> list[PageRecord]:
     ]
 
 
-def write_records(engine: Engine, records: Iterable[PageRecord]) -> WriteCounts:
-    """Upsert each article with its references, one transaction per article."""
+def write_records(
+    engine: Engine, records: Iterable[PageRecord], checks: RevisionChecks = RevisionChecks()
+) -> WriteCounts:
+    """Upsert each article with its references, one transaction per article; failing revisions are quarantined."""
     counts = WriteCounts()
     with Session(engine) as session:
         for record in records:
-            counts.add(upsert_page(session=session, page=record))
+            counts.add(upsert_page(session=session, page=record, checks=checks))
     log.info(
-        "wrote articles: %d new, %d updated, %d unchanged; references: %d added, %d removed",
+        "wrote articles: %d new, %d updated, %d unchanged, %d quarantined; references: %d added, %d removed",
         counts.articles_new,
         counts.articles_updated,
         counts.articles_unchanged,
+        counts.articles_quarantined,
         counts.references_added,
         counts.references_removed,
     )
+    for title, reason in counts.quarantined:
+        log.warning("quarantined %s: %s (stored references kept)", title, reason)
     return counts
 
 
@@ -232,6 +319,7 @@ def run_scrape(
     wiki: str | None = None,
     force: bool = False,
     batch_size: int = 25,
+    checks: RevisionChecks = RevisionChecks(),
     on_batch: Callable[[int, int], None] | None = None,
 ) -> ScrapeSummary:
     """Scrape in this process, batch after batch (the CLI's path; the flow spreads the same steps as tasks).
@@ -240,6 +328,32 @@ def run_scrape(
     """
     resolved = resolve_titles(config, sources, wiki=wiki)
     summary = summary_of(resolved)
+    scrape_pages(
+        engine,
+        config,
+        resolved,
+        summary,
+        force=force,
+        batch_size=batch_size,
+        checks=checks,
+        on_batch=on_batch,
+    )
+    return summary
+
+
+def scrape_pages(
+    engine: Engine,
+    config: ClientConfig,
+    resolved: ResolvedTitles,
+    summary: ScrapeSummary,
+    *,
+    force: bool,
+    batch_size: int,
+    checks: RevisionChecks,
+    on_batch: Callable[[int, int], None] | None,
+) -> list[str]:
+    """Fetch, extract and write the stale pages of ``resolved`` batch after batch, counting into ``summary``;
+    the titles that were stale."""
     stale, summary.skipped_current = stale_pages(
         engine, wiki=resolved.wiki, pages=resolved.resolution.pages, force=force
     )
@@ -249,12 +363,13 @@ def run_scrape(
     for batch in batched(stale, batch_size):
         fetched = fetch_pages(config, batch)
         summary.missing += fetched.missing
+        summary.failed += fetched.failed
         summary.stats.merge(fetched.stats)
-        summary.counts.merge(write_records(engine, extract_pages(resolved.wiki, fetched.pages)))
+        summary.counts.merge(write_records(engine, extract_pages(resolved.wiki, fetched.pages), checks))
         done += len(batch)
         if on_batch:
             on_batch(done, len(stale))
-    return summary
+    return [page.title for page in stale]
 
 
 def summary_of(resolved: ResolvedTitles) -> ScrapeSummary:

@@ -11,6 +11,10 @@ from db.articles import PageRecord, ReferenceRecord, content_hash, stored_revisi
 from db.engine import sqlalchemy_url
 from tests.conftest import SHARED_WIKIPEDIA
 
+# The write mechanics below use one-letter texts, which the sanity checks take for debris; the checks have
+# tests of their own (test_revision_checks.py).
+UNCHECKED = None
+
 
 def make_page(texts: list[str], *, revision_id: int = 1, title: str = "Duck", **fields) -> PageRecord:
     return PageRecord(
@@ -43,11 +47,11 @@ def snapshot(engine: Engine) -> tuple[list, list]:
 def test_new_page_then_identical_upsert_writes_nothing(engine: Engine) -> None:
     page = make_page(["A", "B", "C"], redirects=("Ducks",))
     with Session(engine) as session:
-        first = upsert_page(session=session, page=page)
+        first = upsert_page(session=session, checks=UNCHECKED, page=page)
     assert (first.status, first.references_added, first.references_removed) == ("new", 3, 0)
     before = snapshot(engine)
     with Session(engine) as session:
-        second = upsert_page(session=session, page=page)
+        second = upsert_page(session=session, checks=UNCHECKED, page=page)
     assert (second.status, second.article_id, second.references_added) == ("unchanged", first.article_id, 0)
     assert snapshot(engine) == before
     articles, references = before
@@ -63,12 +67,14 @@ def test_new_page_then_identical_upsert_writes_nothing(engine: Engine) -> None:
 
 def test_new_revision_gets_exactly_its_new_list_and_unchanged_texts_keep_ids(engine: Engine) -> None:
     with Session(engine) as session:
-        upsert_page(session=session, page=make_page(["A", "B", "C", "D"], revision_id=1))
+        upsert_page(session=session, checks=UNCHECKED, page=make_page(["A", "B", "C", "D"], revision_id=1))
     _, old_refs = snapshot(engine)
     old_ids = {row.text: row.id for row in old_refs}
 
     with Session(engine) as session:
-        result = upsert_page(session=session, page=make_page(["C", "A", "E", "D"], revision_id=2))
+        result = upsert_page(
+            session=session, checks=UNCHECKED, page=make_page(["C", "A", "E", "D"], revision_id=2)
+        )
     assert (result.status, result.references_added, result.references_removed, result.references_kept) == (
         "updated",
         1,
@@ -87,10 +93,10 @@ def test_new_revision_gets_exactly_its_new_list_and_unchanged_texts_keep_ids(eng
 
 def test_new_revision_with_same_references_only_updates_the_article(engine: Engine) -> None:
     with Session(engine) as session:
-        upsert_page(session=session, page=make_page(["A", "B"], revision_id=1))
+        upsert_page(session=session, checks=UNCHECKED, page=make_page(["A", "B"], revision_id=1))
     articles_before, refs_before = snapshot(engine)
     with Session(engine) as session:
-        result = upsert_page(session=session, page=make_page(["A", "B"], revision_id=7))
+        result = upsert_page(session=session, checks=UNCHECKED, page=make_page(["A", "B"], revision_id=7))
     articles_after, refs_after = snapshot(engine)
     assert result.status == "updated"
     assert refs_after == refs_before
@@ -100,30 +106,39 @@ def test_new_revision_with_same_references_only_updates_the_article(engine: Engi
 
 def test_duplicate_texts_keep_stable_ids(engine: Engine) -> None:
     with Session(engine) as session:
-        upsert_page(session=session, page=make_page(["Ibid.", "X", "Ibid."], revision_id=1))
+        upsert_page(session=session, checks=UNCHECKED, page=make_page(["Ibid.", "X", "Ibid."], revision_id=1))
     _, refs = snapshot(engine)
     ibid_ids = [row.id for row in sorted(refs, key=lambda row: row.position) if row.text == "Ibid."]
     with Session(engine) as session:
-        result = upsert_page(session=session, page=make_page(["Ibid.", "Ibid.", "X"], revision_id=2))
+        result = upsert_page(
+            session=session, checks=UNCHECKED, page=make_page(["Ibid.", "Ibid.", "X"], revision_id=2)
+        )
     _, refs = snapshot(engine)
     assert (result.references_added, result.references_removed) == (0, 0)
     assert [row.id for row in sorted(refs, key=lambda row: row.position) if row.text == "Ibid."] == ibid_ids
 
 
-def test_emptied_reference_list_removes_all(engine: Engine) -> None:
+def test_emptied_reference_list_moves_all_to_history_when_accepted(engine: Engine) -> None:
     with Session(engine) as session:
-        upsert_page(session=session, page=make_page(["A", "B"], revision_id=1))
-        result = upsert_page(session=session, page=make_page([], revision_id=2))
+        upsert_page(session=session, checks=UNCHECKED, page=make_page(["A", "B"], revision_id=1))
+        result = upsert_page(session=session, checks=UNCHECKED, page=make_page([], revision_id=2))
     assert (result.references_removed, result.references_added) == (2, 0)
     assert snapshot(engine)[1] == []
+    with engine.connect() as connection:
+        history = connection.execute(
+            text(
+                "SELECT text, last_seen_revision_id, removed_revision_id FROM reference_history ORDER BY position"
+            )
+        ).all()
+    assert [tuple(row) for row in history] == [("A", 1, 2), ("B", 1, 2)]
 
 
 def test_stored_revisions_reports_only_known_titles_of_that_wiki(engine: Engine) -> None:
     with Session(engine) as session:
-        upsert_page(session=session, page=make_page(["A"], revision_id=11, title="Duck"))
-        upsert_page(session=session, page=make_page(["A"], revision_id=12, title="Goose"))
+        upsert_page(session=session, checks=UNCHECKED, page=make_page(["A"], revision_id=11, title="Duck"))
+        upsert_page(session=session, checks=UNCHECKED, page=make_page(["A"], revision_id=12, title="Goose"))
         other_wiki = PageRecord(wiki="de.wikipedia.org", title="Swan", revision_id=13)
-        upsert_page(session=session, page=other_wiki)
+        upsert_page(session=session, checks=UNCHECKED, page=other_wiki)
         assert stored_revisions(
             session=session, wiki="en.wikipedia.org", titles=["Duck", "Goose", "Swan", "Nope"]
         ) == {
@@ -155,3 +170,48 @@ def test_loaded_database_holds_every_shared_page(loaded_database_url: str) -> No
         engine.dispose()
     assert stored == expected
     assert sum(stored.values()) == 13_992
+
+
+def test_lead_is_stored_and_a_changed_lead_updates_only_the_article(engine: Engine) -> None:
+    with Session(engine) as session:
+        first = upsert_page(
+            session=session, page=make_page(["A", "B"], lead="Ducks quack.", short_description="Bird")
+        )
+        again = upsert_page(
+            session=session, page=make_page(["A", "B"], lead="Ducks quack.", short_description="Bird")
+        )
+    assert (first.status, again.status) == ("new", "unchanged")
+    _, refs_before = snapshot(engine)
+    with Session(engine) as session:
+        # Same revision, same references, another lead (an extraction fix, or a lead-only edit).
+        edited = upsert_page(session=session, page=make_page(["A", "B"], lead="Ducks are birds."))
+    assert (edited.status, edited.references_added, edited.references_removed) == ("updated", 0, 0)
+    _, refs_after = snapshot(engine)
+    assert refs_after == refs_before
+    with engine.connect() as connection:
+        assert connection.execute(
+            text("SELECT lead, short_description, lead_extracted FROM articles")
+        ).one() == (
+            "Ducks are birds.",
+            None,
+            True,
+        )
+
+
+def test_an_article_stored_before_leads_is_fetched_once_more_at_the_same_revision(engine: Engine) -> None:
+    with Session(engine) as session:
+        upsert_page(session=session, page=make_page(["A"], revision_id=11, title="Duck"))
+        # What migration 0003 leaves on the rows that existed before it.
+        session.execute(text("UPDATE articles SET lead_extracted = false"))
+        session.commit()
+        assert stored_revisions(session=session, wiki="en.wikipedia.org", titles=["Duck"]) == {}
+        refilled = upsert_page(
+            session=session, page=make_page(["A"], revision_id=11, title="Duck", lead="A bird.")
+        )
+        assert refilled.status == "updated"
+        assert stored_revisions(session=session, wiki="en.wikipedia.org", titles=["Duck"]) == {"Duck": 11}
+        # A page without a lead is extracted too: it is not fetched again.
+        upsert_page(session=session, page=make_page(["A"], revision_id=12, title="List of ducks"))
+        assert stored_revisions(session=session, wiki="en.wikipedia.org", titles=["List of ducks"]) == {
+            "List of ducks": 12
+        }

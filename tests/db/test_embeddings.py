@@ -270,3 +270,148 @@ def test_get_version_defaults_to_the_active_one(session: Session) -> None:
         embeddings.get_version(session=session, name_or_id="v-retired")
     with pytest.raises(embeddings.EmbeddingError, match="unknown model version 'nope'"):
         embeddings.get_version(session=session, name_or_id="nope")
+
+
+def test_keyset_pages_return_the_same_rows_as_one_query_on_the_shared_pages(loaded_database_url) -> None:
+    from db.engine import make_engine
+
+    engine = make_engine(loaded_database_url)
+    try:
+        with Session(engine) as session:
+            version_id = register_base_version(session)
+            everything = embeddings.pending(session=session, version_id=version_id, kind="references")
+            # Embed every third reference, so that pending rows have gaps the keyset must step over.
+            done = everything[::3]
+            embeddings.write_embeddings(
+                session=session,
+                version_id=version_id,
+                kind="references",
+                keys=[row.key for row in done],
+                labels=[row.label for row in done],
+                vectors=unit_vectors(len(done)),
+            )
+            session.commit()
+            for kind in embeddings.KINDS:
+                expected = embeddings.pending(session=session, version_id=version_id, kind=kind)
+                pages, after = [], 0
+                while page := embeddings.pending(
+                    session=session, version_id=version_id, kind=kind, limit=997, after=after
+                ):
+                    pages.append(page)
+                    after = page[-1].key
+                assert [row for page in pages for row in page] == expected
+                assert all(len(page) <= 997 for page in pages) and len(pages) >= len(expected) // 997
+            assert len(expected) == 303  # titles
+            references = embeddings.pending(session=session, version_id=version_id, kind="references")
+            assert len(references) == 13_992 - len(done)
+    finally:
+        engine.dispose()
+
+
+def test_halfvec_storage_round_trips_and_its_index_is_used(session: Session) -> None:
+    vector_version = register_base_version(session, name="float4", status="superseded")
+    half_version = register_base_version(session, name="half")
+    session.commit()
+    for version, storage in ((vector_version, "vector"), (half_version, "halfvec")):
+        assert (
+            embeddings.start_run(
+                session=session,
+                version_id=version,
+                hnsw_m=8,
+                hnsw_ef_construction=32,
+                ef_search=40,
+                storage=storage,
+            )
+            == storage
+        )
+        embed_with_random_vectors(session, version, seed=3)  # the same vectors in both versions
+        embeddings.build_indexes(session=session, version_id=version, m=8, ef_construction=32)
+        embeddings.mark_complete(session=session, version_id=version)
+        session.commit()
+    # A later run cannot switch a version whose indexes exist to another storage.
+    assert (
+        embeddings.start_run(
+            session=session, version_id=half_version, hnsw_m=8, hnsw_ef_construction=32, ef_search=40
+        )
+        == "halfvec"
+    )
+    session.commit()
+    for kind, table in (("references", "reference_embeddings"), ("titles", "title_embeddings")):
+        definition = session.scalar(
+            text("SELECT pg_get_indexdef(to_regclass(:name))"),
+            {"name": embeddings.hnsw_index_name(half_version, kind)},
+        )
+        assert "halfvec_cosine_ops" in definition and "(embedding)::halfvec(384)" in definition
+        half_bytes, float_bytes = (
+            session.scalar(
+                text("SELECT pg_relation_size(to_regclass(:name))"),
+                {"name": embeddings.hnsw_index_name(version, kind)},
+            )
+            for version in (half_version, vector_version)
+        )
+        assert half_bytes <= float_bytes
+        target = "references" if kind == "references" else "articles"
+        plan = search.explain(
+            session=session, target=target, version_id=half_version, query=unit_vectors(1)[0], k=3
+        )
+        assert f"Index Scan using ix_{table}_hnsw_v{half_version}" in plan, plan
+        session.rollback()
+    # The same neighbours, in the same order, with similarities equal to half precision.
+    for title in ("Cat", "Dog"):
+        half, full = (
+            search.run(
+                session=session, function="similar_references", title=title, k=5, model_version=name
+            ).rows
+            for name in ("half", "float4")
+        )
+        assert [row[0] for row in half] == [row[0] for row in full]
+        assert np.allclose([row[-1] for row in half], [row[-1] for row in full], atol=2e-3)
+    with pytest.raises(ValueError, match="unknown index storage"):
+        embeddings.start_run(
+            session=session,
+            version_id=half_version,
+            hnsw_m=8,
+            hnsw_ef_construction=32,
+            ef_search=40,
+            storage="bit",
+        )
+
+
+def test_a_lead_edit_re_embeds_that_article_only_for_versions_that_read_the_lead(session: Session) -> None:
+    title_version = register_base_version(session, name="v-title", status="superseded")
+    lead_version = register_base_version(session, name="v-lead", status="active")
+    session.execute(
+        text("UPDATE model_versions SET article_text = 'title+lead40' WHERE id = :id"), {"id": lead_version}
+    )
+    session.execute(text("UPDATE articles SET lead = 'The cat is a small mammal.' WHERE title = 'Cat'"))
+    session.commit()
+    cat = session.scalar(text("SELECT id FROM articles WHERE title = 'Cat'"))
+    [pending_cat] = [
+        row
+        for row in embeddings.pending(session=session, version_id=lead_version, kind="titles")
+        if row.key == cat
+    ]
+    assert (pending_cat.text, pending_cat.lead) == ("Cat", "The cat is a small mammal.")
+    assert embeddings.get_version(session=session, name_or_id="v-lead").article_text == "title+lead40"
+    assert embeddings.get_version(session=session, name_or_id="v-title").article_text == "title"
+    for version in (title_version, lead_version):
+        embed_with_random_vectors(session, version)
+        assert embeddings.count_pending(session=session, version_id=version) == {"references": 0, "titles": 0}
+
+    session.execute(
+        text("UPDATE articles SET lead = 'The cat is a domesticated mammal.' WHERE title = 'Cat'")
+    )
+    session.commit()
+    assert [
+        (row.key, row.lead)
+        for row in embeddings.pending(session=session, version_id=lead_version, kind="titles")
+    ] == [(cat, "The cat is a domesticated mammal.")]
+    assert embeddings.count_pending(session=session, version_id=lead_version) == {
+        "references": 0,
+        "titles": 1,
+    }
+    # The version trained on titles keeps its embeddings: its article text did not change.
+    assert embeddings.count_pending(session=session, version_id=title_version) == {
+        "references": 0,
+        "titles": 0,
+    }

@@ -52,3 +52,139 @@ def test_row_counts_list_every_table(engine) -> None:
     assert counts["articles"] == 2
     assert counts["article_references"] == 0
     assert "alembic_version" not in counts
+
+
+def test_halfvec_storage_downgrades_keeping_the_embeddings(empty_database_url: str) -> None:
+    import numpy as np
+    from sqlalchemy.orm import Session
+
+    from db import embeddings
+    from tests.conftest import register_base_version
+
+    engine = make_engine(empty_database_url)
+    migrate.upgrade(empty_database_url)
+    with Session(engine) as session:
+        session.execute(text("INSERT INTO articles (wiki, title) VALUES ('w', 'Cat')"))
+        session.execute(
+            text(
+                "INSERT INTO article_references (article_id, position, text, content_hash) "
+                "SELECT id, 0, 'Felis catus.', 'h' FROM articles"
+            )
+        )
+        version = register_base_version(session)
+        embeddings.start_run(
+            session=session,
+            version_id=version,
+            hnsw_m=4,
+            hnsw_ef_construction=8,
+            ef_search=10,
+            storage="halfvec",
+        )
+        for kind in embeddings.KINDS:
+            rows = embeddings.pending(session=session, version_id=version, kind=kind)
+            embeddings.write_embeddings(
+                session=session,
+                version_id=version,
+                kind=kind,
+                keys=[row.key for row in rows],
+                labels=[row.label for row in rows],
+                vectors=np.ones((len(rows), 384), dtype=np.float32),
+            )
+        embeddings.build_indexes(session=session, version_id=version, m=4, ef_construction=8)
+        embeddings.mark_complete(session=session, version_id=version)
+        session.commit()
+    engine.dispose()
+
+    migrate.downgrade(empty_database_url, "0006")
+    engine = make_engine(empty_database_url)
+    with engine.connect() as connection:
+        # The halfvec indexes no longer match the queries: gone, and the version waits for its next embed run.
+        assert (
+            connection.execute(text("SELECT to_regclass('ix_reference_embeddings_hnsw_v1')")).scalar() is None
+        )
+        assert connection.execute(text("SELECT completed_at FROM embedding_states")).scalar() is None
+        assert connection.execute(text("SELECT count(*) FROM reference_embeddings")).scalar() == 1
+    migrate.upgrade(empty_database_url)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT storage FROM embedding_states")).scalar() == "vector"
+
+
+def _result_columns(connection, function: str) -> str:
+    return connection.execute(
+        text("SELECT pg_get_function_result(oid) FROM pg_proc WHERE proname = :name"), {"name": function}
+    ).scalar_one()
+
+
+def test_0003_keeps_rows_marks_them_for_a_lead_and_downgrades_cleanly(empty_database_url: str) -> None:
+    engine = make_engine(empty_database_url)
+    migrate.upgrade(empty_database_url, "0002")
+    with engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO articles (wiki, title, revision_id) VALUES ('en.wikipedia.org', 'Cat', 7)")
+        )
+        connection.execute(text("INSERT INTO model_versions (name, base_model) VALUES ('ft-1', 'base')"))
+    migrate.upgrade(empty_database_url)
+    with engine.begin() as connection:
+        assert connection.execute(
+            text("SELECT title, revision_id, lead, lead_extracted FROM articles")
+        ).one() == (
+            "Cat",
+            7,
+            None,
+            False,
+        )
+        assert connection.execute(text("SELECT article_text FROM model_versions")).scalar_one() == "title"
+        connection.execute(
+            text("INSERT INTO articles (wiki, title, lead) VALUES ('en.wikipedia.org', 'Dog', 'D')")
+        )
+        assert connection.execute(
+            text("SELECT lead_extracted FROM articles WHERE title = 'Dog'")
+        ).scalar_one()
+        assert _result_columns(connection, "similar_articles").endswith("article_lead text)")
+    migrate.downgrade(empty_database_url, "0002")
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT title FROM articles ORDER BY title")).scalars().all() == [
+            "Cat",
+            "Dog",
+        ]
+        assert "article_lead" not in _result_columns(connection, "similar_articles")
+        assert "article_lead" not in _result_columns(connection, "articles_for_reference")
+        assert "lead" not in {column["name"] for column in inspect(engine).get_columns("articles")}
+    engine.dispose()
+
+
+def test_0005_carries_articles_and_references_over_and_downgrades(empty_database_url: str) -> None:
+    engine = make_engine(empty_database_url)
+    migrate.upgrade(empty_database_url, "0002")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO articles (wiki, title, revision_id, fetched_at) "
+                "VALUES ('w', 'Cat', 42, '2026-01-02T03:04:05Z')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO article_references (article_id, position, text, content_hash) "
+                "SELECT id, 0, 'Smith (2001). Cats.', 'h' FROM articles"
+            )
+        )
+    migrate.upgrade(empty_database_url, "0005")
+    with engine.connect() as connection:
+        article = connection.execute(text("SELECT title, status, redirect_target FROM articles")).one()
+        reference = connection.execute(
+            text("SELECT text, added_revision_id, added_at = '2026-01-02T03:04:05Z' FROM article_references")
+        ).one()
+        changes = connection.execute(
+            text("SELECT article, change, revision_id FROM wikiref.reference_changes('2026-01-01')")
+        ).all()
+    assert tuple(article) == ("Cat", "current", None)
+    assert tuple(reference) == ("Smith (2001). Cats.", 42, True)
+    assert [tuple(row) for row in changes] == [("Cat", "added", 42)]
+    migrate.downgrade(empty_database_url, "0002")
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM article_references")).scalar_one() == 1
+        assert "reference_history" not in inspect(engine).get_table_names()
+    migrate.upgrade(empty_database_url)
+    assert migrate.current_revision(engine) == migrate.head_revision()
+    engine.dispose()

@@ -242,3 +242,41 @@ def test_titles_resolve_through_underscores_redirects_and_case(session: Session)
             session=session, function="similar_references", title=alias, k=3, model_version=None
         ).rows
         assert rows == expected, alias
+
+
+def test_functions_that_return_articles_return_their_lead(session: Session) -> None:
+    title = _titles(session)[0]
+    leads = dict(session.execute(text("SELECT id, lead FROM articles")).all())
+    assert sum(lead is not None for lead in leads.values()) >= len(leads) - 2  # the slice's pages have leads
+    similar = search.run(session=session, function="similar_articles", title=title, k=5, model_version=None)
+    assert [row[3] for row in similar.rows] == [leads[row[0]] for row in similar.rows]
+    assert any(row[3] for row in similar.rows)
+    reference_id = session.scalar(text("SELECT min(id) FROM article_references"))
+    owners = search.run(
+        session=session, function="articles_for_reference", reference_id=reference_id, k=5, model_version=None
+    )
+    assert [row[4] for row in owners.rows] == [leads[row[0]] for row in owners.rows]
+
+
+def test_search_text_matches_the_title_and_lead_of_articles(session: Session) -> None:
+    article_id, title = session.execute(
+        text("SELECT id, title FROM articles ORDER BY md5(title) LIMIT 1 OFFSET 3")
+    ).one()
+    session.execute(
+        text("UPDATE articles SET lead = lead || ' It is known for zyxquorbite.' WHERE id = :id"),
+        {"id": article_id},
+    )
+    found = search.run(
+        session=session,
+        function="search_text",
+        query="zyxquorbite",
+        query_embedding=None,
+        k=5,
+        model_version=None,
+    )
+    own = session.scalar(
+        text("SELECT count(*) FROM article_references WHERE article_id = :id"), {"id": article_id}
+    )
+    assert len(found.rows) == min(5, own)
+    assert {row[1] for row in found.rows} == {title}
+    assert [row[4] for row in found.rows] == list(range(1, len(found.rows) + 1))

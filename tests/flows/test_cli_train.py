@@ -1,9 +1,12 @@
 import re
 
+import pytest
 from sqlalchemy.orm import Session
 
 from db import registry
 from db.engine import make_engine
+
+pytestmark = pytest.mark.slow
 
 
 def versions(url: str) -> dict[str, tuple[str, str | None]]:

@@ -14,7 +14,7 @@ from flows.task_runners import task_runner_from_settings, with_task_runner
 from tests.conftest import SHARED_WIKIPEDIA, TEMPLATE_DATABASE, create_database, drop_database
 from tests.flows.flow_runs import SLICE, rows, run_flow
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
 STORED = """
 SELECT a.title, a.page_id, a.revision_id, r.position, r.text, r.content_hash, r.urls, r.doi, r.isbn

@@ -52,14 +52,13 @@ def test_every_entrypoint_is_a_flow_file_of_this_repository() -> None:
 def test_schedules_follow_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WIKIREF_SCHEDULE_SCRAPE", "15 1 * * *")
     monkeypatch.setenv("WIKIREF_SCHEDULE_TIMEZONE", "Europe/Berlin")
-    monkeypatch.setenv("WIKIREF_PIPELINE_TITLES", '["Dog", "Cat"]')
     deployments = {d.name: d for d in build_deployments(Settings())}
     assert set(deployments) == {"scrape-daily", "train-weekly", "embed-after-train", "pipeline-on-demand"}
     scrape = deployments["scrape-daily"]
     (schedule,) = scrape.schedules
     assert isinstance(schedule.schedule, CronSchedule)
     assert (schedule.schedule.cron, schedule.schedule.timezone) == ("15 1 * * *", "Europe/Berlin")
-    assert scrape.parameters == {"titles": ["Dog", "Cat"]}
+    assert scrape.parameters == {"refresh": True}
     assert deployments["train-weekly"].schedules[0].schedule.cron == "0 4 * * 0"
     embed = deployments["embed-after-train"]
     assert embed.schedules[0].schedule.cron == "0 5 * * *"

@@ -17,6 +17,8 @@ from db.articles import upsert_page
 from db.engine import make_engine
 from tests.conftest import REPO_ROOT, SHARED_WIKIPEDIA, register_base_version
 
+pytestmark = pytest.mark.slow
+
 
 def add_saved_page_not_in(session: Session) -> tuple[str, int]:
     """Upsert the first saved page whose title the database lacks; returns its title and reference count."""

@@ -6,9 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO_ROOT, TEMPLATE_DATABASE, create_database, drop_database
 from tests.flows.conftest import clean_environment
 from tests.flows.flow_runs import scalar
+
+pytestmark = pytest.mark.slow
 
 
 def test_wikiref_run_pipeline_on_the_shared_pages_prints_a_query_result(

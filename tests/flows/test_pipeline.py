@@ -14,7 +14,7 @@ from flows.pipeline import pipeline
 from tests.conftest import SHARED_WIKIPEDIA, TEMPLATE_DATABASE, create_database, drop_database
 from tests.flows.flow_runs import SLICE, Run, artifacts_of, child_flow_runs, rows, run_flow, scalar, table_of
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ from prefect.client.schemas.schedules import CronSchedule
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from sqlalchemy.orm import Session
 
+from db.corpora import SourceSpec, add_sources
 from db.engine import make_engine
 from flows.deploy import deployment_specs, load_flow
 from flows.settings import Settings
@@ -38,6 +39,8 @@ from tests.conftest import (
 )
 from tests.flows.conftest import PrefectServer, clean_environment
 from tests.flows.flow_runs import rows
+
+pytestmark = pytest.mark.server
 
 SERVE_TIMEOUT = 90
 SPECS = deployment_specs(Settings())
@@ -195,15 +198,21 @@ def test_a_completed_train_weekly_run_starts_embed_after_train(
     asyncio.run(check())
 
 
-def test_prefect_deployment_run_runs_a_served_deployment(
+def test_scrape_daily_run_by_hand_refreshes_every_corpus(
     served: dict, served_database: str, prefect_server: PrefectServer, tmp_path: Path
 ) -> None:
-    """The README's way to trigger a served deployment by hand; `wikiref serve` executes the run."""
+    """The README's way to trigger a served deployment by hand; `wikiref serve` executes the run, which
+    refreshes every corpus defined in the database."""
+    engine = make_engine(served_database)
+    with Session(engine) as session:
+        add_sources(session=session, corpus="cats", sources=[SourceSpec("titles", {"titles": ["Cat"]})])
+        add_sources(session=session, corpus="ducks", sources=[SourceSpec("titles", {"titles": ["Duck"]})])
+    engine.dispose()
     environment = clean_environment(
         PREFECT_API_URL=prefect_server.api_url, PREFECT_HOME=str(tmp_path / "home")
     )
     command = [sys.executable, "-m", "prefect", "deployment", "run", "scrape-wikipedia/scrape-daily"]
-    parameters = ["--param", 'titles=["Cat", "Duck"]', "--param", f"mirror_dir={SHARED_WIKIPEDIA}"]
+    parameters = ["--param", f"mirror_dir={SHARED_WIKIPEDIA}"]
     triggered = subprocess.run(
         [*command, *parameters, "--watch", "--watch-timeout", "240"],
         env=environment,
@@ -215,6 +224,10 @@ def test_prefect_deployment_run_runs_a_served_deployment(
     assert "Completed" in triggered.stdout
     stored = rows(served_database, "SELECT title FROM articles ORDER BY title")
     assert stored == [("Cat",), ("Duck",)]
+    refreshed = rows(
+        served_database, "SELECT name, last_counts->>'articles' FROM corpora WHERE refreshed_at IS NOT NULL"
+    )
+    assert sorted(refreshed) == [("cats", "1"), ("ducks", "1")]
 
     async def check() -> None:
         with temporary_settings({PREFECT_API_URL: prefect_server.api_url}):
@@ -226,11 +239,14 @@ def test_prefect_deployment_run_runs_a_served_deployment(
                 )
                 (manual,) = [run for run in runs if not run.auto_scheduled]
                 assert manual.state.is_completed()
-                assert manual.parameters["titles"] == ["Cat", "Duck"]
+                assert manual.parameters["refresh"] is True
                 artifacts = await client.read_artifacts(
                     flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[manual.id]))
                 )
-                assert {"scrape-summary", "scrape-counts"} <= {artifact.key for artifact in artifacts}
+                by_key = {artifact.key: artifact for artifact in artifacts}
+                assert {"scrape-summary", "scrape-counts", "corpus-refresh"} <= set(by_key)
+                table = by_key["corpus-refresh"].data
+                assert "cats" in str(table) and "ducks" in str(table)
 
     asyncio.run(check())
 
@@ -239,6 +255,7 @@ def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+@pytest.mark.browser
 def test_prefect_ui_lists_the_deployments(
     served: dict, prefect_server: PrefectServer, tmp_path: Path
 ) -> None:

@@ -12,6 +12,8 @@ from flows.settings import TrainOverrides, get_settings
 from models.card import LOSS_PLOT
 from models.evaluate import METRICS
 
+pytestmark = pytest.mark.slow
+
 
 def test_train_flow_registers_a_gated_version_with_cis_a_loss_plot_and_artifacts(
     prefect_harness, loaded_database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path

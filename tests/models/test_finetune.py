@@ -25,6 +25,8 @@ from models.finetune import (
 )
 from models.pairs import ArticleTexts, Pair, PairSplit, build_pairs, tokenizer_counter
 
+pytestmark = pytest.mark.slow
+
 BASE = resolve_model_path(BASE_MODEL_ID)
 STEPS = 4
 

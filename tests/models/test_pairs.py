@@ -3,7 +3,7 @@ from dataclasses import replace
 import pytest
 from sqlalchemy.orm import Session
 
-from db.corpus import article_reference_texts
+from db.corpus import article_reference_texts, iter_article_reference_texts
 from db.engine import make_engine
 from models.article_text import ArticleTextRecipe
 from models.base import BASE_MODEL_ID, resolve_model_path
@@ -105,6 +105,8 @@ def test_pairs_of_the_shared_pages_use_the_model_tokenizer_and_do_not_leak(loade
     with Session(engine) as session:
         rows = article_reference_texts(session=session)
         first_ten = article_reference_texts(session=session, limit=10)
+        # The streamed reader (server-side cursor, small pages) gives the very same rows in the same order.
+        assert list(iter_article_reference_texts(session=session, page_size=7)) == rows
     engine.dispose()
     assert len(rows) >= 290
     assert [row[0] for row in first_ten] == [row[0] for row in rows[:10]]

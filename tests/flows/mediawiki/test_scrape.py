@@ -6,6 +6,7 @@ import csv
 import re
 
 import ftfy.badness
+import pytest
 from sqlalchemy import Engine, text
 
 from flows.mediawiki.client import ResolvedTitle
@@ -62,6 +63,8 @@ def parse_requests(app: MirrorApp) -> int:
     return sum(1 for _t, _path, params, _ua, _enc in app.requests if params.get("action") == "parse")
 
 
+# The four slow tests here scrape all 303 shared pages through the mirror (the scraped_template fixture).
+@pytest.mark.slow
 def test_scrape_stores_every_reference_of_every_page(scraped_engine: Engine) -> None:
     with scraped_engine.connect() as connection:
         stored = dict(
@@ -86,6 +89,31 @@ def test_scrape_stores_every_reference_of_every_page(scraped_engine: Engine) -> 
     assert dirty == []
 
 
+@pytest.mark.slow
+def test_scrape_stores_the_lead_and_short_description_of_every_page(scraped_engine: Engine) -> None:
+    from flows.mediawiki.extract import extract_page
+    from flows.mediawiki.saved import iter_saved_pages
+    from tests.flows.mediawiki.test_lead import CLUTTER
+
+    with scraped_engine.connect() as connection:
+        stored = {
+            title: (lead, description)
+            for title, lead, description in connection.execute(
+                text("SELECT title, lead, short_description FROM articles")
+            )
+        }
+    expected = {}
+    for page in iter_saved_pages(SHARED_WIKIPEDIA):
+        extracted = extract_page(page.html)
+        expected[page.title] = (extracted.lead, extracted.short_description)
+    assert stored == expected
+    # The mirror answers prop=properties like MediaWiki: the short description came with the parse response.
+    assert stored["Rust (programming language)"][1] == "General-purpose programming language"
+    assert [title for title, (lead, _) in stored.items() if lead and CLUTTER.search(lead)] == []
+    assert sum(lead is None for lead, _ in stored.values()) == 1
+
+
+@pytest.mark.slow
 def test_second_identical_scrape_writes_nothing(
     scraped_engine: Engine, mirror: tuple[str, MirrorApp]
 ) -> None:
@@ -109,6 +137,7 @@ def test_second_identical_scrape_writes_nothing(
     )
 
 
+@pytest.mark.slow
 def test_stale_revisions_are_refetched_and_nothing_else(
     scraped_engine: Engine, mirror: tuple[str, MirrorApp]
 ) -> None:
@@ -138,6 +167,7 @@ def test_stale_revisions_are_refetched_and_nothing_else(
     assert revisions == {"Dog": 845493773, "Bengaluru": 1347626746}
 
 
+@pytest.mark.slow
 def test_scrape_under_twenty_percent_faults_ends_with_the_clean_rows(
     engine: Engine, scraped_engine: Engine, mirror_data: MirrorData
 ) -> None:

@@ -1,0 +1,349 @@
+"""Scale bench: a dump of N real (recombined) references loaded, paired, embedded, indexed and queried.
+
+Each stage a user runs is its own subprocess, so its peak RSS is its own (``os.wait4``):
+
+1. ``generate``: bench/scale_dump.py writes an Enterprise NDJSON dump of N references (real reference items);
+2. ``load``: ``wikiref scrape --dump`` (pages/s, references/s);
+3. ``pairs``: the training-pair preparation of ``wikiref train`` (flows.steps.training.load_pairs);
+4. ``embed``: ``wikiref embed`` of the base model, end to end (read pending pages, encode, COPY, HNSW build);
+
+then, in this process: the HNSW build of the references index alone, for ``vector`` and ``halfvec`` storage,
+with the configured parallel maintenance workers; table and index sizes; p50/p95 of each SQL function;
+recall@10 of ``similar_references`` against an exact scan of the same version's embeddings.
+
+    python bench/scale_bench.py --references 100000 --out docs/bench/scale-100k.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+PYTHON = sys.executable
+
+PAIRS_SCRIPT = """
+import json, sys
+from flows.settings import get_settings
+from flows.database import prepare_database
+from flows.steps.training import TrainRequest, load_pairs
+settings = get_settings()
+split = load_pairs(prepare_database(settings)[1], TrainRequest.from_settings(settings))
+print(json.dumps(split.counts))
+"""
+
+
+def run_stage(name: str, command: list[str], env: dict[str, str]) -> dict:
+    """Run one stage as a subprocess; its wall time, peak RSS (of it and the children it waited for), output."""
+    start = time.perf_counter()
+    with tempfile.TemporaryFile() as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - start
+        out.seek(0)
+        output = out.read().decode("utf-8", "replace")
+    if process.returncode:
+        raise SystemExit(f"stage {name} failed ({process.returncode}):\n{output[-3000:]}")
+    peak = usage.ru_maxrss / 1024  # kB on Linux
+    print(f"[{name}] {seconds:8.1f} s, peak RSS {peak:7.1f} MiB", flush=True)
+    return {"seconds": seconds, "peak_rss_mib": peak, "output_tail": output[-600:]}
+
+
+def percentiles(samples: list[float]) -> dict:
+    ordered = sorted(samples)
+    return {
+        "p50_ms": 1000 * statistics.median(ordered),
+        "p95_ms": 1000 * ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))],
+        "n": len(ordered),
+    }
+
+
+def timed(connection, statement: str, params_list: list[tuple]) -> tuple[dict, list[list]]:
+    seconds, results = [], []
+    for params in params_list:
+        start = time.perf_counter()
+        rows = connection.execute(statement, params).fetchall()
+        seconds.append(time.perf_counter() - start)
+        results.append(rows)
+    return percentiles(seconds), results
+
+
+def as_array(vector) -> np.ndarray:
+    return np.asarray(vector.to_numpy() if hasattr(vector, "to_numpy") else vector, dtype=np.float32)
+
+
+def exact_top(queries: np.ndarray, ids: np.ndarray, vectors: np.ndarray, k: int = 10) -> list[set[int]]:
+    top = []
+    for start in range(0, len(queries), 64):
+        scores = queries[start : start + 64] @ vectors.T
+        best = np.argpartition(-scores, k, axis=1)[:, :k]
+        top.extend({int(ids[j]) for j in row} for row in best)
+    return top
+
+
+def recall(found: list[list[int]], exact: list[set[int]]) -> float:
+    return float(np.mean([len(set(f) & e) / len(e) for f, e in zip(found, exact)]))
+
+
+def measure_queries(url: str, version: int, args) -> dict:
+    import psycopg
+    from pgvector.psycopg import register_vector
+
+    from db.embeddings import hnsw_index_name
+
+    result: dict = {}
+    rng = random.Random(7)
+    with psycopg.connect(url, autocommit=True) as connection:
+        register_vector(connection)
+        connection.execute("SET max_parallel_workers_per_gather = 0")  # queries measured as one backend each
+        titles = [row[0] for row in connection.execute("SELECT title FROM articles ORDER BY id")]
+        reference_ids = [
+            row[0] for row in connection.execute("SELECT id FROM article_references ORDER BY id")
+        ]
+        sample_titles = rng.sample(titles, min(args.queries, len(titles)))
+        sample_refs = rng.sample(reference_ids, min(args.queries, len(reference_ids)))
+        words = [t.split(" (scale")[0] for t in sample_titles]
+
+        # Sizes.
+        sizes = {}
+        for relation in ("article_references", "reference_embeddings", "title_embeddings", "articles"):
+            sizes[relation] = {
+                "table_mib": connection.execute(
+                    "SELECT pg_table_size(%s) / 1048576.0", (relation,)
+                ).fetchone()[0],
+                "total_mib": connection.execute(
+                    "SELECT pg_total_relation_size(%s) / 1048576.0", (relation,)
+                ).fetchone()[0],
+            }
+        for kind in ("references", "titles"):
+            name = hnsw_index_name(version, kind)
+            sizes[name] = connection.execute("SELECT pg_relation_size(%s) / 1048576.0", (name,)).fetchone()[0]
+        result["sizes_mib"] = {
+            k: (float(v) if not isinstance(v, dict) else {a: float(b) for a, b in v.items()})
+            for k, v in sizes.items()
+        }
+
+        # Latency of each SQL function.
+        latency = {}
+        latency["similar_references"], found = timed(
+            connection,
+            "SELECT reference_id FROM wikiref.similar_references(%s, 10)",
+            [(t,) for t in sample_titles],
+        )
+        latency["similar_articles"], _ = timed(
+            connection,
+            "SELECT article_id FROM wikiref.similar_articles(%s, 10)",
+            [(t,) for t in sample_titles],
+        )
+        latency["articles_for_reference"], _ = timed(
+            connection,
+            "SELECT article_id FROM wikiref.articles_for_reference(%s, 10)",
+            [(r,) for r in sample_refs],
+        )
+        title_vectors = {
+            row[0]: as_array(row[1])
+            for row in connection.execute(
+                "SELECT a.title, t.embedding FROM title_embeddings t JOIN articles a ON a.id = t.article_id "
+                "WHERE t.model_version_id = %s AND a.title = ANY(%s)",
+                (version, sample_titles),
+            )
+        }
+        queries = np.stack([title_vectors[t] for t in sample_titles])
+        latency["search_vector"], _ = timed(
+            connection, "SELECT reference_id FROM wikiref.search_vector(%s, 10)", [(q,) for q in queries]
+        )
+        latency["search_text"], _ = timed(
+            connection,
+            "SELECT reference_id FROM wikiref.search_text(%s, %s, 10)",
+            [(w, q) for w, q in zip(words, queries)],
+        )
+        result["latency"] = latency
+
+        # Recall@10 against the exact scan of the same version.
+        ids, vectors = [], []
+        with connection.cursor(name="all_vectors") as cursor:
+            connection.autocommit = False
+            cursor.itersize = 20_000
+            cursor.execute(
+                "SELECT reference_id, embedding FROM reference_embeddings WHERE model_version_id = %s",
+                (version,),
+            )
+            for reference_id, embedding in cursor:
+                ids.append(reference_id)
+                vectors.append(as_array(embedding))
+            connection.commit()
+            connection.autocommit = True
+        exact = exact_top(queries, np.asarray(ids), np.stack(vectors))
+        del vectors
+        result["recall_at_10"] = {
+            "similar_references": recall([[r[0] for r in rows] for rows in found], exact)
+        }
+
+        # halfvec beside vector: the same index parameters, on the embeddings cast to half precision.
+        halfvec_index = f"ix_reference_embeddings_hnsw_v{version}_halfvec"
+        connection.execute(f"DROP INDEX IF EXISTS {halfvec_index}")
+        connection.execute(f"SET maintenance_work_mem = '{args.maintenance_work_mem}'")
+        connection.execute(f"SET max_parallel_maintenance_workers = {args.parallel_workers}")
+        builds = {}
+        name = hnsw_index_name(version, "references")
+        definition = connection.execute("SELECT pg_get_indexdef(%s::regclass)", (name,)).fetchone()[0]
+        connection.execute(f"DROP INDEX {name}")
+        start = time.perf_counter()
+        connection.execute(definition)
+        builds["vector"] = time.perf_counter() - start
+        start = time.perf_counter()
+        connection.execute(
+            f"CREATE INDEX {halfvec_index} ON reference_embeddings USING hnsw "
+            f"((embedding::halfvec(384)) halfvec_cosine_ops) WITH (m = {args.hnsw_m}, "
+            f"ef_construction = {args.hnsw_ef_construction}) WHERE model_version_id = {version}"
+        )
+        builds["halfvec"] = time.perf_counter() - start
+        result["hnsw_build_seconds"] = builds
+        result["hnsw_parallel_workers"] = args.parallel_workers
+        sizes_half = connection.execute(
+            "SELECT pg_relation_size(%s) / 1048576.0", (halfvec_index,)
+        ).fetchone()[0]
+        result["sizes_mib"][halfvec_index] = float(sizes_half)
+        storage = {}
+        for label, expression, cast in (
+            ("vector", "embedding", "vector(384)"),
+            ("halfvec", "embedding::halfvec(384)", "halfvec(384)"),
+        ):
+            for ef in args.ef_search:
+                connection.execute(f"SET hnsw.ef_search = {ef}")
+                stats, rows = timed(
+                    connection,
+                    f"SELECT reference_id FROM reference_embeddings WHERE model_version_id = {version} "
+                    f"ORDER BY {expression} <=> %s::{cast} LIMIT 10",
+                    [(q,) for q in queries],
+                )
+                storage[f"{label}_ef{ef}"] = {
+                    **stats,
+                    "recall_at_10": recall([[r[0] for r in x] for x in rows], exact),
+                }
+        result["storage"] = storage
+        connection.execute(f"DROP INDEX {halfvec_index}")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--references", type=int, required=True)
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "wikiref-scale")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--stages", default="generate,load,pairs,embed,queries")
+    parser.add_argument("--hnsw-m", type=int, default=16)
+    parser.add_argument("--hnsw-ef-construction", type=int, default=128)
+    parser.add_argument("--ef-search", type=lambda v: [int(x) for x in v.split(",")], default=[40, 100])
+    parser.add_argument("--parallel-workers", type=int, default=2)
+    parser.add_argument("--maintenance-work-mem", default="1GB")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    stages = args.stages.split(",")
+
+    from flows.settings import Settings
+
+    data = args.workdir / f"data-{args.references}"
+    data.mkdir(parents=True, exist_ok=True)
+    dump = args.workdir / f"scale-{args.references}.ndjson.gz"
+    env = {
+        **os.environ,
+        "WIKIREF_DATA_DIR": str(data),
+        "HF_HUB_OFFLINE": "1",
+        "WIKIREF_EMBED_MAINTENANCE_WORK_MEM": args.maintenance_work_mem,
+        "WIKIREF_EMBED_PARALLEL_MAINTENANCE_WORKERS": str(args.parallel_workers),
+        "WIKIREF_HNSW_M": str(args.hnsw_m),
+        "WIKIREF_HNSW_EF_CONSTRUCTION": str(args.hnsw_ef_construction),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # One ONNX export for every size: the export is a one-off cost, not a per-corpus one.
+        "WIKIREF_EMBED_CACHE_DIR": str(args.workdir / "onnx-cache"),
+    }
+    wikiref = [PYTHON, "-m", "flows.cli"]
+    report: dict = {
+        "references_requested": args.references,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average": os.getloadavg()},
+        "stages": {},
+    }
+
+    def save() -> None:
+        # After every stage, so that a run stopped part way keeps what it measured.
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(report, indent=1) + "\n")
+
+    if "generate" in stages:
+        stage = run_stage(
+            "generate",
+            [PYTHON, "bench/scale_dump.py", "--references", str(args.references), "--out", str(dump)],
+            env,
+        )
+        stage["dump"] = json.loads(stage["output_tail"].strip().splitlines()[-1])
+        report["stages"]["generate"] = stage
+        save()
+    if "load" in stages:
+        subprocess.run([*wikiref, "db", "upgrade"], env=env, check=True, capture_output=True, cwd=REPO_ROOT)
+        stage = run_stage("load", [*wikiref, "scrape", "--dump", str(dump)], env)
+        report["stages"]["load"] = stage
+        save()
+    import psycopg
+
+    os.environ["WIKIREF_DATA_DIR"] = str(data)
+    from flows.database import prepare_database
+
+    url, _ = prepare_database(Settings())
+    url = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url, autocommit=True) as connection:
+        articles, references = connection.execute(
+            "SELECT (SELECT count(*) FROM articles), (SELECT count(*) FROM article_references)"
+        ).fetchone()
+    report["articles"], report["references"] = articles, references
+    if "load" in stages:
+        seconds = report["stages"]["load"]["seconds"]
+        report["stages"]["load"].update(pages_per_s=articles / seconds, references_per_s=references / seconds)
+        print(
+            f"  {articles:,} pages, {references:,} references: {articles / seconds:.1f} pages/s, "
+            f"{references / seconds:.1f} references/s"
+        )
+    if "pairs" in stages:
+        report["stages"]["pairs"] = run_stage("pairs", [PYTHON, "-c", PAIRS_SCRIPT], env)
+        save()
+    if "embed" in stages:
+        from models.base import BASE_MODEL_ID, resolve_model_path
+
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute(
+                "INSERT INTO model_versions (name, base_model, status, activated_at, artifact_path) "
+                "VALUES ('base', %s, 'active', now(), %s) ON CONFLICT (name) DO NOTHING",
+                (BASE_MODEL_ID, resolve_model_path(BASE_MODEL_ID)),
+            )
+        stage = run_stage("embed", [*wikiref, "embed"], env)
+        texts = references + articles
+        stage.update(texts=texts, texts_per_s=texts / stage["seconds"])
+        print(f"  {texts:,} texts: {texts / stage['seconds']:.1f} texts/s end to end")
+        report["stages"]["embed"] = stage
+        save()
+    if "queries" in stages:
+        with psycopg.connect(url) as connection:
+            version = connection.execute("SELECT id FROM model_versions WHERE name = 'base'").fetchone()[0]
+        start = time.perf_counter()
+        report["queries"] = measure_queries(url, version, args)
+        report["queries"]["seconds"] = time.perf_counter() - start
+        print(json.dumps(report["queries"], indent=1))
+    save()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Print the markdown tables of docs/scaling.md from the raw JSON of bench/scale_bench.py runs.
+
+python bench/scale_tables.py docs/bench/scale-*.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def row(*cells: object) -> str:
+    return "| " + " | ".join(str(cell) for cell in cells) + " |"
+
+
+def main(paths: list[Path]) -> None:
+    runs = sorted((json.loads(path.read_text()) for path in paths), key=lambda run: run["references"])
+    sizes = [f"{run['references']:,} refs" for run in runs]
+    print(row("stage", *sizes))
+    print(row("---", *["---"] * len(runs)))
+
+    def stage(run: dict, name: str, key: str, fmt: str) -> str:
+        value = run["stages"].get(name, {}).get(key)
+        return format(value, fmt) if value is not None else "not run"
+
+    print(row("articles (pages)", *[f"{run['articles']:,}" for run in runs]))
+    print(row("load: pages/s", *[stage(run, "load", "pages_per_s", ".1f") for run in runs]))
+    print(row("load: references/s", *[stage(run, "load", "references_per_s", ".0f") for run in runs]))
+    print(row("embed end to end: texts/s", *[stage(run, "embed", "texts_per_s", ".1f") for run in runs]))
+    for name in ("load", "pairs", "embed"):
+        print(row(f"{name}: seconds", *[stage(run, name, "seconds", ".0f") for run in runs]))
+    for name in ("generate", "load", "pairs", "embed"):
+        print(row(f"{name}: peak RSS MiB", *[stage(run, name, "peak_rss_mib", ".0f") for run in runs]))
+    print(row("machine load average (1 min)", *[f"{run['machine']['load_average'][0]:.1f}" for run in runs]))
+    print()
+
+    queried = [run for run in runs if "queries" in run]
+    if not queried:
+        return
+    print(row("query side", *[f"{run['references']:,} refs" for run in queried]))
+    print(row("---", *["---"] * len(queried)))
+    for function in queried[0]["queries"]["latency"]:
+        print(
+            row(
+                f"`{function}` p50 / p95 ms",
+                *[
+                    f"{run['queries']['latency'][function]['p50_ms']:.1f} / "
+                    f"{run['queries']['latency'][function]['p95_ms']:.1f}"
+                    for run in queried
+                ],
+            )
+        )
+    print(
+        row(
+            "`similar_references` recall@10 vs exact",
+            *[f"{run['queries']['recall_at_10']['similar_references']:.3f}" for run in queried],
+        )
+    )
+    print(
+        row(
+            "HNSW build of the references index, s (vector / halfvec)",
+            *[
+                f"{run['queries']['hnsw_build_seconds']['vector']:.0f} / "
+                f"{run['queries']['hnsw_build_seconds']['halfvec']:.0f} "
+                f"({run['queries']['hnsw_parallel_workers']} parallel workers)"
+                for run in queried
+            ],
+        )
+    )
+    for run in queried:
+        sizes = run["queries"]["sizes_mib"]
+        print()
+        print(f"Sizes at {run['references']:,} references (MiB):")
+        print()
+        print(row("relation", "MiB"))
+        print(row("---", "---"))
+        for name, value in sizes.items():
+            shown = (
+                f"{value['table_mib']:.1f} table, {value['total_mib']:.1f} with indexes"
+                if isinstance(value, dict)
+                else f"{value:.1f}"
+            )
+            print(row(f"`{name}`", shown))
+        print()
+        print(f"Storage at {run['references']:,} references (nearest 10 references to a title, 1 backend):")
+        print()
+        print(row("storage, ef_search", "p50 ms", "p95 ms", "recall@10 vs exact"))
+        print(row("---", "---", "---", "---"))
+        for name, value in run["queries"]["storage"].items():
+            print(
+                row(name, f"{value['p50_ms']:.2f}", f"{value['p95_ms']:.2f}", f"{value['recall_at_10']:.3f}")
+            )
+
+
+if __name__ == "__main__":
+    main([Path(arg) for arg in sys.argv[1:]])

@@ -1,0 +1,90 @@
+"""Temporary Prefect servers outlive a killed command: the next command reaps them.
+
+Without PREFECT_API_URL, Prefect runs a flow against a temporary server (``uvicorn ...
+prefect.server.api.server:create_app``), a child process it stops at exit. A ``kill -9`` of the command skips
+that, and the server keeps listening with PPID 1. Every command that can start one marks its environment with
+its own identity (pid and start time, so that a reused pid is not mistaken for it), which the server inherits;
+the next such command terminates every marked server whose owner is gone. Prefect offers no hook to give the
+server a parent-death signal, so reaping is the part wikiref can do without patching Prefect.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+OWNER_VARIABLE = "WIKIREF_TEMPORARY_SERVER_OWNER"
+_SERVER_APP = b"prefect.server.api.server:create_app"
+_PROC = Path("/proc")
+
+
+def _identity(pid: int) -> str | None:
+    """``pid:start time`` of a live process, None if there is no such process."""
+    try:
+        stat = (_PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    # Field 22 (start time), counted after the command name, which may hold spaces and parentheses.
+    return f"{pid}:{stat.rsplit(')', 1)[1].split()[19]}"
+
+
+def mark_as_owner() -> None:
+    """Have the servers this process starts from now on carry its identity."""
+    identity = _identity(os.getpid())
+    if identity:
+        os.environ[OWNER_VARIABLE] = identity
+
+
+def _owner_of(pid_dir: Path) -> str | None:
+    try:
+        if _SERVER_APP not in (pid_dir / "cmdline").read_bytes():
+            return None
+        environ = (pid_dir / "environ").read_bytes().split(b"\0")
+    except OSError:  # gone meanwhile, or another user's process
+        return None
+    prefix = f"{OWNER_VARIABLE}=".encode()
+    return next((item[len(prefix) :].decode() for item in environ if item.startswith(prefix)), None)
+
+
+def orphaned_servers() -> list[int]:
+    """Temporary Prefect servers started by a wikiref command that is no longer running."""
+    if not _PROC.is_dir():
+        return []
+    orphans = []
+    for pid_dir in _PROC.iterdir():
+        if not pid_dir.name.isdigit() or int(pid_dir.name) == os.getpid():
+            continue
+        owner = _owner_of(pid_dir)
+        if owner and _identity(int(owner.split(":", 1)[0])) != owner:
+            orphans.append(int(pid_dir.name))
+    return orphans
+
+
+def reap_orphaned_servers(grace_seconds: float = 5.0) -> list[int]:
+    """Terminate (then kill, after ``grace_seconds``) the orphaned temporary servers; returns their pids."""
+    orphans = orphaned_servers()
+    for pid in orphans:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_seconds
+    while time.monotonic() < deadline and any(_identity(pid) for pid in orphans):
+        time.sleep(0.1)
+    for pid in orphans:
+        if _identity(pid):
+            _signal(pid, signal.SIGKILL)
+    if orphans:
+        log.info(
+            "stopped %d temporary Prefect server(s) left by a killed command: pids %s", len(orphans), orphans
+        )
+    return orphans
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,295 @@
+"""Corpus refresh as plain steps: re-resolve every source of every corpus, re-check every stored article's
+current revision (50 titles per query), fetch only what changed, mark deleted and redirected articles.
+
+An unchanged corpus of N stored articles costs about N/50 requests (plus one per category level or list
+page of its sources). The Prefect flow (``scrape_wikipedia(refresh=True)``) and ``wikiref scrape --refresh``
+compose these same steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from db.articles import RevisionChecks, mark_gone, prune_history_embeddings, stored_titles
+from db.corpora import CorpusDefinition, SourceSpec, add_sources, corpora, record_refresh
+from flows import markdown
+from flows.mediawiki.client import ClientConfig, ClientStats, MediaWikiClient, TitleResolution
+from flows.mediawiki.titles import TitleSources, gather_titles, read_titles_file
+from flows.steps.loading import load_dump
+from flows.steps.scraping import ResolvedTitles, ScrapeSummary, scrape_pages, summary_of
+
+log = logging.getLogger(__name__)
+
+TOP_DEFAULT = 100  # articles of a day's top list recorded when a scrape gives a day without a limit
+
+
+def source_specs(sources: TitleSources, *, dump: Path | None = None) -> list[SourceSpec]:
+    """The sources of one scrape as corpus sources (a titles file is recorded as its titles)."""
+    specs = []
+    titles = list(sources.titles) + (read_titles_file(sources.titles_file) if sources.titles_file else [])
+    if titles:
+        specs.append(SourceSpec("titles", {"titles": list(dict.fromkeys(titles))}))
+    if sources.category:
+        specs.append(SourceSpec("category", {"name": sources.category, "depth": sources.category_depth}))
+    if sources.list_page:
+        specs.append(SourceSpec("list_page", {"name": sources.list_page}))
+    if sources.top_day:
+        specs.append(SourceSpec("top", {"n": sources.limit or TOP_DEFAULT}))
+    if dump:
+        specs.append(SourceSpec("dump", {"path": str(Path(dump).resolve())}))
+    return specs
+
+
+def record_sources(engine: Engine, corpus: str, specs: list[SourceSpec]) -> int:
+    """Record ``specs`` under ``corpus``; how many were new."""
+    with Session(engine) as session:
+        added = add_sources(session=session, corpus=corpus, sources=specs)
+    log.info("corpus %s: %d of %d sources new", corpus, added, len(specs))
+    return added
+
+
+def title_sources(source: SourceSpec, *, today: date | None = None) -> TitleSources:
+    """What to ask the wiki for one (non-dump) source."""
+    spec = source.spec
+    if source.kind == "titles":
+        return TitleSources(titles=tuple(spec["titles"]))
+    if source.kind == "category":
+        return TitleSources(category=spec["name"], category_depth=int(spec.get("depth", 0)))
+    if source.kind == "list_page":
+        return TitleSources(list_page=spec["name"])
+    if source.kind == "top":
+        # The Pageviews API publishes a day once it is over: "each day" means yesterday's list (UTC).
+        yesterday = (today or datetime.now(UTC).date()) - timedelta(days=1)
+        return TitleSources(top_day=yesterday, limit=int(spec["n"]))
+    raise ValueError(f"a {source.kind} source has no titles to ask the wiki for")
+
+
+@dataclass
+class RefreshPlan:
+    """Every corpus's titles and every stored title, resolved against the wiki in one pass."""
+
+    resolved: ResolvedTitles
+    corpus_titles: dict[str, list[str]]
+    stored: list[str]
+    dumps: list[tuple[str, Path]] = field(default_factory=list)
+
+    def gone(self) -> tuple[list[str], dict[str, str]]:
+        """Stored titles the wiki no longer has, and stored titles that now redirect (to their target)."""
+        resolution = self.resolved.resolution
+        missing = set(resolution.missing)
+        deleted = [title for title in self.stored if title in missing]
+        redirects = {
+            title: canonical(title, resolution) for title in self.stored if title in resolution.redirects
+        }
+        return deleted, redirects
+
+
+def canonical(title: str, resolution: TitleResolution) -> str:
+    """The title ``title`` leads to on the wiki: normalised, redirects followed."""
+    title = resolution.normalized.get(title, title)
+    seen = {title}
+    while title in resolution.redirects and resolution.redirects[title] not in seen:
+        title = resolution.redirects[title]
+        seen.add(title)
+    return title
+
+
+async def _corpus_titles(
+    config: ClientConfig, definitions: list[CorpusDefinition], wiki: str | None, today: date | None
+) -> tuple[str, dict[str, list[str]], ClientStats]:
+    async with MediaWikiClient(config) as client:
+        wiki = wiki or await client.wiki_name()
+        titles: dict[str, list[str]] = {}
+        for definition in definitions:
+            found: dict[str, None] = {}
+            for source in definition.sources:
+                if source.kind == "dump":
+                    continue
+                for title in await gather_titles(client, title_sources(source, today=today), wiki=wiki):
+                    found.setdefault(title, None)
+            titles[definition.name] = list(found)
+        return wiki, titles, client.stats
+
+
+async def _resolve(config: ClientConfig, titles: list[str]) -> tuple[TitleResolution, ClientStats]:
+    async with MediaWikiClient(config) as client:
+        return await client.resolve_titles(titles), client.stats
+
+
+def plan_refresh(
+    engine: Engine,
+    config: ClientConfig,
+    *,
+    names: Iterable[str] | None = None,
+    wiki: str | None = None,
+    today: date | None = None,
+) -> RefreshPlan:
+    """Gather the titles of every corpus (or those named), add every stored title, resolve them all."""
+    with Session(engine) as session:
+        definitions = corpora(session=session, names=names)
+    wiki, titles, stats = asyncio.run(_corpus_titles(config, definitions, wiki, today))
+    with Session(engine) as session:
+        stored = stored_titles(session=session, wiki=wiki)
+    everything = list(dict.fromkeys([*(t for ts in titles.values() for t in ts), *stored]))
+    resolution, resolve_stats = asyncio.run(_resolve(config, everything))
+    stats.merge(resolve_stats)
+    dumps = [
+        (definition.name, Path(source.spec["path"]))
+        for definition in definitions
+        for source in definition.sources
+        if source.kind == "dump"
+    ]
+    log.info(
+        "refresh plan for %d corpora on %s: %d corpus titles, %d stored, %d resolved with %d requests",
+        len(definitions),
+        wiki,
+        sum(len(ts) for ts in titles.values()),
+        len(stored),
+        len(resolution.pages),
+        stats.requests,
+    )
+    resolved = ResolvedTitles(wiki=wiki, requested=everything, resolution=resolution, stats=stats)
+    return RefreshPlan(resolved=resolved, corpus_titles=titles, stored=stored, dumps=dumps)
+
+
+def mark_gone_articles(engine: Engine, plan: RefreshPlan) -> tuple[int, int]:
+    """Mark the stored articles deleted on the wiki or turned into redirects; counts newly marked."""
+    deleted, redirects = plan.gone()
+    with Session(engine) as session:
+        counts = mark_gone(session=session, wiki=plan.resolved.wiki, deleted=deleted, redirects=redirects)
+    log.info(
+        "marked %d articles deleted and %d redirects (of %d and %d seen)",
+        *counts,
+        len(deleted),
+        len(redirects),
+    )
+    return counts
+
+
+@dataclass
+class CorpusCounts:
+    """What one corpus's refresh found."""
+
+    corpus: str
+    titles: int = 0
+    articles: int = 0
+    changed: int = 0
+    missing: int = 0
+    quarantined: int = 0
+
+
+@dataclass
+class RefreshSummary:
+    """What a refresh of every corpus did: the scrape it ran, per-corpus counts, articles marked."""
+
+    scrape: ScrapeSummary
+    corpora: list[CorpusCounts] = field(default_factory=list)
+    stored_checked: int = 0
+    marked_deleted: int = 0
+    marked_redirects: int = 0
+    history_embeddings_pruned: int = 0
+
+    def rows(self) -> list[tuple[str, int]]:
+        return [
+            ("corpora refreshed", len(self.corpora)),
+            ("stored articles checked", self.stored_checked),
+            *self.scrape.rows(),
+            ("articles marked deleted", self.marked_deleted),
+            ("articles marked redirects", self.marked_redirects),
+            ("history embeddings pruned", self.history_embeddings_pruned),
+        ]
+
+    def corpus_table(self) -> list[dict[str, Any]]:
+        return [vars(counts).copy() for counts in self.corpora]
+
+    def markdown(self) -> str:
+        """Per corpus counts and what the refresh marked, for the ``corpus-refresh`` artifact."""
+        lines = [f"# Refresh of {len(self.corpora)} corpora on {markdown.escape(self.scrape.wiki)}", ""]
+        lines += markdown.table(
+            ("corpus", "titles", "articles", "changed", "missing", "quarantined"),
+            [(c.corpus, c.titles, c.articles, c.changed, c.missing, c.quarantined) for c in self.corpora],
+        )
+        lines += [
+            "",
+            f"Stored articles re-checked: {self.stored_checked:,}; marked deleted: {self.marked_deleted:,}; "
+            f"marked redirects: {self.marked_redirects:,}; history embeddings pruned: "
+            f"{self.history_embeddings_pruned:,}.",
+        ]
+        return "\n".join(lines)
+
+
+def corpus_counts(plan: RefreshPlan, stale: Iterable[str], summary: ScrapeSummary) -> list[CorpusCounts]:
+    """Per corpus: titles its sources gave, articles they lead to, changed, missing, quarantined."""
+    resolution = plan.resolved.resolution
+    existing = {page.title for page in resolution.pages}
+    stale_titles = set(stale)
+    missing = set(resolution.missing) | set(summary.missing)
+    quarantined = {title for title, _reason in summary.counts.quarantined}
+    counts = []
+    for name, titles in plan.corpus_titles.items():
+        articles = {canonical(title, resolution) for title in titles} & existing
+        counts.append(
+            CorpusCounts(
+                corpus=name,
+                titles=len(titles),
+                articles=len(articles),
+                changed=len(articles & stale_titles),
+                missing=sum(1 for title in titles if canonical(title, resolution) in missing),
+                quarantined=len(articles & quarantined),
+            )
+        )
+    return counts
+
+
+def finish_refresh(
+    engine: Engine, summary: RefreshSummary, *, history_embedding_days: int | None
+) -> RefreshSummary:
+    """Store each corpus's counts with its refresh time, and prune history embeddings past retention."""
+    with Session(engine) as session:
+        for counts in summary.corpora:
+            record_refresh(session=session, name=counts.corpus, counts=vars(counts))
+        if history_embedding_days is not None:
+            cutoff = datetime.now(UTC) - timedelta(days=history_embedding_days)
+            summary.history_embeddings_pruned = prune_history_embeddings(session=session, older_than=cutoff)
+    return summary
+
+
+def run_refresh(
+    engine: Engine,
+    config: ClientConfig,
+    *,
+    names: Iterable[str] | None = None,
+    wiki: str | None = None,
+    checks: RevisionChecks = RevisionChecks(),
+    batch_size: int = 25,
+    history_embedding_days: int | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> RefreshSummary:
+    """Refresh in this process (the CLI's path; the flow runs the same steps as tasks)."""
+    plan = plan_refresh(engine, config, names=names, wiki=wiki)
+    scrape = summary_of(plan.resolved)
+    stale = scrape_pages(
+        engine,
+        config,
+        plan.resolved,
+        scrape,
+        force=False,
+        batch_size=batch_size,
+        checks=checks,
+        on_batch=on_batch,
+    )
+    for _corpus, path in plan.dumps:
+        scrape.counts.merge(load_dump(engine, path, wiki=plan.resolved.wiki, checks=checks).counts)
+    summary = RefreshSummary(scrape=scrape, stored_checked=len(plan.stored))
+    summary.marked_deleted, summary.marked_redirects = mark_gone_articles(engine, plan)
+    summary.corpora = corpus_counts(plan, stale, scrape)
+    return finish_refresh(engine, summary, history_embedding_days=history_embedding_days)

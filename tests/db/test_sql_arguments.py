@@ -1,0 +1,169 @@
+"""The SQL functions refuse bad arguments in one line (issue 12, item 7; migration 0006), on a real database
+holding the shared pages and a small hand-made version (random unit vectors) so that nothing needs a model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from db import search
+from db.engine import make_engine
+
+VERSION = "hand-made"
+
+
+@pytest.fixture
+def session(loaded_database_url: str) -> Iterator[Session]:
+    engine = make_engine(loaded_database_url)
+    with Session(engine) as session:
+        version_id = session.scalar(
+            text(
+                "INSERT INTO model_versions (name, base_model, status, activated_at) "
+                "VALUES (:name, 'm', 'active', now()) RETURNING id"
+            ),
+            {"name": VERSION},
+        )
+        rows = session.execute(
+            text("SELECT id, content_hash FROM article_references ORDER BY id LIMIT 200")
+        ).all()
+        vectors = np.random.default_rng(7).normal(size=(len(rows), 384)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        session.execute(
+            text(
+                "INSERT INTO reference_embeddings (model_version_id, reference_id, content_hash, embedding) "
+                "VALUES (:version, :id, :hash, CAST(:vector AS vector))"
+            ),
+            [
+                {"version": version_id, "id": ref_id, "hash": content_hash, "vector": str(vector.tolist())}
+                for (ref_id, content_hash), vector in zip(rows, vectors, strict=True)
+            ],
+        )
+        session.execute(
+            text("INSERT INTO embedding_states (model_version_id, completed_at) VALUES (:v, now())"),
+            {"v": version_id},
+        )
+        session.execute(
+            text("INSERT INTO model_versions (name, base_model, status) VALUES ('old', 'm', 'retired')")
+        )
+        session.commit()
+        yield session
+    engine.dispose()
+
+
+def query_error(session: Session, function: str, **params) -> str:
+    with pytest.raises(search.QueryError) as raised:
+        search.run(session=session, function=function, **params)
+    return str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("rrf_k", "message"),
+    [
+        (-1, "rrf_k must be 0 or more (60 is usual), got -1"),
+        (None, "rrf_k must be 0 or more (60 is usual), got NULL"),
+    ],
+)
+def test_search_text_refuses_a_bad_rrf_k(session: Session, rrf_k: int | None, message: str) -> None:
+    with pytest.raises(Exception) as raised:
+        session.execute(text("SELECT * FROM wikiref.search_text('journal', rrf_k => :r)"), {"r": rrf_k})
+    assert message in str(raised.value) and "division by zero" not in str(raised.value)
+    session.rollback()
+    zero = session.execute(
+        text("SELECT count(*) FROM wikiref.search_text('journal', k => 5, rrf_k => 0)")
+    ).scalar()
+    assert zero == 5
+
+
+def test_full_text_search_refuses_unknown_and_retired_versions(session: Session) -> None:
+    assert (
+        len(
+            search.run(
+                session=session,
+                function="search_text",
+                query="journal",
+                query_embedding=None,
+                k=3,
+                model_version=None,
+            ).rows
+        )
+        == 3
+    )
+    assert "unknown model version: nope" in query_error(
+        session, "search_text", query="journal", query_embedding=None, k=3, model_version="nope"
+    )
+    assert "model version old is retired" in query_error(
+        session, "search_text", query="journal", query_embedding=None, k=3, model_version="old"
+    )
+    named = search.run(
+        session=session,
+        function="search_text",
+        query="journal",
+        query_embedding=None,
+        k=3,
+        model_version=VERSION,
+    )
+    assert len(named.rows) == 3
+
+
+def test_zero_vectors_are_refused_not_nan(session: Session) -> None:
+    zero = np.zeros(384, dtype=np.float32)
+    message = "is all zeros: it has no direction to compare (encode a text with the model version's encoder)"
+    assert (
+        query_error(session, "search_vector", query=zero, k=3, model_version=None)
+        == f"the query vector {message}"
+    )
+    assert (
+        query_error(session, "search_text", query="journal", query_embedding=zero, k=3, model_version=None)
+        == f"the query embedding {message}"
+    )
+    unit = np.zeros(384, dtype=np.float32)
+    unit[0] = 1.0
+    similarities = [
+        row[-1]
+        for row in search.run(
+            session=session, function="search_vector", query=unit, k=5, model_version=None
+        ).rows
+    ]
+    assert len(similarities) == 5 and not any(np.isnan(similarities))
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "1001", "99999999999", "-5", "1e3"])
+def test_a_bad_ef_search_setting_is_named(session: Session, value: str) -> None:
+    session.execute(text("SELECT set_config('wikiref.ef_search', :v, false)"), {"v": value})
+    unit = np.full(384, 1 / np.sqrt(384), dtype=np.float32)
+    message = query_error(session, "search_vector", query=unit, k=3, model_version=None)
+    assert message == (
+        f"wikiref.ef_search must be a whole number from 1 to 1000, got {value} "
+        "(SET wikiref.ef_search = 200 (more: better recall, slower), or RESET wikiref.ef_search)"
+    )
+    session.execute(text("SELECT set_config('wikiref.ef_search', '200', false)"))
+    assert (
+        len(search.run(session=session, function="search_vector", query=unit, k=3, model_version=None).rows)
+        == 3
+    )
+
+
+def test_errors_echo_at_most_80_characters_of_the_input(session: Session) -> None:
+    huge = "x" * 1_000_000
+    for statement in (
+        "SELECT wikiref.find_article(:v)",
+        "SELECT wikiref.resolve_version(:v)",
+        "SELECT * FROM wikiref.similar_references(:v)",
+    ):
+        with pytest.raises(Exception) as raised:
+            session.execute(text(statement), {"v": huge})
+        session.rollback()
+        first = str(raised.value).splitlines()[0]
+        assert len(first) < 200 and "x" * 79 + "…" in first, first
+
+
+def test_search_text_caps_the_query_in_sql_too(session: Session) -> None:
+    words = " ".join(["cat"] * 24_000)
+    with pytest.raises(Exception) as raised:
+        session.execute(text("SELECT * FROM wikiref.search_text(:q)"), {"q": words})
+    assert "the search text has 95999 characters; at most 4000 are searched" in str(raised.value)
+    assert "stack depth" not in str(raised.value)

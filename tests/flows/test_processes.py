@@ -1,0 +1,100 @@
+"""No process is orphaned, and ``wikiref serve`` waits for the Prefect API (issue 12, items 6 and 10): real
+subprocesses, a real temporary Prefect server, a real ``kill -9``."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from flows.cli.serve_commands import wait_for_prefect_api
+from flows.errors import UserError
+from flows.orphans import OWNER_VARIABLE, _identity, orphaned_servers
+from tests.conftest import REPO_ROOT, SHARED_WIKIPEDIA
+from tests.flows.conftest import PrefectServer, clean_environment, free_port
+
+
+def servers_owned_by(pid: int) -> list[int]:
+    owner = _identity(pid)
+    found = []
+    for pid_dir in Path("/proc").iterdir():
+        if not pid_dir.name.isdigit():
+            continue
+        try:
+            if b"prefect.server.api.server:create_app" not in (pid_dir / "cmdline").read_bytes():
+                continue
+            environ = (pid_dir / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"{OWNER_VARIABLE}={owner}".encode() in environ:
+            found.append(int(pid_dir.name))
+    return found
+
+
+def test_a_killed_run_leaves_a_server_that_the_next_run_reaps(tmp_path: Path, database_url: str) -> None:
+    environment = clean_environment(
+        PYTHONPATH=str(REPO_ROOT),
+        PREFECT_HOME=str(tmp_path / "prefect-home"),
+        WIKIREF_DATA_DIR=str(tmp_path / "data"),
+        WIKIREF_DATABASE_URL=database_url,
+        WIKIREF_SCRAPE_REQUESTS_PER_SECOND="0.5",  # a run that lasts well beyond the server's start
+    )
+    command = [sys.executable, "-m", "flows.cli", "run", "scrape"]
+    running = subprocess.Popen(
+        [*command, "--param", f"mirror_dir={SHARED_WIKIPEDIA}", "--param", "limit=60"],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        servers: list[int] = []
+        while not servers and time.monotonic() < deadline and running.poll() is None:
+            time.sleep(0.5)
+            servers = servers_owned_by(running.pid)
+        assert servers, "the run started no temporary Prefect server"
+        time.sleep(3)  # the flow run is under way
+    finally:
+        running.send_signal(signal.SIGKILL)
+        running.wait()
+    time.sleep(1)
+    assert all(_identity(pid) for pid in servers), "the server did not outlive kill -9 (nothing to reap)"
+    assert set(servers) <= set(orphaned_servers())
+    shown = subprocess.run(
+        [*command, "--show-params"], env=environment, capture_output=True, text=True, timeout=120
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert not any(_identity(pid) for pid in servers), "the next run did not reap the orphaned server"
+
+
+def test_serve_gives_up_on_an_absent_prefect_api_in_one_line(run_cli, database_url: str) -> None:
+    api_url = f"http://127.0.0.1:{free_port()}/api"
+    started = time.monotonic()
+    result = run_cli(
+        "serve",
+        env={
+            "PREFECT_API_URL": api_url,
+            "WIKIREF_DATABASE_URL": database_url,
+            "WIKIREF_SERVE_API_WAIT_SECONDS": "4",
+        },
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "waiting up to 4 s for the Prefect API" in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"wikiref: error: the Prefect API at PREFECT_API_URL={api_url} did not answer within 4 s (ConnectError): "
+        "start it (`prefect server start`) or fix PREFECT_API_URL"
+    )
+    assert time.monotonic() - started >= 4
+
+
+def test_waiting_for_a_running_prefect_api_returns_at_once(prefect_server: PrefectServer) -> None:
+    started = time.monotonic()
+    wait_for_prefect_api(prefect_server.api_url, 30)
+    assert time.monotonic() - started < 5
+    with pytest.raises(UserError, match="did not answer within 0 s"):
+        wait_for_prefect_api(f"{prefect_server.url}/not-the-api", 0)
