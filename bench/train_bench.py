@@ -1,22 +1,19 @@
-"""Fine-tuning bench: base vs fine-tuned held-out metrics, reference recipe vs wikiref's default, samples/s.
+"""Training-recipe bench: fine-tuned vs base on articles never trained on, over seeds, with paired bootstrap CIs.
 
-Loads every shared page (pages/ and bulk.tar.gz, about 1,000 articles) with the scraper's own extraction,
-builds the pairs once, evaluates the base model once, then trains one full epoch with each configuration on
-the same pairs and evaluates it on the same held-out articles. Prints every number side by side with the
-targets and pass/fail, and writes them as JSON with --out.
+Protocol (docs/training.md):
+- data: every shared page (``pages/`` and ``bulk.tar.gz``, about 1,000 articles) through the scraper's own
+  extraction; evaluation articles are the bulk articles of ``bench.corpus_split.is_eval_article`` (about 280),
+  training articles are ``pages/`` plus the rest of the bulk; 10% of the training articles (by a second hash)
+  are kept apart as validation data, used only to choose the WiSE-FT mixing weight.
+- metrics: article text -> each single reference NDCG@10 (``similar_references``) and reference -> article
+  accuracy@1 among all evaluated articles (``articles_for_reference``), scored with the recipe's article text.
+- every configuration trains with each seed; each run is compared with the base model on the same article text
+  and on titles by a paired bootstrap over the evaluated articles; the summary gives mean ± std over seeds.
 
-The pages go straight from the saved files through ``extract_references`` into the pair builder: that is what
-the database would hand back (``db.corpus`` returns the extracted texts in page order), without needing a
-PostgreSQL server on the machine that runs the bench (a GPU box, say).
+    python bench/train_bench.py --configs reference,cmnrl --seeds 1,2,3 --out bench/results/full.json
+    python bench/train_bench.py --max-samples 1536 --seeds 1 --out bench/results/proxy.json   # proxy runs
 
-    python bench/train_bench.py --device cpu --out train-bench.json           # the full bench
-    python bench/train_bench.py --limit-articles 120 --max-steps 20            # a quick development run
-
-On a machine without the shared folder, export the extracted articles here and read them there
-(docs/benchmarks.md shows the whole GPU run):
-
-    python bench/train_bench.py --export-articles articles.json.gz
-    python bench/train_bench.py --articles articles.json.gz --device cuda --out train-bench-cuda.json
+Results are written after every run, so an interrupted bench keeps what it measured.
 """
 
 from __future__ import annotations
@@ -27,62 +24,81 @@ import json
 import logging
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.corpus_split import is_eval_article
+from models.article_text import TITLE_ONLY, ArticleTextRecipe
 from models.base import BASE_MODEL_ID, resolve_model_path
-from models.evaluate import METRICS, REVERSE_METRIC, evaluate, load_model
-from models.finetune import RECOMMENDED, REFERENCE_RECIPE, TrainingConfig, resolve_device, train
-from models.pairs import (
-    DEFAULT_EVAL_FRACTION,
-    DEFAULT_TOKEN_BUDGET,
-    ArticleTexts,
-    build_pairs,
-    tokenizer_counter,
-)
+from models.evaluate import REVERSE_METRIC, load_model, paired_bootstrap, score_articles
+from models.finetune import TrainingConfig, resolve_device, train, wise_ft
+from models.pairs import DEFAULT_TOKEN_BUDGET, ArticleTexts, build_pairs, heldout_score, tokenizer_counter
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "wikipedia"
-GATE = "ndcg@10"
+HEADLINE = ("ndcg@10", REVERSE_METRIC)
+WISE_FT_WEIGHTS = (0.25, 0.5, 0.75, 1.0)
+
+# Each configuration: TrainingConfig fields, plus the training target, the anchor's article text and WiSE-FT.
+CMNRL = {"loss": "cached_mnrl", "batch_size": 64, "mini_batch_size": 32, "sampler": "no_duplicates"}
+CONFIGS: dict[str, dict[str, Any]] = {
+    "reference": {"target": "chunk"},
+    "previous-default": {"sampler": "no_duplicates", "target": "chunk"},
+    "cmnrl": {**CMNRL, "target": "reference"},
+    "cmnrl-chunks": {**CMNRL, "target": "chunk"},
+    "cmnrl-symmetric": {**CMNRL, "target": "reference", "symmetric": True},
+    "cmnrl-no-shared-source": {**CMNRL, "target": "reference", "sampler": "no_shared_source"},
+    "cmnrl-lr1e-4": {**CMNRL, "target": "reference", "learning_rate": 1e-4},
+    "cmnrl-lead40": {**CMNRL, "target": "reference", "article_text": "title+lead40"},
+    "cmnrl-nss-sym-lead40": {
+        **CMNRL,
+        "target": "reference",
+        "sampler": "no_shared_source",
+        "symmetric": True,
+        "article_text": "title+lead40",
+    },
+}
 
 
-def load_articles(root: Path, limit: int | None, saved: Path | None) -> tuple[list[ArticleTexts], float]:
-    """Extract every saved page, or read the (title, references) of an earlier --export-articles."""
+def load_articles(root: Path, cache: Path | None) -> tuple[list[ArticleTexts], set[str], float]:
+    """Every shared page as (title, references, lead), and which titles came from the bulk archive."""
     started = time.perf_counter()
-    if saved is not None:
-        with gzip.open(saved, "rt", encoding="utf-8") as handle:
+    if cache is not None and cache.exists():
+        with gzip.open(cache, "rt", encoding="utf-8") as handle:
             rows = json.load(handle)
-        articles = [ArticleTexts(i + 1, title, tuple(texts)) for i, (title, texts) in enumerate(rows[:limit])]
-        return articles, time.perf_counter() - started
-    from flows.mediawiki.extract import extract_references
-    from flows.mediawiki.saved import iter_saved_pages
+    else:
+        from flows.mediawiki import extract
+        from flows.mediawiki.saved import iter_saved_pages
 
-    articles = []
-    for page in iter_saved_pages(root, include_bulk=True):
-        articles.append(
-            ArticleTexts(len(articles) + 1, page.title, tuple(r.text for r in extract_references(page.html)))
-        )
-        if limit and len(articles) >= limit:
-            break
-    return articles, time.perf_counter() - started
-
-
-def print_progress(label: str):
-    def report(step: int, total: int, logs: dict[str, float]) -> None:
-        if logs:
-            print(f"  {label}: step {step}/{total} loss {logs['loss']:.4f}", flush=True)
-
-    return report
+        extract_lead = getattr(extract, "extract_lead", None)
+        rows = []
+        for page in iter_saved_pages(root, include_bulk=True):
+            references = [r.text for r in extract.extract_references(page.html)]
+            lead = extract_lead(page.html) if extract_lead else None
+            rows.append([page.title, references, lead, page.format == "bulk"])
+        if cache is not None:
+            with gzip.open(cache, "wt", encoding="utf-8") as handle:
+                json.dump(rows, handle, ensure_ascii=False)
+    articles = [
+        ArticleTexts(i + 1, title, tuple(refs), lead) for i, (title, refs, lead, _) in enumerate(rows)
+    ]
+    bulk = {title for title, _, _, from_bulk in rows if from_bulk}
+    return articles, bulk, time.perf_counter() - started
 
 
-def describe(config: TrainingConfig) -> str:
-    loss = "cached MNRL" if config.loss == "cached_mnrl" else "MNRL"
-    return f"batch {config.batch_size}, {config.sampler} sampler, {loss}"
+def summarise(values: list[float]) -> dict[str, float]:
+    return {
+        "mean": round(statistics.fmean(values), 5),
+        "std": round(statistics.stdev(values), 5) if len(values) > 1 else 0.0,
+        "min": round(min(values), 5),
+    }
 
 
 def main() -> int:
@@ -90,149 +106,180 @@ def main() -> int:
     parser.add_argument(
         "--data", type=Path, default=SHARED, help="saved-pages folder (MANIFEST.tsv, bulk.tar.gz)"
     )
-    parser.add_argument("--device", default="auto", help="cpu, cuda[:N], mps or auto")
     parser.add_argument(
-        "--limit-articles", type=int, default=None, help="only the first N articles (dev runs)"
+        "--configs", default=",".join(CONFIGS), help=f"comma-separated, of: {', '.join(CONFIGS)}"
     )
+    parser.add_argument("--seeds", default="1,2,3", help="comma-separated training seeds")
     parser.add_argument(
-        "--max-steps", type=int, default=None, help="stop each training after N steps (dev runs)"
+        "--max-samples", type=int, default=None, help="proxy runs: stop after ~N training pairs"
     )
-    parser.add_argument("--eval-fraction", type=float, default=DEFAULT_EVAL_FRACTION)
-    parser.add_argument("--token-budget", type=int, default=DEFAULT_TOKEN_BUDGET)
-    parser.add_argument("--base-model", default=BASE_MODEL_ID, help="hub id or folder of the base model")
-    parser.add_argument("--out", type=Path, default=None, help="also write the results to this JSON file")
+    parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument(
-        "--export-articles",
-        type=Path,
+        "--wise-ft", action="store_true", help="also score each run mixed with the base (WiSE-FT)"
+    )
+    parser.add_argument("--precision", default="fp32", help="fp32 or bf16 (CPU autocast)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--validation-fraction", type=float, default=0.1)
+    parser.add_argument(
+        "--eval-limit",
+        type=int,
         default=None,
-        help="write the extracted (title, references) as .json.gz and stop: input for --articles elsewhere",
+        help="proxy runs: score only N evaluation articles (by title hash)",
     )
-    parser.add_argument(
-        "--articles",
-        type=Path,
-        default=None,
-        help="read (title, references) from an --export-articles file instead of extracting the pages "
-        "(for a machine without the extraction dependencies or the shared folder)",
-    )
+    parser.add_argument("--bootstrap-samples", type=int, default=2000)
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/wikiref-bench-articles.json.gz"))
+    parser.add_argument("--out", type=Path, required=True, help="JSON results, rewritten after every run")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("sentence_transformers", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    articles, load_seconds = load_articles(args.data, args.limit_articles, args.articles)
-    if args.export_articles:
-        with gzip.open(args.export_articles, "wt", encoding="utf-8") as handle:
-            json.dump([[a.title, list(a.references)] for a in articles], handle, ensure_ascii=False)
-        print(f"wrote {len(articles)} articles to {args.export_articles}")
-        return 0
+    articles, bulk, load_seconds = load_articles(args.data, args.cache)
+    has_leads = any(a.lead for a in articles)
     device = resolve_device(args.device)
-    base = resolve_model_path(args.base_model)
-    split = build_pairs(
-        articles,
-        count_tokens=tokenizer_counter(base),
-        token_budget=args.token_budget,
-        eval_fraction=args.eval_fraction,
-    )
-    print(
-        f"data: {len(articles)} articles, {split.counts['references']} references extracted in {load_seconds:.1f} s; "
-        f"{split.counts['train_pairs']} training pairs from {split.counts['train_articles']} articles, "
-        f"{split.counts['heldout_pairs']} held-out pairs / {split.counts['heldout_references']} references from "
-        f"{split.counts['heldout_articles']} articles; mean chunk {split.counts['mean_chunk_tokens']} tokens",
-        flush=True,
-    )
+    base = resolve_model_path(BASE_MODEL_ID)
+    count_tokens = tokenizer_counter(base)
+    configs = {name: CONFIGS[name] for name in args.configs.split(",")}
+    seeds = [int(seed) for seed in args.seeds.split(",")]
 
-    started = time.perf_counter()
-    base_metrics = evaluate(load_model(base, device=device), split)
-    print(f"base model evaluated in {time.perf_counter() - started:.1f} s", flush=True)
-
-    configs = {"reference recipe": REFERENCE_RECIPE, "wikiref default": RECOMMENDED}
-    runs = {}
-    with tempfile.TemporaryDirectory(prefix="train-bench-") as scratch:
-        for label, config in configs.items():
-            if args.max_steps:
-                config = replace(config, max_steps=args.max_steps)
-            folder = Path(scratch) / label.replace(" ", "-")
-            result = train(
-                base_model=base,
-                pairs=split.train,
-                output_dir=folder / "model",
-                checkpoint_dir=folder / "checkpoints",
-                config=replace(config, save_steps=10**9),
-                device=device,
-                on_progress=print_progress(label),
-            )
-            metrics = evaluate(load_model(str(result.artifact_path), device=device), split)
-            runs[label] = {
-                "config": describe(config),
-                "params": result.params,
-                "steps": result.steps,
-                "train_seconds": round(result.seconds, 1),
-                "samples_per_second": round(result.samples_per_second, 2),
-                "final_loss": result.loss_log[-1]["loss"] if result.loss_log else None,
-                "metrics": metrics,
-            }
-            print(
-                f"{label} ({describe(config)}): {result.steps} steps in {result.seconds:.0f} s, "
-                f"{result.samples_per_second:.1f} samples/s on {result.device} ({result.precision})",
-                flush=True,
-            )
-
-    reference, default = runs["reference recipe"], runs["wikiref default"]
-    header = f"{'metric':<20}{'base':>10}{'reference':>12}{'default':>10}{'default-ref':>13}"
-    print("\nheld-out metrics (" + f"{split.counts['heldout_articles']} articles)")
-    print(header)
-    for metric in METRICS:
-        r, d = reference["metrics"][metric], default["metrics"][metric]
-        print(f"{metric:<20}{base_metrics[metric]:>10.4f}{r:>12.4f}{d:>10.4f}{d - r:>+13.4f}")
-    print(
-        f"{'samples/s':<20}{'':>10}{reference['samples_per_second']:>12.1f}{default['samples_per_second']:>10.1f}"
-    )
-
-    checks = []
-    for metric in (GATE, REVERSE_METRIC):
-        checks.append(
-            (
-                f"fine-tuned (default) beats base on {metric}",
-                default["metrics"][metric] > base_metrics[metric],
-                f"{default['metrics'][metric]:.4f} vs {base_metrics[metric]:.4f}",
-            )
+    def split_for(article_text: ArticleTextRecipe, target: str):
+        split = build_pairs(
+            articles,
+            count_tokens=count_tokens,
+            token_budget=DEFAULT_TOKEN_BUDGET,
+            eval_fraction=0.5,  # unused: the shared bulk split decides
+            recipe=article_text,
+            target=target,
+            validation_fraction=args.validation_fraction,
+            is_heldout=lambda title: is_eval_article(title, from_bulk=title in bulk),
         )
-    for metric in (GATE, REVERSE_METRIC):
-        checks.append(
-            (
-                f"default beats reference recipe on {metric}",
-                default["metrics"][metric] > reference["metrics"][metric],
-                f"{default['metrics'][metric]:.4f} vs {reference['metrics'][metric]:.4f}",
+        if args.eval_limit:
+            kept = sorted(split.heldout_articles, key=lambda a: heldout_score(a.title))[: args.eval_limit]
+            split.heldout_articles[:] = sorted(kept, key=lambda a: a.title)
+        return split
+
+    base_model = load_model(base, device=device)
+    base_scores: dict[str, Any] = {}
+
+    def base_on(recipe: ArticleTextRecipe, split):
+        if recipe.name not in base_scores:
+            base_scores[recipe.name] = score_articles(
+                base_model, split.heldout_articles, recipe, with_chunks=False
             )
-        )
-    print()
-    for name, passed, detail in checks:
-        print(f"{'PASS' if passed else 'FAIL'}  {name}: {detail}")
+        return base_scores[recipe.name]
 
-    if args.out:
-        import torch
+    report: dict[str, Any] = {
+        "protocol": "train: pages/ + bulk not in bench.corpus_split; evaluate: the bulk's evaluation articles",
+        "device": device,
+        "cpu": platform.processor() or platform.machine(),
+        "precision": args.precision,
+        "max_samples": args.max_samples,
+        "eval_limit": args.eval_limit,
+        "epochs": args.epochs,
+        "seeds": seeds,
+        "leads_extracted": has_leads,
+        "extract_seconds": round(load_seconds, 1),
+        "base": {},
+        "runs": [],
+        "summary": {},
+    }
 
-        report = {
-            "device": device,
-            "device_name": torch.cuda.get_device_name(0)
-            if device.startswith("cuda")
-            else platform.processor() or platform.machine(),
-            "cpu_threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "full_epoch": args.max_steps is None,
-            "limit_articles": args.limit_articles,
-            "data": split.counts,
-            "fingerprint": split.fingerprint,
-            "extract_seconds": round(load_seconds, 1),
-            "base": base_metrics,
-            "runs": runs,
-            "checks": [
-                {"check": name, "passed": passed, "detail": detail} for name, passed, detail in checks
-            ],
-        }
+    def write() -> None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2), encoding="utf-8")
-        print(f"\nwrote {args.out}")
-    return 0 if all(passed for _, passed, _ in checks) else 1
+
+    with tempfile.TemporaryDirectory(prefix="train-bench-") as scratch:
+        for label, knobs in configs.items():
+            knobs = dict(knobs)
+            recipe = ArticleTextRecipe.from_name(knobs.pop("article_text", "title"))
+            if recipe.lead_words and not has_leads:
+                print(f"skipping {label}: no leads extracted (flows.mediawiki.extract.extract_lead missing)")
+                continue
+            split = split_for(recipe, knobs.pop("target"))
+            base_same = base_on(recipe, split)
+            base_titles = base_on(TITLE_ONLY, split)
+            report["data"] = {k: v for k, v in split.counts.items() if k != "train_pairs"}
+            report["base"][recipe.name] = base_same.metrics()
+            report["base"]["title"] = base_titles.metrics()
+            for seed in seeds:
+                config = TrainingConfig(
+                    **knobs, seed=seed, epochs=args.epochs, save_steps=10**9, precision=args.precision
+                )
+                if args.max_samples:
+                    config = replace(config, max_steps=max(1, args.max_samples // config.batch_size))
+                folder = Path(scratch) / f"{label}-{seed}"
+                result = train(
+                    base_model=base,
+                    pairs=split.train,
+                    output_dir=folder / "model",
+                    checkpoint_dir=folder / "checkpoints",
+                    config=config,
+                    device=device,
+                )
+                model = load_model(str(result.artifact_path), device=device)
+                variants = {label: model}
+                if args.wise_ft:
+                    best_weight, best = 1.0, -1.0
+                    trained_state = {k: v.clone() for k, v in model.state_dict().items()}
+                    for weight in WISE_FT_WEIGHTS:
+                        model.load_state_dict(trained_state)
+                        wise_ft(model, base, weight)
+                        score = score_articles(model, split.validation_articles, recipe, with_chunks=False)
+                        if score.metrics()["ndcg@10"] > best:
+                            best_weight, best = weight, score.metrics()["ndcg@10"]
+                    model.load_state_dict(trained_state)
+                    mixed = load_model(str(result.artifact_path), device=device)
+                    wise_ft(mixed, base, best_weight)
+                    variants[f"{label}+wise-ft"] = mixed
+                for name, variant in variants.items():
+                    scores = score_articles(variant, split.heldout_articles, recipe, with_chunks=False)
+                    vs_same = paired_bootstrap(scores, base_same, samples=args.bootstrap_samples, seed=seed)
+                    vs_titles = paired_bootstrap(
+                        scores, base_titles, samples=args.bootstrap_samples, seed=seed
+                    )
+                    run = {
+                        "config": name,
+                        "seed": seed,
+                        "article_text": recipe.name,
+                        "params": result.params,
+                        "train_pairs": result.train_pairs,
+                        "steps": result.steps,
+                        "train_seconds": round(result.seconds, 1),
+                        "samples_per_second": round(result.samples_per_second, 2),
+                        "metrics": scores.metrics(),
+                        "vs_base_same_text": {m: d.as_dict() for m, d in vs_same.items()},
+                        "vs_base_titles": {m: d.as_dict() for m, d in vs_titles.items()},
+                    }
+                    if name.endswith("+wise-ft"):
+                        run["wise_ft_weight"] = best_weight
+                    report["runs"].append(run)
+                    print(
+                        f"{name} seed {seed}: {result.steps} steps, {result.samples_per_second:.1f} samples/s; "
+                        + ", ".join(
+                            f"{m} {scores.metrics()[m]:.4f} ({vs_same[m].value:+.4f} "
+                            f"[{vs_same[m].low:+.4f}, {vs_same[m].high:+.4f}])"
+                            for m in HEADLINE
+                        ),
+                        flush=True,
+                    )
+                    runs = [r for r in report["runs"] if r["config"] == name]
+                    report["summary"][name] = {
+                        "seeds": len(runs),
+                        "article_text": recipe.name,
+                        "samples_per_second": summarise([r["samples_per_second"] for r in runs]),
+                        **{
+                            f"{m} vs base ({which})": summarise([r[key][m]["delta"] for r in runs])
+                            for m in HEADLINE
+                            for which, key in (
+                                ("same text", "vs_base_same_text"),
+                                ("titles", "vs_base_titles"),
+                            )
+                        },
+                    }
+                    write()
+    write()
+    print(f"wrote {args.out}")
+    return 0
 
 
 if __name__ == "__main__":

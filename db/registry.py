@@ -45,14 +45,10 @@ def create_version(
     metrics: dict[str, Any],
     loss_log: list[dict[str, Any]],
     artifact_path: str,
-    status_reason: str | None = None,
     article_text: str = "title",
+    status_reason: str | None = None,
 ) -> ModelVersion:
-    """Insert a new candidate version and commit.
-
-    ``article_text`` is the name of the article-text recipe it was trained with (``ArticleTextRecipe.name``):
-    it is embedded and served with that recipe for as long as it lives.
-    """
+    """Insert a new candidate version and commit; ``article_text`` is the recipe it is trained and served with."""
     if session.scalar(select(ModelVersion.id).where(ModelVersion.name == name)) is not None:
         raise RegistryError(f"a model version named {name!r} already exists")
     version = ModelVersion(
@@ -65,8 +61,8 @@ def create_version(
         metrics=metrics,
         loss_log=loss_log,
         artifact_path=artifact_path,
-        status_reason=status_reason,
         article_text=article_text,
+        status_reason=status_reason,
     )
     session.add(version)
     session.commit()
@@ -160,29 +156,89 @@ def retire_version(*, session: Session, version_id: int) -> ModelVersion:
     return version
 
 
-def decide_promotion(
-    *, metric: str, candidate_score: float, active_name: str | None, active_score: float | None
-) -> PromotionDecision:
-    """The promotion rule: a candidate wins when its gate metric is at least the active version's.
+BASE_VERSION = "base"
 
-    Both scores must come from the same held-out set; ties promote, so retraining on more data with an equal
-    score moves the product to the newer model.
+
+def base_version_name(base_model: str, default_base_model: str) -> str:
+    """``base`` for the configured base model, ``base:<model>`` for any other one."""
+    return BASE_VERSION if base_model == default_base_model else f"{BASE_VERSION}:{base_model}"
+
+
+def ensure_base_version(
+    *, session: Session, name: str, base_model: str, article_text: str = "title"
+) -> tuple[ModelVersion, bool]:
+    """The version that serves the base model untouched (no artifact), registered once; active if none is.
+
+    Returns the version and whether it was activated now. The base model is a version of its own so that it can
+    be embedded, queried by name (``model_version => 'base'``) and compared with fine-tuned versions, and so
+    that it serves whenever no fine-tuned version has passed the gate.
     """
-    if active_name is None:
-        return PromotionDecision(True, f"no active version; {metric} {candidate_score:.4f}")
-    if active_score is None:
-        return PromotionDecision(
-            False, f"could not score the active version {active_name} on this held-out set; promote by hand"
+    _lock(session)
+    version = session.scalars(select(ModelVersion).where(ModelVersion.name == name)).one_or_none()
+    if version is None:
+        version = ModelVersion(
+            name=name,
+            base_model=base_model,
+            status="candidate",
+            params={},
+            dataset_counts={},
+            metrics={},
+            loss_log=[],
+            artifact_path=None,
+            article_text=article_text,
+            status_reason="the base model, untrained",
         )
-    if candidate_score >= active_score:
+        session.add(version)
+        session.flush()
+        log.info("registered the base model %s as version %s", base_model, name)
+    if version.status != "retired" and active_version(session=session) is None:
+        _activate_locked(session, version, "no fine-tuned version has passed the gate: the base model serves")
+        return version, True
+    session.commit()
+    return version, False
+
+
+@dataclass(frozen=True)
+class GateDelta:
+    """A gate-metric delta (this run's model minus another) with its 95% bootstrap interval."""
+
+    delta: float
+    low: float
+    high: float
+
+    def __str__(self) -> str:
+        return f"{self.delta:+.4f} [95% CI {self.low:+.4f}, {self.high:+.4f}]"
+
+
+def decide_promotion(
+    *,
+    metric: str,
+    vs_base: GateDelta,
+    active_name: str | None,
+    vs_active: GateDelta | None,
+    min_vs_base: float = 0.0,
+    min_vs_active: float = 0.0,
+) -> PromotionDecision:
+    """The gate: promote only when the CI's lower bound is above ``min_vs_base`` against the base model and at
+    least ``min_vs_active`` against the active version, both on the same held-out articles and article text.
+
+    ``vs_active`` is None when the active version is the base model itself (``vs_base`` already decides) or when
+    no version is active.
+    """
+    if vs_base.low <= min_vs_base:
         return PromotionDecision(
-            True,
-            f"{metric} {candidate_score:.4f} >= {active_score:.4f} of {active_name} on the same held-out set",
+            False,
+            f"{metric} vs base {vs_base}: the lower bound is not above {min_vs_base:+.4f}, "
+            "so the gain may be noise or a loss; stays candidate",
         )
-    return PromotionDecision(
-        False,
-        f"{metric} {candidate_score:.4f} < {active_score:.4f} of active {active_name} on the same held-out set",
-    )
+    if vs_active is not None and vs_active.low < min_vs_active:
+        return PromotionDecision(
+            False,
+            f"{metric} vs active {active_name} {vs_active}: the lower bound is below {min_vs_active:+.4f}; "
+            "stays candidate",
+        )
+    against = f"; vs active {active_name} {vs_active}" if vs_active is not None else ""
+    return PromotionDecision(True, f"{metric} vs base {vs_base}{against}")
 
 
 def promote_if_better(
@@ -190,11 +246,13 @@ def promote_if_better(
     session: Session,
     version_id: int,
     metric: str,
-    candidate_score: float,
+    vs_base: GateDelta,
+    vs_active: GateDelta | None,
     compared_with_id: int | None,
-    compared_score: float | None,
+    min_vs_base: float = 0.0,
+    min_vs_active: float = 0.0,
 ) -> PromotionDecision:
-    """Apply the promotion rule against the version that was active when the scores were measured.
+    """Apply the gate against the version that was active when the scores were measured.
 
     If another version became active in between, the comparison is stale: the candidate stays a candidate.
     """
@@ -212,9 +270,11 @@ def promote_if_better(
     else:
         decision = decide_promotion(
             metric=metric,
-            candidate_score=candidate_score,
+            vs_base=vs_base,
             active_name=current.name if current else None,
-            active_score=compared_score,
+            vs_active=vs_active,
+            min_vs_base=min_vs_base,
+            min_vs_active=min_vs_active,
         )
     if decision.promote:
         _activate_locked(session, version, decision.reason)

@@ -5,18 +5,29 @@ Only the ``flows`` layer (flows, CLI) reads settings; ``db`` and ``models`` get 
 
 from __future__ import annotations
 
+from copy import copy
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
-from pydantic import Field, HttpUrl, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from db.engine import validate_database_url
-from models.finetune import RECOMMENDED
-from models.pairs import DEFAULT_EVAL_FRACTION, DEFAULT_TOKEN_BUDGET
+from flows.errors import UserError
+from models.finetune import TrainingConfig
+from models.pairs import DEFAULT_EVAL_FRACTION, DEFAULT_MIN_HELDOUT_ARTICLES, DEFAULT_TOKEN_BUDGET
 
 # --- orchestrate: the main job's default titles --------------------------------------------------------
 # Well-referenced, long-lived English Wikipedia articles across science, history, technology and nature,
@@ -183,67 +194,162 @@ class ScrapeSettings(BaseSettings):
     )
 
 
-class TrainSettings(BaseSettings):
-    """Fine-tuning and the promotion gate (WIKIREF_TRAIN_*); defaults: models.finetune.RECOMMENDED."""
+# Named recipes: the knobs each one sets. "default" is what the TrainKnobs defaults are (chosen by
+# bench/train_bench.py, docs/training.md); "reference" is sentence-transformers' reference recipe (batch 8, plain
+# sampler, MNRL, title -> chunk), kept to compare against.
+RECIPES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "reference": {
+        "batch_size": 8,
+        "sampler": "batch",
+        "loss": "mnrl",
+        "symmetric": False,
+        "target": "chunk",
+        "article_text": "title",
+        "wise_ft": False,
+        "learning_rate": 5e-5,
+        "epochs": 1.0,
+    },
+}
 
-    train_epochs: float = Field(
-        default=RECOMMENDED.epochs, gt=0, description="Passes over the training pairs."
+
+class TrainKnobs(BaseModel):
+    """The knobs of a training run, declared once.
+
+    ``Settings`` has each as ``train_<name>`` (WIKIREF_TRAIN_<NAME>), ``wikiref train`` as ``--<name>``, the
+    ``train_model`` flow as a parameter; each rule is validated here and nowhere else.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    recipe: Literal["default", "reference"] = Field(
+        default="default",
+        description="A named set of knobs: 'reference' is sentence-transformers' reference recipe (batch 8, plain "
+        "sampler, title -> chunk); knobs given explicitly still apply on top.",
     )
-    train_batch_size: int = Field(
-        default=RECOMMENDED.batch_size, ge=2, description="Pairs per batch (batch - 1 in-batch negatives)."
+    epochs: float = Field(default=1.0, gt=0, description="Passes over the training pairs.")
+    batch_size: int = Field(default=64, ge=2, description="Pairs per batch (batch - 1 in-batch negatives).")
+    learning_rate: float = Field(default=5e-5, gt=0, description="Peak learning rate (linear decay).")
+    warmup_ratio: float = Field(default=0.0, ge=0, lt=1, description="Fraction of steps to warm up over.")
+    sampler: Literal["batch", "no_duplicates", "no_shared_source"] = Field(
+        default="no_duplicates",
+        description="'no_duplicates': an anchor at most once per batch; 'no_shared_source' also keeps out a "
+        "reference whose source (DOI, URL, text) another article of the batch cites: no false negatives.",
     )
-    train_learning_rate: float = Field(
-        default=RECOMMENDED.learning_rate, gt=0, description="Peak learning rate (linear decay)."
+    loss: Literal["mnrl", "cached_mnrl"] = Field(
+        default="cached_mnrl", description="'cached_mnrl' (GradCache): large batches in flat memory."
     )
-    train_warmup_ratio: float = Field(
-        default=RECOMMENDED.warmup_ratio, ge=0, lt=1, description="Fraction of steps to warm up over."
+    mini_batch_size: int = Field(default=32, ge=1, description="Mini-batch of cached_mnrl.")
+    symmetric: bool = Field(
+        default=False, description="Also train reference -> article (as articles_for_reference answers)."
     )
-    train_sampler: Literal["batch", "no_duplicates"] = Field(
-        default=RECOMMENDED.sampler,
-        description="'no_duplicates' keeps a title at most once per batch: its other chunks would be false "
-        "negatives for the ranking loss (chosen from bench/train_bench.py measurements).",
+    target: Literal["reference", "chunk"] = Field(
+        default="reference", description="Train on single references or on chunks of consecutive ones."
     )
-    train_loss: Literal["mnrl", "cached_mnrl"] = Field(
-        default=RECOMMENDED.loss, description="'cached_mnrl' (GradCache): large batches in flat memory."
+    article_text: str = Field(
+        default="title+lead40",
+        description="What an article is, for training and serving: 'title' or 'title+leadN' (first N lead words).",
     )
-    train_mini_batch_size: int = Field(
-        default=RECOMMENDED.mini_batch_size, ge=1, description="Mini-batch of cached_mnrl."
+    wise_ft: bool = Field(
+        default=False,
+        description="Mix the trained weights with the base model's (WiSE-FT), the weight chosen on validation "
+        "articles (10% of the training side, never the held-out ones).",
     )
-    train_seed: int = Field(default=RECOMMENDED.seed, description="Seed of shuffling and batch sampling.")
-    train_max_seq_length: int = Field(
-        default=RECOMMENDED.max_seq_length, ge=8, le=512, description="Tokens kept per text."
+    seed: int = Field(default=42, description="Seed of shuffling, batch sampling and the bootstrap.")
+    max_seq_length: int = Field(default=256, ge=8, le=512, description="Tokens kept per text.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        default="auto", description="auto: bf16/fp16 on CUDA, fp32 on the CPU; bf16 also runs on the CPU."
     )
-    train_chunk_token_budget: int = Field(
+    chunk_token_budget: int = Field(
         default=DEFAULT_TOKEN_BUDGET,
         ge=1,
         le=254,
-        description="Consecutive references of an article are joined into chunks of at most this many tokens "
-        "(86 gives chunks of about 69 tokens on the shared pages, as the reference recipe).",
+        description="Chunks join consecutive references up to this many tokens (chunk targets, chunk metrics).",
     )
-    train_eval_fraction: float = Field(
+    eval_fraction: float = Field(
         default=DEFAULT_EVAL_FRACTION,
         gt=0,
         lt=1,
-        description="Share of articles held out for evaluation (chosen by title hash).",
+        description="Share of articles held out for evaluation (chosen by title hash, stable as the corpus grows).",
     )
-    train_gate_metric: str = Field(
+    min_heldout_articles: int = Field(
+        default=DEFAULT_MIN_HELDOUT_ARTICLES,
+        ge=0,
+        description="Hold out at least this many articles (at most half): fewer cannot tell a gain from noise.",
+    )
+    gate_metric: Literal["ndcg@10", "ref_to_title_acc@1"] = Field(
         default="ndcg@10",
-        description="Held-out metric a new version must match or beat to replace the active one: "
-        "ndcg@10, mrr@10, recall@1, recall@10, map@100 or ref_to_title_acc@1.",
+        description="Held-out metric of the gate: article -> single references NDCG@10, or reference -> "
+        "article accuracy@1.",
     )
-    train_device: str = Field(default="auto", description="auto, cpu, cuda[:N] or mps.")
-    train_save_steps: int = Field(
-        default=RECOMMENDED.save_steps, ge=1, description="Checkpoint interval in steps (for --resume-from)."
+    gate_min_vs_base: float = Field(
+        default=0.0,
+        description="Promote only if the 95% CI's lower bound of the gate-metric delta vs the base model is above "
+        "this.",
+    )
+    gate_min_vs_active: float = Field(
+        default=0.0,
+        description="... and vs the active version at least this (negative: allow a small loss).",
+    )
+    bootstrap_samples: int = Field(default=2000, ge=100, description="Resamples of the paired bootstrap.")
+    device: str = Field(default="auto", description="auto, cpu, cuda[:N] or mps.")
+    save_steps: int = Field(
+        default=500, ge=1, description="Checkpoint interval in steps (for --resume-from)."
     )
 
-    @field_validator("train_gate_metric")
+    @field_validator("article_text")
     @classmethod
-    def _check_gate_metric(cls, value: str) -> str:
-        from models.evaluate import METRICS
+    def _check_article_text(cls, value: str) -> str:
+        from models.article_text import ArticleTextRecipe
 
-        if value not in METRICS:
-            raise ValueError(f"must be one of {', '.join(METRICS)}")
-        return value
+        return ArticleTextRecipe.from_name(value).name
+
+    def training_config(self, *, max_steps: int | None = None) -> TrainingConfig:
+        """The hyperparameters ``models.finetune.train`` takes."""
+        fields = set(TrainingConfig.__dataclass_fields__)
+        return TrainingConfig(
+            **{k: v for k, v in self.model_dump().items() if k in fields}, max_steps=max_steps
+        )
+
+
+def _check_train_knobs(settings: BaseSettings) -> BaseSettings:
+    settings.train_knobs()
+    return settings
+
+
+TrainSettings = create_model(
+    "TrainSettings",
+    __base__=BaseSettings,
+    __doc__="Fine-tuning and the promotion gate: every TrainKnobs field as train_<name> (WIKIREF_TRAIN_<NAME>).",
+    __validators__={"_check_train_knobs": model_validator(mode="after")(_check_train_knobs)},
+    **{f"train_{name}": (knob.annotation, copy(knob)) for name, knob in TrainKnobs.model_fields.items()},
+)
+
+
+def _train_knobs(self: BaseSettings, **overrides: Any) -> TrainKnobs:
+    """The settings' knobs, the named recipe's values on top, then the non-None ``overrides``."""
+    values = {name: getattr(self, f"train_{name}") for name in TrainKnobs.model_fields}
+    given = {name: value for name, value in overrides.items() if value is not None}
+    recipe = given.get("recipe", values["recipe"])
+    if recipe not in RECIPES:
+        raise UserError(f"unknown training recipe {recipe!r}: use one of {', '.join(RECIPES)}")
+    try:
+        return TrainKnobs(**{**values, **RECIPES[recipe], **given})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'knobs'}: {e['msg']}" for e in exc.errors())
+        raise UserError(f"bad training options: {problems}") from None
+
+
+TrainSettings.train_knobs = _train_knobs
+
+TrainOverrides = create_model(
+    "TrainOverrides",
+    __doc__="The TrainKnobs a caller sets for one run; a knob left empty (None) keeps its setting.",
+    **{
+        name: (knob.annotation | None, Field(default=None, description=knob.description))
+        for name, knob in TrainKnobs.model_fields.items()
+    },
+)
 
 
 class EmbedSettings(BaseSettings):

@@ -1,14 +1,17 @@
-"""The model card (README.md) of a trained version: what it was trained on, how, its loss log and metrics."""
+"""The model card (README.md) of a trained version: data, training, its loss as a plot, base vs fine-tuned with
+confidence intervals, and the gate's verdict."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from models.evaluate import METRICS
+from models.evaluate import METRICS, REVERSE_METRIC
 
 _TAGS = ("sentence-transformers", "sentence-similarity", "feature-extraction", "wikipedia", "wikiref")
+LOSS_PLOT = "training_loss.svg"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -24,15 +27,84 @@ def loss_table(loss_log: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
-def metrics_table(base: Mapping[str, float], finetuned: Mapping[str, float]) -> str:
-    return _table(
-        ("metric", "base", "fine-tuned", "change"),
-        [
-            (name, f"{base[name]:.4f}", f"{finetuned[name]:.4f}", f"{finetuned[name] - base[name]:+.4f}")
-            for name in METRICS
-            if name in base and name in finetuned
-        ],
+def loss_plot_svg(loss_log: Sequence[Mapping[str, Any]], *, width: int = 640, height: int = 280) -> str:
+    """The training loss against the step as a self-contained SVG line chart (no plotting library needed)."""
+    left, right, top, bottom = 56, 16, 24, 40
+    points = [(float(e["step"]), float(e["loss"])) for e in loss_log]
+    if not points:
+        points = [(0.0, 0.0)]
+    steps = [s for s, _ in points]
+    losses = [v for _, v in points]
+    x0, x1 = min(steps), max(steps) if max(steps) > min(steps) else min(steps) + 1
+    y0, y1 = min(0.0, min(losses)), max(losses) * 1.05 or 1.0
+
+    def x(step: float) -> float:
+        return left + (step - x0) / (x1 - x0) * (width - left - right)
+
+    def y(loss: float) -> float:
+        return top + (1 - (loss - y0) / (y1 - y0)) * (height - top - bottom)
+
+    line = " ".join(f"{x(s):.1f},{y(v):.1f}" for s, v in points)
+    ticks = []
+    for i in range(5):
+        value = y0 + (y1 - y0) * i / 4
+        ticks.append(
+            f'<text x="{left - 6}" y="{y(value) + 4:.1f}" text-anchor="end">{value:.2f}</text>'
+            f'<line x1="{left}" x2="{width - right}" y1="{y(value):.1f}" y2="{y(value):.1f}" stroke="#ddd"/>'
+        )
+    for i in range(5):
+        step = x0 + (x1 - x0) * i / 4
+        ticks.append(
+            f'<text x="{x(step):.1f}" y="{height - bottom + 16}" text-anchor="middle">{step:.0f}</text>'
+        )
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">'
+        f'<rect width="{width}" height="{height}" fill="white"/>{"".join(ticks)}'
+        f'<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="{line}"/>'
+        f'<text x="{width / 2}" y="{height - 6}" text-anchor="middle">step</text>'
+        f'<text x="14" y="{height / 2}" text-anchor="middle" transform="rotate(-90 14 {height / 2})">'
+        "training loss</text>"
+        f'<text x="{width / 2}" y="16" text-anchor="middle" font-size="13">Training loss</text></svg>'
     )
+
+
+def svg_data_uri(svg: str) -> str:
+    """An SVG as a data: URI, so that markdown shows it without a file server (the Prefect UI, say)."""
+    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode("utf-8")).decode("ascii")
+
+
+def _ci(entry: Mapping[str, float] | None) -> str:
+    return f"{entry['delta']:+.4f} [{entry['ci_low']:+.4f}, {entry['ci_high']:+.4f}]" if entry else "-"
+
+
+def metrics_rows(
+    base_on_titles: Mapping[str, float],
+    base: Mapping[str, float],
+    finetuned: Mapping[str, float],
+    deltas: Mapping[str, Mapping[str, Mapping[str, float]]],
+) -> list[dict[str, Any]]:
+    """Per metric: base on titles, base on the version's article text, fine-tuned, deltas with 95% CIs."""
+    rows = []
+    for name in METRICS:
+        if name not in base or name not in finetuned:
+            continue
+        row: dict[str, Any] = {
+            "metric": name,
+            "base on titles": round(base_on_titles.get(name, float("nan")), 4),
+            "base": round(base[name], 4),
+            "fine-tuned": round(finetuned[name], 4),
+            "vs base [95% CI]": _ci(deltas.get("vs_base", {}).get(name)),
+            "vs base on titles [95% CI]": _ci(deltas.get("vs_base_on_titles", {}).get(name)),
+        }
+        if "vs_active" in deltas:
+            row["vs active [95% CI]"] = _ci(deltas["vs_active"].get(name))
+        rows.append(row)
+    return rows
+
+
+def gate_line(metric: str, verdict: str, reason: str) -> str:
+    return f"**Gate ({metric}): {verdict}.** {reason}"
 
 
 def render_model_card(
@@ -44,7 +116,11 @@ def render_model_card(
     dataset_counts: Mapping[str, Any],
     loss_log: Sequence[Mapping[str, Any]],
     base_metrics: Mapping[str, float],
+    base_title_metrics: Mapping[str, float],
     finetuned_metrics: Mapping[str, float],
+    deltas: Mapping[str, Mapping[str, Mapping[str, float]]],
+    article_text: str,
+    gate: str,
     samples_per_second: float,
 ) -> str:
     front_matter = "\n".join(
@@ -60,13 +136,18 @@ def render_model_card(
     )
     hyperparameters = _table(("parameter", "value"), sorted(params.items()))
     counts = _table(("count", "value"), list(dataset_counts.items()))
+    rows = metrics_rows(base_title_metrics, base_metrics, finetuned_metrics, deltas)
+    metrics = _table(list(rows[0]), [list(row.values()) for row in rows]) if rows else ""
     return f"""{front_matter}
 
 # wikiref model version `{name}`
 
 A [sentence-transformers](https://www.sbert.net) model fine-tuned from `{base_model}` to put a Wikipedia
-article's title close to the references it cites, and far from other articles' references. It maps text to
+article's text close to the references it cites, and far from other articles' references. It maps text to
 normalised 384-dimensional vectors compared by cosine similarity.
+
+**Article text: `{article_text}`.** An article is embedded, trained on and served as this text
+(`models.article_text.ArticleTextRecipe`); embed articles with the same recipe when using this model.
 
 ```python
 from sentence_transformers import SentenceTransformer
@@ -77,34 +158,42 @@ embeddings = model.encode(["Dog", "Coppinger, Raymond (2001). Dogs: a Startling 
 
 ## Training data
 
-(article title, reference chunk) pairs: consecutive references of one article joined up to a token budget,
-split by article into training and held-out articles. Wikipedia text is licensed CC BY-SA 4.0.
+(article text, reference) pairs, split by article into training and held-out articles (by a hash of the
+title, so an article stays on its side as the corpus grows). Wikipedia text is licensed CC BY-SA 4.0.
 Dataset fingerprint: `{dataset_fingerprint}`.
 
 {counts}
 
 ## Training
 
-`SentenceTransformerTrainer` with `MultipleNegativesRankingLoss` (in-batch negatives, cosine similarity),
-{samples_per_second:.1f} training samples/s.
+`SentenceTransformerTrainer`, {samples_per_second:.1f} training samples/s.
 
 {hyperparameters}
 
-### Training log
+### Training loss
+
+![training loss]({LOSS_PLOT})
 
 {loss_table(loss_log)}
 
 ## Evaluation
 
-On the held-out articles: titles as queries against all held-out chunks (relevant: the title's own chunks),
-and `{METRICS[-1]}`: for each held-out reference, whether its own article's title is the nearest of all
-held-out titles.
+On the held-out articles, never trained on: `ndcg@10`, `mrr@10`, `recall@10`: each article's text as the query
+against every single reference of every held-out article (relevant: its own references; what
+`similar_references` answers); `{REVERSE_METRIC}`: for each held-out reference, whether its own article is the
+nearest of all held-out articles (what `articles_for_reference` answers); `chunk_ndcg@10`: the same as the first
+against chunks of consecutive references. "base" scores the base model with this version's article text, "base
+on titles" with the title alone. Changes come with a 95% paired bootstrap interval over the held-out articles.
 
-{metrics_table(base_metrics, finetuned_metrics)}
+{metrics}
+
+{gate}
 """
 
 
-def write_model_card(folder: Path, **card: Any) -> Path:
+def write_model_card(folder: Path, *, loss_log: Sequence[Mapping[str, Any]], **card: Any) -> Path:
+    """README.md and the loss plot it shows, in the version's folder."""
+    (folder / LOSS_PLOT).write_text(loss_plot_svg(loss_log), encoding="utf-8")
     path = folder / "README.md"
-    path.write_text(render_model_card(**card), encoding="utf-8")
+    path.write_text(render_model_card(loss_log=loss_log, **card), encoding="utf-8")
     return path

@@ -1,4 +1,4 @@
-"""Fine-tune a sentence-transformers model on (title, reference chunk) pairs.
+"""Fine-tune a sentence-transformers model on (article text, reference) pairs.
 
 Reads as the numbered steps of sentence-transformers' training examples: model, data, loss, arguments, train,
 save. Evaluation before and after lives in ``models.evaluate`` so the caller can evaluate the base model, the
@@ -7,10 +7,12 @@ new model and the active one on the same held-out set.
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -20,8 +22,10 @@ from models.pairs import Pair
 
 log = logging.getLogger(__name__)
 
-Sampler = Literal["batch", "no_duplicates"]
+Sampler = Literal["batch", "no_duplicates", "no_shared_source"]
 LossName = Literal["mnrl", "cached_mnrl"]
+SAMPLERS: tuple[Sampler, ...] = ("batch", "no_duplicates", "no_shared_source")
+LOSSES: tuple[LossName, ...] = ("mnrl", "cached_mnrl")
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 # step, total steps, the Trainer's log entry of that step ({} when it logged nothing)
 ProgressCallback = Callable[[int, int, dict[str, float]], None]
@@ -33,7 +37,7 @@ class TrainingError(ModelError, ValueError):
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Hyperparameters; the defaults are the reference recipe."""
+    """Hyperparameters; the defaults are the reference recipe (``RECIPES["reference"]``)."""
 
     epochs: float = 1.0
     batch_size: int = 8
@@ -46,6 +50,8 @@ class TrainingConfig:
     # Only for cached_mnrl: the batch is embedded in pieces this big, so memory stays flat as batch_size grows.
     mini_batch_size: int = 32
     scale: float = 20.0
+    # Also rank the articles of the batch for each reference (reference -> article), as articles_for_reference.
+    symmetric: bool = False
     seed: int = 42
     max_grad_norm: float = 1.0
     max_seq_length: int = 256
@@ -65,10 +71,10 @@ class TrainingConfig:
             problems.append(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.max_steps is not None and self.max_steps < 1:
             problems.append(f"max_steps must be at least 1, got {self.max_steps}")
-        if self.sampler not in ("batch", "no_duplicates"):
-            problems.append(f"sampler must be 'batch' or 'no_duplicates', got {self.sampler!r}")
-        if self.loss not in ("mnrl", "cached_mnrl"):
-            problems.append(f"loss must be 'mnrl' or 'cached_mnrl', got {self.loss!r}")
+        if self.sampler not in SAMPLERS:
+            problems.append(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        if self.loss not in LOSSES:
+            problems.append(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if self.mini_batch_size < 1:
             problems.append(f"mini_batch_size must be at least 1, got {self.mini_batch_size}")
         if not 1 <= self.max_seq_length <= 512:
@@ -80,8 +86,8 @@ class TrainingConfig:
         return asdict(self)
 
 
-# The reference recipe (the TrainingConfig defaults) and wikiref's default, which differs only in keeping a
-# title at most once per batch: measured by bench/train_bench.py (docs/benchmarks.md has the numbers).
+# The reference recipe (the TrainingConfig defaults) and the previous wikiref default, which differs only in
+# keeping a title at most once per batch: measured by bench/train_bench.py (docs/training.md has the numbers).
 REFERENCE_RECIPE = TrainingConfig()
 RECOMMENDED = TrainingConfig(sampler="no_duplicates")
 
@@ -117,16 +123,124 @@ def resolve_device(device: str) -> str:
 
 
 def resolve_precision(precision: Precision, device: str) -> str:
-    """Mixed precision only where it speeds up training: bf16 on CUDA GPUs that have it, else fp16."""
+    """Mixed precision only where it speeds up training: bf16 on CUDA GPUs that have it, else fp16.
+
+    bf16 on the CPU (autocast) is allowed when asked for: CPUs with AMX-BF16 / AVX512-BF16 run it faster.
+    """
     import torch
 
     if precision != "auto":
-        if precision != "fp32" and not device.startswith("cuda"):
-            raise TrainingError(f"{precision} training needs a CUDA device, not {device}")
+        if precision == "fp16" and not device.startswith("cuda"):
+            raise TrainingError(f"fp16 training needs a CUDA device, not {device}")
+        if precision == "bf16" and device == "mps":
+            raise TrainingError("bf16 training needs a CUDA device or the CPU, not mps")
         return precision
     if device.startswith("cuda"):
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "fp32"
+
+
+_DOI = re.compile(r"\b10\.\d{4,9}/[^\s\"<>]+", re.IGNORECASE)
+_URL = re.compile(r"https?://(?:www\.)?([^\s\"<>]+)", re.IGNORECASE)
+_NOT_WORD = re.compile(r"\W+")
+
+
+def source_keys(reference: str) -> set[str]:
+    """What identifies the source(s) a reference text cites: its DOIs, URLs and normalised text.
+
+    Two articles citing the same source (same DOI, same URL, or the same text up to case and punctuation) make
+    that source relevant to both: it must not serve as a negative for either.
+    """
+    keys = {"doi:" + doi.rstrip(".,;)").lower() for doi in _DOI.findall(reference)}
+    keys |= {"url:" + url.rstrip("/.,;)").lower() for url in _URL.findall(reference)}
+    normalised = _NOT_WORD.sub(" ", reference.lower()).strip()
+    if normalised:
+        keys.add("text:" + normalised)
+    return keys
+
+
+class NoSharedSourceBatchSampler:
+    """Batches in which no pair's target is relevant to another anchor of the batch (see source_aware_sampler).
+
+    A module-level class (not a closure) because the Trainer pickles its arguments, sampler included, into every
+    checkpoint.
+    """
+
+    def __init__(
+        self,
+        dataset: Sequence[Any],
+        batch_size: int,
+        drop_last: bool,
+        valid_label_columns: list[str] | None = None,
+        generator: Any = None,
+        seed: int = 0,
+        *,
+        has: Sequence[frozenset[str]],
+        owns: Sequence[frozenset[str]],
+    ) -> None:
+        self.size, self.batch_size, self.drop_last, self.seed = len(dataset), batch_size, drop_last, seed
+        self.has, self.owns, self.epoch = has, owns, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size // self.batch_size if self.drop_last else -(-self.size // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        import torch
+
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        remaining = torch.randperm(self.size, generator=generator).tolist()
+        while remaining:
+            batch: list[int] = []
+            batch_has: set[str] = set()
+            batch_owns: set[str] = set()
+            waiting: list[int] = []
+            for position, index in enumerate(remaining):
+                if len(batch) == self.batch_size:
+                    waiting.extend(remaining[position:])
+                    break
+                if batch_owns.isdisjoint(self.has[index]) and batch_has.isdisjoint(self.owns[index]):
+                    batch.append(index)
+                    batch_has |= self.has[index]
+                    batch_owns |= self.owns[index]
+                else:
+                    waiting.append(index)
+            remaining = waiting
+            if len(batch) < self.batch_size and self.drop_last:
+                return
+            yield batch
+
+
+def source_aware_sampler(pairs: Sequence[Pair]) -> Callable[..., NoSharedSourceBatchSampler]:
+    """A batch sampler factory: no batch holds a pair whose target is also relevant to another anchor in it.
+
+    Pair j conflicts with pair i when they share an anchor, or j's target cites a source that i's article cites
+    (DOI, URL or normalised text): in-batch negatives then never include a false negative. Like
+    sentence-transformers' no-duplicates sampler, a conflicting pair waits for a later batch.
+    """
+    target_keys = [frozenset(source_keys(pair.chunk)) for pair in pairs]
+    article_keys: dict[str, set[str]] = {}
+    for pair, keys in zip(pairs, target_keys, strict=True):
+        article_keys.setdefault(pair.anchor, {"anchor:" + pair.anchor}).update(keys)
+    has = [keys | {"anchor:" + pair.anchor} for pair, keys in zip(pairs, target_keys, strict=True)]
+    owns = [frozenset(article_keys[pair.anchor]) for pair in pairs]
+    return functools.partial(NoSharedSourceBatchSampler, has=has, owns=owns)
+
+
+def wise_ft(model, base_model: str, weight: float) -> None:
+    """WiSE-FT: replace ``model``'s weights by ``weight`` * fine-tuned + (1 - weight) * base, in place."""
+    from sentence_transformers import SentenceTransformer
+
+    base = SentenceTransformer(base_model, device="cpu").state_dict()
+    mixed = {
+        key: (weight * value + (1 - weight) * base[key].to(value.device))
+        if value.is_floating_point()
+        else value
+        for key, value in model.state_dict().items()
+    }
+    model.load_state_dict(mixed)
 
 
 def _progress_callback(on_progress: ProgressCallback):
@@ -188,16 +302,28 @@ def train(
 
     # 2. Data: (anchor, positive) columns, in the order the pair builder made them; the sampler shuffles.
     train_dataset = Dataset.from_dict(
-        {"anchor": [pair.title for pair in pairs], "positive": [pair.chunk for pair in pairs]}
+        {"anchor": [pair.anchor for pair in pairs], "positive": [pair.chunk for pair in pairs]}
     )
 
     # 3. Loss: in-batch negatives, cosine similarity scaled by 20 as in the reference recipe.
+    directions = ("query_to_doc", "doc_to_query") if config.symmetric else ("query_to_doc",)
     if config.loss == "cached_mnrl":
         loss = CachedMultipleNegativesRankingLoss(
-            model, scale=config.scale, similarity_fct=cos_sim, mini_batch_size=config.mini_batch_size
+            model,
+            scale=config.scale,
+            similarity_fct=cos_sim,
+            mini_batch_size=config.mini_batch_size,
+            directions=directions,
         )
     else:
-        loss = MultipleNegativesRankingLoss(model, scale=config.scale, similarity_fct=cos_sim)
+        loss = MultipleNegativesRankingLoss(
+            model, scale=config.scale, similarity_fct=cos_sim, directions=directions
+        )
+    samplers = {
+        "batch": BatchSamplers.BATCH_SAMPLER,
+        "no_duplicates": BatchSamplers.NO_DUPLICATES,
+        "no_shared_source": source_aware_sampler(pairs),
+    }
 
     # 4. Arguments
     steps_per_epoch = -(-len(pairs) // config.batch_size)
@@ -214,9 +340,7 @@ def train(
         max_grad_norm=config.max_grad_norm,
         seed=config.seed,
         data_seed=config.seed,
-        batch_sampler=BatchSamplers.NO_DUPLICATES
-        if config.sampler == "no_duplicates"
-        else BatchSamplers.BATCH_SAMPLER,
+        batch_sampler=samplers[config.sampler],
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=device == "cpu",

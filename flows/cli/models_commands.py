@@ -71,7 +71,15 @@ def show(name: str = typer.Argument(..., help="Version name or id.")) -> None:
         console.print(f"params: {json.dumps(version.params, sort_keys=True)}")
         metrics = version.metrics or {}
         if "base" in metrics and "finetuned" in metrics:
-            console.print(metrics_table(metrics["base"], metrics["finetuned"], "held-out metrics"))
+            console.print(
+                metrics_table(
+                    metrics["base"],
+                    metrics["finetuned"],
+                    "held-out metrics",
+                    deltas=metrics.get("deltas", {}).get("vs_base"),
+                    base_on_titles=metrics.get("base_on_titles"),
+                )
+            )
         if version.loss_log:
             first, last = version.loss_log[0], version.loss_log[-1]
             console.print(

@@ -1,9 +1,17 @@
-"""``wikiref train``: fine-tune on the stored articles, evaluate, register, and promote if better."""
+"""``wikiref train``: the training sequence of flows/steps/training.py, reported on the terminal.
+
+Its knob options are generated from ``flows.settings.TrainKnobs``: the help is the knob's description, the
+default shown is the knob's, and a knob left out takes its WIKIREF_TRAIN_* setting.
+"""
 
 from __future__ import annotations
 
-from enum import StrEnum
+import inspect
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from enum import Enum, StrEnum
 from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
 
 import typer
 from rich.console import Console
@@ -18,157 +26,188 @@ from rich.progress import (
 from rich.table import Table
 
 from flows.database import prepare_database
-from flows.settings import get_settings
+from flows.settings import TrainKnobs, get_settings
 from flows.steps import training
 from models.evaluate import METRICS
 
 console = Console()
 
 
-class Sampler(StrEnum):
-    batch = "batch"
-    no_duplicates = "no_duplicates"
-
-
-class Loss(StrEnum):
-    mnrl = "mnrl"
-    cached_mnrl = "cached_mnrl"
-
-
-def metrics_table(base: dict[str, float], finetuned: dict[str, float], title: str) -> Table:
-    table = Table("metric", "base", "fine-tuned", "change", title=title)
+def metrics_table(
+    base: dict[str, float],
+    finetuned: dict[str, float],
+    title: str,
+    deltas: dict[str, dict[str, float]] | None = None,
+    base_on_titles: dict[str, float] | None = None,
+) -> Table:
+    """Base vs fine-tuned per metric, with the paired bootstrap CI of the change when known."""
+    columns = ["metric", *(["base on titles"] if base_on_titles else []), "base", "fine-tuned", "change"]
+    table = Table(*columns, *(["95% CI"] if deltas else []), title=title)
     for metric in METRICS:
+        if metric not in base or metric not in finetuned:
+            continue
         change = finetuned[metric] - base[metric]
         style = "green" if change > 0 else "red" if change < 0 else ""
-        table.add_row(
-            metric,
+        row = [metric, *([f"{base_on_titles[metric]:.4f}"] if base_on_titles else [])]
+        row += [
             f"{base[metric]:.4f}",
             f"{finetuned[metric]:.4f}",
             f"[{style}]{change:+.4f}[/]" if style else f"{change:+.4f}",
-        )
+        ]
+        if deltas:
+            ci = deltas.get(metric)
+            row.append(f"[{ci['ci_low']:+.4f}, {ci['ci_high']:+.4f}]" if ci else "-")
+        table.add_row(*row)
     return table
+
+
+class TerminalReporter(training.Reporter):
+    """A spinner per stage, a progress bar with the loss while training."""
+
+    def __init__(self) -> None:
+        self.bar: Progress | None = None
+        self.task = None
+
+    def _close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+    def stage(self, description: str) -> AbstractContextManager[None]:
+        @contextmanager
+        def spinning() -> Iterator[None]:
+            self._close_bar()
+            with console.status(description):
+                yield
+
+        return spinning()
+
+    def progress(self, step: int, total: int, logs: dict[str, float]) -> None:
+        if self.bar is None:
+            self.bar = Progress(
+                TextColumn("[bold]training[/]"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=console,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task("train", total=total, loss="-")
+        if logs:
+            self.bar.console.log(
+                f"step {step}/{total} loss {logs['loss']:.4f} lr {logs.get('learning_rate', 0):.2e}"
+            )
+            self.bar.update(self.task, loss=f"{logs['loss']:.4f}")
+        self.bar.update(self.task, completed=step, total=total)
+
+    def message(self, text: str) -> None:
+        self._close_bar()
+        console.print(text)
+
+
+def _option_type(name: str, annotation: Any) -> Any:
+    """Typer takes enums, not Literals: a Literal knob becomes a StrEnum of its values."""
+    if get_origin(annotation) is Literal:
+        values = get_args(annotation)
+        return StrEnum("".join(part.title() for part in name.split("_")), {v: v for v in values})
+    return annotation
+
+
+def _knob_parameters() -> list[inspect.Parameter]:
+    parameters = []
+    for name, knob in TrainKnobs.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        declaration = f"{flag}/--no-{flag[2:]}" if knob.annotation is bool else flag
+        option = typer.Option(
+            None,
+            declaration,
+            help=f"{knob.description} [setting WIKIREF_TRAIN_{name.upper()}, default: {knob.default}]",
+            show_default=False,
+            rich_help_panel="Training knobs",
+        )
+        parameters.append(
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=option,
+                annotation=_option_type(name, knob.annotation) | None,
+            )
+        )
+    return parameters
 
 
 def train(
     max_steps: int | None = typer.Option(
         None, "--max-steps", help="Stop after N steps (quick runs); default: full epochs."
     ),
-    epochs: float | None = typer.Option(None, help="Passes over the training pairs (setting: 1)."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Pairs per batch (setting: 8)."),
-    learning_rate: float | None = typer.Option(
-        None, "--learning-rate", "--lr", help="Peak learning rate (setting: 5e-5)."
-    ),
-    warmup_ratio: float | None = typer.Option(
-        None, "--warmup-ratio", help="Warm-up fraction of steps (setting: 0)."
-    ),
-    sampler: Sampler | None = typer.Option(
-        None, help="no_duplicates: a title at most once per batch (setting)."
-    ),
-    loss: Loss | None = typer.Option(
-        None, help="mnrl, or cached_mnrl for big batches in flat memory (setting)."
-    ),
-    mini_batch_size: int | None = typer.Option(None, "--mini-batch-size", help="Mini-batch of cached_mnrl."),
-    gate_metric: str | None = typer.Option(
-        None, "--gate-metric", help=f"Promotion gate: one of {', '.join(METRICS)}."
-    ),
     base_model: str | None = typer.Option(
-        None, "--base-model", help="Hub id or folder to fine-tune (setting)."
+        None, "--base-model", help="Hub id or folder to fine-tune (setting WIKIREF_BASE_MODEL)."
     ),
     limit_articles: int | None = typer.Option(
         None, "--limit-articles", help="Use only the first N articles."
     ),
-    device: str | None = typer.Option(None, help="auto, cpu, cuda[:N] or mps (setting: auto)."),
-    promote: bool = typer.Option(
-        True, "--promote/--no-promote", help="Apply the promotion rule after training."
-    ),
+    promote: bool = typer.Option(True, "--promote/--no-promote", help="Apply the gate after training."),
     resume_from: Path | None = typer.Option(
         None, "--resume-from", help="Checkpoint folder of an interrupted run."
     ),
+    **knobs: Any,
 ) -> None:
-    """Fine-tune on the stored articles, evaluate, register a version, promote it if better.
+    """Fine-tune on the stored articles, evaluate, register a version, promote it if the gate says so.
 
-    Trains on (title, reference chunk) pairs, compares base and fine-tuned models on held-out articles,
-    registers the version, and makes it active if its gate metric is at least the active version's on the
-    same held-out set. Options left out take their WIKIREF_TRAIN_* setting.
+    Trains on (article text, reference) pairs, scores base and fine-tuned models on held-out articles, and
+    promotes the version only if the 95% CI of its gate-metric gain over the base model is above zero and over
+    the active version at least zero. Knobs left out take their WIKIREF_TRAIN_* setting.
     """
     settings = get_settings()
+    overrides = {name: value.value if isinstance(value, Enum) else value for name, value in knobs.items()}
     request = training.TrainRequest.from_settings(
         settings,
+        overrides,
         max_steps=max_steps,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        warmup_ratio=warmup_ratio,
-        sampler=sampler.value if sampler else None,
-        loss=loss.value if loss else None,
-        mini_batch_size=mini_batch_size,
-        gate_metric=gate_metric,
         base_model=base_model,
         limit_articles=limit_articles,
-        device=device,
-        promote=promote,
         resume_from=resume_from,
+        promote=promote,
     )
-    training.offline_hub()
     _, engine = prepare_database(settings)
-    with console.status("building pairs from the database"):
-        split = training.load_pairs(engine, request)
-    counts = split.counts
-    console.print(
-        f"pairs: {counts['train_pairs']:,} training from {counts['train_articles']:,} articles, "
-        f"{counts['heldout_pairs']:,} held-out from {counts['heldout_articles']:,} articles "
-        f"(mean chunk {counts['mean_chunk_tokens']} tokens; fingerprint {split.fingerprint[:12]})"
-    )
-    with console.status("evaluating the base model on the held-out articles"):
-        base_metrics = training.evaluate_model(request.base_model, split, device=request.device)
-    name = training.new_version_name(settings.models_dir)
-
-    with Progress(
-        TextColumn("[bold]training[/] {task.fields[name]}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    ) as progress:
-        bar = progress.add_task("train", total=None, name=name, loss="-")
-
-        def report(step: int, total: int, logs: dict[str, float]) -> None:
-            if logs:
-                progress.console.log(
-                    f"step {step}/{total} loss {logs['loss']:.4f} lr {logs.get('learning_rate', 0):.2e}"
-                )
-                progress.update(bar, loss=f"{logs['loss']:.4f}")
-            progress.update(bar, completed=step, total=total)
-
-        result = training.train_version(
-            split,
-            request,
-            name=name,
-            models_dir=settings.models_dir,
-            checkpoints_dir=settings.checkpoints_dir,
-            on_progress=report,
-        )
-    with console.status("evaluating the fine-tuned model"):
-        finetuned_metrics = training.evaluate_model(str(result.artifact_path), split, device=request.device)
-    with console.status("scoring the active version on the same held-out set"):
-        active = training.score_active_version(engine, split, request, base_metrics)
-    outcome = training.register_version(
+    reporter = TerminalReporter()
+    outcome = training.run_training(
         engine,
-        name=name,
-        request=request,
-        split=split,
-        result=result,
-        base_metrics=base_metrics,
-        finetuned_metrics=finetuned_metrics,
-        active=active,
+        request,
+        models_dir=settings.models_dir,
+        checkpoints_dir=settings.checkpoints_dir,
+        reporter=reporter,
     )
-
-    console.print(metrics_table(base_metrics, finetuned_metrics, f"held-out metrics of {outcome.version}"))
+    reporter.message("")
     console.print(
-        f"{result.steps} steps, {result.samples_per_second:.1f} samples/s on {result.device} ({result.precision}); "
-        f"saved to {outcome.artifact_path}"
+        metrics_table(
+            outcome.base_metrics,
+            outcome.finetuned_metrics,
+            f"held-out metrics of {outcome.version} ({outcome.counts['heldout_articles']} articles)",
+            deltas=outcome.deltas["vs_base"],
+            base_on_titles=outcome.base_title_metrics
+            if outcome.base_title_metrics != outcome.base_metrics
+            else None,
+        )
+    )
+    console.print(
+        f"{outcome.steps} steps, {outcome.samples_per_second:.1f} samples/s on {outcome.device} "
+        f"({outcome.precision}); saved to {outcome.artifact_path}"
+        + (f"; WiSE-FT weight {outcome.wise_ft_weight}" if outcome.wise_ft_weight is not None else "")
     )
     verdict = "[green]promoted to active[/]" if outcome.promoted else "[yellow]stays candidate[/]"
     console.print(f"{outcome.version} {verdict}: {outcome.reason}")
+
+
+train.__signature__ = inspect.Signature(
+    [
+        *(
+            p
+            for p in inspect.signature(train).parameters.values()
+            if p.kind is not inspect.Parameter.VAR_KEYWORD
+        ),
+        *_knob_parameters(),
+    ]
+)

@@ -1,14 +1,18 @@
-"""The steps of a training run as plain functions: the Prefect flow (flows/train.py) and ``wikiref train``
-(flows/cli/train_commands.py) call the same ones, each adding only its own progress reporting.
+"""A training run as one plain sequence: the Prefect flow (flows/train.py) and ``wikiref train``
+(flows/cli/train_commands.py) both call ``run_training``, each adding only its own progress reporting.
 
-pairs from the database -> evaluate the base model -> train -> evaluate the new model -> score the active
-version on the same held-out set -> register the version and apply the promotion rule.
+register the base model as a version (it serves while nothing better has passed the gate) -> pairs from the
+database -> score the base model (on the version's article text, and on titles) -> train -> WiSE-FT mix if asked
+-> score the new model -> score the active version on the same held-out articles -> paired bootstrap deltas ->
+register the version, write its card, and apply the gate.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,64 +23,66 @@ from sqlalchemy.orm import Session
 
 from db import corpus, registry
 from flows.errors import UserError
-from flows.settings import Settings
+from flows.settings import Settings, TrainKnobs
 from models import card
+from models.article_text import TITLE_ONLY, ArticleTextRecipe
 from models.base import resolve_model_path
-from models.evaluate import METRICS, evaluate, load_model
-from models.finetune import ProgressCallback, TrainingConfig, TrainingResult, resolve_device, train
+from models.evaluate import ArticleScores, load_model, paired_bootstrap, score_articles
+from models.finetune import TrainingConfig, TrainingResult, resolve_device, train, wise_ft
 from models.pairs import ArticleTexts, PairSplit, build_pairs, tokenizer_counter
 
 log = logging.getLogger(__name__)
 
+WISE_FT_WEIGHTS = (0.25, 0.5, 0.75, 1.0)
+# Validation articles kept out of training when WiSE-FT chooses its mixing weight (never the held-out ones).
+WISE_FT_VALIDATION_FRACTION = 0.1
+
 
 @dataclass(frozen=True)
 class TrainRequest:
-    """Everything a run needs, from settings plus the caller's overrides."""
+    """Everything a run needs: the knobs (settings + the caller's overrides) and the run's own options."""
 
+    knobs: TrainKnobs
     base_model: str
-    config: TrainingConfig
-    token_budget: int
-    eval_fraction: float
-    gate_metric: str
+    default_base_model: str
     device: str
+    max_steps: int | None = None
     limit_articles: int | None = None
     resume_from: Path | None = None
     promote: bool = True
 
     @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> TrainRequest:
-        """Settings with the non-None ``overrides`` on top (TrainingConfig fields or this class's)."""
-        overrides = {key: value for key, value in overrides.items() if value is not None}
-        config_fields = set(TrainingConfig.__dataclass_fields__)
-        config = TrainingConfig(
-            **{
-                "epochs": settings.train_epochs,
-                "batch_size": settings.train_batch_size,
-                "learning_rate": settings.train_learning_rate,
-                "warmup_ratio": settings.train_warmup_ratio,
-                "sampler": settings.train_sampler,
-                "loss": settings.train_loss,
-                "mini_batch_size": settings.train_mini_batch_size,
-                "seed": settings.train_seed,
-                "max_seq_length": settings.train_max_seq_length,
-                "save_steps": settings.train_save_steps,
-                **{key: value for key, value in overrides.items() if key in config_fields},
-            }
-        )
-        gate_metric = overrides.get("gate_metric", settings.train_gate_metric)
-        if gate_metric not in METRICS:
-            raise UserError(f"unknown gate metric {gate_metric!r}: use one of {', '.join(METRICS)}")
+    def from_settings(
+        cls,
+        settings: Settings,
+        overrides: dict[str, Any] | None = None,
+        *,
+        max_steps: int | None = None,
+        base_model: str | None = None,
+        limit_articles: int | None = None,
+        resume_from: str | Path | None = None,
+        promote: bool = True,
+    ) -> TrainRequest:
+        """The settings' knobs with the non-None ``overrides`` (TrainKnobs field names) on top."""
+        knobs = settings.train_knobs(**(overrides or {}))
         return cls(
-            base_model=overrides.get("base_model", settings.base_model),
-            config=config,
-            token_budget=overrides.get("token_budget", settings.train_chunk_token_budget),
-            eval_fraction=overrides.get("eval_fraction", settings.train_eval_fraction),
-            gate_metric=gate_metric,
-            device=resolve_device(overrides.get("device", settings.train_device)),
-            limit_articles=overrides.get("limit_articles"),
-            resume_from=Path(overrides["resume_from"]).expanduser() if "resume_from" in overrides else None,
-            promote=overrides.get("promote", True),
+            knobs=knobs,
+            base_model=base_model or settings.base_model,
+            default_base_model=settings.base_model,
+            device=resolve_device(knobs.device),
+            max_steps=max_steps,
+            limit_articles=limit_articles,
+            resume_from=Path(resume_from).expanduser() if resume_from else None,
+            promote=promote,
         )
+
+    @property
+    def article_text(self) -> ArticleTextRecipe:
+        return ArticleTextRecipe.from_name(self.knobs.article_text)
+
+    @property
+    def config(self) -> TrainingConfig:
+        return self.knobs.training_config(max_steps=self.max_steps)
 
 
 @dataclass
@@ -86,10 +92,18 @@ class RunOutcome:
     promoted: bool
     reason: str
     artifact_path: str
+    gate_metric: str
     base_metrics: dict[str, float]
+    base_title_metrics: dict[str, float]
     finetuned_metrics: dict[str, float]
+    deltas: dict[str, dict[str, dict[str, float]]]
+    counts: dict[str, float]
     loss_log: list[dict[str, float]] = field(default_factory=list)
+    steps: int = 0
     samples_per_second: float = 0.0
+    device: str = "cpu"
+    precision: str = "fp32"
+    wise_ft_weight: float | None = None
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -98,9 +112,33 @@ class RunOutcome:
             "promoted": self.promoted,
             "reason": self.reason,
             "artifact_path": self.artifact_path,
-            "metrics": {"base": self.base_metrics, "finetuned": self.finetuned_metrics},
+            "gate_metric": self.gate_metric,
+            "metrics": {
+                "base": self.base_metrics,
+                "base_on_titles": self.base_title_metrics,
+                "finetuned": self.finetuned_metrics,
+            },
+            "deltas": self.deltas,
             "samples_per_second": self.samples_per_second,
         }
+
+
+class Reporter:
+    """What a caller shows while a run goes: a stage name around each step, and training progress."""
+
+    def stage(self, description: str) -> AbstractContextManager[None]:
+        @contextmanager
+        def quiet() -> Iterator[None]:
+            log.info("%s", description)
+            yield
+
+        return quiet()
+
+    def progress(self, step: int, total: int, logs: dict[str, float]) -> None:
+        """Called after every step, with the Trainer's log entry on logged steps ({} otherwise)."""
+
+    def message(self, text: str) -> None:
+        log.info("%s", text)
 
 
 def offline_hub() -> None:
@@ -109,24 +147,23 @@ def offline_hub() -> None:
 
 
 def load_pairs(engine: Engine, request: TrainRequest) -> PairSplit:
-    """Articles and references from the database, as training and held-out pairs."""
-    count_tokens = tokenizer_counter(resolve_model_path(request.base_model))
+    """Articles and references from the database, as training pairs and held-out (and validation) articles."""
     with Session(engine) as session:
-        # Streamed: the builder keeps each article's chunks, never a second whole copy of the corpus rows.
-        rows = corpus.iter_article_reference_texts(session=session, limit=request.limit_articles)
-        split = build_pairs(
-            (ArticleTexts(article_id, title, tuple(texts), lead) for article_id, title, texts, lead in rows),
-            count_tokens=count_tokens,
-            token_budget=request.token_budget,
-            eval_fraction=request.eval_fraction,
-        )
-    if not split.counts["references"]:
+        rows = corpus.article_reference_texts(session=session, limit=request.limit_articles)
+    if not rows:
         raise UserError("the database has no articles with references: run `wikiref scrape` first")
-    return split
-
-
-def evaluate_model(name_or_path: str, split: PairSplit, *, device: str) -> dict[str, float]:
-    return evaluate(load_model(resolve_model_path(name_or_path), device=device), split)
+    knobs = request.knobs
+    articles = [ArticleTexts(row[0], row[1], tuple(row[2]), *row[3:]) for row in rows]
+    return build_pairs(
+        articles,
+        count_tokens=tokenizer_counter(resolve_model_path(request.base_model)),
+        token_budget=knobs.chunk_token_budget,
+        eval_fraction=knobs.eval_fraction,
+        min_heldout_articles=knobs.min_heldout_articles,
+        recipe=request.article_text,
+        target=knobs.target,
+        validation_fraction=WISE_FT_VALIDATION_FRACTION if knobs.wise_ft else 0.0,
+    )
 
 
 def new_version_name(models_dir: Path, now: datetime | None = None) -> str:
@@ -139,63 +176,158 @@ def new_version_name(models_dir: Path, now: datetime | None = None) -> str:
     return name
 
 
-def train_version(
-    split: PairSplit,
-    request: TrainRequest,
-    *,
-    name: str,
-    models_dir: Path,
-    checkpoints_dir: Path,
-    on_progress: ProgressCallback | None = None,
-) -> TrainingResult:
-    return train(
-        base_model=resolve_model_path(request.base_model),
-        pairs=split.train,
-        output_dir=models_dir / name,
-        checkpoint_dir=checkpoints_dir / name,
-        config=request.config,
-        device=request.device,
-        resume_from_checkpoint=request.resume_from,
-        on_progress=on_progress,
-    )
+def ensure_base_version(engine: Engine, request: TrainRequest) -> str:
+    """Register the base model as a version (``base``); it becomes active when no version is."""
+    name = registry.base_version_name(request.base_model, request.default_base_model)
+    with Session(engine) as session:
+        _, activated = registry.ensure_base_version(
+            session=session,
+            name=name,
+            base_model=request.base_model,
+            article_text=request.knobs.article_text,
+        )
+    if activated:
+        log.info("the base model serves as version %s until a fine-tuned version passes the gate", name)
+    return name
+
+
+def choose_wise_ft_weight(model: Any, split: PairSplit, request: TrainRequest) -> float:
+    """The WiSE-FT mixing weight with the best gate metric on the validation articles (never the held-out)."""
+    trained = {key: value.clone() for key, value in model.state_dict().items()}
+    base_path = resolve_model_path(request.base_model)
+    best_weight, best = 1.0, float("-inf")
+    for weight in WISE_FT_WEIGHTS:
+        model.load_state_dict(trained)
+        wise_ft(model, base_path, weight)
+        score = score_articles(model, split.validation_articles, request.article_text, with_chunks=False)
+        value = score.metrics()[request.knobs.gate_metric]
+        log.info("WiSE-FT weight %.2f: validation %s %.4f", weight, request.knobs.gate_metric, value)
+        if value > best:
+            best_weight, best = weight, value
+    model.load_state_dict(trained)
+    wise_ft(model, base_path, best_weight)
+    return best_weight
 
 
 @dataclass(frozen=True)
-class ActiveScore:
+class ActiveScores:
     version_id: int | None
     name: str | None
-    score: float | None
+    is_base: bool
+    scores: ArticleScores | None
 
 
 def score_active_version(
-    engine: Engine, split: PairSplit, request: TrainRequest, base_metrics: dict[str, float]
-) -> ActiveScore:
-    """The active version's gate metric on this run's held-out set.
+    engine: Engine, split: PairSplit, request: TrainRequest, base_scores: ArticleScores
+) -> ActiveScores:
+    """The active version's per-article scores on this run's held-out articles, with its own article text.
 
-    The stored metrics are reused when the active version was evaluated on the same held-out set (same
-    held-out fingerprint); otherwise its artifact is evaluated now, because scores on different held-out sets
-    are not comparable. A base-model version without an artifact scores as the base model measured in this run.
+    The base version (no artifact, same base model) scores as the base model measured in this run.
     """
     with Session(engine) as session:
         active = registry.active_version(session=session)
         if active is None:
-            return ActiveScore(None, None, None)
-        version_id, name, metrics = active.id, active.name, dict(active.metrics or {})
+            return ActiveScores(None, None, False, None)
+        version_id, name = active.id, active.name
         artifact, base_model = active.artifact_path, active.base_model
-    stored = metrics.get("finetuned", {})
-    if metrics.get("heldout_fingerprint") == split.heldout_fingerprint and request.gate_metric in stored:
-        log.info("active version %s was evaluated on this held-out set: reusing its metrics", name)
-        return ActiveScore(version_id, name, float(stored[request.gate_metric]))
+        recipe = ArticleTextRecipe.from_name(active.article_text)
+    if artifact is None and base_model == request.base_model and recipe == request.article_text:
+        return ActiveScores(version_id, name, True, base_scores)
     model_path = artifact or resolve_model_path(base_model)
-    if not Path(model_path).exists() and artifact:
+    if not Path(model_path).exists():
         log.warning("artifact %s of active version %s is missing: cannot compare", artifact, name)
-        return ActiveScore(version_id, name, None)
-    if Path(model_path).resolve() == Path(resolve_model_path(request.base_model)).resolve():
-        return ActiveScore(version_id, name, base_metrics[request.gate_metric])
-    log.info("evaluating active version %s on this run's held-out set", name)
-    return ActiveScore(
-        version_id, name, evaluate_model(model_path, split, device=request.device)[request.gate_metric]
+        return ActiveScores(version_id, name, False, None)
+    log.info("evaluating active version %s on this run's held-out articles (%s)", name, recipe.name)
+    model = load_model(model_path, device=request.device)
+    return ActiveScores(version_id, name, False, score_articles(model, split.heldout_articles, recipe))
+
+
+def run_training(
+    engine: Engine,
+    request: TrainRequest,
+    *,
+    models_dir: Path,
+    checkpoints_dir: Path,
+    reporter: Reporter | None = None,
+) -> RunOutcome:
+    """The whole run; the caller only reports progress. Raises UserError on an empty database."""
+    reporter = reporter or Reporter()
+    knobs = request.knobs
+    offline_hub()
+    ensure_base_version(engine, request)
+    with reporter.stage("building pairs from the database"):
+        split = load_pairs(engine, request)
+    counts = split.counts
+    reporter.message(
+        f"pairs: {counts['train_pairs']:,} training from {counts['train_articles']:,} articles, "
+        f"{counts['heldout_articles']:,} held-out articles with {counts['heldout_references']:,} references "
+        f"(article text {split.recipe.name}, {knobs.target} targets; fingerprint {split.fingerprint[:12]})"
     )
+    base_path = resolve_model_path(request.base_model)
+    with reporter.stage("evaluating the base model on the held-out articles"):
+        base_model = load_model(base_path, device=request.device)
+        base_scores = score_articles(base_model, split.heldout_articles, request.article_text)
+        base_titles = (
+            base_scores
+            if request.article_text == TITLE_ONLY
+            else score_articles(base_model, split.heldout_articles, TITLE_ONLY)
+        )
+    name = new_version_name(models_dir)
+    config = request.config
+    result = train(
+        base_model=base_path,
+        pairs=split.train,
+        output_dir=models_dir / name,
+        checkpoint_dir=checkpoints_dir / name,
+        config=config,
+        device=request.device,
+        resume_from_checkpoint=request.resume_from,
+        on_progress=reporter.progress,
+    )
+    model = load_model(str(result.artifact_path), device=request.device)
+    weight = None
+    if knobs.wise_ft and len(split.validation_articles) >= 2:
+        with reporter.stage("choosing the WiSE-FT mixing weight on validation articles"):
+            weight = choose_wise_ft_weight(model, split, request)
+            model.save(str(result.artifact_path), create_model_card=False)
+    with reporter.stage("evaluating the fine-tuned model"):
+        scores = score_articles(model, split.heldout_articles, request.article_text)
+    with reporter.stage("scoring the active version on the same held-out articles"):
+        active = score_active_version(engine, split, request, base_scores)
+    seed = config.seed
+    vs_base = paired_bootstrap(scores, base_scores, samples=knobs.bootstrap_samples, seed=seed)
+    vs_titles = paired_bootstrap(scores, base_titles, samples=knobs.bootstrap_samples, seed=seed)
+    vs_active = (
+        paired_bootstrap(scores, active.scores, samples=knobs.bootstrap_samples, seed=seed)
+        if active.scores is not None and not active.is_base
+        else None
+    )
+    deltas = {
+        "vs_base": {metric: delta.as_dict() for metric, delta in vs_base.items()},
+        "vs_base_on_titles": {metric: delta.as_dict() for metric, delta in vs_titles.items()},
+    }
+    if vs_active is not None:
+        deltas["vs_active"] = {metric: delta.as_dict() for metric, delta in vs_active.items()}
+    return register_version(
+        engine,
+        name=name,
+        request=request,
+        split=split,
+        result=result,
+        base_metrics=base_scores.metrics(),
+        base_title_metrics=base_titles.metrics(),
+        finetuned_metrics=scores.metrics(),
+        deltas=deltas,
+        active=active,
+        wise_ft_weight=weight,
+    )
+
+
+def _gate_delta(deltas: dict[str, dict[str, float]] | None, metric: str) -> registry.GateDelta | None:
+    if deltas is None or metric not in deltas:
+        return None
+    entry = deltas[metric]
+    return registry.GateDelta(entry["delta"], entry["ci_low"], entry["ci_high"])
 
 
 def register_version(
@@ -206,38 +338,33 @@ def register_version(
     split: PairSplit,
     result: TrainingResult,
     base_metrics: dict[str, float],
+    base_title_metrics: dict[str, float],
     finetuned_metrics: dict[str, float],
-    active: ActiveScore,
+    deltas: dict[str, dict[str, dict[str, float]]],
+    active: ActiveScores,
+    wise_ft_weight: float | None,
 ) -> RunOutcome:
-    """Write the model card, add the version row, and promote it if the rule says so."""
+    """Add the version row, apply the gate, and write the model card with the gate's verdict."""
+    knobs = request.knobs
+    metric = knobs.gate_metric
     params = {
+        **knobs.model_dump(),
         **result.params,
-        "token_budget": request.token_budget,
-        "eval_fraction": request.eval_fraction,
-        "gate_metric": request.gate_metric,
+        "article_text": split.recipe.name,
         "steps": result.steps,
         "samples_per_second": round(result.samples_per_second, 2),
+        "wise_ft_weight": wise_ft_weight,
     }
-    card.write_model_card(
-        result.artifact_path,
-        name=name,
-        base_model=request.base_model,
-        params=params,
-        dataset_fingerprint=split.fingerprint,
-        dataset_counts=split.counts,
-        loss_log=result.loss_log,
-        base_metrics=base_metrics,
-        finetuned_metrics=finetuned_metrics,
-        samples_per_second=result.samples_per_second,
-    )
     metrics: dict[str, Any] = {
         "base": base_metrics,
+        "base_on_titles": base_title_metrics,
         "finetuned": finetuned_metrics,
+        "deltas": deltas,
         "heldout_fingerprint": split.heldout_fingerprint,
-        "gate_metric": request.gate_metric,
+        "gate_metric": metric,
     }
     if active.name is not None:
-        metrics["active_at_training"] = {"version": active.name, "score": active.score}
+        metrics["active_at_training"] = {"version": active.name}
     with Session(engine) as session:
         version = registry.create_version(
             session=session,
@@ -249,30 +376,63 @@ def register_version(
             metrics=metrics,
             loss_log=result.loss_log,
             artifact_path=str(result.artifact_path),
+            article_text=split.recipe.name,
         )
         version_id = version.id
-        if request.promote:
+        vs_base = _gate_delta(deltas["vs_base"], metric)
+        if active.version_id is not None and not active.is_base and active.scores is None:
+            promoted = False
+            reason = f"could not score the active version {active.name} on this held-out set; promote by hand"
+            version.status_reason = reason
+            session.commit()
+        elif request.promote:
             decision = registry.promote_if_better(
                 session=session,
                 version_id=version_id,
-                metric=request.gate_metric,
-                candidate_score=finetuned_metrics[request.gate_metric],
+                metric=metric,
+                vs_base=vs_base,
+                vs_active=_gate_delta(deltas.get("vs_active"), metric),
                 compared_with_id=active.version_id,
-                compared_score=active.score,
+                min_vs_base=knobs.gate_min_vs_base,
+                min_vs_active=knobs.gate_min_vs_active,
             )
             promoted, reason = decision.promote, decision.reason
         else:
             promoted, reason = False, "registered without promotion (--no-promote)"
             version.status_reason = reason
             session.commit()
+    card.write_model_card(
+        result.artifact_path,
+        name=name,
+        base_model=request.base_model,
+        params=params,
+        dataset_fingerprint=split.fingerprint,
+        dataset_counts=split.counts,
+        loss_log=result.loss_log,
+        base_metrics=base_metrics,
+        base_title_metrics=base_title_metrics,
+        finetuned_metrics=finetuned_metrics,
+        deltas=deltas,
+        article_text=split.recipe.name,
+        gate=card.gate_line(metric, "promoted" if promoted else "stays candidate", reason),
+        samples_per_second=result.samples_per_second,
+    )
     return RunOutcome(
         version_id=version_id,
         version=name,
         promoted=promoted,
         reason=reason,
         artifact_path=str(result.artifact_path),
+        gate_metric=metric,
         base_metrics=base_metrics,
+        base_title_metrics=base_title_metrics,
         finetuned_metrics=finetuned_metrics,
+        deltas=deltas,
+        counts=split.counts,
         loss_log=result.loss_log,
+        steps=result.steps,
         samples_per_second=result.samples_per_second,
+        device=result.device,
+        precision=result.precision,
+        wise_ft_weight=wise_ft_weight,
     )

@@ -109,62 +109,78 @@ def test_retiring_deletes_only_that_versions_embeddings_and_refuses_the_active_o
             registry.activate_version(session=session, version_id=gone.id)
 
 
-def test_the_promotion_rule_promotes_at_least_as_good_and_keeps_worse_as_candidate() -> None:
-    assert registry.decide_promotion(
-        metric="ndcg@10", candidate_score=0.5, active_name=None, active_score=None
-    ).promote
-    assert registry.decide_promotion(
-        metric="ndcg@10", candidate_score=0.61, active_name="v1", active_score=0.6
-    ).promote
-    assert registry.decide_promotion(
-        metric="ndcg@10", candidate_score=0.6, active_name="v1", active_score=0.6
-    ).promote
-    worse = registry.decide_promotion(
-        metric="ndcg@10", candidate_score=0.59, active_name="v1", active_score=0.6
-    )
-    assert not worse.promote
-    assert worse.reason == "ndcg@10 0.5900 < 0.6000 of active v1 on the same held-out set"
-    unknown = registry.decide_promotion(
-        metric="ndcg@10", candidate_score=0.9, active_name="v1", active_score=None
-    )
-    assert not unknown.promote
+GAIN = registry.GateDelta(0.05, 0.02, 0.08)
+NOISE = registry.GateDelta(0.01, -0.005, 0.025)
+LOSS = registry.GateDelta(-0.03, -0.05, -0.01)
 
 
-def test_promote_if_better_applies_the_rule_both_ways(engine: Engine) -> None:
+def test_the_gate_needs_a_ci_above_zero_vs_base_and_not_below_zero_vs_active() -> None:
+    assert registry.decide_promotion(
+        metric="ndcg@10", vs_base=GAIN, active_name="base", vs_active=None
+    ).promote
+    noise = registry.decide_promotion(metric="ndcg@10", vs_base=NOISE, active_name="base", vs_active=None)
+    assert not noise.promote
+    assert noise.reason == (
+        "ndcg@10 vs base +0.0100 [95% CI -0.0050, +0.0250]: the lower bound is not above +0.0000, "
+        "so the gain may be noise or a loss; stays candidate"
+    )
+    assert not registry.decide_promotion(
+        metric="ndcg@10", vs_base=LOSS, active_name=None, vs_active=None
+    ).promote
+    behind = registry.decide_promotion(metric="ndcg@10", vs_base=GAIN, active_name="ft-1", vs_active=LOSS)
+    assert not behind.promote and "vs active ft-1 -0.0300" in behind.reason
+    # A tie with the active version is allowed (lower bound 0); settings can relax either bound.
+    tie = registry.GateDelta(0.0, 0.0, 0.01)
+    assert registry.decide_promotion(
+        metric="ndcg@10", vs_base=GAIN, active_name="ft-1", vs_active=tie
+    ).promote
+    assert registry.decide_promotion(
+        metric="ndcg@10", vs_base=NOISE, active_name=None, vs_active=None, min_vs_base=-0.01
+    ).promote
+
+
+def test_the_base_model_is_a_version_that_serves_until_a_version_passes_the_gate(engine: Engine) -> None:
     with Session(engine) as session:
-        first = make_version(session, "ft-1", ndcg=0.60)
-        assert registry.promote_if_better(
-            session=session,
-            version_id=first.id,
-            metric="ndcg@10",
-            candidate_score=0.60,
-            compared_with_id=None,
-            compared_score=None,
-        ).promote
-        worse = make_version(session, "ft-2", ndcg=0.55)
+        base, activated = registry.ensure_base_version(
+            session=session, name="base", base_model="m", article_text="title+lead40"
+        )
+        assert activated and base.status == "active" and base.artifact_path is None
+        assert base.article_text == "title+lead40"
+        again, activated = registry.ensure_base_version(
+            session=session, name="base", base_model="m", params={}
+        )
+        assert again.id == base.id and not activated
+        noisy = make_version(session, "ft-1")
         decision = registry.promote_if_better(
             session=session,
-            version_id=worse.id,
+            version_id=noisy.id,
             metric="ndcg@10",
-            candidate_score=0.55,
-            compared_with_id=first.id,
-            compared_score=0.60,
+            vs_base=NOISE,
+            vs_active=None,
+            compared_with_id=base.id,
         )
         assert not decision.promote
-        better = make_version(session, "ft-3", ndcg=0.65)
+        better = make_version(session, "ft-2")
         assert registry.promote_if_better(
             session=session,
             version_id=better.id,
             metric="ndcg@10",
-            candidate_score=0.65,
-            compared_with_id=first.id,
-            compared_score=0.60,
+            vs_base=GAIN,
+            vs_active=None,
+            compared_with_id=base.id,
+        ).promote
+        worse_than_active = make_version(session, "ft-3")
+        assert not registry.promote_if_better(
+            session=session,
+            version_id=worse_than_active.id,
+            metric="ndcg@10",
+            vs_base=GAIN,
+            vs_active=LOSS,
+            compared_with_id=better.id,
         ).promote
     with Session(engine) as session:
-        status = {v.name: (v.status, v.status_reason) for v in registry.list_versions(session=session)}
-    assert status["ft-1"] == ("superseded", "superseded by ft-3")
-    assert status["ft-2"] == ("candidate", "ndcg@10 0.5500 < 0.6000 of active ft-1 on the same held-out set")
-    assert status["ft-3"][0] == "active"
+        status = {v.name: v.status for v in registry.list_versions(session=session)}
+    assert status == {"base": "superseded", "ft-1": "candidate", "ft-2": "active", "ft-3": "candidate"}
 
 
 def test_a_comparison_with_a_version_no_longer_active_does_not_promote(engine: Engine) -> None:
@@ -177,9 +193,9 @@ def test_a_comparison_with_a_version_no_longer_active_does_not_promote(engine: E
             session=session,
             version_id=late.id,
             metric="ndcg@10",
-            candidate_score=0.99,
+            vs_base=GAIN,
+            vs_active=GAIN,
             compared_with_id=first.id,
-            compared_score=0.5,
         )
         assert not decision.promote
         assert "changed to ft-2" in decision.reason

@@ -70,15 +70,22 @@ def test_scrape_stores_the_slice_and_publishes_its_summary(
     assert counts["articles new"] == len(SLICE) and counts["references added"] == references
 
 
-def test_train_registers_an_active_version_and_publishes_loss_and_metrics(
+def serving_version(trained: dict) -> str:
+    """The fine-tuned version if the gate promoted it, else the base model's version."""
+    return trained["version"] if trained["promoted"] else "base"
+
+
+def test_train_registers_a_version_gates_it_and_publishes_loss_and_metrics(
     pipeline_run: Run, sub_runs, flow_database
 ) -> None:
     trained = pipeline_run.result["train"]
-    assert trained["promoted"] is True  # the first version of a database becomes active
+    gate = trained["deltas"]["vs_base"]["ndcg@10"]
+    assert trained["promoted"] is (gate["ci_low"] > 0)
     active = rows(flow_database["database_url"], "SELECT name FROM model_versions WHERE status = 'active'")
-    assert active == [(trained["version"],)]
+    assert active == [(serving_version(trained),)]
     artifacts = artifacts_of(sub_runs["train_model"].id)
-    assert {"training-loss", "training-metrics", "training-progress"} <= set(artifacts), sorted(artifacts)
+    expected = {"training-loss", "training-loss-plot", "training-metrics", "training-progress"}
+    assert expected <= set(artifacts), sorted(artifacts)
     metrics = {row["metric"]: row for row in table_of(artifacts["training-metrics"])}
     assert {"ndcg@10", "mrr@10"} <= set(metrics)
     assert metrics["ndcg@10"]["fine-tuned"] == round(trained["metrics"]["finetuned"]["ndcg@10"], 4)
@@ -121,5 +128,5 @@ def test_pipeline_ends_with_a_similarity_query_and_the_sql_functions_answer(
 def test_embed_on_its_own_afterwards_encodes_nothing_new(pipeline_run: Run, flow_database) -> None:
     again = run_flow(embed_texts, **flow_database)
     assert again.result["encoded"] == {"references": 0, "titles": 0}
-    assert again.result["model_version"] == pipeline_run.result["train"]["version"]
+    assert again.result["model_version"] == serving_version(pipeline_run.result["train"])
     assert "embedding-counts" in artifacts_of(again.id)

@@ -7,13 +7,23 @@ import pytest
 from sentence_transformers import SentenceTransformer
 from sqlalchemy.orm import Session
 
+from db import registry
 from db.corpus import article_reference_texts
 from db.engine import make_engine
 from models.base import BASE_MODEL_ID, resolve_model_path
-from models.card import render_model_card
-from models.evaluate import METRICS, evaluate, load_model
-from models.finetune import TrainingConfig, TrainingError, TrainingResult, resolve_precision, train
-from models.pairs import ArticleTexts, PairSplit, build_pairs, tokenizer_counter
+from models.card import LOSS_PLOT, loss_plot_svg, render_model_card
+from models.evaluate import METRICS, evaluate, load_model, paired_bootstrap
+from models.finetune import (
+    TrainingConfig,
+    TrainingError,
+    TrainingResult,
+    resolve_precision,
+    source_aware_sampler,
+    source_keys,
+    train,
+    wise_ft,
+)
+from models.pairs import ArticleTexts, Pair, PairSplit, build_pairs, tokenizer_counter
 
 pytestmark = pytest.mark.slow
 
@@ -25,11 +35,18 @@ STEPS = 4
 def split(loaded_template_url: str) -> PairSplit:
     engine = make_engine(loaded_template_url)
     with Session(engine) as session:
-        rows = article_reference_texts(session=session, limit=30)
+        rows = article_reference_texts(session=session, limit=60)
     # The template must have no connections left for other tests to copy it.
     engine.dispose()
     articles = [ArticleTexts(i, title, tuple(texts), lead) for i, title, texts, lead in rows]
-    return build_pairs(articles, count_tokens=tokenizer_counter(BASE), token_budget=86, eval_fraction=0.15)
+    return build_pairs(
+        articles,
+        count_tokens=tokenizer_counter(BASE),
+        token_budget=86,
+        eval_fraction=0.15,
+        min_heldout_articles=20,
+        target="reference",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -68,13 +85,82 @@ def test_evaluation_reports_every_metric_for_base_and_fine_tuned(
 ) -> None:
     base = evaluate(load_model(BASE), split)
     finetuned = evaluate(load_model(str(trained.artifact_path)), split)
-    assert list(base) == list(METRICS) == list(finetuned)
-    for metrics in (base, finetuned):
+    assert base.article_ids == finetuned.article_ids == tuple(a.article_id for a in split.heldout_articles)
+    assert list(base.metrics()) == list(METRICS) == list(finetuned.metrics())
+    for metrics in (base.metrics(), finetuned.metrics()):
         assert all(0.0 <= value <= 1.0 for value in metrics.values())
-        # Titles as queries against their own chunks: far better than chance on real pages.
+        # Titles as queries against their own references: far better than chance on real pages.
         assert metrics["ndcg@10"] > 0.3
         assert metrics["ref_to_title_acc@1"] > 1 / len(split.heldout_titles)
-    assert evaluate(load_model(BASE), split) == base
+    assert evaluate(load_model(BASE), split).metrics() == base.metrics()
+
+
+def test_the_gate_refuses_a_wrecked_version_and_promotes_a_clearly_better_one(
+    tmp_path: Path, split: PairSplit
+) -> None:
+    # A few steps at a learning rate this high wreck the model: its CI vs the base lies below zero.
+    wrecked = train(
+        base_model=BASE,
+        pairs=split.train,
+        output_dir=tmp_path / "wrecked",
+        checkpoint_dir=tmp_path / "checkpoints",
+        config=TrainingConfig(max_steps=3, learning_rate=5e-3, batch_size=16),
+        device="cpu",
+    )
+    base = evaluate(load_model(BASE), split)
+    worse = evaluate(load_model(str(wrecked.artifact_path)), split)
+    vs_base = paired_bootstrap(worse, base, seed=1)["ndcg@10"]
+    assert vs_base.high < 0
+    refused = registry.decide_promotion(
+        metric="ndcg@10",
+        vs_base=registry.GateDelta(vs_base.value, vs_base.low, vs_base.high),
+        active_name="base",
+        vs_active=None,
+    )
+    assert not refused.promote and "the lower bound is not above +0.0000" in refused.reason
+    # The other way round, measured the same way: the base model is clearly better than the wrecked one.
+    gain = paired_bootstrap(base, worse, seed=1)["ndcg@10"]
+    assert gain.low > 0
+    assert registry.decide_promotion(
+        metric="ndcg@10",
+        vs_base=registry.GateDelta(gain.value, gain.low, gain.high),
+        active_name="wrecked",
+        vs_active=registry.GateDelta(gain.value, gain.low, gain.high),
+    ).promote
+
+
+def test_wise_ft_mixes_the_weights_with_the_base_model(trained: TrainingResult) -> None:
+    texts = ["Cat", "Coppinger, Raymond (2001). Dogs. Scribner."]
+    base = SentenceTransformer(BASE, device="cpu").encode(texts)
+    model = load_model(str(trained.artifact_path))
+    tuned = model.encode(texts)
+    wise_ft(model, BASE, 0.0)
+    np.testing.assert_allclose(model.encode(texts), base, atol=1e-5)
+    mixed = load_model(str(trained.artifact_path))
+    wise_ft(mixed, BASE, 0.5)
+    halfway = mixed.encode(texts)
+    assert not np.allclose(halfway, base, atol=1e-5) and not np.allclose(halfway, tuned, atol=1e-5)
+
+
+def test_no_batch_holds_a_source_that_another_anchor_of_the_batch_cites() -> None:
+    shared = "Smith, J. (2001). Dogs. doi:10.1000/xyz123."
+    assert "doi:10.1000/xyz123" in source_keys(shared)
+    assert source_keys("See https://www.example.org/page/.") >= {"url:example.org/page"}
+    assert "doi:10.1000/xyz123" in source_keys("Smith J, Dogs, 2001. https://doi.org/10.1000/XYZ123")
+    pairs = [
+        Pair(1, "A", shared, "A"),
+        Pair(2, "B", "Smith J, Dogs, 2001. https://doi.org/10.1000/XYZ123", "B"),
+    ]
+    pairs += [Pair(i, f"T{i}", f"Reference {i} of its own.", f"T{i}") for i in range(3, 11)]
+    pairs += [Pair(1, "A", "Another reference of A.", "A")]
+    sampler = source_aware_sampler(pairs)(list(range(len(pairs))), batch_size=4, drop_last=False, seed=5)
+    batches = list(sampler)
+    assert sorted(i for batch in batches for i in batch) == list(range(len(pairs)))
+    for batch in batches:
+        # Articles 1 and 2 cite the same DOI, and article 1 (A) appears once per batch at most.
+        assert not {0, 1} <= set(batch)
+        assert not {0, len(pairs) - 1} <= set(batch)
+        assert not {1, len(pairs) - 1} <= set(batch)
 
 
 def test_an_existing_model_folder_is_never_overwritten(tmp_path: Path, split: PairSplit) -> None:
@@ -123,13 +209,15 @@ def test_bad_options_are_refused_in_one_message() -> None:
     with pytest.raises(TrainingError, match="batch_size must be at least 2.*sampler must be"):
         TrainingConfig(batch_size=1, sampler="shuffled")
     assert resolve_precision("auto", "cpu") == "fp32"
+    assert resolve_precision("bf16", "cpu") == "bf16"
     with pytest.raises(TrainingError, match="needs a CUDA device"):
-        resolve_precision("bf16", "cpu")
+        resolve_precision("fp16", "cpu")
 
 
-def test_the_model_card_holds_the_training_log_and_the_evaluation_table(trained: TrainingResult) -> None:
+def test_the_model_card_holds_the_loss_plot_and_base_vs_fine_tuned_with_cis(trained: TrainingResult) -> None:
     base = dict.fromkeys(METRICS, 0.5)
     finetuned = dict.fromkeys(METRICS, 0.6)
+    ci = {"delta": 0.1, "ci_low": 0.05, "ci_high": 0.15}
     text = render_model_card(
         name="ft-test",
         base_model=BASE_MODEL_ID,
@@ -138,11 +226,19 @@ def test_the_model_card_holds_the_training_log_and_the_evaluation_table(trained:
         dataset_counts={"train_pairs": 10},
         loss_log=trained.loss_log,
         base_metrics=base,
+        base_title_metrics=dict.fromkeys(METRICS, 0.4),
         finetuned_metrics=finetuned,
+        deltas={"vs_base": dict.fromkeys(METRICS, ci)},
+        article_text="title+lead40",
+        gate="**Gate (ndcg@10): promoted.**",
         samples_per_second=12.5,
     )
     assert text.startswith("---\nlibrary_name: sentence-transformers\n")
-    assert f"base_model: {BASE_MODEL_ID}" in text
+    assert f"base_model: {BASE_MODEL_ID}" in text and "**Article text: `title+lead40`.**" in text
+    assert f"![training loss]({LOSS_PLOT})" in text
     assert text.count("\n| 1 | ") == 1 and f"\n| {STEPS} | " in text
-    assert "| ndcg@10 | 0.5000 | 0.6000 | +0.1000 |" in text
-    assert "| ref_to_title_acc@1 | 0.5000 | 0.6000 | +0.1000 |" in text
+    assert "| ndcg@10 | 0.4 | 0.5 | 0.6 | +0.1000 [+0.0500, +0.1500] | - |" in text
+    assert text.rstrip().endswith("**Gate (ndcg@10): promoted.**")
+    svg = loss_plot_svg(trained.loss_log)
+    assert svg.startswith("<svg") and svg.count("<polyline") == 1
+    assert len(svg.split('points="')[1].split('"')[0].split()) == len(trained.loss_log)

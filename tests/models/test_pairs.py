@@ -5,6 +5,7 @@ from sqlalchemy.orm import Session
 
 from db.corpus import article_reference_texts, iter_article_reference_texts
 from db.engine import make_engine
+from models.article_text import ArticleTextRecipe
 from models.base import BASE_MODEL_ID, resolve_model_path
 from models.pairs import ArticleTexts, build_pairs, chunk_references, heldout_score, tokenizer_counter
 
@@ -116,12 +117,60 @@ def test_pairs_of_the_shared_pages_use_the_model_tokenizer_and_do_not_leak(loade
         token_budget=86,
         eval_fraction=0.1,
     )
-    assert split.counts["references"] == sum(len(texts) for _, _, texts in rows)
+    assert split.counts["references"] == sum(len(texts) for _, _, texts, _ in rows)
     assert not {p.title for p in split.train} & {p.title for p in split.heldout}
     # The default budget gives chunks of about the reference recipe's 69 tokens.
     assert 55 <= split.counts["mean_chunk_tokens"] <= 80
     # Every chunk fits the budget unless it is one reference that is longer on its own.
-    single = {title: {" ".join(text.split()) for text in texts} for _, title, texts in rows}
+    single = {title: {" ".join(text.split()) for text in texts} for _, title, texts, _ in rows}
     pairs = split.train + split.heldout
     over = [p for p, n in zip(pairs, count([p.chunk for p in pairs]), strict=True) if n > 86]
     assert over and all(p.chunk in single[p.title] for p in over)
+
+
+def test_the_held_out_set_has_a_floor_is_disjoint_and_keeps_its_articles_as_the_corpus_grows() -> None:
+    floored = build_pairs(
+        corpus(60), count_tokens=words, token_budget=30, eval_fraction=0.2, min_heldout_articles=25
+    )
+    assert floored.counts["heldout_articles"] == 25
+    # The floor never takes more than half of the articles.
+    assert (
+        build_pairs(
+            corpus(10), count_tokens=words, token_budget=30, eval_fraction=0.2, min_heldout_articles=25
+        ).counts["heldout_articles"]
+        == 5
+    )
+
+    # Above the floor, the title hash alone decides: growing the corpus only adds articles to either side.
+    sides = []
+    for size in (400, 800):
+        split = build_pairs(
+            corpus(size), count_tokens=words, token_budget=30, eval_fraction=0.2, min_heldout_articles=25
+        )
+        heldout = set(split.heldout_titles.values())
+        train = {p.title for p in split.train}
+        assert heldout and train and not heldout & train
+        assert {a.title for a in split.heldout_articles} == heldout
+        sides.append((heldout, train))
+    (small_heldout, small_train), (grown_heldout, grown_train) = sides
+    assert small_heldout < grown_heldout and small_train < grown_train
+
+
+def test_targets_are_single_references_or_chunks_and_anchors_follow_the_article_text_recipe() -> None:
+    articles = [replace(a, lead=f"Lead of article {a.article_id} says what it is about.") for a in corpus(30)]
+    singles = build_pairs(
+        articles,
+        count_tokens=words,
+        token_budget=30,
+        eval_fraction=0.2,
+        recipe=ArticleTextRecipe(3),
+        target="reference",
+        validation_fraction=0.2,
+    )
+    assert all(p.anchor == f"{p.title}. Lead of article" for p in singles.train)
+    assert all(p.chunk.startswith("Author ") and p.chunk.endswith("Publisher.") for p in singles.train)
+    assert len(singles.train) == 6 * singles.counts["train_articles"]
+    validation = {a.title for a in singles.validation_articles}
+    assert validation and not validation & {p.title for p in singles.train}
+    assert not validation & set(singles.heldout_titles.values())
+    assert all(len(a.references) == 6 for a in singles.heldout_articles)

@@ -1,0 +1,48 @@
+"""The training knobs are declared once (TrainKnobs): settings, CLI options and the flow parameter follow it."""
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from flows.errors import UserError
+from flows.settings import RECIPES, Settings, TrainKnobs, TrainOverrides
+
+
+def test_every_knob_is_a_setting_an_option_and_a_flow_parameter() -> None:
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.cli import app
+    from flows.train import train_model
+
+    options = {param.name: param for param in typer.main.get_command(app).commands["train"].params}
+    assert CliRunner().invoke(app, ["train", "--help"]).exit_code == 0
+    schema = parameter_schema(train_model).model_dump()
+    overrides = schema["definitions"]["TrainOverrides"]["properties"]
+    for name, knob in TrainKnobs.model_fields.items():
+        assert f"train_{name}" in Settings.model_fields
+        assert Settings.model_fields[f"train_{name}"].default == knob.default
+        assert f"--{name.replace('_', '-')}" in options[name].opts
+        assert (
+            options[name].help
+            == f"{knob.description} [setting WIKIREF_TRAIN_{name.upper()}, default: {knob.default}]"
+        )
+        assert overrides[name]["description"] == knob.description
+    assert set(overrides) == set(TrainKnobs.model_fields) == set(TrainOverrides.model_fields)
+
+
+def test_a_recipe_sets_its_knobs_the_run_overrides_them_and_bad_knobs_fail_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WIKIREF_TRAIN_LEARNING_RATE", "1e-4")
+    settings = Settings()
+    assert settings.train_knobs().learning_rate == 1e-4
+    reference = settings.train_knobs(recipe="reference", batch_size=16, sampler=None)
+    expected = {**settings.train_knobs().model_dump(), **RECIPES["reference"], "recipe": "reference"}
+    assert reference.model_dump() == {**expected, "batch_size": 16}
+    assert reference.batch_size == 16 and reference.sampler == "batch"
+    with pytest.raises(
+        UserError, match=r"^bad training options: article_text: Value error, unknown article text"
+    ):
+        settings.train_knobs(article_text="title+summary")
+    with pytest.raises(UserError, match="batch_size: Input should be greater than or equal to 2"):
+        settings.train_knobs(batch_size=1)
