@@ -57,6 +57,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "cmnrl-no-shared-source": {**CMNRL, "target": "reference", "sampler": "no_shared_source"},
     "cmnrl-lr1e-4": {**CMNRL, "target": "reference", "learning_rate": 1e-4},
     "cmnrl-lead40": {**CMNRL, "target": "reference", "article_text": "title+lead40"},
+    "cmnrl-lead160": {**CMNRL, "target": "reference", "article_text": "title+lead160"},
     "cmnrl-nss-sym-lead40": {
         **CMNRL,
         "target": "reference",

@@ -148,22 +148,24 @@ def offline_hub() -> None:
 
 def load_pairs(engine: Engine, request: TrainRequest) -> PairSplit:
     """Articles and references from the database, as training pairs and held-out (and validation) articles."""
-    with Session(engine) as session:
-        rows = corpus.article_reference_texts(session=session, limit=request.limit_articles)
-    if not rows:
-        raise UserError("the database has no articles with references: run `wikiref scrape` first")
     knobs = request.knobs
-    articles = [ArticleTexts(row[0], row[1], tuple(row[2]), *row[3:]) for row in rows]
-    return build_pairs(
-        articles,
-        count_tokens=tokenizer_counter(resolve_model_path(request.base_model)),
-        token_budget=knobs.chunk_token_budget,
-        eval_fraction=knobs.eval_fraction,
-        min_heldout_articles=knobs.min_heldout_articles,
-        recipe=request.article_text,
-        target=knobs.target,
-        validation_fraction=WISE_FT_VALIDATION_FRACTION if knobs.wise_ft else 0.0,
-    )
+    count_tokens = tokenizer_counter(resolve_model_path(request.base_model))
+    with Session(engine) as session:
+        # Streamed: the builder keeps each article's chunks, never a second whole copy of the corpus rows.
+        rows = corpus.iter_article_reference_texts(session=session, limit=request.limit_articles)
+        split = build_pairs(
+            (ArticleTexts(article_id, title, tuple(texts), lead) for article_id, title, texts, lead in rows),
+            count_tokens=count_tokens,
+            token_budget=knobs.chunk_token_budget,
+            eval_fraction=knobs.eval_fraction,
+            min_heldout_articles=knobs.min_heldout_articles,
+            recipe=request.article_text,
+            target=knobs.target,
+            validation_fraction=WISE_FT_VALIDATION_FRACTION if knobs.wise_ft else 0.0,
+        )
+    if not split.counts["references"]:
+        raise UserError("the database has no articles with references: run `wikiref scrape` first")
+    return split
 
 
 def new_version_name(models_dir: Path, now: datetime | None = None) -> str:
