@@ -26,6 +26,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from db.engine import validate_database_url
 from flows.errors import UserError
+from models.article_text import DEFAULT_RECIPE
 from models.finetune import TrainingConfig
 from models.pairs import DEFAULT_EVAL_FRACTION, DEFAULT_MIN_HELDOUT_ARTICLES, DEFAULT_TOKEN_BUDGET
 
@@ -247,7 +248,7 @@ class TrainKnobs(BaseModel):
         default="reference", description="Train on single references or on chunks of consecutive ones."
     )
     article_text: str = Field(
-        default="title+lead40",
+        default=DEFAULT_RECIPE.name,
         description="What an article is, for training and serving: 'title' or 'title+leadN' (first N lead words).",
     )
     wise_ft: bool = Field(

@@ -146,9 +146,7 @@ def test_the_base_model_is_a_version_that_serves_until_a_version_passes_the_gate
         )
         assert activated and base.status == "active" and base.artifact_path is None
         assert base.article_text == "title+lead40"
-        again, activated = registry.ensure_base_version(
-            session=session, name="base", base_model="m", params={}
-        )
+        again, activated = registry.ensure_base_version(session=session, name="base", base_model="m")
         assert again.id == base.id and not activated
         noisy = make_version(session, "ft-1")
         decision = registry.promote_if_better(

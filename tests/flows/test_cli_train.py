@@ -25,16 +25,14 @@ def test_train_gates_each_version_on_its_ci_the_base_serves_meanwhile_and_models
     first = run_cli("train", "--max-steps", "2", *quick, "--bootstrap-samples", "500", env=env)
     assert first.returncode == 0, first.stderr
     assert "pairs: " in first.stdout and "step 1/2 loss" in first.stdout
-    # base on titles, base on the version's article text (title+lead40), fine-tuned, change and its 95% CI
+    # base on titles, base on the version's article text (title+lead160), fine-tuned, change and its 95% CI
     number, change = r"0\.\d{4}", r"[+-]0\.\d{4}"
     row = rf"ndcg@10 +│ +{number} +│ +{number} +│ +{number} +│ +{change} +│ +\[{change}, {change}\]"
     assert re.search(row, first.stdout), first.stdout
     rows = versions(loaded_database_url)
     (good,) = set(rows) - {"base"}
-    assert {rows["base"][0], rows[good][0]} == {
-        "active",
-        "superseded" if rows[good][0] == "active" else "active",
-    }
+    # Two steps may or may not clear the gate; either way exactly one of the two serves.
+    assert (rows["base"][0], rows[good][0]) in {("superseded", "active"), ("active", "candidate")}
     serving = good if rows[good][0] == "active" else "base"
 
     # A few steps at a learning rate this high wreck the model: the gate refuses it, whatever serves.
