@@ -28,6 +28,18 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_WIKIPEDIA = REPO_ROOT.parent / "shared" / "data" / "wikipedia"
 TEMPLATE_DATABASE = "wikiref_test_template"
 
+# Markers that follow from what a test needs, so that the fast set (`-m "not slow and not server and not
+# browser"`) stays fast as tests are added: each `wikiref` subprocess imports Prefect and torch (3-4 s), and
+# a Prefect server takes 10-20 s to start.
+MARKER_BY_FIXTURE = {"run_cli": "slow", "prefect_harness": "slow", "prefect_server": "server"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture, marker in MARKER_BY_FIXTURE.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(marker)
+
 
 def database_on(server_url: str, name: str) -> str:
     return make_url(libpq_url(server_url)).set(database=name).render_as_string(hide_password=False)

@@ -80,6 +80,7 @@ def test_embed_options_are_checked_before_the_flow(
     assert "prefect" not in result.stderr.lower()
 
 
+@pytest.mark.slow
 def test_db_stop_during_a_scrape_is_one_line_and_a_rerun_converges(tmp_path: Path) -> None:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("WIKIREF_")}
     environment.update(

@@ -9,6 +9,7 @@ import sys
 import time
 
 import httpx
+import pytest
 from sqlalchemy import create_engine, text
 
 from db.engine import sqlalchemy_url
@@ -46,6 +47,7 @@ def test_bad_input_is_one_line(run_cli, database_url: str, tmp_path) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_mirror_serve_answers_the_action_api(tmp_path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

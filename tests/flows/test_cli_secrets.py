@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import psycopg
+import pytest
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
@@ -62,6 +63,7 @@ def test_run_refuses_credentials_as_a_flow_parameter(run_cli) -> None:
     assert PASSWORD not in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_db_psql_keeps_the_password_out_of_the_process_list(
     server_url: str, database_url: str, tmp_path: Path
 ) -> None:

@@ -17,6 +17,9 @@ from flows.orphans import OWNER_VARIABLE, _identity, orphaned_servers
 from tests.conftest import REPO_ROOT, SHARED_WIKIPEDIA
 from tests.flows.conftest import PrefectServer, clean_environment, free_port
 
+# wikiref runs as real subprocesses here.
+pytestmark = pytest.mark.slow
+
 
 def servers_owned_by(pid: int) -> list[int]:
     owner = _identity(pid)
