@@ -48,7 +48,23 @@ WISE_FT_WEIGHTS = (0.25, 0.5, 0.75, 1.0)
 
 # Each configuration: TrainingConfig fields, plus the training target, the anchor's article text and WiSE-FT.
 CMNRL = {"loss": "cached_mnrl", "batch_size": 64, "mini_batch_size": 32, "sampler": "no_duplicates"}
+
+
+def product_recipe(name: str) -> dict[str, Any]:
+    """A named recipe of `wikiref train` (flows.settings.RECIPES on the TrainKnobs defaults) as bench knobs."""
+    from flows.settings import RECIPES, TrainKnobs
+
+    knobs = TrainKnobs(**RECIPES[name])
+    config = knobs.training_config().as_params()
+    for per_run in ("seed", "save_steps", "max_steps", "logging_steps", "epochs"):
+        config.pop(per_run)
+    return {**config, "target": knobs.target, "article_text": knobs.article_text}
+
+
 CONFIGS: dict[str, dict[str, Any]] = {
+    # What `wikiref train` runs with its defaults, and with --recipe reference.
+    "default": product_recipe("default"),
+    "reference-recipe": product_recipe("reference"),
     "reference": {"target": "chunk"},
     "previous-default": {"sampler": "no_duplicates", "target": "chunk"},
     "cmnrl": {**CMNRL, "target": "reference"},
@@ -58,6 +74,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "cmnrl-lr1e-4": {**CMNRL, "target": "reference", "learning_rate": 1e-4},
     "cmnrl-lead40": {**CMNRL, "target": "reference", "article_text": "title+lead40"},
     "cmnrl-lead160": {**CMNRL, "target": "reference", "article_text": "title+lead160"},
+    "default-4096-pairs": {**product_recipe("default"), "max_pairs": 4096},
     "cmnrl-nss-sym-lead40": {
         **CMNRL,
         "target": "reference",
@@ -118,7 +135,9 @@ def main() -> int:
     parser.add_argument(
         "--wise-ft", action="store_true", help="also score each run mixed with the base (WiSE-FT)"
     )
-    parser.add_argument("--precision", default="fp32", help="fp32 or bf16 (CPU autocast)")
+    parser.add_argument(
+        "--precision", default="fp32", help="fp32 or bf16 (CPU autocast), where a configuration sets none"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--validation-fraction", type=float, default=0.1)
     parser.add_argument(
@@ -204,7 +223,7 @@ def main() -> int:
             report["base"]["title"] = base_titles.metrics()
             for seed in seeds:
                 config = TrainingConfig(
-                    **knobs, seed=seed, epochs=args.epochs, save_steps=10**9, precision=args.precision
+                    **{"precision": args.precision, **knobs}, seed=seed, epochs=args.epochs, save_steps=10**9
                 )
                 if args.max_samples:
                     config = replace(config, max_steps=max(1, args.max_samples // config.batch_size))

@@ -17,6 +17,7 @@ from models.finetune import (
     TrainingConfig,
     TrainingError,
     TrainingResult,
+    cpu_has_bf16,
     resolve_precision,
     source_aware_sampler,
     source_keys,
@@ -205,10 +206,35 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path: Path, split: P
     assert [entry["step"] for entry in resumed.loss_log if entry["step"] > 2] == [3]
 
 
+def test_max_pairs_bounds_the_steps_of_a_run_and_never_adds_any(tmp_path: Path, split: PairSplit) -> None:
+    capped = train(
+        base_model=BASE,
+        pairs=split.train,
+        output_dir=tmp_path / "capped",
+        checkpoint_dir=tmp_path / "c1",
+        config=TrainingConfig(batch_size=8, max_pairs=20, logging_steps=1),
+        device="cpu",
+    )
+    assert capped.steps == 3  # ceil(20 / 8)
+    few = split.train[:24]
+    uncapped = train(
+        base_model=BASE,
+        pairs=few,
+        output_dir=tmp_path / "uncapped",
+        checkpoint_dir=tmp_path / "c2",
+        config=TrainingConfig(batch_size=8, max_pairs=4096, logging_steps=1),
+        device="cpu",
+    )
+    assert uncapped.steps == 3  # one epoch of 24 pairs: a cap above the data trains no second pass
+
+
 def test_bad_options_are_refused_in_one_message() -> None:
     with pytest.raises(TrainingError, match="batch_size must be at least 2.*sampler must be"):
         TrainingConfig(batch_size=1, sampler="shuffled")
-    assert resolve_precision("auto", "cpu") == "fp32"
+    with pytest.raises(TrainingError, match="max_pairs must be 0"):
+        TrainingConfig(max_pairs=-1)
+    assert resolve_precision("auto", "cpu") == ("bf16" if cpu_has_bf16() else "fp32")
+    assert resolve_precision("fp32", "cpu") == "fp32"
     assert resolve_precision("bf16", "cpu") == "bf16"
     with pytest.raises(TrainingError, match="needs a CUDA device"):
         resolve_precision("fp16", "cpu")
