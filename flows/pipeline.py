@@ -25,7 +25,7 @@ from flows.train import train_model
 
 # A first run should end in minutes on a laptop CPU: 12 steps of the default batch of 64 see 768 (article text,
 # reference) pairs, enough to exercise evaluation, the gate and the registry (the gate may well keep the base
-# model serving). The train-weekly deployment (and `wikiref run train`) trains full epochs.
+# model serving). The train-weekly deployment (and `wikiref run train`) trains the default recipe.
 QUICK_MAX_STEPS = 12
 
 
@@ -88,8 +88,8 @@ def pipeline(
         dump_path: A Wikimedia Enterprise HTML dump (NDJSON, optionally .tar.gz) to load instead of the
             live wiki.
         limit: Scrape at most this many articles.
-        max_steps: Training steps; the default keeps a first run to minutes on a CPU. Empty: full epochs
-            (WIKIREF_TRAIN_EPOCHS).
+        max_steps: Training steps; the default keeps a first run to minutes on a CPU. Empty: the
+            training settings decide (WIKIREF_TRAIN_MAX_PAIRS, WIKIREF_TRAIN_EPOCHS).
         query_title: The article whose most similar references are printed at the end. Empty: the first
             given title that has references, else the article with the most references.
         k: How many similar references to print.

@@ -94,7 +94,7 @@ def train_model(
     Args:
         knobs: Training knobs (recipe, batch size, learning rate, sampler, loss, article text, gate, ...); each one
             left empty takes its WIKIREF_TRAIN_* setting.
-        max_steps: Stop after this many optimizer steps (a quick run); empty trains full epochs.
+        max_steps: Stop after this many optimizer steps (a quick run); empty: max_pairs and epochs decide.
         base_model: Hub id or local folder to fine-tune; recorded as given. Empty: WIKIREF_BASE_MODEL.
         limit_articles: Train on the first N articles only (development runs).
         promote: Apply the gate; off registers the version as a candidate.

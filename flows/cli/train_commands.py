@@ -140,7 +140,7 @@ def _knob_parameters() -> list[inspect.Parameter]:
 
 def train(
     max_steps: int | None = typer.Option(
-        None, "--max-steps", help="Stop after N steps (quick runs); default: full epochs."
+        None, "--max-steps", help="Stop after N steps (quick runs); default: --max-pairs and --epochs decide."
     ),
     base_model: str | None = typer.Option(
         None, "--base-model", help="Hub id or folder to fine-tune (setting WIKIREF_BASE_MODEL)."

@@ -1,0 +1,88 @@
+"""Print the markdown tables of docs/training.md and the README from the raw JSON of bench/train_bench.py runs.
+
+python bench/train_tables.py bench/results/default-vs-reference.json bench/results/default-4096-pairs.json
+
+One row per configuration and seed (metrics, deltas with their 95% CIs, training time), then one row per
+configuration over its seeds (mean ± std of the deltas, and the worst seed).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+METRICS = (("ndcg@10", "NDCG@10"), ("ref_to_title_acc@1", "acc@1"))
+
+
+def row(*cells: object) -> str:
+    return "| " + " | ".join(str(cell) for cell in cells) + " |"
+
+
+def delta(entry: dict) -> str:
+    return f"{entry['delta']:+.4f} [{entry['ci_low']:+.4f}, {entry['ci_high']:+.4f}]"
+
+
+def mean_std(values: list[float]) -> str:
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):+.4f} ± {spread:.4f}"
+
+
+def main(paths: list[Path]) -> None:
+    reports = [(path, json.loads(path.read_text())) for path in paths]
+    runs = [(path.name, report, run) for path, report in reports for run in report["runs"]]
+
+    print(row("base model, article text", "NDCG@10", "acc@1", "evaluated articles"))
+    print(row("---", "---", "---", "---"))
+    shown = set()
+    for _, report in reports:
+        for text, metrics in report["base"].items():
+            if text not in shown:
+                shown.add(text)
+                articles = report.get("eval_limit") or report["data"]["heldout_articles"]
+                print(
+                    row(text, f"{metrics['ndcg@10']:.4f}", f"{metrics['ref_to_title_acc@1']:.4f}", articles)
+                )
+    print()
+
+    header = ["configuration (JSON)", "seed", "pairs", "minutes", "samples/s"]
+    for _, name in METRICS:
+        header += [name, f"Δ {name} vs base, same text [95% CI]", f"Δ {name} vs base on titles [95% CI]"]
+    print(row(*header))
+    print(row(*["---"] * len(header)))
+    for file, _, run in runs:
+        cells = [
+            f"{run['config']} (`{file}`)",
+            run["seed"],
+            run["steps"] * run["params"]["batch_size"],
+            f"{run['train_seconds'] / 60:.1f}",
+            f"{run['samples_per_second']:.2f}",
+        ]
+        for metric, _ in METRICS:
+            cells += [
+                f"{run['metrics'][metric]:.4f}",
+                delta(run["vs_base_same_text"][metric]),
+                delta(run["vs_base_titles"][metric]),
+            ]
+        print(row(*cells))
+    print()
+
+    header = ["configuration", "seeds"]
+    for _, name in METRICS:
+        header += [f"Δ {name} vs base on titles", "worst seed", f"Δ {name} vs base, same text"]
+    print(row(*header))
+    print(row(*["---"] * len(header)))
+    configs = dict.fromkeys(run["config"] for _, _, run in runs)
+    for config in configs:
+        chosen = [run for _, _, run in runs if run["config"] == config]
+        cells = [config, len(chosen)]
+        for metric, _ in METRICS:
+            titles = [run["vs_base_titles"][metric]["delta"] for run in chosen]
+            same = [run["vs_base_same_text"][metric]["delta"] for run in chosen]
+            cells += [mean_std(titles), f"{min(titles):+.4f}", mean_std(same)]
+        print(row(*cells))
+
+
+if __name__ == "__main__":
+    main([Path(arg) for arg in sys.argv[1:]])

@@ -1,0 +1,31 @@
+"""bench/train_tables.py prints what the raw JSON of bench/train_bench.py holds."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+
+from tests.conftest import REPO_ROOT
+
+RESULTS = [
+    REPO_ROOT / "bench/results/proxy-512-lead160.json",
+    REPO_ROOT / "bench/results/proxy-512-lead160-seeds23.json",
+]
+
+
+def test_the_summary_row_is_the_mean_of_the_seeds_in_the_json() -> None:
+    printed = subprocess.run(
+        [sys.executable, "bench/train_tables.py", *map(str, RESULTS)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    runs = [run for path in RESULTS for run in json.loads(path.read_text())["runs"]]
+    lead160 = [run["vs_base_titles"]["ndcg@10"]["delta"] for run in runs if run["config"] == "cmnrl-lead160"]
+    summary = next(line for line in printed.splitlines() if line.startswith("| cmnrl-lead160 | 3 |"))
+    assert f"{statistics.fmean(lead160):+.4f} ± {statistics.stdev(lead160):.4f}" in summary
+    assert f"{min(lead160):+.4f}" in summary
+    assert printed.count("(`proxy-512-lead160") == len(runs)
