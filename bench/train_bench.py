@@ -75,6 +75,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "cmnrl-lead40": {**CMNRL, "target": "reference", "article_text": "title+lead40"},
     "cmnrl-lead160": {**CMNRL, "target": "reference", "article_text": "title+lead160"},
     "default-4096-pairs": {**product_recipe("default"), "max_pairs": 4096},
+    "default-symmetric": {**product_recipe("default"), "symmetric": True},
     "cmnrl-nss-sym-lead40": {
         **CMNRL,
         "target": "reference",
