@@ -341,9 +341,10 @@ def train(
     # 4. Arguments
     steps_per_epoch = -(-len(pairs) // config.batch_size)
     total_steps = config.max_steps or int(steps_per_epoch * config.epochs + 0.999)
-    capped = config.max_pairs and -(-config.max_pairs // config.batch_size) < total_steps
+    budget_steps = -(-config.max_pairs // config.batch_size)
+    capped = 0 < budget_steps < total_steps
     if capped:
-        total_steps = -(-config.max_pairs // config.batch_size)
+        total_steps = budget_steps
     logging_steps = config.logging_steps or max(1, min(50, total_steps // 20))
     args = SentenceTransformerTrainingArguments(
         output_dir=str(checkpoint_dir),
