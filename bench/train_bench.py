@@ -76,6 +76,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "cmnrl-lead160": {**CMNRL, "target": "reference", "article_text": "title+lead160"},
     "default-4096-pairs": {**product_recipe("default"), "max_pairs": 4096},
     "default-symmetric": {**product_recipe("default"), "symmetric": True},
+    "default-symmetric-4096-pairs": {**product_recipe("default"), "symmetric": True, "max_pairs": 4096},
     "cmnrl-nss-sym-lead40": {
         **CMNRL,
         "target": "reference",
