@@ -8,9 +8,9 @@ configuration over its seeds (mean ± std of the deltas, and the worst seed).
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
-import sys
 from pathlib import Path
 
 METRICS = (("ndcg@10", "NDCG@10"), ("ref_to_title_acc@1", "acc@1"))
@@ -85,4 +85,10 @@ def main(paths: list[Path]) -> None:
 
 
 if __name__ == "__main__":
-    main([Path(arg) for arg in sys.argv[1:]])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "results", nargs="+", type=Path, help="raw JSON files written by bench/train_bench.py"
+    )
+    main(parser.parse_args().results)
