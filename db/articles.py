@@ -447,9 +447,12 @@ def _insert_new_articles(session: Session, pages: Sequence[PageRecord]) -> list[
     """Insert the articles of ``pages`` (none stored, titles distinct) with one multi-row INSERT and all their
     references with one COPY, committed together; per page its result, or None where a concurrent writer
     inserted the article first (``ON CONFLICT DO NOTHING``: that page is left to ``upsert_page``)."""
+    # In (wiki, title) order: two loaders writing overlapping titles then wait on each other's rows in the same
+    # order instead of deadlocking, and the second one's conflicting pages fall back to upsert_page.
+    ordered = sorted(pages, key=lambda page: (page.wiki, page.title))
     rows = session.execute(
         pg_insert(Article)
-        .values([_new_article_values(page) for page in pages])
+        .values([_new_article_values(page) for page in ordered])
         .on_conflict_do_nothing(index_elements=["wiki", "title"])
         .returning(Article.id, Article.wiki, Article.title)
     ).all()

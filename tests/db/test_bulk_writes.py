@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
+import psycopg
 import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
@@ -187,3 +191,40 @@ def test_unchecked_batches_write_new_articles_whatever_they_hold(
     assert stored_rows(engine) == stored_rows(other_engine)
     with Session(engine) as session:
         assert upsert_pages(session=session, pages=[]) == []
+
+
+def test_a_batch_waits_for_a_concurrent_insert_and_leaves_that_article_to_upsert_page(
+    engine: Engine, database_url: str
+) -> None:
+    """A real concurrent writer holds an uncommitted insert of one of the batch's titles: the batch's INSERT
+    waits for it (or its read already sees the row) and, once it commits, the others are written together and
+    that page one by one."""
+    batch = [
+        page("Zebra duck", citations(2), 1),
+        page("Mallard", ODD, 7),
+        page("Amazon duck", citations(3), 1),
+    ]
+    with psycopg.connect(database_url) as other:
+        other.execute(
+            "INSERT INTO articles (wiki, title, revision_id) VALUES (%s, 'Mallard', 6)",
+            (WIKI,),
+        )
+        results: list = []
+        writer = threading.Thread(target=lambda: results.extend(write_batched(engine, batch)))
+        writer.start()
+        time.sleep(2)
+        assert writer.is_alive()  # waiting on the uncommitted Mallard
+        other.commit()
+    writer.join(timeout=60)
+    assert [(r.title, r.status, r.references_added) for r in results] == [
+        ("Zebra duck", "new", 2),
+        ("Mallard", "updated", len(ODD)),
+        ("Amazon duck", "new", 3),
+    ]
+    with engine.connect() as connection:
+        assert connection.execute(
+            text(
+                "SELECT a.title, a.revision_id, count(r.id) FROM articles a "
+                "LEFT JOIN article_references r ON r.article_id = a.id GROUP BY 1, 2 ORDER BY 1"
+            )
+        ).all() == [("Amazon duck", 1, 3), ("Mallard", 7, len(ODD)), ("Zebra duck", 1, 2)]
