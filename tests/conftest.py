@@ -94,6 +94,16 @@ def database_url(server_url: str, template_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
+def other_engine(server_url: str, template_url: str) -> Iterator[Engine]:
+    """A second fresh, migrated database, e.g. for the same input written another way."""
+    url = create_database(server_url, template=TEMPLATE_DATABASE)
+    engine = make_engine(url)
+    yield engine
+    engine.dispose()
+    drop_database(server_url, url)
+
+
+@pytest.fixture
 def empty_database_url(server_url: str) -> Iterator[str]:
     """A fresh database with no migrations applied."""
     url = create_database(server_url)

@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from db.articles import RevisionChecks, stored_revisions, upsert_page
+from db.articles import RevisionChecks, stored_revisions, upsert_pages
 from flows.mediawiki.dump import DumpError, DumpPage, DumpReader
 from flows.mediawiki.saved import iter_saved_pages
 from flows.steps.records import WriteCounts, page_record
@@ -26,20 +26,26 @@ def load_saved_pages(
     include_bulk: bool = False,
     limit: int | None = None,
     wiki: str = "en.wikipedia.org",
+    batch_size: int = 50,
 ) -> WriteCounts:
-    """Extract and upsert the saved pages of ``root`` (first ``limit`` of them); one transaction per page."""
+    """Extract and upsert the saved pages of ``root`` (first ``limit`` of them), ``batch_size`` pages at a time:
+    new articles together (``upsert_pages``), the others one transaction per page."""
     counts = WriteCounts()
-    pages = iter_saved_pages(root, include_bulk=include_bulk)
+    pages = itertools.islice(iter_saved_pages(root, include_bulk=include_bulk), limit)
     with Session(engine) as session:
-        for page in itertools.islice(pages, limit):
-            record = page_record(
-                wiki=wiki,
-                title=page.title,
-                html=page.html,
-                page_id=page.page_id,
-                revision_id=page.revision_id,
-            )
-            counts.add(upsert_page(session=session, page=record))
+        while batch := list(itertools.islice(pages, batch_size)):
+            records = [
+                page_record(
+                    wiki=wiki,
+                    title=page.title,
+                    html=page.html,
+                    page_id=page.page_id,
+                    revision_id=page.revision_id,
+                )
+                for page in batch
+            ]
+            for result in upsert_pages(session=session, pages=records):
+                counts.add(result)
     log.info(
         "loaded %d saved pages from %s: %d new, %d updated, %d unchanged; %d references added, %d removed",
         counts.articles,
@@ -74,12 +80,15 @@ def load_dump(
     force: bool = False,
     checks: RevisionChecks = RevisionChecks(),
     on_batch: Callable[[int], None] | None = None,
+    bulk: bool = True,
 ) -> ScrapeSummary:
     """Load an Enterprise HTML dump: articles whose stored revision is current are skipped before extraction.
 
     ``wiki`` is used for records whose URL names no host. ``on_batch(pages_read)`` reports progress. Bad
     records are skipped and listed in the summary (``skipped_records``); a broken stream raises ``DumpError``
-    after the articles read before the break are written.
+    after the articles read before the break are written. The new articles of a batch are written together
+    (one INSERT, one COPY of their references: ``db.articles.upsert_pages``); ``bulk=False`` writes every
+    article on its own (``upsert_page``), with the same rows and counts, slower.
     """
     summary = ScrapeSummary(wiki=wiki or "")
     reader = DumpReader(path, wiki=wiki)
@@ -118,7 +127,7 @@ def load_dump(
                 )
                 for page in stale
             ]
-            summary.counts.merge(write_records(engine, records, checks))
+            summary.counts.merge(write_records(engine, records, checks, bulk=bulk))
         if on_batch:
             on_batch(read)
     summary.requested = read

@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from db.articles import PageRecord, RevisionChecks, pending_revisions, stored_revisions, upsert_page
+from db.articles import (
+    PageRecord,
+    RevisionChecks,
+    pending_revisions,
+    stored_revisions,
+    upsert_page,
+    upsert_pages,
+)
 from flows import markdown
 from flows.mediawiki.client import (
     ClientConfig,
@@ -286,13 +293,25 @@ def extract_pages(wiki: str, pages: Iterable[FetchedPage]) -> list[PageRecord]:
 
 
 def write_records(
-    engine: Engine, records: Iterable[PageRecord], checks: RevisionChecks = RevisionChecks()
+    engine: Engine,
+    records: Iterable[PageRecord],
+    checks: RevisionChecks = RevisionChecks(),
+    *,
+    bulk: bool = False,
 ) -> WriteCounts:
-    """Upsert each article with its references, one transaction per article; failing revisions are quarantined."""
+    """Upsert each article with its references, one transaction per article; failing revisions are quarantined.
+
+    ``bulk``: the new articles among ``records`` are written together (``db.articles.upsert_pages``: one
+    INSERT and one COPY), the rest one by one as without it; same rows and counts.
+    """
     counts = WriteCounts()
     with Session(engine) as session:
-        for record in records:
-            counts.add(upsert_page(session=session, page=record, checks=checks))
+        if bulk:
+            for result in upsert_pages(session=session, pages=list(records), checks=checks):
+                counts.add(result)
+        else:
+            for record in records:
+                counts.add(upsert_page(session=session, page=record, checks=checks))
     log.info(
         "wrote articles: %d new, %d updated, %d unchanged, %d quarantined; references: %d added, %d removed",
         counts.articles_new,
