@@ -1,6 +1,6 @@
 """Print the markdown tables of docs/training.md and the README from the raw JSON of bench/train_bench.py runs.
 
-python bench/train_tables.py bench/results/default-vs-reference.json bench/results/default-4096-pairs.json
+python bench/train_tables.py bench/results/default-vs-reference.json bench/results/default-symmetric-4096-pairs.json
 
 One row per configuration and seed (metrics, deltas with their 95% CIs, training time), then one row per
 configuration over its seeds (mean ± std of the deltas, and the worst seed).
