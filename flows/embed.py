@@ -82,7 +82,7 @@ def embed_texts(
         model_version: name or id of the version; default: the active one.
         batch_size: texts per forward pass (default: settings).
         chunk_size: texts per encoding task and per COPY transaction (default: settings).
-        backend: torch, onnx or auto (default: settings).
+        backend: torch, onnx, openvino or auto (default: settings).
         device: cpu or cuda (default: settings).
         limit: encode at most this many rows of each kind (a partial run: the version is not marked complete).
     """

@@ -365,10 +365,12 @@ TrainOverrides = create_model(
 class EmbedSettings(BaseSettings):
     """Encoding, HNSW indexes and query recall (WIKIREF_EMBED_*, WIKIREF_HNSW_*)."""
 
-    embed_backend: Literal["auto", "torch", "onnx"] = Field(
+    embed_backend: Literal["auto", "torch", "onnx", "openvino"] = Field(
         default="auto",
         description="Encoder runtime: torch (fp32, CPU or CUDA), onnx (int8, needs `pip install 'wikiref[fast]'`), "
-        "or auto = onnx when installed, else torch. Queries are encoded with the same backend.",
+        "openvino (bf16 where the CPU has it, else fp32; CPU only; needs `pip install 'wikiref[openvino]'`), "
+        "or auto = the fastest installed: openvino on a CPU with bf16, else onnx, else torch. "
+        "Queries are encoded with the same backend.",
     )
     embed_device: str = Field(
         default="cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="cpu, cuda or cuda:N."

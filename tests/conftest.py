@@ -243,13 +243,13 @@ def register_base_version(session, *, name: str = "base", status: str = "active"
 
 
 def base_encoder_config(onnx_cache_dir: Path):
-    """The encoder the flow picks with default settings (onnx when wikiref[fast] is installed)."""
+    """The encoder the flow picks with default settings (the fastest installed: models.encode.fastest_backend)."""
     from models.base import BASE_MODEL_ID, resolve_model_path
-    from models.encode import EncoderConfig, fast_backend_available
+    from models.encode import EncoderConfig, fastest_backend
 
     return EncoderConfig(
         model_path=resolve_model_path(BASE_MODEL_ID),
-        backend="onnx" if fast_backend_available() else "torch",
+        backend=fastest_backend(),
         cache_dir=str(onnx_cache_dir),
     )
 

@@ -41,7 +41,9 @@ def embed(
         help="Name or id of the version to embed with (default: the active one).",
     ),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Texts per forward pass."),
-    backend: str | None = typer.Option(None, "--backend", help="torch, onnx or auto (default: settings)."),
+    backend: str | None = typer.Option(
+        None, "--backend", help="torch, onnx, openvino or auto (default: settings)."
+    ),
     device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: settings)."),
     limit: int | None = typer.Option(
         None,

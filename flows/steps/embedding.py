@@ -24,7 +24,7 @@ from db.embeddings import KINDS, PendingRow, VersionInfo
 from flows.settings import Settings
 from models.article_text import ArticleTextRecipe
 from models.base import resolve_model_path
-from models.encode import EncoderConfig, encode_texts, fast_backend_available
+from models.encode import EncoderConfig, encode_texts, fastest_backend
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +38,18 @@ ProgressCallback = Callable[[str, int, int], None]
 def encoder_config(
     settings: Settings, model_path: str, backend: str | None = None, device: str | None = None
 ) -> EncoderConfig:
-    """The encoder the settings ask for; ``auto`` means onnx when ``wikiref[fast]`` is installed."""
+    """The encoder the settings ask for; ``auto`` means the fastest installed (models.encode.fastest_backend)."""
     chosen = backend or settings.embed_backend
+    device = device or settings.embed_device
     if chosen == "auto":
-        chosen = "onnx" if fast_backend_available() else "torch"
+        chosen = fastest_backend(device)
     if Path(model_path).is_dir():
         # A local folder needs no hub; this keeps transformers from probing the network for it.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     return EncoderConfig(
         model_path=model_path,
         backend=chosen,
-        device=device or settings.embed_device,
+        device=device,
         cache_dir=str(settings.onnx_cache_dir),
         threads=settings.embed_threads,
     )

@@ -67,7 +67,10 @@ def test_unusable_data_dir_is_one_line(run_cli, tmp_path: Path, data_dir: str, r
 @pytest.mark.parametrize(
     ("option", "message"),
     [
-        (["--backend", "garbage"], "--backend 'garbage': Input should be 'auto', 'torch' or 'onnx'"),
+        (
+            ["--backend", "garbage"],
+            "--backend 'garbage': Input should be 'auto', 'torch', 'onnx' or 'openvino'",
+        ),
         (["--device", "garbage"], "--device 'garbage': String should match pattern"),
         (["--model-version", "nope"], "unknown model version 'nope': see `wikiref models list`"),
     ],

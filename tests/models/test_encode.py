@@ -1,4 +1,5 @@
-"""models.encode with the real base model: both backends, batching by length, progress, caching of the export."""
+"""models.encode with the real base model: the three backends, batching by length, progress, caching of exports,
+what ``auto`` picks."""
 
 from __future__ import annotations
 
@@ -8,14 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import models.encode as encode_module
 from models.base import BASE_MODEL_ID, resolve_model_path
 from models.encode import (
     EncoderConfig,
     EncoderUnavailable,
+    OpenVinoEncoder,
     encode_texts,
     export_onnx_int8,
+    export_openvino,
+    fastest_backend,
     length_sorted_batches,
     load_encoder,
+    openvino_cpu_has_bf16,
 )
 
 TEXTS = [
@@ -102,3 +108,63 @@ def test_bad_backend_or_model_is_refused(model_path: str, tmp_path: Path) -> Non
     pytest.importorskip("onnxruntime", reason="the onnx backend is the optional extra wikiref[fast]")
     with pytest.raises(EncoderUnavailable, match="needs a local model folder"):
         load_encoder(EncoderConfig("some/hub-model", "onnx", cache_dir=str(tmp_path)))
+
+
+def test_openvino_encoder_agrees_with_fp32_and_exports_once(model_path: str, onnx_cache_dir: Path) -> None:
+    pytest.importorskip("openvino", reason="the openvino backend is the optional extra wikiref[openvino]")
+    config = EncoderConfig(model_path, "openvino", cache_dir=str(onnx_cache_dir))
+    calls = []
+    fast = encode_texts(config, TEXTS, batch_size=2, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(7, 7)]  # four batches of two, one group of up to eight batches
+    exact = encode_texts(EncoderConfig(model_path, "torch"), TEXTS, batch_size=4)
+    assert fast.shape == (len(TEXTS), 384) and fast.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
+    # bf16 arithmetic (fp32 where the CPU has none) over fp32 weights: far closer to fp32 than int8 is.
+    cosine = (fast * exact).sum(axis=1)
+    assert cosine.min() > 0.999, cosine
+    # More batches than a group holds, in parallel requests: every text lands in its own row.
+    vectors = encode_texts(config, TEXTS * 3, batch_size=1)
+    np.testing.assert_allclose((vectors * np.tile(fast, (3, 1))).sum(axis=1), 1.0, atol=2e-3)
+
+    exported = export_openvino(Path(model_path), onnx_cache_dir)
+    assert exported.name == "model.xml" and exported.with_suffix(".bin").exists()
+    stamp = exported.stat().st_mtime_ns
+    assert export_openvino(Path(model_path), onnx_cache_dir) == exported
+    assert exported.stat().st_mtime_ns == stamp
+
+
+def test_auto_is_the_fastest_installed_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.settings import Settings
+    from flows.steps.embedding import encoder_config
+
+    expected = (
+        "openvino"
+        if openvino_cpu_has_bf16()
+        else "onnx"
+        if encode_module.fast_backend_available()
+        else "torch"
+    )
+    assert fastest_backend() == expected
+    assert encoder_config(Settings(), "some/model").backend == expected
+    assert encoder_config(Settings(), "some/model", backend="torch").backend == "torch"
+
+    monkeypatch.setattr(encode_module, "openvino_cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(encode_module, "fast_backend_available", lambda: True)
+    assert fastest_backend("cpu") == "openvino"
+    assert fastest_backend("cuda") == "onnx"  # OpenVINO runs on the CPU only
+    monkeypatch.setattr(encode_module, "openvino_cpu_has_bf16", lambda: False)  # fp32 OpenVINO < onnx int8
+    assert fastest_backend("cpu") == "onnx"
+    monkeypatch.setattr(encode_module, "fast_backend_available", lambda: False)
+    assert fastest_backend("cpu") == "torch"
+
+
+def test_openvino_backend_says_what_it_needs(
+    model_path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(EncoderUnavailable, match="runs on the CPU only"):
+        OpenVinoEncoder(EncoderConfig(model_path, "openvino", device="cuda", cache_dir=str(tmp_path)))
+    with pytest.raises(EncoderUnavailable, match="needs a local model folder"):
+        OpenVinoEncoder(EncoderConfig("some/hub-model", "openvino", cache_dir=str(tmp_path)))
+    monkeypatch.setattr(encode_module, "openvino_available", lambda: False)
+    with pytest.raises(EncoderUnavailable, match=r"pip install 'wikiref\[openvino\]'"):
+        OpenVinoEncoder(EncoderConfig(model_path, "openvino", cache_dir=str(tmp_path)))
