@@ -28,7 +28,12 @@ from db.engine import validate_database_url
 from flows.errors import UserError
 from models.article_text import DEFAULT_RECIPE
 from models.finetune import TrainingConfig
-from models.pairs import DEFAULT_EVAL_FRACTION, DEFAULT_MIN_HELDOUT_ARTICLES, DEFAULT_TOKEN_BUDGET
+from models.pairs import (
+    DEFAULT_EVAL_FRACTION,
+    DEFAULT_MAX_HELDOUT_ARTICLES,
+    DEFAULT_MIN_HELDOUT_ARTICLES,
+    DEFAULT_TOKEN_BUDGET,
+)
 
 # --- orchestrate: the main job's default titles --------------------------------------------------------
 # Well-referenced, long-lived English Wikipedia articles across science, history, technology and nature,
@@ -287,6 +292,13 @@ class TrainKnobs(BaseModel):
         ge=0,
         description="Hold out at least this many articles (at most half): fewer cannot tell a gain from noise.",
     )
+    max_heldout_articles: int = Field(
+        default=DEFAULT_MAX_HELDOUT_ARTICLES,
+        ge=0,
+        description="Evaluate at most this many held-out articles, those of lowest title hash (and as many "
+        "validation articles): evaluation time and memory stay flat as the corpus grows. Held-out articles "
+        "beyond it are neither evaluated nor trained on. 0: no cap.",
+    )
     gate_metric: Literal["ndcg@10", "ref_to_title_acc@1"] = Field(
         default="ndcg@10",
         description="Held-out metric of the gate: article -> single references NDCG@10, or reference -> "
@@ -313,6 +325,15 @@ class TrainKnobs(BaseModel):
         from models.article_text import ArticleTextRecipe
 
         return ArticleTextRecipe.from_name(value).name
+
+    @model_validator(mode="after")
+    def _check_heldout_cap(self) -> TrainKnobs:
+        if 0 < self.max_heldout_articles < max(self.min_heldout_articles, 2):
+            raise ValueError(
+                f"max_heldout_articles ({self.max_heldout_articles}) must be 0 (no cap) or at least "
+                f"min_heldout_articles ({self.min_heldout_articles}) and 2"
+            )
+        return self
 
     def training_config(self, *, max_steps: int | None = None) -> TrainingConfig:
         """The hyperparameters ``models.finetune.train`` takes."""

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from models.errors import ModelError
-from models.pairs import Pair
+from models.pairs import Pair, TrainPairs
 
 log = logging.getLogger(__name__)
 
@@ -313,10 +313,14 @@ def train(
     model = SentenceTransformer(base_model, device=device)
     model.max_seq_length = config.max_seq_length
 
-    # 2. Data: (anchor, positive) columns, in the order the pair builder made them; the sampler shuffles.
-    train_dataset = Dataset.from_dict(
-        {"anchor": [pair.anchor for pair in pairs], "positive": [pair.chunk for pair in pairs]}
-    )
+    # 2. Data: (anchor, positive) columns, in the order the pair builder made them; the sampler shuffles. Pairs
+    # on disk (models.pairs.TrainPairs) are memory-mapped as they are, never copied into memory.
+    if isinstance(pairs, TrainPairs):
+        train_dataset = pairs.dataset()
+    else:
+        train_dataset = Dataset.from_dict(
+            {"anchor": [pair.anchor for pair in pairs], "positive": [pair.chunk for pair in pairs]}
+        )
 
     # 3. Loss: in-batch negatives, cosine similarity scaled by 20 as in the reference recipe.
     directions = ("query_to_doc", "doc_to_query") if config.symmetric else ("query_to_doc",)
@@ -332,10 +336,11 @@ def train(
         loss = MultipleNegativesRankingLoss(
             model, scale=config.scale, similarity_fct=cos_sim, directions=directions
         )
+    # The source-aware sampler reads every pair's source keys into memory: built only when it is asked for.
     samplers = {
-        "batch": BatchSamplers.BATCH_SAMPLER,
-        "no_duplicates": BatchSamplers.NO_DUPLICATES,
-        "no_shared_source": source_aware_sampler(pairs),
+        "batch": lambda: BatchSamplers.BATCH_SAMPLER,
+        "no_duplicates": lambda: BatchSamplers.NO_DUPLICATES,
+        "no_shared_source": lambda: source_aware_sampler(pairs),
     }
 
     # 4. Arguments
@@ -357,7 +362,7 @@ def train(
         max_grad_norm=config.max_grad_norm,
         seed=config.seed,
         data_seed=config.seed,
-        batch_sampler=samplers[config.sampler],
+        batch_sampler=samplers[config.sampler](),
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=device == "cpu",

@@ -151,7 +151,8 @@ def load_pairs(engine: Engine, request: TrainRequest) -> PairSplit:
     knobs = request.knobs
     count_tokens = tokenizer_counter(resolve_model_path(request.base_model))
     with Session(engine) as session:
-        # Streamed: the builder keeps each article's chunks, never a second whole copy of the corpus rows.
+        # Streamed: rows go through the builder once into a spill file; training pairs land in an Arrow file
+        # (split.train), and only the capped held-out and validation articles stay in memory.
         rows = corpus.iter_article_reference_texts(session=session, limit=request.limit_articles)
         split = build_pairs(
             (ArticleTexts(article_id, title, tuple(texts), lead) for article_id, title, texts, lead in rows),
@@ -159,6 +160,7 @@ def load_pairs(engine: Engine, request: TrainRequest) -> PairSplit:
             token_budget=knobs.chunk_token_budget,
             eval_fraction=knobs.eval_fraction,
             min_heldout_articles=knobs.min_heldout_articles,
+            max_heldout_articles=knobs.max_heldout_articles,
             recipe=request.article_text,
             target=knobs.target,
             validation_fraction=WISE_FT_VALIDATION_FRACTION if knobs.wise_ft else 0.0,

@@ -46,3 +46,12 @@ def test_a_recipe_sets_its_knobs_the_run_overrides_them_and_bad_knobs_fail_in_on
         settings.train_knobs(article_text="title+summary")
     with pytest.raises(UserError, match="batch_size: Input should be greater than or equal to 2"):
         settings.train_knobs(batch_size=1)
+
+
+def test_the_held_out_cap_is_zero_or_at_least_the_floor() -> None:
+    settings = Settings()
+    assert settings.train_knobs().max_heldout_articles == 1000
+    assert settings.train_knobs(max_heldout_articles=0).max_heldout_articles == 0
+    assert settings.train_knobs(max_heldout_articles=50, min_heldout_articles=50).max_heldout_articles == 50
+    with pytest.raises(UserError, match=r"max_heldout_articles \(49\) must be 0 \(no cap\) or at least"):
+        settings.train_knobs(max_heldout_articles=49, min_heldout_articles=50)

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from sentence_transformers import SentenceTransformer
 from sqlalchemy.orm import Session
 
@@ -24,7 +25,7 @@ from models.finetune import (
     train,
     wise_ft,
 )
-from models.pairs import ArticleTexts, Pair, PairSplit, build_pairs, tokenizer_counter
+from models.pairs import ArticleTexts, Pair, PairSplit, TrainPairs, build_pairs, tokenizer_counter
 
 pytestmark = pytest.mark.slow
 
@@ -268,3 +269,34 @@ def test_the_model_card_holds_the_loss_plot_and_base_vs_fine_tuned_with_cis(trai
     svg = loss_plot_svg(trained.loss_log)
     assert svg.startswith("<svg") and svg.count("<polyline") == 1
     assert len(svg.split('points="')[1].split('"')[0].split()) == len(trained.loss_log)
+
+
+def test_pairs_on_disk_train_exactly_as_the_same_pairs_in_a_list(tmp_path: Path) -> None:
+    articles = [
+        ArticleTexts(
+            i, f"Article {i}", tuple(f"Author {i}.{j} (2001). Book {j} on topic {i}." for j in range(4))
+        )
+        for i in range(40)
+    ]
+    split = build_pairs(
+        articles,
+        count_tokens=lambda texts: [len(text.split()) for text in texts],
+        token_budget=12,
+        eval_fraction=0.2,
+        target="reference",
+    )
+    assert isinstance(split.train, TrainPairs)
+    config = TrainingConfig(max_steps=2, batch_size=8, sampler="no_duplicates", precision="fp32")
+    weights = []
+    for name, pairs in (("arrow", split.train), ("list", list(split.train))):
+        result = train(
+            base_model=BASE,
+            pairs=pairs,
+            output_dir=tmp_path / name,
+            checkpoint_dir=tmp_path / f"{name}-checkpoints",
+            config=config,
+            device="cpu",
+        )
+        weights.append(SentenceTransformer(str(result.artifact_path), device="cpu").state_dict())
+    on_disk, in_memory = weights
+    assert all(torch.equal(on_disk[key], in_memory[key]) for key in in_memory)
