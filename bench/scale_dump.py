@@ -8,6 +8,10 @@ The output loads through the normal path: ``wikiref scrape --dump <file>``.
 
     python bench/scale_dump.py --references 100000 --out /tmp/scale-100k.ndjson.gz
 
+An item drawn again gets an access date of its own ("Retrieved 3 March 2011."), as citations of one source in
+different articles do: without it the recombined corpus would repeat each real text many times over, and
+pgvector's HNSW stores identical vectors as one element, so the index would hold a fraction of the rows.
+
 The generated pages hold only their reference list (no article prose), so extraction costs less per page than
 on a real dump: the load rates this dump gives are an upper bound of a real dump's (docs/scaling.md).
 """
@@ -59,9 +63,31 @@ def reference_pool(root: Path = SHARED_WIKIPEDIA, *, include_bulk: bool = True) 
     return ReferencePool(titles=titles, items=items, counts=counts)
 
 
+MONTHS = "January February March April May June July August September October November December".split()
+
+
+def access_date(copy: int) -> str:
+    """A distinct date for each copy of one item (28 days x 12 months x 40 years)."""
+    day, rest = copy % 28 + 1, copy // 28
+    return f"{day} {MONTHS[rest % 12]} {1986 + rest // 12 % 40}"
+
+
+def with_access_date(markup: str, item, copy: int) -> str:
+    """The item's markup with an access date at the end of its text (the span the extractor reads, if any)."""
+    suffix = f" Retrieved {access_date(copy)}."
+    span = item.css_first(".reference-text, .mw-reference-text")
+    if span is not None:
+        text = span.html
+        closing = text.rindex("</")
+        return markup.replace(text, text[:closing] + suffix + text[closing:], 1)
+    closing = markup.rindex("</li>")
+    return markup[:closing] + suffix + markup[closing:]
+
+
 def generated_records(pool: ReferencePool, *, references: int, seed: int = 13) -> Iterator[dict]:
     """Enterprise article records until ``references`` reference items were written (the last may overshoot)."""
     rng = random.Random(seed)
+    uses = [0] * len(pool.items)
     written = 0
     number = 0
     while written < references:
@@ -71,10 +97,15 @@ def generated_records(pool: ReferencePool, *, references: int, seed: int = 13) -
         notes = []
         for position in range(count):
             # Real item markup; its id renumbered so that ids are unique within the generated page.
-            tree = LexborHTMLParser(rng.choice(pool.items))
+            drawn = rng.randrange(len(pool.items))
+            tree = LexborHTMLParser(pool.items[drawn])
             item = tree.css_first("li[id]")
             item.attrs["id"] = f"cite_note-{position + 1}"
-            notes.append(item.html)
+            markup = item.html
+            if uses[drawn]:
+                markup = with_access_date(markup, item, uses[drawn])
+            uses[drawn] += 1
+            notes.append(markup)
         html = (
             f"<html><head><title>{title}</title></head><body><h1>{title}</h1>"
             f'<ol class="references">{"".join(notes)}</ol></body></html>'
