@@ -290,24 +290,36 @@ def export_openvino(model_path: Path, cache_dir: Path) -> Path:
     return target
 
 
-class OnnxEncoder(Encoder):
+class _ExportedEncoder(Encoder):
+    """A backend that runs an export of a local model folder with the model's own tokenizer."""
+
+    def _load_tokenizer(self, backend: str) -> tuple[Path, Path]:
+        """Load the tokenizer and its max length; the model folder and the export cache folder."""
+        from transformers import AutoTokenizer
+
+        model_path = Path(self.config.model_path)
+        if not model_path.is_dir():
+            raise EncoderUnavailable(
+                f"the {backend} backend needs a local model folder, got {self.config.model_path!r}"
+            )
+        cache_dir = (
+            Path(self.config.cache_dir)
+            if self.config.cache_dir
+            else Path(tempfile.gettempdir()) / "wikiref-onnx"
+        )
+        self.tokenizer = AutoTokenizer.from_pretrained(str(model_path))
+        self.max_length = _max_seq_length(model_path, self.tokenizer)
+        return model_path, cache_dir
+
+
+class OnnxEncoder(_ExportedEncoder):
     def __init__(self, config: EncoderConfig) -> None:
         super().__init__(config)
         if not fast_backend_available():
             raise EncoderUnavailable("the onnx backend needs the optional extra: pip install 'wikiref[fast]'")
         import onnxruntime
-        from transformers import AutoTokenizer
 
-        model_path = Path(config.model_path)
-        if not model_path.is_dir():
-            raise EncoderUnavailable(
-                f"the onnx backend needs a local model folder, got {config.model_path!r}"
-            )
-        cache_dir = (
-            Path(config.cache_dir) if config.cache_dir else Path(tempfile.gettempdir()) / "wikiref-onnx"
-        )
-        self.tokenizer = AutoTokenizer.from_pretrained(str(model_path))
-        self.max_length = _max_seq_length(model_path, self.tokenizer)
+        model_path, cache_dir = self._load_tokenizer("onnx")
         options = onnxruntime.SessionOptions()
         if config.threads:
             options.intra_op_num_threads = config.threads
@@ -332,7 +344,7 @@ class OnnxEncoder(Encoder):
         return self.session.run(None, feeds)[0]
 
 
-class OpenVinoEncoder(Encoder):
+class OpenVinoEncoder(_ExportedEncoder):
     """The fp32 IR compiled for the CPU in bf16 (fp32 where the CPU has no bf16), several streams in parallel.
 
     OpenVINO's THROUGHPUT hint splits the cores into streams (two of one core on a 2-core machine); each
@@ -351,18 +363,8 @@ class OpenVinoEncoder(Encoder):
         if config.device != "cpu":
             raise EncoderUnavailable(f"the openvino backend runs on the CPU only, not on {config.device!r}")
         import openvino
-        from transformers import AutoTokenizer
 
-        model_path = Path(config.model_path)
-        if not model_path.is_dir():
-            raise EncoderUnavailable(
-                f"the openvino backend needs a local model folder, got {config.model_path!r}"
-            )
-        cache_dir = (
-            Path(config.cache_dir) if config.cache_dir else Path(tempfile.gettempdir()) / "wikiref-onnx"
-        )
-        self.tokenizer = AutoTokenizer.from_pretrained(str(model_path))
-        self.max_length = _max_seq_length(model_path, self.tokenizer)
+        model_path, cache_dir = self._load_tokenizer("openvino")
         self.precision = "bf16" if openvino_cpu_has_bf16() else "f32"
         properties = {"INFERENCE_PRECISION_HINT": self.precision, "PERFORMANCE_HINT": "THROUGHPUT"}
         if config.threads:
