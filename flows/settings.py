@@ -416,7 +416,7 @@ class EmbedSettings(BaseSettings):
         default=128, ge=4, le=1000, description="HNSW build-time candidate list (at least 2 x m)."
     )
     hnsw_ef_search: int = Field(
-        default=100,
+        default=200,
         ge=1,
         le=1000,
         description="hnsw.ef_search the SQL functions use (raised to k when k is larger); recorded per version.",
