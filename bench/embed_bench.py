@@ -1,18 +1,19 @@
 """Embedding benchmarks, each measured side by side in one run and printed against its target.
 
 1. copy:   binary COPY (db.embeddings.write_embeddings) vs row-by-row INSERTs, vectors/s; target >= 10x.
-2. hnsw:   HNSW vs exact top-10 on >= 100,000 vectors (clustered synthetic unit vectors): latency p50/p95 and
-           recall@10; target recall@10 >= 0.98 with HNSW p50 <= 1/20 of the exact scan's.
-3. encode: each of the project's encoder backends (torch, onnx, openvino: those installed, or --backends) vs
+2. encode: each of the project's encoder backends (torch, onnx, openvino: those installed, or --backends) vs
            plain fp32 SentenceTransformer.encode on the same reference texts of the shared pages, in interleaved
            rounds (best of --rounds), texts/s and held-out NDCG@10 (titles as queries, all references of the
            chosen articles as the corpus); target >= 3x on CPU, losing <= 0.005 NDCG@10. With the base model
            every article is held out (it was never trained on them); pass --model to bench a fine-tuned version.
 
-    python bench/embed_bench.py                          # all three, on the CPU, embedded Postgres in a temp dir
+    python bench/embed_bench.py                          # both, on the CPU, embedded Postgres in a temp dir
     python bench/embed_bench.py --parts encode --device cuda --out cuda.json
     python bench/embed_bench.py --parts encode --articles 15 --backends onnx,openvino --rounds 3
     python bench/embed_bench.py --parts encode --dump-texts texts.json   # texts for a machine without the pages
+
+HNSW against exact search is measured on embeddings of real reference texts by bench/scale_bench.py (stages
+``queries`` and ``exact``), at 100k and 1M references.
 
 The machine this was written on has 2 busy cores: every number depends on the hardware and its load.
 """
@@ -22,10 +23,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -37,7 +36,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 SHARED_WIKIPEDIA = REPO_ROOT.parent / "shared" / "data" / "wikipedia"
 
-COPY_TARGET, HNSW_RECALL_TARGET, HNSW_SPEED_TARGET = 10.0, 0.98, 20.0
+COPY_TARGET = 10.0
 ENCODE_SPEED_TARGET, ENCODE_NDCG_LOSS = 3.0, 0.005
 
 
@@ -160,138 +159,6 @@ def bench_copy(engine, reference_ids: list[int], copy_rows: int, insert_rows: in
         "insert_rows": insert_rows,
         "pass": ratio >= COPY_TARGET,
     }
-
-
-def clustered_vectors(count: int, clusters: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Unit vectors around ``clusters`` random centres (cosine to the centre about 0.7), like topical embeddings."""
-    centres = unit(rng.normal(size=(clusters, 384)))
-    assignment = rng.integers(0, clusters, size=count)
-    return unit(centres[assignment] + rng.normal(scale=1 / math.sqrt(384), size=(count, 384))), centres
-
-
-def bench_hnsw(
-    engine,
-    reference_ids: list[int],
-    *,
-    vectors: int,
-    queries: int,
-    m: int,
-    ef_construction: int,
-    ef_search_values: list[int],
-    maintenance_work_mem: str,
-) -> dict:
-    from pgvector.psycopg import register_vector
-    from psycopg import sql as psql
-    from sqlalchemy import text
-    from sqlalchemy.orm import Session
-
-    from db import embeddings
-
-    rng = np.random.default_rng(7)
-    data, centres = clustered_vectors(vectors + queries, 1000, rng)
-    stored, probes = data[:vectors], data[vectors:]
-    version = add_version(engine, "bench-hnsw")
-    with Session(engine) as session:
-        for offset in range(0, vectors, 20000):
-            chunk = slice(offset, offset + 20000)
-            embeddings.write_embeddings(
-                session=session,
-                version_id=version,
-                kind="references",
-                keys=reference_ids[chunk],
-                labels=["h"] * len(reference_ids[chunk]),
-                vectors=stored[chunk],
-            )
-            session.commit()
-        start = time.perf_counter()
-        embeddings.build_indexes(
-            session=session,
-            version_id=version,
-            m=m,
-            ef_construction=ef_construction,
-            maintenance_work_mem=maintenance_work_mem,
-        )
-        session.commit()
-        build_seconds = time.perf_counter() - start
-    with engine.connect() as connection:
-        connection.execution_options(isolation_level="AUTOCOMMIT").execute(
-            text("VACUUM ANALYZE reference_embeddings")
-        )
-
-    raw = engine.raw_connection()
-    try:
-        connection = raw.driver_connection
-        register_vector(connection)
-        cursor = connection.cursor()
-        statement = cursor.execute(
-            "SELECT wikiref.nearest_query('references', %s, false)", (version,)
-        ).fetchone()[0]
-        # The functions' own statement, as a server-side prepared statement with the vector bound in binary.
-        query = statement.replace("$1", "%(q)s").replace("$2", "%(k)s")
-
-        def timed(settings: list[str]) -> tuple[list[float], list[list[int]]]:
-            latencies, results = [], []
-            for setting in settings:
-                cursor.execute(setting)
-            for probe in probes:
-                begin = time.perf_counter()
-                rows = cursor.execute(query, {"q": probe, "k": 10}, prepare=True).fetchall()
-                latencies.append((time.perf_counter() - begin) * 1000)
-                results.append([row[0] for row in rows])
-            connection.rollback()
-            return latencies, results
-
-        # Exact: the same statement with index scans off (a parallel sequential scan and a top-10 sort).
-        exact_ms, exact = timed(["SET LOCAL enable_indexscan = off"])
-        runs = {}
-        for ef in ef_search_values:
-            hnsw_ms, found = timed([f"SET LOCAL hnsw.ef_search = {int(ef)}", "SET LOCAL enable_sort = off"])
-            recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, exact)]))
-            runs[ef] = {
-                "p50_ms": statistics.median(hnsw_ms),
-                "p95_ms": float(np.percentile(hnsw_ms, 95)),
-                "recall_at_10": recall,
-            }
-        cursor.execute("SET LOCAL enable_sort = off")
-        literal = psql.Literal("[" + ",".join(f"{x:.8g}" for x in probes[0]) + "]").as_string(connection)
-        plan = "\n".join(
-            row[0]
-            for row in cursor.execute(
-                "EXPLAIN " + statement.replace("$1", literal + "::vector").replace("$2", "10")
-            )
-        )
-        connection.rollback()
-    finally:
-        raw.close()
-    exact_p50, exact_p95 = statistics.median(exact_ms), float(np.percentile(exact_ms, 95))
-    print(
-        f"\n[hnsw] {vectors:,} clustered unit vectors, {queries} queries, m={m}, ef_construction={ef_construction}, "
-        f"index built in {build_seconds:.1f} s"
-    )
-    print(f"  exact            p50 {exact_p50:8.2f} ms   p95 {exact_p95:8.2f} ms")
-    result = {
-        "vectors": vectors,
-        "queries": queries,
-        "m": m,
-        "ef_construction": ef_construction,
-        "build_seconds": build_seconds,
-        "exact_p50_ms": exact_p50,
-        "exact_p95_ms": exact_p95,
-        "hnsw": {},
-    }
-    for ef, run in runs.items():
-        speedup = exact_p50 / run["p50_ms"]
-        ok = run["recall_at_10"] >= HNSW_RECALL_TARGET and speedup >= HNSW_SPEED_TARGET
-        print(
-            f"  hnsw ef_search={ef:<4d} p50 {run['p50_ms']:8.2f} ms   p95 {run['p95_ms']:8.2f} ms   "
-            f"recall@10 {run['recall_at_10']:.4f}   exact/hnsw p50 {speedup:6.1f}x   "
-            f"target recall >= {HNSW_RECALL_TARGET} and >= {HNSW_SPEED_TARGET:.0f}x   {verdict(ok)}"
-        )
-        result["hnsw"][str(ef)] = {**run, "speedup_p50": speedup, "pass": ok}
-    uses_index = f"ix_reference_embeddings_hnsw_v{version}" in plan
-    print(f"  plan uses ix_reference_embeddings_hnsw_v{version}: {uses_index}")
-    result["plan_uses_hnsw"] = uses_index
-    return result
 
 
 # --- encoding ------------------------------------------------------------------------------------------------
@@ -447,18 +314,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--parts", default="copy,hnsw,encode", help="comma-separated: copy, hnsw, encode")
+    parser.add_argument("--parts", default="copy,encode", help="comma-separated: copy, encode")
     parser.add_argument(
         "--database-url", help="a server to create the database wikiref_bench on (default: embedded)"
     )
     parser.add_argument("--copy-rows", type=int, default=20_000)
     parser.add_argument("--insert-rows", type=int, default=2_000)
-    parser.add_argument("--vectors", type=int, default=100_000)
-    parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--hnsw-m", type=int, default=16)
-    parser.add_argument("--hnsw-ef-construction", type=int, default=128)
-    parser.add_argument("--ef-search", default="40,100,200", help="hnsw.ef_search values to measure")
-    parser.add_argument("--maintenance-work-mem", default="512MB")
     parser.add_argument(
         "--articles", type=int, default=120, help="articles whose references the encode part uses"
     )
@@ -497,25 +358,13 @@ def main() -> None:
         }
     }
     with tempfile.TemporaryDirectory(prefix="wikiref-bench-") as workdir:
-        if parts & {"copy", "hnsw"}:
+        if "copy" in parts:
             from db.engine import make_engine
 
             url = bench_database(args.database_url, Path(workdir))
             engine = make_engine(url)
-            reference_ids = seed_rows(engine, max(args.vectors, args.copy_rows))
-            if "copy" in parts:
-                results["copy"] = bench_copy(engine, reference_ids, args.copy_rows, args.insert_rows)
-            if "hnsw" in parts:
-                results["hnsw"] = bench_hnsw(
-                    engine,
-                    reference_ids,
-                    vectors=args.vectors,
-                    queries=args.queries,
-                    m=args.hnsw_m,
-                    ef_construction=args.hnsw_ef_construction,
-                    ef_search_values=[int(value) for value in args.ef_search.split(",")],
-                    maintenance_work_mem=args.maintenance_work_mem,
-                )
+            reference_ids = seed_rows(engine, args.copy_rows)
+            results["copy"] = bench_copy(engine, reference_ids, args.copy_rows, args.insert_rows)
             engine.dispose()
             if not args.database_url:
                 from db.server import stop_embedded_server

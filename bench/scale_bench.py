@@ -261,12 +261,81 @@ def measure_queries(url: str, version: int, args) -> dict:
     return result
 
 
+def measure_exact(url: str, version: int, args) -> dict:
+    """The SQL functions' own nearest-neighbour statement (wikiref.nearest_query) through the HNSW index at each
+    ef_search, and as an exact scan (index scans off), on the same title queries, one backend each: p50/p95,
+    exact p50 / HNSW p50, and recall@10 against the exact scan's result."""
+    import psycopg
+    from pgvector.psycopg import register_vector
+
+    rng = random.Random(7)
+    with psycopg.connect(url) as connection:
+        register_vector(connection)
+        titles = [row[0] for row in connection.execute("SELECT title FROM articles ORDER BY id")]
+        sample_titles = rng.sample(titles, min(args.queries, len(titles)))
+        queries = [
+            as_array(row[0])
+            for row in connection.execute(
+                "SELECT t.embedding FROM title_embeddings t JOIN articles a ON a.id = t.article_id "
+                "WHERE t.model_version_id = %s AND a.title = ANY(%s) ORDER BY a.title",
+                (version, sample_titles),
+            )
+        ]
+        statement = connection.execute(
+            "SELECT wikiref.nearest_query('references', %s, false)", (version,)
+        ).fetchone()[0]
+        connection.commit()
+        query = statement.replace("$1", "%(q)s").replace("$2", "%(k)s")
+
+        def run(settings: list[str]) -> tuple[dict, list[list[tuple[int, float]]]]:
+            seconds, results = [], []
+            for setting in ["SET LOCAL max_parallel_workers_per_gather = 0", *settings]:
+                connection.execute(setting)
+            for vector in queries:
+                start = time.perf_counter()
+                rows = connection.execute(query, {"q": vector, "k": 10}, prepare=False).fetchall()
+                seconds.append(time.perf_counter() - start)
+                results.append(rows)
+            connection.rollback()
+            return percentiles(seconds), results
+
+        exact_stats, exact_rows = run(["SET LOCAL enable_indexscan = off"])
+        result: dict = {"queries": len(queries), "exact": exact_stats, "hnsw": {}}
+        print(
+            f"[exact] {len(queries)} queries: p50 {exact_stats['p50_ms']:.1f} ms, p95 {exact_stats['p95_ms']:.1f} ms"
+        )
+        for ef in args.ef_search:
+            stats, rows = run([f"SET LOCAL hnsw.ef_search = {int(ef)}"])
+            by_id = np.mean(
+                [len({r[0] for r in a} & {r[0] for r in e}) / 10 for a, e in zip(rows, exact_rows)]
+            )
+            # Distance within TIE of the exact 10th: as good a result as the exact one (near-identical citations).
+            by_score = np.mean(
+                [sum(r[1] <= e[-1][1] + TIE for r in a) / 10 for a, e in zip(rows, exact_rows, strict=True)]
+            )
+            speedup = exact_stats["p50_ms"] / stats["p50_ms"]
+            result["hnsw"][str(ef)] = {
+                **stats,
+                "speedup_p50": speedup,
+                "recall_at_10": {"by_id": float(by_id), "by_score": float(by_score)},
+            }
+            print(
+                f"  ef_search {ef:<4d} p50 {stats['p50_ms']:6.2f} ms  p95 {stats['p95_ms']:6.2f} ms  "
+                f"exact/hnsw p50 {speedup:6.1f}x  recall@10 {by_id:.3f} by id, {by_score:.3f} by score"
+            )
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--references", type=int, required=True)
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "wikiref-scale")
     parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--stages", default="generate,load,pairs,embed,queries")
+    parser.add_argument(
+        "--stages",
+        default="generate,load,pairs,embed,queries,exact",
+        help="comma-separated; a run of later stages alone (on the same --workdir) adds them to an existing --out",
+    )
     parser.add_argument("--hnsw-m", type=int, default=16)
     parser.add_argument("--hnsw-ef-construction", type=int, default=128)
     parser.add_argument("--ef-search", type=lambda v: [int(x) for x in v.split(",")], default=[40, 100])
@@ -294,11 +363,11 @@ def main() -> None:
         "WIKIREF_EMBED_CACHE_DIR": str(args.workdir / "onnx-cache"),
     }
     wikiref = [PYTHON, "-m", "flows.cli"]
-    report: dict = {
-        "references_requested": args.references,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average": os.getloadavg()},
-        "stages": {},
-    }
+    machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average": os.getloadavg()}
+    report: dict = {"references_requested": args.references, "machine": machine, "stages": {}}
+    if args.out and args.out.exists() and not {"generate", "load"} & set(stages):
+        report = json.loads(args.out.read_text())
+        report.setdefault("later_runs", []).append({"stages": stages, "machine": machine})
 
     def save() -> None:
         # After every stage, so that a run stopped part way keeps what it measured.
@@ -364,6 +433,11 @@ def main() -> None:
         report["queries"] = measure_queries(url, version, args)
         report["queries"]["seconds"] = time.perf_counter() - start
         print(json.dumps(report["queries"], indent=1))
+        save()
+    if "exact" in stages:
+        with psycopg.connect(url) as connection:
+            version = connection.execute("SELECT id FROM model_versions WHERE name = 'base'").fetchone()[0]
+        report["hnsw_vs_exact"] = measure_exact(url, version, args)
     save()
 
 
