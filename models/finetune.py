@@ -55,6 +55,9 @@ class TrainingConfig:
     scale: float = 20.0
     # Also rank the articles of the batch for each reference (reference -> article), as articles_for_reference.
     symmetric: bool = False
+    # One negative per pair, mined with the base model among the other training articles' references
+    # (models.hard_negatives): a third column every anchor of the batch ranks against.
+    hard_negatives: bool = False
     seed: int = 42
     max_grad_norm: float = 1.0
     max_seq_length: int = 256
@@ -226,18 +229,23 @@ class NoSharedSourceBatchSampler:
             yield batch
 
 
-def source_aware_sampler(pairs: Sequence[Pair]) -> Callable[..., NoSharedSourceBatchSampler]:
+def source_aware_sampler(
+    pairs: Sequence[Pair], negatives: Sequence[str] | None = None
+) -> Callable[..., NoSharedSourceBatchSampler]:
     """A batch sampler factory: no batch holds a pair whose target is also relevant to another anchor in it.
 
-    Pair j conflicts with pair i when they share an anchor, or j's target cites a source that i's article cites
-    (DOI, URL or normalised text): in-batch negatives then never include a false negative. Like
-    sentence-transformers' no-duplicates sampler, a conflicting pair waits for a later batch.
+    Pair j conflicts with pair i when they share an anchor, or j's target (or j's hard negative, one per pair in
+    ``negatives``: every anchor of the batch ranks it too) cites a source that i's article cites (DOI, URL or
+    normalised text): in-batch negatives then never include a false negative. Like sentence-transformers'
+    no-duplicates sampler, a conflicting pair waits for a later batch.
     """
     target_keys = [frozenset(source_keys(pair.chunk)) for pair in pairs]
     article_keys: dict[str, set[str]] = {}
     for pair, keys in zip(pairs, target_keys, strict=True):
         article_keys.setdefault(pair.anchor, {"anchor:" + pair.anchor}).update(keys)
     has = [keys | {"anchor:" + pair.anchor} for pair, keys in zip(pairs, target_keys, strict=True)]
+    if negatives is not None:
+        has = [keys | source_keys(negative) for keys, negative in zip(has, negatives, strict=True)]
     owns = [frozenset(article_keys[pair.anchor]) for pair in pairs]
     return functools.partial(NoSharedSourceBatchSampler, has=has, owns=owns)
 
@@ -321,8 +329,20 @@ def train(
         train_dataset = Dataset.from_dict(
             {"anchor": [pair.anchor for pair in pairs], "positive": [pair.chunk for pair in pairs]}
         )
+    mined = None
+    if config.hard_negatives:
+        from models.hard_negatives import mine_hard_negatives
 
-    # 3. Loss: in-batch negatives, cosine similarity scaled by 20 as in the reference recipe.
+        # Mined with the model as loaded, before any step: the base model. Every pair gets one, whether or not
+        # max_pairs lets the run reach it, so that which pairs train stays the sampler's choice alone. The
+        # column is held in memory (beside the memory-mapped anchor and positive): about a reference's length
+        # per pair.
+        mined = mine_hard_negatives(pairs, model, seed=config.seed)
+        train_dataset = train_dataset.add_column("negative", mined.negatives)
+
+    # 3. Loss: in-batch negatives, cosine similarity scaled by 20 as in the reference recipe. A negative column
+    # adds every pair's negative to the references each article text ranks (query_to_doc); doc_to_query ranks
+    # the batch's article texts for each positive only, as without one.
     directions = ("query_to_doc", "doc_to_query") if config.symmetric else ("query_to_doc",)
     if config.loss == "cached_mnrl":
         loss = CachedMultipleNegativesRankingLoss(
@@ -340,7 +360,7 @@ def train(
     samplers = {
         "batch": lambda: BatchSamplers.BATCH_SAMPLER,
         "no_duplicates": lambda: BatchSamplers.NO_DUPLICATES,
-        "no_shared_source": lambda: source_aware_sampler(pairs),
+        "no_shared_source": lambda: source_aware_sampler(pairs, mined.negatives if mined else None),
     }
 
     # 4. Arguments
@@ -390,9 +410,10 @@ def train(
         # The caller reports progress and loss itself; the Trainer would also print every log dict.
         trainer.remove_callback(PrinterCallback)
     log.info(
-        "training %s on %d pairs: %d steps of %d (%s sampler, %s loss) on %s in %s",
+        "training %s on %d pairs%s: %d steps of %d (%s sampler, %s loss) on %s in %s",
         base_model,
         len(pairs),
+        " with hard negatives" if mined else "",
         total_steps,
         config.batch_size,
         config.sampler,
@@ -439,5 +460,17 @@ def train(
         samples_per_second=samples_per_second,
         device=device,
         precision=precision,
-        params={**config.as_params(), "device": device, "precision": precision},
+        params={
+            **config.as_params(),
+            "device": device,
+            "precision": precision,
+            **(
+                {
+                    "hard_negative_seconds": round(mined.seconds, 1),
+                    "hard_negative_fallbacks": mined.fallbacks,
+                }
+                if mined
+                else {}
+            ),
+        },
     )
