@@ -213,6 +213,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "target": "chunk",
         "article_text": "title",
         "wise_ft": False,
+        "hard_negatives": False,
         "learning_rate": 5e-5,
         "epochs": 1.0,
         "max_pairs": 0,
@@ -268,6 +269,13 @@ class TrainKnobs(BaseModel):
         default=False,
         description="Mix the trained weights with the base model's (WiSE-FT), the weight chosen on validation "
         "articles (10% of the training side, never the held-out ones).",
+    )
+    hard_negatives: bool = Field(
+        default=False,
+        description="One negative per pair, mined with the base model among the references of other training "
+        "articles, skipping any that shares a source (DOI, URL, text) with the anchor's article or scores above "
+        "95% of the pair's positive. Costs a base-model encoding of the training side and 1.5x the texts a step "
+        "encodes.",
     )
     seed: int = Field(default=42, description="Seed of shuffling, batch sampling and the bootstrap.")
     max_seq_length: int = Field(default=256, ge=8, le=512, description="Tokens kept per text.")

@@ -55,3 +55,43 @@ def test_the_held_out_cap_is_zero_or_at_least_the_floor() -> None:
     assert settings.train_knobs(max_heldout_articles=50, min_heldout_articles=50).max_heldout_articles == 50
     with pytest.raises(UserError, match=r"max_heldout_articles \(49\) must be 0 \(no cap\) or at least"):
         settings.train_knobs(max_heldout_articles=49, min_heldout_articles=50)
+
+
+def test_hard_negatives_reach_the_training_config_from_the_setting_the_cli_and_the_flow_parameter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flows.cli import app, train_commands
+    from flows.settings import get_settings
+    from flows.steps import training
+
+    assert Settings().train_knobs().training_config().hard_negatives is False
+    monkeypatch.setenv("WIKIREF_TRAIN_HARD_NEGATIVES", "true")
+    settings = Settings()
+    assert settings.train_knobs().training_config().hard_negatives is True
+    # The reference recipe is sentence-transformers' own: no mined negatives, whatever the setting.
+    assert settings.train_knobs(recipe="reference").training_config().hard_negatives is False
+    monkeypatch.delenv("WIKIREF_TRAIN_HARD_NEGATIVES")
+
+    # The flow's parameter, as train_model passes it on.
+    flow_knobs = TrainOverrides(hard_negatives=True).model_dump(exclude_none=True)
+    assert training.TrainRequest.from_settings(Settings(), flow_knobs).config.hard_negatives is True
+
+    requests: list[training.TrainRequest] = []
+
+    class Stop(Exception):
+        pass
+
+    def run_training(engine, request, **kwargs):
+        requests.append(request)
+        raise Stop
+
+    monkeypatch.setattr(train_commands, "prepare_database", lambda settings: (None, None))
+    monkeypatch.setattr(training, "run_training", run_training)
+    get_settings.cache_clear()
+    try:
+        for flag, expected in (("--hard-negatives", True), ("--no-hard-negatives", False), (None, False)):
+            result = CliRunner().invoke(app, ["train", "--device", "cpu", *([flag] if flag else [])])
+            assert isinstance(result.exception, Stop), result.output
+            assert requests[-1].config.hard_negatives is expected, flag
+    finally:
+        get_settings.cache_clear()
