@@ -103,6 +103,29 @@ def main(paths: list[Path]) -> None:
                     recall_cell(value["recall_at_10"]),
                 )
             )
+        exact = run.get("hnsw_vs_exact")
+        if exact:
+            print()
+            print(
+                f"HNSW against an exact scan at {run['references']:,} references (the SQL functions' statement, "
+                f"{exact['queries']} title queries, 1 backend; exact p50 / p95 {exact['exact']['p50_ms']:.1f} / "
+                f"{exact['exact']['p95_ms']:.1f} ms):"
+            )
+            print()
+            print(
+                row("ef_search", "p50 ms", "p95 ms", "exact p50 / HNSW p50", "recall@10 (by id / by score)")
+            )
+            print(row("---", "---", "---", "---", "---"))
+            for ef, value in exact["hnsw"].items():
+                print(
+                    row(
+                        ef,
+                        f"{value['p50_ms']:.2f}",
+                        f"{value['p95_ms']:.2f}",
+                        f"{value['speedup_p50']:.1f}x",
+                        recall_cell(value["recall_at_10"]),
+                    )
+                )
 
 
 if __name__ == "__main__":
