@@ -406,9 +406,20 @@ class OpenVinoEncoder(_ExportedEncoder):
         return result
 
 
-@lru_cache(maxsize=4)
+_LOAD_LOCK = threading.Lock()
+
+
 def load_encoder(config: EncoderConfig) -> Encoder:
     """The encoder for ``config``, loaded once per process (workers reuse it across batches)."""
+    # A Dask worker runs several encoding tasks at once in threads: without the lock each would load its own
+    # encoder, and their first imports of transformers' lazy modules race (ImportError: cannot import name
+    # 'AutoTokenizer').
+    with _LOAD_LOCK:
+        return _load_encoder(config)
+
+
+@lru_cache(maxsize=4)
+def _load_encoder(config: EncoderConfig) -> Encoder:
     if config.backend == "torch":
         return TorchEncoder(config)
     if config.backend == "onnx":

@@ -168,3 +168,13 @@ def test_openvino_backend_says_what_it_needs(
     monkeypatch.setattr(encode_module, "openvino_available", lambda: False)
     with pytest.raises(EncoderUnavailable, match=r"pip install 'wikiref\[openvino\]'"):
         OpenVinoEncoder(EncoderConfig(model_path, "openvino", cache_dir=str(tmp_path)))
+
+
+def test_threads_loading_one_config_at_once_share_one_encoder(model_path: str, tmp_path: Path) -> None:
+    # A Dask worker runs encoding tasks in threads: they must get the process's one encoder, loaded once.
+    from concurrent.futures import ThreadPoolExecutor
+
+    config = EncoderConfig(model_path, "torch", cache_dir=str(tmp_path))
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        encoders = list(pool.map(lambda _: load_encoder(config), range(4)))
+    assert all(encoder is encoders[0] for encoder in encoders)
