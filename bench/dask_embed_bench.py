@@ -32,16 +32,13 @@ from scale_bench import PYTHON, run_stage
 REGISTER_BASE = """
 import sys
 from sqlalchemy import text
+sys.path.insert(0, "bench")
 from flows.settings import get_settings
 from flows.database import prepare_database
-from models.base import BASE_MODEL_ID, resolve_model_path
+from scale_bench import register_base_version
 _, engine = prepare_database(get_settings())
-with engine.begin() as connection:
-    connection.execute(
-        text("INSERT INTO model_versions (name, base_model, status, activated_at, artifact_path) "
-             "VALUES ('base', :model, 'active', now(), :path) ON CONFLICT (name) DO NOTHING"),
-        {"model": BASE_MODEL_ID, "path": resolve_model_path(BASE_MODEL_ID)},
-    )
+register_base_version(engine)
+with engine.connect() as connection:
     print(connection.execute(text(
         "SELECT (SELECT count(*) FROM articles) + (SELECT count(*) FROM article_references)")).scalar_one())
 """

@@ -261,43 +261,64 @@ def measure_queries(url: str, version: int, args) -> dict:
     return result
 
 
+def title_queries(connection, version: int, count: int) -> list[np.ndarray]:
+    """The version's embeddings of ``count`` titles sampled with seed 7, in title order: the exact stage's queries."""
+    titles = [row[0] for row in connection.execute("SELECT title FROM articles ORDER BY id")]
+    sample = random.Random(7).sample(titles, min(count, len(titles)))
+    return [
+        as_array(row[0])
+        for row in connection.execute(
+            "SELECT t.embedding FROM title_embeddings t JOIN articles a ON a.id = t.article_id "
+            "WHERE t.model_version_id = %s AND a.title = ANY(%s) ORDER BY a.title",
+            (version, sample),
+        )
+    ]
+
+
+def nearest_references(
+    connection, version: int, queries: list[np.ndarray], settings: list[str]
+) -> tuple[dict, list[list[tuple[int, float]]]]:
+    """Each query through the SQL functions' own statement (wikiref.nearest_query), k = 10, one backend, under
+    ``settings`` (``SET LOCAL ...``, rolled back after): p50/p95 and each query's (id, distance) rows."""
+    statement = connection.execute(
+        "SELECT wikiref.nearest_query('references', %s, false)", (version,)
+    ).fetchone()[0]
+    query = statement.replace("$1", "%(q)s").replace("$2", "%(k)s")
+    seconds, results = [], []
+    for setting in ["SET LOCAL max_parallel_workers_per_gather = 0", *settings]:
+        connection.execute(setting)
+    for vector in queries:
+        start = time.perf_counter()
+        results.append(connection.execute(query, {"q": vector, "k": 10}, prepare=False).fetchall())
+        seconds.append(time.perf_counter() - start)
+    connection.rollback()
+    return percentiles(seconds), results
+
+
+def register_base_version(engine) -> None:
+    """The base model as the active version ``base``, as ``wikiref train`` registers it (db.registry)."""
+    from sqlalchemy.orm import Session
+
+    from db.registry import BASE_VERSION, ensure_base_version
+    from models.base import BASE_MODEL_ID
+
+    with Session(engine) as session:
+        ensure_base_version(session=session, name=BASE_VERSION, base_model=BASE_MODEL_ID)
+
+
 def measure_exact(url: str, version: int, args) -> dict:
-    """The SQL functions' own nearest-neighbour statement (wikiref.nearest_query) through the HNSW index at each
-    ef_search, and as an exact scan (index scans off), on the same title queries, one backend each: p50/p95,
-    exact p50 / HNSW p50, and recall@10 against the exact scan's result."""
+    """The SQL functions' own nearest-neighbour statement through the HNSW index at each ef_search, and as an
+    exact scan (index scans off), on the same title queries, one backend each: p50/p95, exact p50 / HNSW p50,
+    and recall@10 against the exact scan's result."""
     import psycopg
     from pgvector.psycopg import register_vector
 
-    rng = random.Random(7)
     with psycopg.connect(url) as connection:
         register_vector(connection)
-        titles = [row[0] for row in connection.execute("SELECT title FROM articles ORDER BY id")]
-        sample_titles = rng.sample(titles, min(args.queries, len(titles)))
-        queries = [
-            as_array(row[0])
-            for row in connection.execute(
-                "SELECT t.embedding FROM title_embeddings t JOIN articles a ON a.id = t.article_id "
-                "WHERE t.model_version_id = %s AND a.title = ANY(%s) ORDER BY a.title",
-                (version, sample_titles),
-            )
-        ]
-        statement = connection.execute(
-            "SELECT wikiref.nearest_query('references', %s, false)", (version,)
-        ).fetchone()[0]
-        connection.commit()
-        query = statement.replace("$1", "%(q)s").replace("$2", "%(k)s")
+        queries = title_queries(connection, version, args.queries)
 
         def run(settings: list[str]) -> tuple[dict, list[list[tuple[int, float]]]]:
-            seconds, results = [], []
-            for setting in ["SET LOCAL max_parallel_workers_per_gather = 0", *settings]:
-                connection.execute(setting)
-            for vector in queries:
-                start = time.perf_counter()
-                rows = connection.execute(query, {"q": vector, "k": 10}, prepare=False).fetchall()
-                seconds.append(time.perf_counter() - start)
-                results.append(rows)
-            connection.rollback()
-            return percentiles(seconds), results
+            return nearest_references(connection, version, queries, settings)
 
         exact_stats, exact_rows = run(["SET LOCAL enable_indexscan = off"])
         result: dict = {"queries": len(queries), "exact": exact_stats, "hnsw": {}}
@@ -307,7 +328,10 @@ def measure_exact(url: str, version: int, args) -> dict:
         for ef in args.ef_search:
             stats, rows = run([f"SET LOCAL hnsw.ef_search = {int(ef)}"])
             by_id = np.mean(
-                [len({r[0] for r in a} & {r[0] for r in e}) / 10 for a, e in zip(rows, exact_rows)]
+                [
+                    len({r[0] for r in a} & {r[0] for r in e}) / 10
+                    for a, e in zip(rows, exact_rows, strict=True)
+                ]
             )
             # Distance within TIE of the exact 10th: as good a result as the exact one (near-identical citations).
             by_score = np.mean(
@@ -394,7 +418,7 @@ def main() -> None:
     os.environ["WIKIREF_DATA_DIR"] = str(data)
     from flows.database import prepare_database
 
-    url, _ = prepare_database(Settings())
+    url, engine = prepare_database(Settings())
     url = url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(url, autocommit=True) as connection:
         articles, references = connection.execute(
@@ -412,14 +436,7 @@ def main() -> None:
         report["stages"]["pairs"] = run_stage("pairs", [PYTHON, "-c", PAIRS_SCRIPT], env)
         save()
     if "embed" in stages:
-        from models.base import BASE_MODEL_ID, resolve_model_path
-
-        with psycopg.connect(url, autocommit=True) as connection:
-            connection.execute(
-                "INSERT INTO model_versions (name, base_model, status, activated_at, artifact_path) "
-                "VALUES ('base', %s, 'active', now(), %s) ON CONFLICT (name) DO NOTHING",
-                (BASE_MODEL_ID, resolve_model_path(BASE_MODEL_ID)),
-            )
+        register_base_version(engine)
         stage = run_stage("embed", [*wikiref, "embed"], env)
         texts = references + articles
         stage.update(texts=texts, texts_per_s=texts / stage["seconds"])

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import re
 import sys
 from pathlib import Path
@@ -22,6 +21,9 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "bench"))
+
+from scale_bench import nearest_references, title_queries
 
 DATE = re.compile(r"\s*(Retrieved|Archived from the original on|accessed)\s+[^.]*\.", re.IGNORECASE)
 
@@ -47,28 +49,13 @@ def main() -> None:
     with psycopg.connect(url) as connection:
         register_vector(connection)
         version = connection.execute("SELECT id FROM model_versions WHERE name = 'base'").fetchone()[0]
-        titles = [row[0] for row in connection.execute("SELECT title FROM articles ORDER BY id")]
-        sample = random.Random(7).sample(titles, min(args.queries, len(titles)))
-        queries = [
-            row[0]
-            for row in connection.execute(
-                "SELECT t.embedding FROM title_embeddings t JOIN articles a ON a.id = t.article_id "
-                "WHERE t.model_version_id = %s AND a.title = ANY(%s) ORDER BY a.title",
-                (version, sample),
-            )
-        ]
-        statement = connection.execute(
-            "SELECT wikiref.nearest_query('references', %s, false)", (version,)
-        ).fetchone()[0]
-        connection.commit()
-        query = statement.replace("$1", "%(q)s").replace("$2", "%(k)s")
+        queries = title_queries(connection, version, args.queries)
 
         def run(settings: list[str]) -> list[list[int]]:
-            for setting in ["SET LOCAL max_parallel_workers_per_gather = 0", *settings]:
-                connection.execute(setting)
-            found = [[row[0] for row in connection.execute(query, {"q": q, "k": 10})] for q in queries]
-            connection.rollback()
-            return found
+            return [
+                [row[0] for row in rows]
+                for rows in nearest_references(connection, version, queries, settings)[1]
+            ]
 
         exact = run(["SET LOCAL enable_indexscan = off"])
         found = {ef: run([f"SET LOCAL hnsw.ef_search = {ef}"]) for ef in args.ef_search}
