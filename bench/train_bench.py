@@ -79,8 +79,23 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "one-way-2048-pairs": {**product_recipe("default"), "symmetric": False, "max_pairs": 2048},
     "default-symmetric": {**product_recipe("default"), "symmetric": True, "max_pairs": 2048},
     "default-symmetric-4096-pairs": {**product_recipe("default"), "symmetric": True, "max_pairs": 4096},
+    # Levers measured against default-symmetric (2,048 pairs, so that 3 seeds of each fit in half an hour).
+    "default-symmetric-no-shared-source": {
+        **product_recipe("default"),
+        "symmetric": True,
+        "max_pairs": 2048,
+        "sampler": "no_shared_source",
+    },
+    "default-symmetric-chunks": {
+        **product_recipe("default"),
+        "symmetric": True,
+        "max_pairs": 2048,
+        "target": "chunk",
+    },
     # The default with one mined negative per pair (models.hard_negatives); not measured at 3 seeds yet.
     "default-hard-negatives": {**product_recipe("default"), "hard_negatives": True},
+    # The default at twice its learning rate: 64 steps at 5e-5 may stop short of where the loss would take it.
+    "default-lr1e-4": {**product_recipe("default"), "learning_rate": 1e-4},
     "cmnrl-nss-sym-lead40": {
         **CMNRL,
         "target": "reference",
@@ -244,6 +259,7 @@ def main() -> int:
                 )
                 model = load_model(str(result.artifact_path), device=device)
                 variants = {label: model}
+                validation: dict[str, dict[str, float]] = {}
                 if args.wise_ft:
                     best_weight, best = 1.0, -1.0
                     trained_state = {k: v.clone() for k, v in model.state_dict().items()}
@@ -251,6 +267,7 @@ def main() -> int:
                         model.load_state_dict(trained_state)
                         wise_ft(model, base, weight)
                         score = score_articles(model, split.validation_articles, recipe, with_chunks=False)
+                        validation[str(weight)] = score.metrics()
                         if score.metrics()["ndcg@10"] > best:
                             best_weight, best = weight, score.metrics()["ndcg@10"]
                     model.load_state_dict(trained_state)
@@ -278,6 +295,9 @@ def main() -> int:
                     }
                     if name.endswith("+wise-ft"):
                         run["wise_ft_weight"] = best_weight
+                    if validation:
+                        # Validation articles (never evaluated on), by WiSE-FT weight; 1.0 is the trained model.
+                        run["validation_by_wise_ft_weight"] = validation
                     report["runs"].append(run)
                     print(
                         f"{name} seed {seed}: {result.steps} steps, {result.samples_per_second:.1f} samples/s; "
