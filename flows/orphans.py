@@ -24,13 +24,18 @@ _PROC = Path("/proc")
 
 
 def _identity(pid: int) -> str | None:
-    """``pid:start time`` of a live process, None if there is no such process."""
+    """``pid:start time`` of a live process, None if there is no such process or it has exited."""
     try:
         stat = (_PROC / str(pid) / "stat").read_text()
     except OSError:
         return None
-    # Field 22 (start time), counted after the command name, which may hold spaces and parentheses.
-    return f"{pid}:{stat.rsplit(')', 1)[1].split()[19]}"
+    # Fields counted after the command name, which may hold spaces and parentheses: state (3), start time (22).
+    fields = stat.rsplit(")", 1)[1].split()
+    # An exited server stays a zombie until its new parent (init, or whatever runs as pid 1 in a container)
+    # collects it; it holds no port and no memory, so it counts as gone.
+    if fields[0] in ("Z", "X"):
+        return None
+    return f"{pid}:{fields[19]}"
 
 
 def mark_as_owner() -> None:
@@ -70,17 +75,23 @@ def reap_orphaned_servers(grace_seconds: float = 5.0) -> list[int]:
     orphans = orphaned_servers()
     for pid in orphans:
         _signal(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_seconds
-    while time.monotonic() < deadline and any(_identity(pid) for pid in orphans):
-        time.sleep(0.1)
+    _wait_until_gone(orphans, grace_seconds)
     for pid in orphans:
         if _identity(pid):
             _signal(pid, signal.SIGKILL)
+    # SIGKILL is delivered asynchronously: on a busy machine the process takes a moment to exit.
+    _wait_until_gone(orphans, grace_seconds)
     if orphans:
         log.info(
             "stopped %d temporary Prefect server(s) left by a killed command: pids %s", len(orphans), orphans
         )
     return orphans
+
+
+def _wait_until_gone(pids: list[int], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and any(_identity(pid) for pid in pids):
+        time.sleep(0.1)
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:

@@ -3,6 +3,7 @@ subprocesses, a real temporary Prefect server, a real ``kill -9``."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -72,6 +73,20 @@ def test_a_killed_run_leaves_a_server_that_the_next_run_reaps(tmp_path: Path, da
     )
     assert shown.returncode == 0, shown.stderr
     assert not any(_identity(pid) for pid in servers), "the next run did not reap the orphaned server"
+
+
+def test_an_exited_process_awaiting_collection_counts_as_gone() -> None:
+    # A reaped server's new parent may be slow to collect it, or never do so (pid 1 in some containers).
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 30
+    while (Path("/proc") / str(child.pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline, "the child did not exit"
+        time.sleep(0.05)
+    try:
+        assert _identity(child.pid) is None
+        assert _identity(os.getpid()) is not None
+    finally:
+        child.wait()
 
 
 def test_serve_gives_up_on_an_absent_prefect_api_in_one_line(run_cli, database_url: str) -> None:
