@@ -244,7 +244,7 @@ class TrainKnobs(BaseModel):
         "with the corpus (4,096: about 17 minutes of training on a 2-core CPU); 0: every pair, epochs times.",
     )
     batch_size: int = Field(default=64, ge=2, description="Pairs per batch (batch - 1 in-batch negatives).")
-    learning_rate: float = Field(default=5e-5, gt=0, description="Peak learning rate (linear decay).")
+    learning_rate: float = Field(default=1e-4, gt=0, description="Peak learning rate (linear decay).")
     warmup_ratio: float = Field(default=0.0, ge=0, lt=1, description="Fraction of steps to warm up over.")
     sampler: Literal["batch", "no_duplicates", "no_shared_source"] = Field(
         default="no_duplicates",

@@ -33,9 +33,9 @@ def test_every_knob_is_a_setting_an_option_and_a_flow_parameter() -> None:
 def test_a_recipe_sets_its_knobs_the_run_overrides_them_and_bad_knobs_fail_in_one_line(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("WIKIREF_TRAIN_LEARNING_RATE", "1e-4")
+    monkeypatch.setenv("WIKIREF_TRAIN_LEARNING_RATE", "2e-4")
     settings = Settings()
-    assert settings.train_knobs().learning_rate == 1e-4
+    assert settings.train_knobs().learning_rate == 2e-4
     reference = settings.train_knobs(recipe="reference", batch_size=16, sampler=None)
     expected = {**settings.train_knobs().model_dump(), **RECIPES["reference"], "recipe": "reference"}
     assert reference.model_dump() == {**expected, "batch_size": 16}
