@@ -41,7 +41,7 @@ class TrainingConfig:
 
     epochs: float = 1.0
     batch_size: int = 8
-    learning_rate: float = 1e-4
+    learning_rate: float = 5e-5
     warmup_ratio: float = 0.0
     lr_scheduler: str = "linear"
     max_steps: int | None = None
