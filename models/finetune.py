@@ -94,12 +94,6 @@ class TrainingConfig:
         return asdict(self)
 
 
-# The reference recipe (the TrainingConfig defaults) and the previous wikiref default, which differs only in
-# keeping a title at most once per batch: measured by bench/train_bench.py (docs/training.md has the numbers).
-REFERENCE_RECIPE = TrainingConfig()
-RECOMMENDED = TrainingConfig(sampler="no_duplicates")
-
-
 @dataclass
 class TrainingResult:
     artifact_path: Path
