@@ -23,19 +23,24 @@ _SERVER_APP = b"prefect.server.api.server:create_app"
 _PROC = Path("/proc")
 
 
-def _identity(pid: int) -> str | None:
-    """``pid:start time`` of a live process, None if there is no such process or it has exited."""
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name, from the state (field 3) on; None if no such pid."""
     try:
         stat = (_PROC / str(pid) / "stat").read_text()
     except OSError:
         return None
-    # Fields counted after the command name, which may hold spaces and parentheses: state (3), start time (22).
-    fields = stat.rsplit(")", 1)[1].split()
+    # The command name, in parentheses, may itself hold spaces and parentheses.
+    return stat.rsplit(")", 1)[1].split()
+
+
+def _identity(pid: int) -> str | None:
+    """``pid:start time`` of a live process, None if there is no such process or it has exited."""
+    fields = _stat_fields(pid)
     # An exited server stays a zombie until its new parent (init, or whatever runs as pid 1 in a container)
     # collects it; it holds no port and no memory, so it counts as gone.
-    if fields[0] in ("Z", "X"):
+    if fields is None or fields[0] in ("Z", "X"):
         return None
-    return f"{pid}:{fields[19]}"
+    return f"{pid}:{fields[19]}"  # field 22, the start time
 
 
 def mark_as_owner() -> None:
