@@ -398,7 +398,7 @@ class EmbedSettings(BaseSettings):
         default="auto",
         description="Encoder runtime: torch (fp32, CPU or CUDA), onnx (int8, needs `pip install 'wikiref[fast]'`), "
         "openvino (bf16 where the CPU has it, else fp32; CPU only; needs `pip install 'wikiref[openvino]'`), "
-        "or auto = the fastest installed: openvino on a CPU with bf16, else onnx, else torch. "
+        "or auto = the fastest installed: on the CPU openvino where it has bf16, else onnx, else torch; on CUDA torch. "
         "Queries are encoded with the same backend.",
     )
     embed_device: str = Field(

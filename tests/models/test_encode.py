@@ -151,7 +151,7 @@ def test_auto_is_the_fastest_installed_backend(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(encode_module, "openvino_cpu_has_bf16", lambda: True)
     monkeypatch.setattr(encode_module, "fast_backend_available", lambda: True)
     assert fastest_backend("cpu") == "openvino"
-    assert fastest_backend("cuda") == "onnx"  # OpenVINO runs on the CPU only
+    assert fastest_backend("cuda") == "torch"  # onnx int8 and OpenVINO run on the CPU only
     monkeypatch.setattr(encode_module, "openvino_cpu_has_bf16", lambda: False)  # fp32 OpenVINO < onnx int8
     assert fastest_backend("cpu") == "onnx"
     monkeypatch.setattr(encode_module, "fast_backend_available", lambda: False)
