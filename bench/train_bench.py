@@ -86,7 +86,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     # Levers measured against default-symmetric (2,048 pairs, so that 3 seeds of each fit in half an hour).
     "default-symmetric-no-shared-source": {**SYMMETRIC_2048_PAIRS, "sampler": "no_shared_source"},
     "default-symmetric-chunks": {**SYMMETRIC_2048_PAIRS, "target": "chunk"},
-    # Levers measured against today's default (measured on CUDA, docs/training.md): one mined negative per pair
+    # Levers measured against today's default (docs/training.md): one mined negative per pair
     # (models.hard_negatives), chunks as training targets, every pair instead of 4,096, and two epochs of them.
     "default-hard-negatives": {**product_recipe("default"), "hard_negatives": True},
     "default-chunks": {**product_recipe("default"), "target": "chunk"},
