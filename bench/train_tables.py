@@ -3,7 +3,11 @@
 python bench/train_tables.py bench/results/default-vs-reference.json bench/results/default-symmetric-4096-pairs.json
 
 One row per configuration and seed (metrics, deltas with their 95% CIs, training time), then one row per
-configuration over its seeds (mean ± std of the deltas, and the worst seed).
+configuration over its seeds (mean ± std of the deltas, and the worst seed). With ``--paired-with``, a last table
+compares each configuration with a reference one trained with the same seed on the same device:
+
+python bench/train_tables.py bench/results/levers-*.json bench/results/default-lr1e-4.json \
+    --paired-with default,default-lr1e-4
 """
 
 from __future__ import annotations
@@ -29,7 +33,40 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.fmean(values):+.4f} ± {spread:.4f}"
 
 
-def main(paths: list[Path]) -> None:
+def paired(runs: list[tuple[str, dict, dict]], references: list[str]) -> None:
+    """Each configuration against a reference run of the same seed and device: its score minus the reference's."""
+    reference = {
+        (report["device"], run["seed"]): run for _, report, run in runs if run["config"] in references
+    }
+    header = ["configuration", "seeds (device)"]
+    for _, name in METRICS:
+        header += [f"Δ {name} vs base on titles", "the reference's", f"{name} minus the reference's, by seed"]
+    print(row(*header))
+    print(row(*["---"] * len(header)))
+    shown = [
+        (report["device"], run)
+        for _, report, run in runs
+        if run["config"] not in references and (report["device"], run["seed"]) in reference
+    ]
+    for config in dict.fromkeys(run["config"] for _, run in shown):
+        chosen = sorted(((d, r) for d, r in shown if r["config"] == config), key=lambda item: item[1]["seed"])
+        mates = [reference[device, run["seed"]] for device, run in chosen]
+        cells = [config, ", ".join(f"{run['seed']} ({device})" for device, run in chosen)]
+        for metric, _ in METRICS:
+            gains = [run["vs_base_titles"][metric]["delta"] for _, run in chosen]
+            their = [mate["vs_base_titles"][metric]["delta"] for mate in mates]
+            diffs = [
+                run["metrics"][metric] - mate["metrics"][metric] for (_, run), mate in zip(chosen, mates)
+            ]
+            cells += [
+                f"{statistics.fmean(gains):+.4f}",
+                f"{statistics.fmean(their):+.4f}",
+                " / ".join(f"{diff:+.4f}" for diff in diffs),
+            ]
+        print(row(*cells))
+
+
+def main(paths: list[Path], paired_with: list[str] | None = None) -> None:
     reports = [(path, json.loads(path.read_text())) for path in paths]
     runs = [(path.name, report, run) for path, report in reports for run in report["runs"]]
 
@@ -83,6 +120,10 @@ def main(paths: list[Path]) -> None:
             cells += [mean_std(titles), f"{min(titles):+.4f}", mean_std(same)]
         print(row(*cells))
 
+    if paired_with:
+        print()
+        paired(runs, paired_with)
+
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(
@@ -91,4 +132,10 @@ if __name__ == "__main__":
     parser.add_argument(
         "results", nargs="+", type=Path, help="raw JSON files written by bench/train_bench.py"
     )
-    main(parser.parse_args().results)
+    parser.add_argument(
+        "--paired-with",
+        type=lambda names: names.split(","),
+        help="reference configuration(s), comma-separated (one name per JSON that calls it differently)",
+    )
+    arguments = parser.parse_args()
+    main(arguments.results, arguments.paired_with)

@@ -29,3 +29,42 @@ def test_the_summary_row_is_the_mean_of_the_seeds_in_the_json() -> None:
     assert f"{statistics.fmean(lead160):+.4f} ± {statistics.stdev(lead160):.4f}" in summary
     assert f"{min(lead160):+.4f}" in summary
     assert printed.count("(`proxy-512-lead160") == len(runs)
+
+
+def test_paired_rows_subtract_the_reference_of_the_same_seed_and_device() -> None:
+    files = [
+        REPO_ROOT / f"bench/results/{name}.json"
+        for name in ("levers-cuda-h200", "levers-cpu-seed3", "default-lr1e-4")
+    ]
+    printed = subprocess.run(
+        [
+            sys.executable,
+            "bench/train_tables.py",
+            *map(str, files),
+            "--paired-with",
+            "default,default-lr1e-4",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    runs = {
+        (report["device"], run["config"], run["seed"]): run
+        for report in (json.loads(path.read_text()) for path in files)
+        for run in report["runs"]
+    }
+    # Seed 1 has a default on both devices: the CUDA lever must be paired with the CUDA default.
+    expected = [
+        runs["cuda", "default-chunks", 1]["metrics"]["ndcg@10"]
+        - runs["cuda", "default", 1]["metrics"]["ndcg@10"],
+        runs["cpu", "default-chunks", 3]["metrics"]["ndcg@10"]
+        - runs["cpu", "default-lr1e-4", 3]["metrics"]["ndcg@10"],
+    ]
+    line = next(
+        line for line in printed.splitlines() if line.startswith("| default-chunks | 1 (cuda), 3 (cpu) |")
+    )
+    assert " / ".join(f"{diff:+.4f}" for diff in expected) in line
+    assert not any(
+        line.startswith("| default |") for line in printed.split("minus the reference")[-1].splitlines()
+    )
