@@ -24,7 +24,7 @@ import json
 import random
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import quote
 
@@ -61,6 +61,12 @@ def reference_pool(root: Path = SHARED_WIKIPEDIA, *, include_bulk: bool = True) 
             items.extend(found)
             counts.append(len(found))
     return ReferencePool(titles=titles, items=items, counts=counts)
+
+
+def sample_items(pool: ReferencePool, distinct: int, *, seed: int = 13) -> ReferencePool:
+    """The pool with only ``distinct`` of its items (a seeded sample), so that a small dump repeats each item
+    as often as a large one does from the whole pool (docs/scaling.md: recall at 100k with 1M's copies)."""
+    return replace(pool, items=random.Random(seed).sample(pool.items, distinct))
 
 
 MONTHS = "January February March April May June July August September October November December".split()
@@ -140,8 +146,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help=".ndjson or .ndjson.gz")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--shared", type=Path, default=SHARED_WIKIPEDIA)
+    parser.add_argument(
+        "--distinct",
+        type=int,
+        help="draw from only this many real items (a seeded sample): as many copies of each at a smaller N as the "
+        "whole pool gives at a larger one",
+    )
     args = parser.parse_args()
     pool = reference_pool(args.shared)
+    if args.distinct:
+        pool = sample_items(pool, args.distinct, seed=args.seed)
     print(f"pool: {len(pool.titles)} titles, {len(pool.items)} real reference items", file=sys.stderr)
     print(json.dumps(write_dump(args.out, pool, references=args.references, seed=args.seed)))
 
