@@ -229,27 +229,31 @@ def main() -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2), encoding="utf-8")
 
+    # Each configuration's article text, split and base scores, once (configurations with the same article text
+    # and target share a split).
     splits: dict[tuple[str, str], Any] = {}
+    prepared = []
+    for label, knobs in configs.items():
+        knobs = dict(knobs)
+        recipe = ArticleTextRecipe.from_name(knobs.pop("article_text", "title"))
+        if recipe.lead_words and not has_leads:
+            print(f"skipping {label}: no leads extracted (flows.mediawiki.extract.extract_lead missing)")
+            continue
+        target = knobs.pop("target")
+        if (recipe.name, target) not in splits:
+            splits[recipe.name, target] = split_for(recipe, target)
+        split = splits[recipe.name, target]
+        base_same = base_on(recipe, split)
+        base_titles = base_on(TITLE_ONLY, split)
+        report["data"] = {k: v for k, v in split.counts.items() if k != "train_pairs"}
+        report["base"][recipe.name] = base_same.metrics()
+        report["base"]["title"] = base_titles.metrics()
+        prepared.append((label, knobs, recipe, split, base_same, base_titles))
+
     with tempfile.TemporaryDirectory(prefix="train-bench-") as scratch:
         # Seed by seed, every configuration: a bench stopped part way has the same seeds of each.
         for seed in seeds:
-            for label, knobs in configs.items():
-                knobs = dict(knobs)
-                recipe = ArticleTextRecipe.from_name(knobs.pop("article_text", "title"))
-                if recipe.lead_words and not has_leads:
-                    print(
-                        f"skipping {label}: no leads extracted (flows.mediawiki.extract.extract_lead missing)"
-                    )
-                    continue
-                target = knobs.pop("target")
-                if (recipe.name, target) not in splits:
-                    splits[recipe.name, target] = split_for(recipe, target)
-                split = splits[recipe.name, target]
-                base_same = base_on(recipe, split)
-                base_titles = base_on(TITLE_ONLY, split)
-                report["data"] = {k: v for k, v in split.counts.items() if k != "train_pairs"}
-                report["base"][recipe.name] = base_same.metrics()
-                report["base"]["title"] = base_titles.metrics()
+            for label, knobs, recipe, split, base_same, base_titles in prepared:
                 config = TrainingConfig(
                     **{"precision": args.precision, "epochs": args.epochs, **knobs},
                     seed=seed,
