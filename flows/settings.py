@@ -236,7 +236,11 @@ class TrainKnobs(BaseModel):
         description="A named set of knobs: 'reference' is sentence-transformers' reference recipe (batch 8, plain "
         "sampler, title -> chunk); knobs given explicitly still apply on top.",
     )
-    epochs: float = Field(default=1.0, gt=0, description="Passes over the training pairs.")
+    epochs: float = Field(
+        default=1.0,
+        gt=0,
+        description="Passes over the training pairs; with max_pairs above 0 the run stops at max_pairs pairs first.",
+    )
     max_pairs: int = Field(
         default=4096,
         ge=0,

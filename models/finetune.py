@@ -404,12 +404,13 @@ def train(
         # The caller reports progress and loss itself; the Trainer would also print every log dict.
         trainer.remove_callback(PrinterCallback)
     log.info(
-        "training %s on %d pairs%s: %d steps of %d (%s sampler, %s loss) on %s in %s",
+        "training %s on %d pairs%s: %d steps of %d%s (%s sampler, %s loss) on %s in %s",
         base_model,
         len(pairs),
         " with hard negatives" if mined else "",
         total_steps,
         config.batch_size,
+        f", capped by max_pairs {config.max_pairs}" if capped else "",
         config.sampler,
         config.loss,
         device,

@@ -1,5 +1,6 @@
 """Real training for a few steps on pairs from the shared pages."""
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -207,7 +208,10 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path: Path, split: P
     assert [entry["step"] for entry in resumed.loss_log if entry["step"] > 2] == [3]
 
 
-def test_max_pairs_bounds_the_steps_of_a_run_and_never_adds_any(tmp_path: Path, split: PairSplit) -> None:
+def test_max_pairs_bounds_the_steps_of_a_run_and_never_adds_any(
+    tmp_path: Path, split: PairSplit, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="models.finetune")
     capped = train(
         base_model=BASE,
         pairs=split.train,
@@ -217,6 +221,9 @@ def test_max_pairs_bounds_the_steps_of_a_run_and_never_adds_any(tmp_path: Path, 
         device="cpu",
     )
     assert capped.steps == 3  # ceil(20 / 8)
+    # The log says the cap, not epochs, ended the run (epochs would have trained more steps).
+    assert "3 steps of 8, capped by max_pairs 20" in caplog.text
+    caplog.clear()
     few = split.train[:24]
     uncapped = train(
         base_model=BASE,
@@ -227,6 +234,7 @@ def test_max_pairs_bounds_the_steps_of_a_run_and_never_adds_any(tmp_path: Path, 
         device="cpu",
     )
     assert uncapped.steps == 3  # one epoch of 24 pairs: a cap above the data trains no second pass
+    assert "capped by max_pairs" not in caplog.text
 
 
 def test_bad_options_are_refused_in_one_message() -> None:
