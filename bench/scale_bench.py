@@ -7,9 +7,11 @@ Each stage a user runs is its own subprocess, so its peak RSS is its own (``os.w
 3. ``pairs``: the training-pair preparation of ``wikiref train`` (flows.steps.training.load_pairs);
 4. ``embed``: ``wikiref embed`` of the base model, end to end (read pending pages, encode, COPY, HNSW build);
 
-then, in this process: the HNSW build of the references index alone, for ``vector`` and ``halfvec`` storage,
-with the configured parallel maintenance workers; table and index sizes; p50/p95 of each SQL function;
-recall@10 of ``similar_references`` against an exact scan of the same version's embeddings.
+then, in this process (``queries``): table and index sizes; p50/p95 of each SQL function; recall@10 of
+``similar_references`` against an exact scan of the same version's embeddings; the HNSW build of the references
+index alone, for ``vector`` and ``halfvec`` storage, with the configured parallel maintenance workers
+(``functions``: the same without those two builds); and (``exact``) the functions' own statement through the
+index at each ``--ef-search`` against the same statement as an exact scan.
 
     python bench/scale_bench.py --references 100000 --out docs/bench/scale-100k.json
 """
@@ -120,7 +122,9 @@ def recall(found: list[list[int]], exact: list[ExactTop]) -> dict[str, float]:
     }
 
 
-def measure_queries(url: str, version: int, args) -> dict:
+def measure_queries(url: str, version: int, args, rebuild: bool = True) -> dict:
+    """Sizes, p50/p95 of each SQL function and recall@10 of ``similar_references`` on the version's own index;
+    with ``rebuild``, also the references index rebuilt as ``vector`` and as ``halfvec`` (two HNSW builds)."""
     import psycopg
     from pgvector.psycopg import register_vector
 
@@ -213,6 +217,8 @@ def measure_queries(url: str, version: int, args) -> dict:
         result["recall_at_10"] = {
             "similar_references": recall([[r[0] for r in rows] for rows in found], exact)
         }
+        if not rebuild:
+            return result
 
         # halfvec beside vector: the same index parameters, on the embeddings cast to half precision.
         halfvec_index = f"ix_reference_embeddings_hnsw_v{version}_halfvec"
@@ -358,7 +364,8 @@ def main() -> None:
     parser.add_argument(
         "--stages",
         default="generate,load,pairs,embed,queries,exact",
-        help="comma-separated; a run of later stages alone (on the same --workdir) adds them to an existing --out",
+        help="comma-separated; a run of later stages alone (on the same --workdir) adds them to an existing --out. "
+        "'functions' is 'queries' without rebuilding the references index as vector and as halfvec",
     )
     parser.add_argument("--hnsw-m", type=int, default=16)
     parser.add_argument("--hnsw-ef-construction", type=int, default=128)
@@ -443,11 +450,11 @@ def main() -> None:
         print(f"  {texts:,} texts: {texts / stage['seconds']:.1f} texts/s end to end")
         report["stages"]["embed"] = stage
         save()
-    if "queries" in stages:
+    if "queries" in stages or "functions" in stages:
         with psycopg.connect(url) as connection:
             version = connection.execute("SELECT id FROM model_versions WHERE name = 'base'").fetchone()[0]
         start = time.perf_counter()
-        report["queries"] = measure_queries(url, version, args)
+        report["queries"] = measure_queries(url, version, args, rebuild="queries" in stages)
         report["queries"]["seconds"] = time.perf_counter() - start
         print(json.dumps(report["queries"], indent=1))
         save()

@@ -64,17 +64,18 @@ def main(paths: list[Path]) -> None:
             *[recall_cell(run["queries"]["recall_at_10"]["similar_references"]) for run in queried],
         )
     )
-    print(
-        row(
-            "HNSW build of the references index, s (vector / halfvec)",
-            *[
-                f"{run['queries']['hnsw_build_seconds']['vector']:.0f} / "
-                f"{run['queries']['hnsw_build_seconds']['halfvec']:.0f} "
-                f"({run['queries']['hnsw_parallel_workers']} parallel workers)"
-                for run in queried
-            ],
+
+    def builds(run: dict) -> str:
+        # A `functions` run measures the version's own index and rebuilds nothing.
+        seconds = run["queries"].get("hnsw_build_seconds")
+        if not seconds:
+            return "not run"
+        return (
+            f"{seconds['vector']:.0f} / {seconds['halfvec']:.0f} "
+            f"({run['queries']['hnsw_parallel_workers']} parallel workers)"
         )
-    )
+
+    print(row("HNSW build of the references index, s (vector / halfvec)", *[builds(run) for run in queried]))
     for run in queried:
         sizes = run["queries"]["sizes_mib"]
         print()
@@ -89,12 +90,16 @@ def main(paths: list[Path]) -> None:
                 else f"{value:.1f}"
             )
             print(row(f"`{name}`", shown))
-        print()
-        print(f"Storage at {run['references']:,} references (nearest 10 references to a title, 1 backend):")
-        print()
-        print(row("storage, ef_search", "p50 ms", "p95 ms", "recall@10 vs exact (by id / by score)"))
-        print(row("---", "---", "---", "---"))
-        for name, value in run["queries"]["storage"].items():
+        storage = run["queries"].get("storage", {})
+        if storage:
+            print()
+            print(
+                f"Storage at {run['references']:,} references (nearest 10 references to a title, 1 backend):"
+            )
+            print()
+            print(row("storage, ef_search", "p50 ms", "p95 ms", "recall@10 vs exact (by id / by score)"))
+            print(row("---", "---", "---", "---"))
+        for name, value in storage.items():
             print(
                 row(
                     name,
