@@ -142,6 +142,7 @@ def measure_queries(url: str, version: int, args, rebuild: bool = True) -> dict:
         sample_titles = rng.sample(titles, min(args.queries, len(titles)))
         sample_refs = rng.sample(reference_ids, min(args.queries, len(reference_ids)))
         words = [t.split(" (scale")[0] for t in sample_titles]
+        result["server"] = server_settings(connection, version)
 
         # Sizes.
         sizes = {}
@@ -267,6 +268,19 @@ def measure_queries(url: str, version: int, args, rebuild: bool = True) -> dict:
     return result
 
 
+def server_settings(connection, version: int) -> dict:
+    """What the latency depends on beyond the index: the buffer cache, and the ef_search the functions use
+    (a session's ``wikiref.ef_search``, e.g. from PGOPTIONS, over the version's own)."""
+    return {
+        "shared_buffers": connection.execute("SHOW shared_buffers").fetchone()[0],
+        "function_ef_search": connection.execute(
+            "SELECT coalesce(nullif(current_setting('wikiref.ef_search', true), '')::integer, "
+            "(SELECT ef_search FROM embedding_states WHERE model_version_id = %s))",
+            (version,),
+        ).fetchone()[0],
+    }
+
+
 def title_queries(connection, version: int, count: int) -> list[np.ndarray]:
     """The version's embeddings of ``count`` titles sampled with seed 7, in title order: the exact stage's queries."""
     titles = [row[0] for row in connection.execute("SELECT title FROM articles ORDER BY id")]
@@ -328,6 +342,7 @@ def measure_exact(url: str, version: int, args) -> dict:
 
         exact_stats, exact_rows = run(["SET LOCAL enable_indexscan = off"])
         result: dict = {"queries": len(queries), "exact": exact_stats, "hnsw": {}}
+        result["server"] = server_settings(connection, version)
         print(
             f"[exact] {len(queries)} queries: p50 {exact_stats['p50_ms']:.1f} ms, p95 {exact_stats['p95_ms']:.1f} ms"
         )
