@@ -269,15 +269,14 @@ def measure_queries(url: str, version: int, args, rebuild: bool = True) -> dict:
 
 
 def server_settings(connection, version: int) -> dict:
-    """What the latency depends on beyond the index: the buffer cache, and the ef_search the functions use
-    (a session's ``wikiref.ef_search``, e.g. from PGOPTIONS, over the version's own)."""
+    """What the latency depends on beyond the index: the buffer cache, and the ef_search the functions use for
+    k = 10, as they choose it (``wikiref.set_ef_search``: a session's ``wikiref.ef_search``, e.g. from PGOPTIONS,
+    over the version's own); rolled back, so the session keeps its own ``hnsw.ef_search``."""
+    with connection.transaction(force_rollback=True):
+        ef_search = connection.execute("SELECT wikiref.set_ef_search(%s, 10)", (version,)).fetchone()[0]
     return {
         "shared_buffers": connection.execute("SHOW shared_buffers").fetchone()[0],
-        "function_ef_search": connection.execute(
-            "SELECT coalesce(nullif(current_setting('wikiref.ef_search', true), '')::integer, "
-            "(SELECT ef_search FROM embedding_states WHERE model_version_id = %s))",
-            (version,),
-        ).fetchone()[0],
+        "function_ef_search": ef_search,
     }
 
 

@@ -99,15 +99,15 @@ def main(paths: list[Path]) -> None:
             print()
             print(row("storage, ef_search", "p50 ms", "p95 ms", "recall@10 vs exact (by id / by score)"))
             print(row("---", "---", "---", "---"))
-        for name, value in storage.items():
-            print(
-                row(
-                    name,
-                    f"{value['p50_ms']:.2f}",
-                    f"{value['p95_ms']:.2f}",
-                    recall_cell(value["recall_at_10"]),
+            for name, value in storage.items():
+                print(
+                    row(
+                        name,
+                        f"{value['p50_ms']:.2f}",
+                        f"{value['p95_ms']:.2f}",
+                        recall_cell(value["recall_at_10"]),
+                    )
                 )
-            )
         exact = run.get("hnsw_vs_exact")
         if exact:
             print()
