@@ -33,8 +33,8 @@ REGISTER_BASE = """
 import sys
 from sqlalchemy import text
 sys.path.insert(0, "bench")
-from flows.settings import get_settings
-from flows.database import prepare_database
+from wikiref.flows.settings import get_settings
+from wikiref.flows.database import prepare_database
 from scale_bench import register_base_version
 _, engine = prepare_database(get_settings())
 register_base_version(engine)
@@ -74,7 +74,7 @@ def main() -> None:
         "machine": {"cpus": cpus, "platform": platform.platform(), "load_average": os.getloadavg()},
         "modes": {},
     }
-    wikiref = [PYTHON, "-m", "flows.cli"]
+    wikiref = [PYTHON, "-m", "wikiref.flows.cli"]
     for mode in args.modes.split(","):
         data = args.workdir / f"data-{mode.replace(':', '-')}"
         subprocess.run(["rm", "-rf", str(data)], check=True)

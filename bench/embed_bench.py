@@ -1,6 +1,6 @@
 """Embedding benchmarks, each measured side by side in one run and printed against its target.
 
-1. copy:   binary COPY (db.embeddings.write_embeddings) vs row-by-row INSERTs, vectors/s; target >= 10x.
+1. copy:   binary COPY (wikiref.db.embeddings.write_embeddings) vs row-by-row INSERTs, vectors/s; target >= 10x.
 2. encode: each of the project's encoder backends (torch, onnx, openvino: those installed, or --backends) vs
            plain fp32 SentenceTransformer.encode on the same reference texts of the shared pages, in interleaved
            rounds (best of --rounds), texts/s and held-out NDCG@10 (titles as queries, all references of the
@@ -56,9 +56,9 @@ def bench_database(database_url: str | None, workdir: Path) -> str:
     import psycopg
     from sqlalchemy.engine import make_url
 
-    from db import migrate
-    from db.engine import libpq_url
-    from db.server import ensure_embedded_server
+    from wikiref.db import migrate
+    from wikiref.db.engine import libpq_url
+    from wikiref.db.server import ensure_embedded_server
 
     admin = (
         libpq_url(database_url)
@@ -110,7 +110,7 @@ def add_version(engine, name: str) -> int:
 def bench_copy(engine, reference_ids: list[int], copy_rows: int, insert_rows: int) -> dict:
     from sqlalchemy.orm import Session
 
-    from db import embeddings
+    from wikiref.db import embeddings
 
     rng = np.random.default_rng(1)
     copy_version, insert_version = add_version(engine, "bench-copy"), add_version(engine, "bench-insert")
@@ -166,8 +166,8 @@ def bench_copy(engine, reference_ids: list[int], copy_rows: int, insert_rows: in
 
 def corpus_from_pages(articles: int) -> dict:
     """Titles and reference texts of ``articles`` shared pages with 5+ references (stable choice by md5)."""
-    from flows.mediawiki.extract import extract_references
-    from flows.mediawiki.saved import iter_saved_pages
+    from wikiref.flows.mediawiki.extract import extract_references
+    from wikiref.flows.mediawiki.saved import iter_saved_pages
 
     pages = []
     for page in iter_saved_pages(SHARED_WIKIPEDIA):
@@ -192,7 +192,7 @@ def ndcg_at_10(query_vectors: np.ndarray, corpus_vectors: np.ndarray, owner: np.
 
 
 def installed_backends(device: str) -> list[str]:
-    from models.encode import fast_backend_available, openvino_available
+    from wikiref.models.encode import fast_backend_available, openvino_available
 
     names = ["torch"]
     if fast_backend_available():
@@ -221,7 +221,7 @@ def bench_encode(
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from models.encode import EncoderConfig, fastest_backend, load_encoder
+    from wikiref.models.encode import EncoderConfig, fastest_backend, load_encoder
 
     if threads:
         torch.set_num_threads(threads)
@@ -359,7 +359,7 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(prefix="wikiref-bench-") as workdir:
         if "copy" in parts:
-            from db.engine import make_engine
+            from wikiref.db.engine import make_engine
 
             url = bench_database(args.database_url, Path(workdir))
             engine = make_engine(url)
@@ -367,11 +367,11 @@ def main() -> None:
             results["copy"] = bench_copy(engine, reference_ids, args.copy_rows, args.insert_rows)
             engine.dispose()
             if not args.database_url:
-                from db.server import stop_embedded_server
+                from wikiref.db.server import stop_embedded_server
 
                 stop_embedded_server(Path(workdir) / "pgdata")
         if "encode" in parts:
-            from models.base import BASE_MODEL_ID, resolve_model_path
+            from wikiref.models.base import BASE_MODEL_ID, resolve_model_path
 
             corpus = json.loads(args.texts.read_text()) if args.texts else corpus_from_pages(args.articles)
             results["encode"] = bench_encode(

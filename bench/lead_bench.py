@@ -3,7 +3,7 @@
 Run from the repository root:  python bench/lead_bench.py [--out bench/results/lead_bench.json]
 
 On the evaluation articles of ``bulk.tar.gz`` (``bench/corpus_split.py``: never trained on by the training
-bench), extracted with ``flows.mediawiki.extract.extract_page`` as the scraper does, for each article text:
+bench), extracted with ``wikiref.flows.mediawiki.extract.extract_page`` as the scraper does, for each article text:
 
 * title -> each single reference: NDCG@10 of the article's text as the query against every reference of the
   evaluated articles (relevant: the article's own references; binary gain), averaged over articles;
@@ -11,7 +11,7 @@ bench), extracted with ``flows.mediawiki.extract.extract_page`` as the scraper d
   (what ``wikiref.articles_for_reference`` answers).
 
 References are encoded once; only the article side changes between rows. Article texts come from
-``models.article_text.ArticleTextRecipe.compose`` (the served definition), except "first sentence", which is a
+``wikiref.models.article_text.ArticleTextRecipe.compose`` (the served definition), except "first sentence", which is a
 comparison point only.
 """
 
@@ -33,10 +33,10 @@ sys.path.insert(0, str(REPO_ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench.corpus_split import is_eval_article
-from flows.mediawiki.extract import extract_page
-from flows.mediawiki.saved import iter_saved_pages
-from models.article_text import ArticleTextRecipe
-from models.base import BASE_MODEL_ID, resolve_model_path
+from wikiref.flows.mediawiki.extract import extract_page
+from wikiref.flows.mediawiki.saved import iter_saved_pages
+from wikiref.models.article_text import ArticleTextRecipe
+from wikiref.models.base import BASE_MODEL_ID, resolve_model_path
 
 SHARED = REPO_ROOT.parent / "shared" / "data" / "wikipedia"
 BUDGETS = (20, 40, 60, 80, 120, 160, 256)

@@ -3,7 +3,7 @@
 Run from the repository root:  python bench/load_bench.py [--references 20000] [--rounds 1] [--out FILE]
 
 1. Generates a dump of N real (recombined) references with bench/scale_dump.py (or takes ``--dump``).
-2. Loads it with ``flows.steps.loading.load_dump`` into a fresh, migrated database of one embedded
+2. Loads it with ``wikiref.flows.steps.loading.load_dump`` into a fresh, migrated database of one embedded
    PostgreSQL, once per write path (``bulk=False``: ``upsert_page`` per article, the loader before the
    batched writes; ``bulk=True``: ``upsert_pages``), alternating the two ``--rounds`` times so that a change
    in the machine's load hits both alike.
@@ -33,10 +33,10 @@ from psycopg import sql
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-import flows.steps.loading as loading
-from db import migrate
-from db.engine import make_engine
-from db.server import ensure_embedded_server, stop_embedded_server
+import wikiref.flows.steps.loading as loading
+from wikiref.db import migrate
+from wikiref.db.engine import make_engine
+from wikiref.db.server import ensure_embedded_server, stop_embedded_server
 
 PATHS = {"per-article": False, "batched": True}
 

@@ -1,4 +1,4 @@
-"""Peak RSS of training-pair preparation (``models.pairs.build_pairs``) as the corpus grows.
+"""Peak RSS of training-pair preparation (``wikiref.models.pairs.build_pairs``) as the corpus grows.
 
 Feeds ``build_pairs`` from a generator of synthetic articles made of real text: every reference text, title and
 lead comes from the pages of ``../shared/data/wikipedia`` (pages/ and bulk.tar.gz, extracted with the scraper's
@@ -35,8 +35,8 @@ DEFAULT_POOL = Path("/tmp/wikiref-pairs-memory-pool.json")
 def build_pool(root: Path, path: Path) -> None:
     """Titles, leads and reference texts of the real pages, as the scraper extracts them, into ``path``."""
     sys.path.insert(0, str(REPO_ROOT))
-    from flows.mediawiki.extract import extract_page
-    from flows.mediawiki.saved import iter_saved_pages
+    from wikiref.flows.mediawiki.extract import extract_page
+    from wikiref.flows.mediawiki.saved import iter_saved_pages
 
     articles = []
     for page in iter_saved_pages(root, include_bulk=True):
@@ -48,7 +48,7 @@ def build_pool(root: Path, path: Path) -> None:
 
 def synthetic_articles(pool_path: Path, *, references: int, seed: int):
     """ArticleTexts until ``references`` reference texts were produced (the last article may be cut short)."""
-    from models.pairs import ArticleTexts
+    from wikiref.models.pairs import ArticleTexts
 
     pool = json.loads(pool_path.read_text())
     texts = [text for article in pool for text in article["references"]]
@@ -72,9 +72,9 @@ def child(args: argparse.Namespace) -> None:
     """One measurement: build the pairs of ``args.references`` synthetic references, print a JSON summary."""
     import inspect
 
-    from models.article_text import DEFAULT_RECIPE
-    from models.base import BASE_MODEL_ID, resolve_model_path
-    from models.pairs import build_pairs, tokenizer_counter
+    from wikiref.models.article_text import DEFAULT_RECIPE
+    from wikiref.models.base import BASE_MODEL_ID, resolve_model_path
+    from wikiref.models.pairs import build_pairs, tokenizer_counter
 
     count = tokenizer_counter(resolve_model_path(BASE_MODEL_ID))
     count(["warm the tokenizer up"])

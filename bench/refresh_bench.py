@@ -29,13 +29,13 @@ from selectolax.lexbor import LexborHTMLParser
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from db import migrate
-from db.corpora import SourceSpec, add_sources
-from db.engine import make_engine
-from db.server import ensure_embedded_server, stop_embedded_server
-from flows.mediawiki.client import ClientConfig
-from flows.mirror.server import MirrorApp, MirrorData, serving
-from flows.steps.corpus import run_refresh
+from wikiref.db import migrate
+from wikiref.db.corpora import SourceSpec, add_sources
+from wikiref.db.engine import make_engine
+from wikiref.db.server import ensure_embedded_server, stop_embedded_server
+from wikiref.flows.mediawiki.client import ClientConfig
+from wikiref.flows.mirror.server import MirrorApp, MirrorData, serving
+from wikiref.flows.steps.corpus import run_refresh
 
 SHARED = REPO_ROOT.parent / "shared" / "data" / "wikipedia"
 

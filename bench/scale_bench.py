@@ -4,7 +4,7 @@ Each stage a user runs is its own subprocess, so its peak RSS is its own (``os.w
 
 1. ``generate``: bench/scale_dump.py writes an Enterprise NDJSON dump of N references (real reference items);
 2. ``load``: ``wikiref scrape --dump`` (pages/s, references/s);
-3. ``pairs``: the training-pair preparation of ``wikiref train`` (flows.steps.training.load_pairs);
+3. ``pairs``: the training-pair preparation of ``wikiref train`` (wikiref.flows.steps.training.load_pairs);
 4. ``embed``: ``wikiref embed`` of the base model, end to end (read pending pages, encode, COPY, HNSW build);
 
 then, in this process (``queries``): table and index sizes; p50/p95 of each SQL function; recall@10 of
@@ -39,9 +39,9 @@ PYTHON = sys.executable
 
 PAIRS_SCRIPT = """
 import json, sys
-from flows.settings import get_settings
-from flows.database import prepare_database
-from flows.steps.training import TrainRequest, load_pairs
+from wikiref.flows.settings import get_settings
+from wikiref.flows.database import prepare_database
+from wikiref.flows.steps.training import TrainRequest, load_pairs
 settings = get_settings()
 split = load_pairs(prepare_database(settings)[1], TrainRequest.from_settings(settings))
 print(json.dumps(split.counts))
@@ -128,7 +128,7 @@ def measure_queries(url: str, version: int, args, rebuild: bool = True) -> dict:
     import psycopg
     from pgvector.psycopg import register_vector
 
-    from db.embeddings import hnsw_index_name
+    from wikiref.db.embeddings import hnsw_index_name
 
     result: dict = {}
     rng = random.Random(7)
@@ -315,11 +315,11 @@ def nearest_references(
 
 
 def register_base_version(engine) -> None:
-    """The base model as the active version ``base``, as ``wikiref train`` registers it (db.registry)."""
+    """The base model as the active version ``base``, as ``wikiref train`` registers it (wikiref.db.registry)."""
     from sqlalchemy.orm import Session
 
-    from db.registry import BASE_VERSION, ensure_base_version
-    from models.base import BASE_MODEL_ID
+    from wikiref.db.registry import BASE_VERSION, ensure_base_version
+    from wikiref.models.base import BASE_MODEL_ID
 
     with Session(engine) as session:
         ensure_base_version(session=session, name=BASE_VERSION, base_model=BASE_MODEL_ID)
@@ -390,7 +390,7 @@ def main() -> None:
     args = parser.parse_args()
     stages = args.stages.split(",")
 
-    from flows.settings import Settings
+    from wikiref.flows.settings import Settings
 
     data = args.workdir / f"data-{args.references}"
     data.mkdir(parents=True, exist_ok=True)
@@ -407,7 +407,7 @@ def main() -> None:
         # One ONNX export for every size: the export is a one-off cost, not a per-corpus one.
         "WIKIREF_EMBED_CACHE_DIR": str(args.workdir / "onnx-cache"),
     }
-    wikiref = [PYTHON, "-m", "flows.cli"]
+    wikiref = [PYTHON, "-m", "wikiref.flows.cli"]
     machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average": os.getloadavg()}
     report: dict = {"references_requested": args.references, "machine": machine, "stages": {}}
     if args.out and args.out.exists() and not {"generate", "load"} & set(stages):
@@ -437,7 +437,7 @@ def main() -> None:
     import psycopg
 
     os.environ["WIKIREF_DATA_DIR"] = str(data)
-    from flows.database import prepare_database
+    from wikiref.flows.database import prepare_database
 
     url, engine = prepare_database(Settings())
     url = url.replace("postgresql+psycopg://", "postgresql://")

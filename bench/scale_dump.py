@@ -33,7 +33,7 @@ from selectolax.lexbor import LexborHTMLParser
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from flows.mediawiki.saved import iter_saved_pages
+from wikiref.flows.mediawiki.saved import iter_saved_pages
 
 SHARED_WIKIPEDIA = REPO_ROOT.parent / "shared" / "data" / "wikipedia"
 WIKI = "en.wikipedia.org"

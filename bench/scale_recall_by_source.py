@@ -42,8 +42,8 @@ def main() -> None:
     import psycopg
     from pgvector.psycopg import register_vector
 
-    from flows.database import prepare_database
-    from flows.settings import Settings
+    from wikiref.flows.database import prepare_database
+    from wikiref.flows.settings import Settings
 
     url = prepare_database(Settings())[0].replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(url) as connection:

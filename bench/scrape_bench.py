@@ -29,9 +29,9 @@ import httpx
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from flows.mediawiki.client import ClientConfig, MediaWikiClient, RateLimiter
-from flows.mediawiki.extract import extract_page
-from flows.mediawiki.saved import iter_saved_pages, saved_titles
+from wikiref.flows.mediawiki.client import ClientConfig, MediaWikiClient, RateLimiter
+from wikiref.flows.mediawiki.extract import extract_page
+from wikiref.flows.mediawiki.saved import iter_saved_pages, saved_titles
 
 SHARED = REPO_ROOT.parent / "shared" / "data" / "wikipedia"
 SPEEDUP_TARGET = 8.0
@@ -67,7 +67,7 @@ def start_mirror(latency_ms: float) -> tuple[subprocess.Popen, str]:
         [
             sys.executable,
             "-m",
-            "flows.cli",
+            "wikiref.flows.cli",
             "mirror",
             "serve",
             str(SHARED),

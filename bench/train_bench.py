@@ -36,11 +36,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.corpus_split import is_eval_article
-from models.article_text import TITLE_ONLY, ArticleTextRecipe
-from models.base import BASE_MODEL_ID, resolve_model_path
-from models.evaluate import REVERSE_METRIC, load_model, paired_bootstrap, score_articles
-from models.finetune import TrainingConfig, resolve_device, train, wise_ft
-from models.pairs import DEFAULT_TOKEN_BUDGET, ArticleTexts, build_pairs, heldout_score, tokenizer_counter
+from wikiref.models.article_text import TITLE_ONLY, ArticleTextRecipe
+from wikiref.models.base import BASE_MODEL_ID, resolve_model_path
+from wikiref.models.evaluate import REVERSE_METRIC, load_model, paired_bootstrap, score_articles
+from wikiref.models.finetune import TrainingConfig, resolve_device, train, wise_ft
+from wikiref.models.pairs import (
+    DEFAULT_TOKEN_BUDGET,
+    ArticleTexts,
+    build_pairs,
+    heldout_score,
+    tokenizer_counter,
+)
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "wikipedia"
 HEADLINE = ("ndcg@10", REVERSE_METRIC)
@@ -51,8 +57,8 @@ CMNRL = {"loss": "cached_mnrl", "batch_size": 64, "mini_batch_size": 32, "sample
 
 
 def product_recipe(name: str) -> dict[str, Any]:
-    """A named recipe of `wikiref train` (flows.settings.RECIPES on the TrainKnobs defaults) as bench knobs."""
-    from flows.settings import RECIPES, TrainKnobs
+    """A named recipe of `wikiref train` (wikiref.flows.settings.RECIPES on the TrainKnobs defaults) as bench knobs."""
+    from wikiref.flows.settings import RECIPES, TrainKnobs
 
     knobs = TrainKnobs(**RECIPES[name])
     config = knobs.training_config().as_params()
@@ -87,7 +93,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "default-symmetric-no-shared-source": {**SYMMETRIC_2048_PAIRS, "sampler": "no_shared_source"},
     "default-symmetric-chunks": {**SYMMETRIC_2048_PAIRS, "target": "chunk"},
     # Levers measured against today's default (docs/training.md): one mined negative per pair
-    # (models.hard_negatives), chunks as training targets, every pair instead of 4,096, and two epochs.
+    # (wikiref.models.hard_negatives), chunks as training targets, every pair instead of 4,096, and two epochs.
     "default-hard-negatives": {**product_recipe("default"), "hard_negatives": True},
     "default-chunks": {**product_recipe("default"), "target": "chunk"},
     "default-all-pairs": {**product_recipe("default"), "max_pairs": 0},
@@ -116,8 +122,8 @@ def load_articles(root: Path, cache: Path | None) -> tuple[list[ArticleTexts], s
         with gzip.open(cache, "rt", encoding="utf-8") as handle:
             rows = json.load(handle)
     else:
-        from flows.mediawiki import extract
-        from flows.mediawiki.saved import iter_saved_pages
+        from wikiref.flows.mediawiki import extract
+        from wikiref.flows.mediawiki.saved import iter_saved_pages
 
         extract_lead = getattr(extract, "extract_lead", None)
         rows = []
@@ -240,7 +246,9 @@ def main() -> int:
         knobs = dict(knobs)
         recipe = ArticleTextRecipe.from_name(knobs.pop("article_text", "title"))
         if recipe.lead_words and not has_leads:
-            print(f"skipping {label}: no leads extracted (flows.mediawiki.extract.extract_lead missing)")
+            print(
+                f"skipping {label}: no leads extracted (wikiref.flows.mediawiki.extract.extract_lead missing)"
+            )
             continue
         target = knobs.pop("target")
         if (recipe.name, target) not in splits:

@@ -30,8 +30,8 @@ from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from db.errors import DatabaseError
-from db.schema import Article, ArticleReference, QuarantinedRevision
+from wikiref.db.errors import DatabaseError
+from wikiref.db.schema import Article, ArticleReference, QuarantinedRevision
 
 WriteStatus = Literal["new", "updated", "unchanged", "quarantined"]
 _REFERENCE_FIELDS = ("text", "urls", "archive_url", "doi", "pmid", "isbn", "cited_title", "date")

@@ -14,8 +14,8 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from db.errors import DatabaseError
-from db.schema import CORPUS_SOURCE_KINDS, Corpus, CorpusSource
+from wikiref.db.errors import DatabaseError
+from wikiref.db.schema import CORPUS_SOURCE_KINDS, Corpus, CorpusSource
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
-from db.schema import Article, ArticleReference
+from wikiref.db.schema import Article, ArticleReference
 
 
 def iter_article_reference_texts(

@@ -20,8 +20,8 @@ from psycopg import sql
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from db.errors import DatabaseError
-from db.schema import EMBEDDING_DIM, STORAGES
+from wikiref.db.errors import DatabaseError
+from wikiref.db.schema import EMBEDDING_DIM, STORAGES
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class _Target:
 
 
 # An article's embedding depends on its title, and on its lead when the version's recipe reads the lead
-# (models.article_text): the label is the title, or the title plus an md5 of the lead. So a lead edit re-embeds
+# (wikiref.models.article_text): the label is the title, or the title plus an md5 of the lead. So a lead edit re-embeds
 # the article for the versions that read leads, and a version trained on titles keeps its embeddings.
 _ARTICLE_LABEL = sql.SQL(
     "CASE WHEN (SELECT mv.article_text FROM model_versions mv WHERE mv.id = %(version)s) = 'title' "
@@ -72,7 +72,9 @@ class VersionInfo:
     status: str
     base_model: str
     artifact_path: str | None
-    article_text: str = "title"  # the version's article-text recipe (models.article_text.ArticleTextRecipe)
+    article_text: str = (
+        "title"  # the version's article-text recipe (wikiref.models.article_text.ArticleTextRecipe)
+    )
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,7 @@ def _target(kind: str) -> _Target:
 
 
 def _driver_connection(session: Session) -> psycopg.Connection:
-    """The psycopg connection under the session's current transaction (pgvector's adapters: db.engine)."""
+    """The psycopg connection under the session's current transaction (pgvector's adapters: wikiref.db.engine)."""
     return session.connection().connection.driver_connection
 
 
@@ -153,7 +155,7 @@ def pending(
 
     In id order, from the first id above ``after``: with ``limit``, one keyset page (the next page starts after
     its last id), so a caller holds one page whatever the corpus size, and rows written meanwhile lie below
-    the keyset and are not read again (flows.steps.embedding.encode_and_write).
+    the keyset and are not read again (wikiref.flows.steps.embedding.encode_and_write).
     """
     target = _target(kind)
     statement = sql.SQL(

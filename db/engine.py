@@ -8,7 +8,7 @@ from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from db.errors import DatabaseError
+from wikiref.db.errors import DatabaseError
 
 MIN_SERVER_VERSION = 140000
 MIN_PGVECTOR_VERSION = (0, 7)

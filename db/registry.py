@@ -14,9 +14,9 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from db.embeddings import drop_version_embeddings
-from db.errors import DatabaseError
-from db.schema import ModelVersion
+from wikiref.db.embeddings import drop_version_embeddings
+from wikiref.db.errors import DatabaseError
+from wikiref.db.schema import ModelVersion
 
 log = logging.getLogger(__name__)
 

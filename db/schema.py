@@ -158,7 +158,7 @@ class TitleEmbedding(Base):
 
 
 # --- embed (migration 0002): embedding completeness per model version, full-text index ----------------------
-# The per-version partial HNSW indexes are created at run time by db.embeddings.build_indexes, so they are not
+# The per-version partial HNSW indexes are created at run time by wikiref.db.embeddings.build_indexes, so they are not
 # declared here (see migrations/env.py, which keeps autogenerate from proposing to drop them).
 
 

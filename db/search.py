@@ -13,8 +13,8 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from db.errors import DatabaseError
-from db.schema import EMBEDDING_DIM
+from wikiref.db.errors import DatabaseError
+from wikiref.db.schema import EMBEDDING_DIM
 
 MAX_K = 1000
 """The most rows one call returns (hnsw.ef_search tops out at 1000; the SQL functions refuse more too)."""

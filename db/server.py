@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from db.errors import DatabaseError
+from wikiref.db.errors import DatabaseError
 
 log = logging.getLogger(__name__)
 

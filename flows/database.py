@@ -7,10 +7,10 @@ from functools import lru_cache
 
 from sqlalchemy import Engine
 
-from db import migrate
-from db.engine import check_server, make_engine, masked_url
-from db.server import ensure_embedded_server
-from flows.settings import Settings, get_settings
+from wikiref.db import migrate
+from wikiref.db.engine import check_server, make_engine, masked_url
+from wikiref.db.server import ensure_embedded_server
+from wikiref.flows.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 

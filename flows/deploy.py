@@ -32,8 +32,8 @@ from prefect.events import DeploymentEventTrigger
 from prefect.schedules import Cron
 from prefect.task_runners import TaskRunner
 
-from flows.settings import Settings
-from flows.task_runners import with_task_runner
+from wikiref.flows.settings import Settings
+from wikiref.flows.task_runners import with_task_runner
 
 log = logging.getLogger(__name__)
 

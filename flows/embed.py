@@ -17,13 +17,13 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from db.embeddings import KINDS, PendingRow, VersionInfo
-from flows import markdown
-from flows.database import engine_for, prepare_database
-from flows.settings import get_settings
-from flows.steps import embedding
-from flows.steps.embedding import EmbedRequest
-from models.encode import EncoderConfig
+from wikiref.db.embeddings import KINDS, PendingRow, VersionInfo
+from wikiref.flows import markdown
+from wikiref.flows.database import engine_for, prepare_database
+from wikiref.flows.settings import get_settings
+from wikiref.flows.steps import embedding
+from wikiref.flows.steps.embedding import EmbedRequest
+from wikiref.models.encode import EncoderConfig
 
 
 @task(cache_policy=NO_CACHE)

@@ -14,14 +14,14 @@ from prefect.artifacts import create_table_artifact
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from db import search
-from flows import markdown
-from flows.database import prepare_database
-from flows.embed import embed_texts
-from flows.scrape import scrape_wikipedia
-from flows.settings import get_settings
-from flows.task_runners import task_runner_from_settings, with_task_runner
-from flows.train import train_model
+from wikiref.db import search
+from wikiref.flows import markdown
+from wikiref.flows.database import prepare_database
+from wikiref.flows.embed import embed_texts
+from wikiref.flows.scrape import scrape_wikipedia
+from wikiref.flows.settings import get_settings
+from wikiref.flows.task_runners import task_runner_from_settings, with_task_runner
+from wikiref.flows.train import train_model
 
 # A first run should end in minutes on a laptop CPU: 12 steps of the default batch of 64 see 768 (article text,
 # reference) pairs, enough to exercise evaluation, the gate and the registry (the gate may well keep the base

@@ -1,6 +1,6 @@
 """The ``scrape-wikipedia`` flow: titles → current revisions → fetch → extract → write, as Prefect tasks.
 
-Thin by design: every step is a plain function of ``flows.steps.scraping``; the flow only fans the fetch,
+Thin by design: every step is a plain function of ``wikiref.flows.steps.scraping``; the flow only fans the fetch,
 extract and write steps out over batches of titles (``.map``), so that a ``DaskTaskRunner`` given with
 ``scrape_wikipedia.with_options(task_runner=...)`` spreads them over its workers. Inputs and outputs of
 every task are plain picklable values (dataclasses, strings, the database URL).
@@ -25,16 +25,16 @@ from prefect.client.orchestration import get_client
 from prefect.concurrency.asyncio import rate_limit
 from prefect.exceptions import ObjectNotFound
 
-from db.articles import PageRecord, RevisionChecks
-from db.corpora import SourceSpec
-from flows import markdown
-from flows.database import engine_for, prepare_database
-from flows.mediawiki.client import ClientConfig, ResolvedTitle
-from flows.mediawiki.errors import ScrapeError
-from flows.mediawiki.titles import TitleSources
-from flows.secrets import has_credentials
-from flows.settings import get_settings
-from flows.steps.corpus import (
+from wikiref.db.articles import PageRecord, RevisionChecks
+from wikiref.db.corpora import SourceSpec
+from wikiref.flows import markdown
+from wikiref.flows.database import engine_for, prepare_database
+from wikiref.flows.mediawiki.client import ClientConfig, ResolvedTitle
+from wikiref.flows.mediawiki.errors import ScrapeError
+from wikiref.flows.mediawiki.titles import TitleSources
+from wikiref.flows.secrets import has_credentials
+from wikiref.flows.settings import get_settings
+from wikiref.flows.steps.corpus import (
     RefreshPlan,
     RefreshSummary,
     corpus_counts,
@@ -44,9 +44,9 @@ from flows.steps.corpus import (
     record_sources,
     source_specs,
 )
-from flows.steps.loading import load_dump
-from flows.steps.records import WriteCounts
-from flows.steps.scraping import (
+from wikiref.flows.steps.loading import load_dump
+from wikiref.flows.steps.records import WriteCounts
+from wikiref.flows.steps.scraping import (
     FetchBatch,
     ResolvedTitles,
     ScrapeSummary,
@@ -270,7 +270,10 @@ def scrape_wikipedia(
 
     with contextlib.ExitStack() as stack:
         if mirror_dir:
-            from flows.mirror.server import LIST_PAGE, running_mirror  # the mirror loads only when used
+            from wikiref.flows.mirror.server import (  # the mirror loads only when used
+                LIST_PAGE,
+                running_mirror,
+            )
 
             api_url = stack.enter_context(running_mirror(Path(mirror_dir), include_bulk=mirror_bulk))
             if sources.empty and not refresh:

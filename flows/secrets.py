@@ -1,6 +1,6 @@
 """Credentials in URLs stay out of messages, logs and flow parameters.
 
-``db.engine.masked_url`` masks the database URL; this does the same for any URL in free text (the wiki's
+``wikiref.db.engine.masked_url`` masks the database URL; this does the same for any URL in free text (the wiki's
 ``api.php``, httpx's request log line), and keeps URLs with credentials out of Prefect flow parameters, which
 Prefect stores and shows in clear.
 """

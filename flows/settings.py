@@ -24,11 +24,11 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from db.engine import validate_database_url
-from flows.errors import UserError
-from models.article_text import DEFAULT_RECIPE
-from models.finetune import TrainingConfig
-from models.pairs import (
+from wikiref.db.engine import validate_database_url
+from wikiref.flows.errors import UserError
+from wikiref.models.article_text import DEFAULT_RECIPE
+from wikiref.models.finetune import TrainingConfig
+from wikiref.models.pairs import (
     DEFAULT_EVAL_FRACTION,
     DEFAULT_MAX_HELDOUT_ARTICLES,
     DEFAULT_MIN_HELDOUT_ARTICLES,
@@ -334,7 +334,7 @@ class TrainKnobs(BaseModel):
     @field_validator("article_text")
     @classmethod
     def _check_article_text(cls, value: str) -> str:
-        from models.article_text import ArticleTextRecipe
+        from wikiref.models.article_text import ArticleTextRecipe
 
         return ArticleTextRecipe.from_name(value).name
 
@@ -348,7 +348,7 @@ class TrainKnobs(BaseModel):
         return self
 
     def training_config(self, *, max_steps: int | None = None) -> TrainingConfig:
-        """The hyperparameters ``models.finetune.train`` takes."""
+        """The hyperparameters ``wikiref.models.finetune.train`` takes."""
         fields = set(TrainingConfig.__dataclass_fields__)
         return TrainingConfig(
             **{k: v for k, v in self.model_dump().items() if k in fields}, max_steps=max_steps

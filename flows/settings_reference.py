@@ -1,5 +1,5 @@
 """docs/settings.md, generated from the ``Settings`` fields: their ``WIKIREF_*`` names, defaults, limits and
-descriptions, one table per area. ``python -m flows.settings_reference`` rewrites the file; a test keeps it
+descriptions, one table per area. ``python -m wikiref.flows.settings_reference`` rewrites the file; a test keeps it
 current (tests/flows/test_settings_reference.py).
 """
 
@@ -14,7 +14,7 @@ import annotated_types
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from flows import settings
+from wikiref.flows import settings
 
 SETTINGS_DOC = Path(__file__).resolve().parent.parent / "docs" / "settings.md"
 
@@ -40,7 +40,7 @@ stops every command with one line naming the variable, e.g.
 `wikiref: error: invalid settings: WIKIREF_SCRAPE_CONCURRENCY: Input should be greater than or equal to 1`.
 
 This page is generated from the field descriptions in `flows/settings.py`:
-`python -m flows.settings_reference` rewrites it, and a test fails when it is out of date.
+`python -m wikiref.flows.settings_reference` rewrites it, and a test fails when it is out of date.
 """
 
 

@@ -14,8 +14,8 @@ from typing import Any, Literal, TypeVar
 from prefect import Flow
 from prefect.task_runners import TaskRunner
 
-from flows.errors import UserError
-from flows.settings import Settings
+from wikiref.flows.errors import UserError
+from wikiref.flows.settings import Settings
 
 log = logging.getLogger(__name__)
 

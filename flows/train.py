@@ -18,10 +18,10 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
-from flows.database import prepare_database
-from flows.settings import TrainOverrides, get_settings
-from flows.steps import training
-from models import card
+from wikiref.flows.database import prepare_database
+from wikiref.flows.settings import TrainOverrides, get_settings
+from wikiref.flows.steps import training
+from wikiref.models import card
 
 
 class PrefectReporter(training.Reporter):

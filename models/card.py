@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from models.evaluate import METRICS, REVERSE_METRIC
+from wikiref.models.evaluate import METRICS, REVERSE_METRIC
 
 _TAGS = ("sentence-transformers", "sentence-similarity", "feature-extraction", "wikipedia", "wikiref")
 LOSS_PLOT = "training_loss.svg"
@@ -147,7 +147,7 @@ article's text close to the references it cites, and far from other articles' re
 normalised 384-dimensional vectors compared by cosine similarity.
 
 **Article text: `{article_text}`.** An article is embedded, trained on and served as this text
-(`models.article_text.ArticleTextRecipe`); embed articles with the same recipe when using this model.
+(`wikiref.models.article_text.ArticleTextRecipe`); embed articles with the same recipe when using this model.
 
 ```python
 from sentence_transformers import SentenceTransformer

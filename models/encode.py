@@ -15,7 +15,7 @@ rejected: both resolve to older sentence-transformers / transformers releases (a
 torchvision), i.e. they would change the default install; the ``openvino`` runtime package alone does not.
 Exports are cached on disk per model folder, so each worker pays for them once.
 
-``auto`` (flows.steps.embedding, the bench) resolves to :func:`fastest_backend`: on the CPU, openvino where it is
+``auto`` (wikiref.flows.steps.embedding, the bench) resolves to :func:`fastest_backend`: on the CPU, openvino where it is
 installed and the CPU has bf16, else onnx where installed, else torch; on a GPU, torch.
 
 Texts are sorted by length before batching so that a batch pads to similar lengths (the cost of a transformer
@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.errors import ModelError
+from wikiref.models.errors import ModelError
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from models.article_text import ArticleTextRecipe
-from models.errors import ModelError
-from models.pairs import EvalArticle, PairSplit
+from wikiref.models.article_text import ArticleTextRecipe
+from wikiref.models.errors import ModelError
+from wikiref.models.pairs import EvalArticle, PairSplit
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

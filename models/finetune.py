@@ -1,7 +1,7 @@
 """Fine-tune a sentence-transformers model on (article text, reference) pairs.
 
 Reads as the numbered steps of sentence-transformers' training examples: model, data, loss, arguments, train,
-save. Evaluation before and after lives in ``models.evaluate`` so the caller can evaluate the base model, the
+save. Evaluation before and after lives in ``wikiref.models.evaluate`` so the caller can evaluate the base model, the
 new model and the active one on the same held-out set.
 """
 
@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from models.errors import ModelError
-from models.pairs import Pair, TrainPairs
+from wikiref.models.errors import ModelError
+from wikiref.models.pairs import Pair, TrainPairs
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class TrainingConfig:
     # Also rank the articles of the batch for each reference (reference -> article), as articles_for_reference.
     symmetric: bool = False
     # One negative per pair, mined with the base model among the other training articles' references
-    # (models.hard_negatives): a third column every anchor of the batch ranks against.
+    # (wikiref.models.hard_negatives): a third column every anchor of the batch ranks against.
     hard_negatives: bool = False
     seed: int = 42
     max_grad_norm: float = 1.0
@@ -316,7 +316,7 @@ def train(
     model.max_seq_length = config.max_seq_length
 
     # 2. Data: (anchor, positive) columns, in the order the pair builder made them; the sampler shuffles. Pairs
-    # on disk (models.pairs.TrainPairs) are memory-mapped as they are, never copied into memory.
+    # on disk (wikiref.models.pairs.TrainPairs) are memory-mapped as they are, never copied into memory.
     if isinstance(pairs, TrainPairs):
         train_dataset = pairs.dataset()
     else:
@@ -325,7 +325,7 @@ def train(
         )
     mined = None
     if config.hard_negatives:
-        from models.hard_negatives import mine_hard_negatives
+        from wikiref.models.hard_negatives import mine_hard_negatives
 
         # Mined with the model as loaded, before any step: the base model. Every pair gets one, whether or not
         # max_pairs lets the run reach it, so that which pairs train stays the sampler's choice alone. The

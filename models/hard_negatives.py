@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from models.finetune import TrainingError, source_keys
-from models.pairs import Pair
+from wikiref.models.finetune import TrainingError, source_keys
+from wikiref.models.pairs import Pair
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

@@ -31,7 +31,7 @@ from typing import Literal, overload
 
 import numpy as np
 
-from models.article_text import TITLE_ONLY, ArticleTextRecipe
+from wikiref.models.article_text import TITLE_ONLY, ArticleTextRecipe
 
 log = logging.getLogger(__name__)
 

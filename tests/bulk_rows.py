@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine, text
 
-from db.articles import PageWriteResult
+from wikiref.db.articles import PageWriteResult
 
 
 def stored_rows(engine: Engine) -> dict[str, list[tuple]]:

@@ -17,9 +17,9 @@ from psycopg import sql
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from db import migrate
-from db.engine import libpq_url, make_engine
-from db.server import ensure_embedded_server, stop_embedded_server
+from wikiref.db import migrate
+from wikiref.db.engine import libpq_url, make_engine
+from wikiref.db.server import ensure_embedded_server, stop_embedded_server
 
 # No usage reports from the Prefect servers the tests start (the harness and `prefect server start`).
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -121,7 +121,7 @@ def engine(database_url: str) -> Iterator[Engine]:
 @pytest.fixture(autouse=True)
 def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Keep every test away from the user's data directory and .env; settings are re-read per test."""
-    from flows.settings import get_settings
+    from wikiref.flows.settings import get_settings
 
     for key in list(os.environ):
         if key.startswith("WIKIREF_") and key != "WIKIREF_TEST_DATABASE_URL":
@@ -148,7 +148,7 @@ def run_cli(tmp_path: Path):
         )
         environment.update(env or {})
         return subprocess.run(
-            [sys.executable, "-m", "flows.cli", *args],
+            [sys.executable, "-m", "wikiref.flows.cli", *args],
             cwd=tmp_path,
             env=environment,
             capture_output=True,
@@ -165,7 +165,7 @@ LOADED_TEMPLATE_DATABASE = "wikiref_test_template_loaded"
 @pytest.fixture(scope="session")
 def loaded_template_url(server_url: str, template_url: str) -> str:
     """A migrated template database holding every page of the shared ``pages/`` (loaded once per session)."""
-    from flows.steps.loading import load_saved_pages
+    from wikiref.flows.steps.loading import load_saved_pages
 
     with psycopg.connect(server_url, autocommit=True) as connection:
         connection.execute(
@@ -230,7 +230,7 @@ def register_base_version(session, *, name: str = "base", status: str = "active"
     """Factory: the base model as a model version (what training registers, minus the training)."""
     from sqlalchemy import text
 
-    from models.base import BASE_MODEL_ID, resolve_model_path
+    from wikiref.models.base import BASE_MODEL_ID, resolve_model_path
 
     return session.execute(
         text(
@@ -243,9 +243,9 @@ def register_base_version(session, *, name: str = "base", status: str = "active"
 
 
 def base_encoder_config(onnx_cache_dir: Path):
-    """The encoder the flow picks with default settings (the fastest installed: models.encode.fastest_backend)."""
-    from models.base import BASE_MODEL_ID, resolve_model_path
-    from models.encode import EncoderConfig, fastest_backend
+    """The encoder the flow picks with default settings (the fastest installed: wikiref.models.encode.fastest_backend)."""
+    from wikiref.models.base import BASE_MODEL_ID, resolve_model_path
+    from wikiref.models.encode import EncoderConfig, fastest_backend
 
     return EncoderConfig(
         model_path=resolve_model_path(BASE_MODEL_ID),
@@ -256,7 +256,7 @@ def base_encoder_config(onnx_cache_dir: Path):
 
 def embed_everything(engine: Engine, version_id: int, config, *, batch_size: int = 64) -> dict[str, int]:
     """Encode, COPY, index and complete one version with the embed steps wikiref embed runs (no Prefect)."""
-    from flows.steps import embedding
+    from wikiref.flows.steps import embedding
 
     request = embedding.EmbedRequest(
         version=embedding.resolve_version(engine, str(version_id)),

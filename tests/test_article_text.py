@@ -1,4 +1,4 @@
-"""Each model version is embedded and served with its own article text (migration 0003, models.article_text).
+"""Each model version is embedded and served with its own article text (migration 0003, wikiref.models.article_text).
 
 Cross-layer (db + models + the embedded slice of tests.conftest): a version trained on titles keeps serving
 title embeddings after leads are stored; a version trained on title + lead serves those; a lead-only edit
@@ -13,12 +13,12 @@ import numpy as np
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from db import embeddings, search
-from db.articles import PageRecord, ReferenceRecord, upsert_page
-from db.engine import make_engine
-from models.article_text import ArticleTextRecipe
-from models.encode import encode_texts
 from tests.conftest import base_encoder_config, embed_everything, register_base_version
+from wikiref.db import embeddings, search
+from wikiref.db.articles import PageRecord, ReferenceRecord, upsert_page
+from wikiref.db.engine import make_engine
+from wikiref.models.article_text import ArticleTextRecipe
+from wikiref.models.encode import encode_texts
 
 LEAD_RECIPE = ArticleTextRecipe(80)
 

@@ -1,19 +1,19 @@
-"""Alembic environment: the URL comes from the caller (``db.migrate``), the metadata from ``db.schema``."""
+"""Alembic environment: the URL comes from the caller (``wikiref.db.migrate``), the metadata from ``wikiref.db.schema``."""
 
 import re
 
 from alembic import context
 from sqlalchemy import text
 
-from db.engine import make_engine
-from db.schema import Base
+from wikiref.db.engine import make_engine
+from wikiref.db.schema import Base
 
 # Any constant works; it keeps two processes from migrating the same database at once.
 MIGRATION_LOCK_ID = 7_424_211
 
 config = context.config
 
-# Per-model-version HNSW indexes (db.embeddings.build_indexes) are made at run time, not by migrations.
+# Per-model-version HNSW indexes (wikiref.db.embeddings.build_indexes) are made at run time, not by migrations.
 HNSW_INDEX_PATTERN = re.compile(r"^ix_(reference|title)_embeddings_hnsw_v\d+$")
 
 

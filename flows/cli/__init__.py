@@ -11,17 +11,17 @@ import typer
 from pydantic import ValidationError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from flows.cli import corpus_commands as corpus_commands
-from flows.cli import db_commands as db_commands
-from flows.cli import embed_commands as embed_commands
-from flows.cli import mirror_commands as mirror_commands
-from flows.cli import models_commands as models_commands
-from flows.cli import run_commands as run_commands
-from flows.cli import scrape_commands as scrape_commands
-from flows.cli import serve_commands as serve_commands
-from flows.cli import train_commands as train_commands
-from flows.errors import EXPECTED_ERRORS
-from flows.secrets import mask_credentials, mask_logged_urls
+from wikiref.flows.cli import corpus_commands as corpus_commands
+from wikiref.flows.cli import db_commands as db_commands
+from wikiref.flows.cli import embed_commands as embed_commands
+from wikiref.flows.cli import mirror_commands as mirror_commands
+from wikiref.flows.cli import models_commands as models_commands
+from wikiref.flows.cli import run_commands as run_commands
+from wikiref.flows.cli import scrape_commands as scrape_commands
+from wikiref.flows.cli import serve_commands as serve_commands
+from wikiref.flows.cli import train_commands as train_commands
+from wikiref.flows.errors import EXPECTED_ERRORS
+from wikiref.flows.secrets import mask_credentials, mask_logged_urls
 
 app = typer.Typer(
     name="wikiref",

@@ -1,3 +1,3 @@
-from flows.cli import main
+from wikiref.flows.cli import main
 
 main()

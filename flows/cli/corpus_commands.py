@@ -9,14 +9,14 @@ import typer
 from rich.markup import escape
 from sqlalchemy.orm import Session
 
-from db import articles
-from db.corpora import SourceSpec, add_sources, corpora, remove_corpus
-from flows.cli.output import console, print_table
-from flows.database import prepare_database
-from flows.errors import UserError
-from flows.mediawiki.titles import TitleSources
-from flows.settings import get_settings
-from flows.steps.corpus import source_specs
+from wikiref.db import articles
+from wikiref.db.corpora import SourceSpec, add_sources, corpora, remove_corpus
+from wikiref.flows.cli.output import console, print_table
+from wikiref.flows.database import prepare_database
+from wikiref.flows.errors import UserError
+from wikiref.flows.mediawiki.titles import TitleSources
+from wikiref.flows.settings import get_settings
+from wikiref.flows.steps.corpus import source_specs
 
 app = typer.Typer(
     help="Corpus definitions kept fresh by scrape-daily, and quarantined revisions.", no_args_is_help=True

@@ -9,12 +9,12 @@ import subprocess
 import typer
 from sqlalchemy import make_url
 
-from db import migrate
-from db.engine import check_server, libpq_url, make_engine, masked_url
-from db.server import bundled_psql, stop_embedded_server
-from flows.cli.output import console, count, print_table
-from flows.database import prepare_database, resolve_database_url
-from flows.settings import get_settings
+from wikiref.db import migrate
+from wikiref.db.engine import check_server, libpq_url, make_engine, masked_url
+from wikiref.db.server import bundled_psql, stop_embedded_server
+from wikiref.flows.cli.output import console, count, print_table
+from wikiref.flows.database import prepare_database, resolve_database_url
+from wikiref.flows.settings import get_settings
 
 app = typer.Typer(help="Create, migrate and inspect the database.", no_args_is_help=True)
 

@@ -9,14 +9,14 @@ from pydantic import TypeAdapter, ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from sqlalchemy.orm import Session
 
-from db import search as queries
-from flows.cli.output import console, count, print_table
-from flows.database import prepare_database
-from flows.errors import UserError
-from flows.mediawiki.title_rules import shortened
-from flows.settings import Settings, get_settings
-from flows.steps import embedding
-from models.encode import encode_texts
+from wikiref.db import search as queries
+from wikiref.flows.cli.output import console, count, print_table
+from wikiref.flows.database import prepare_database
+from wikiref.flows.errors import UserError
+from wikiref.flows.mediawiki.title_rules import shortened
+from wikiref.flows.settings import Settings, get_settings
+from wikiref.flows.steps import embedding
+from wikiref.models.encode import encode_texts
 
 T = TypeVar("T")
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from flows.mirror import FAULT_KINDS
+from wikiref.flows.mirror import FAULT_KINDS
 
 app = typer.Typer(help="Serve saved Wikipedia pages as a MediaWiki API (offline source for tests and demos).")
 
@@ -33,7 +33,7 @@ def serve(
 
     Scrape it with: wikiref scrape --api-url http://HOST:PORT/w/api.php --list-page "Wikipedia:Saved pages"
     """
-    from flows.mirror.server import Faults, MirrorError, serve_mirror
+    from wikiref.flows.mirror.server import Faults, MirrorError, serve_mirror
 
     kinds = tuple(kind.strip() for kind in faults.split(",") if kind.strip())
     fault_config = Faults(rate=fault_rate, kinds=kinds, retry_after=retry_after, seed=seed)

@@ -8,10 +8,10 @@ import typer
 from rich.text import Text
 from sqlalchemy.orm import Session
 
-from db import registry
-from flows.cli.output import console, print_table
-from flows.cli.train_commands import metrics_table
-from flows.database import prepare_database
+from wikiref.db import registry
+from wikiref.flows.cli.output import console, print_table
+from wikiref.flows.cli.train_commands import metrics_table
+from wikiref.flows.database import prepare_database
 
 app = typer.Typer(help="List, inspect, promote and retire model versions.", no_args_is_help=True)
 _STATUS_STYLE = {"active": "bold green", "candidate": "yellow", "superseded": "dim", "retired": "red"}

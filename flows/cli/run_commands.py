@@ -13,11 +13,11 @@ from pydantic import TypeAdapter, ValidationError
 from rich.markup import escape
 from rich.pretty import Pretty
 
-from flows.cli.output import MAX_CELL_CHARS, console, errors, print_table
-from flows.errors import UserError
-from flows.orphans import mark_as_owner, reap_orphaned_servers
-from flows.secrets import has_credentials, mask_credentials
-from flows.settings import get_settings
+from wikiref.flows.cli.output import MAX_CELL_CHARS, console, errors, print_table
+from wikiref.flows.errors import UserError
+from wikiref.flows.orphans import mark_as_owner, reap_orphaned_servers
+from wikiref.flows.secrets import has_credentials, mask_credentials
+from wikiref.flows.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def _validate(flow_name: str, key: str, annotation: Any, value: Any) -> Any:
 
 
 def _load(flow_name: str):
-    from flows.deploy import FLOWS, load_flow
+    from wikiref.flows.deploy import FLOWS, load_flow
 
     if flow_name not in FLOWS:
         raise UserError(f"unknown flow {flow_name!r}; choose one of: {', '.join(FLOWS)}")
@@ -224,8 +224,8 @@ def run(
     mark_as_owner()
     from prefect.states import State
 
-    from flows.database import prepare_database
-    from flows.task_runners import (
+    from wikiref.flows.database import prepare_database
+    from wikiref.flows.task_runners import (
         TASK_RUNNER_KINDS,
         describe_task_runner,
         task_runner_from_settings,

@@ -10,15 +10,15 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from flows.cli.output import console, count, print_table
-from flows.database import prepare_database
-from flows.mediawiki.errors import ScrapeError
-from flows.mediawiki.saved import MANIFEST
-from flows.mediawiki.titles import TitleSources
-from flows.settings import get_settings
-from flows.steps.corpus import RefreshSummary, record_sources, run_refresh, source_specs
-from flows.steps.loading import load_dump
-from flows.steps.scraping import ScrapeSummary, client_config, revision_checks, run_scrape
+from wikiref.flows.cli.output import console, count, print_table
+from wikiref.flows.database import prepare_database
+from wikiref.flows.mediawiki.errors import ScrapeError
+from wikiref.flows.mediawiki.saved import MANIFEST
+from wikiref.flows.mediawiki.titles import TitleSources
+from wikiref.flows.settings import get_settings
+from wikiref.flows.steps.corpus import RefreshSummary, record_sources, run_refresh, source_specs
+from wikiref.flows.steps.loading import load_dump
+from wikiref.flows.steps.scraping import ScrapeSummary, client_config, revision_checks, run_scrape
 
 
 def _day(value: str | None) -> date | None:
@@ -188,7 +188,7 @@ def scrape(
         else:
             with contextlib.ExitStack() as stack:
                 if mirror:
-                    from flows.mirror.server import (
+                    from wikiref.flows.mirror.server import (
                         LIST_PAGE,
                         running_mirror,
                     )  # the mirror loads only when used

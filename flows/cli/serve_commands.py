@@ -9,10 +9,10 @@ import time
 import httpx
 import typer
 
-from flows.errors import UserError
-from flows.orphans import mark_as_owner, reap_orphaned_servers
-from flows.secrets import mask_credentials
-from flows.settings import get_settings
+from wikiref.flows.errors import UserError
+from wikiref.flows.orphans import mark_as_owner, reap_orphaned_servers
+from wikiref.flows.secrets import mask_credentials
+from wikiref.flows.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +61,9 @@ def serve(
     mark_as_owner()
     from prefect.settings import PREFECT_API_URL
 
-    from flows.database import prepare_database
-    from flows.deploy import serve_deployments
-    from flows.task_runners import TASK_RUNNER_KINDS, task_runner_from_settings
+    from wikiref.flows.database import prepare_database
+    from wikiref.flows.deploy import serve_deployments
+    from wikiref.flows.task_runners import TASK_RUNNER_KINDS, task_runner_from_settings
 
     if task_runner is not None and task_runner not in TASK_RUNNER_KINDS:
         raise UserError(f"unknown task runner {task_runner!r}; choose one of: {', '.join(TASK_RUNNER_KINDS)}")

@@ -1,6 +1,6 @@
 """``wikiref train``: the training sequence of flows/steps/training.py, reported on the terminal.
 
-Its knob options are generated from ``flows.settings.TrainKnobs``: the help is the knob's description, the
+Its knob options are generated from ``wikiref.flows.settings.TrainKnobs``: the help is the knob's description, the
 default shown is the knob's, and a knob left out takes its WIKIREF_TRAIN_* setting.
 """
 
@@ -25,10 +25,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from flows.database import prepare_database
-from flows.settings import TrainKnobs, get_settings
-from flows.steps import training
-from models.evaluate import METRICS
+from wikiref.flows.database import prepare_database
+from wikiref.flows.settings import TrainKnobs, get_settings
+from wikiref.flows.steps import training
+from wikiref.models.evaluate import METRICS
 
 console = Console()
 

@@ -27,8 +27,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from flows.mediawiki.errors import ScrapeError
-from flows.secrets import mask_credentials, mask_logged_urls
+from wikiref.flows.mediawiki.errors import ScrapeError
+from wikiref.flows.secrets import mask_credentials, mask_logged_urls
 
 log = logging.getLogger(__name__)
 # httpx logs each request's URL, credentials included; so do this module's retry messages.

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
 
-from flows.mediawiki.errors import ScrapeError
-from flows.mediawiki.title_rules import InvalidTitle, parse_title, shortened
+from wikiref.flows.mediawiki.errors import ScrapeError
+from wikiref.flows.mediawiki.title_rules import InvalidTitle, parse_title, shortened
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flows.errors import WikirefError
+from wikiref.flows.errors import WikirefError
 
 
 class ScrapeError(WikirefError):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
-from flows.mediawiki.errors import ScrapeError
+from wikiref.flows.mediawiki.errors import ScrapeError
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from flows.mediawiki.client import MediaWikiClient, MediaWikiError
+from wikiref.flows.mediawiki.client import MediaWikiClient, MediaWikiError
 
 log = logging.getLogger(__name__)
 

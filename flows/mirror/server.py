@@ -55,11 +55,11 @@ import uvicorn
 from selectolax.lexbor import LexborHTMLParser
 from starlette.requests import Request
 
-from flows.mediawiki.errors import ScrapeError
-from flows.mediawiki.extract import extract_short_description
-from flows.mediawiki.saved import SavedPage, UnreadablePage, iter_saved_pages
-from flows.mediawiki.title_rules import NAMESPACES, InvalidTitle, parse_title
-from flows.mirror import FAULT_KINDS
+from wikiref.flows.mediawiki.errors import ScrapeError
+from wikiref.flows.mediawiki.extract import extract_short_description
+from wikiref.flows.mediawiki.saved import SavedPage, UnreadablePage, iter_saved_pages
+from wikiref.flows.mediawiki.title_rules import NAMESPACES, InvalidTitle, parse_title
+from wikiref.flows.mirror import FAULT_KINDS
 
 log = logging.getLogger(__name__)
 

@@ -19,13 +19,13 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from db.articles import RevisionChecks, mark_gone, prune_history_embeddings, stored_titles
-from db.corpora import CorpusDefinition, SourceSpec, add_sources, corpora, record_refresh
-from flows import markdown
-from flows.mediawiki.client import ClientConfig, ClientStats, MediaWikiClient, TitleResolution
-from flows.mediawiki.titles import TitleSources, gather_titles, read_titles_file
-from flows.steps.loading import load_dump
-from flows.steps.scraping import ResolvedTitles, ScrapeSummary, scrape_pages, summary_of
+from wikiref.db.articles import RevisionChecks, mark_gone, prune_history_embeddings, stored_titles
+from wikiref.db.corpora import CorpusDefinition, SourceSpec, add_sources, corpora, record_refresh
+from wikiref.flows import markdown
+from wikiref.flows.mediawiki.client import ClientConfig, ClientStats, MediaWikiClient, TitleResolution
+from wikiref.flows.mediawiki.titles import TitleSources, gather_titles, read_titles_file
+from wikiref.flows.steps.loading import load_dump
+from wikiref.flows.steps.scraping import ResolvedTitles, ScrapeSummary, scrape_pages, summary_of
 
 log = logging.getLogger(__name__)
 

@@ -19,12 +19,12 @@ import numpy as np
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from db import embeddings
-from db.embeddings import KINDS, PendingRow, VersionInfo
-from flows.settings import Settings
-from models.article_text import ArticleTextRecipe
-from models.base import resolve_model_path
-from models.encode import EncoderConfig, encode_texts, fastest_backend
+from wikiref.db import embeddings
+from wikiref.db.embeddings import KINDS, PendingRow, VersionInfo
+from wikiref.flows.settings import Settings
+from wikiref.models.article_text import ArticleTextRecipe
+from wikiref.models.base import resolve_model_path
+from wikiref.models.encode import EncoderConfig, encode_texts, fastest_backend
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ ProgressCallback = Callable[[str, int, int], None]
 def encoder_config(
     settings: Settings, model_path: str, backend: str | None = None, device: str | None = None
 ) -> EncoderConfig:
-    """The encoder the settings ask for; ``auto`` means the fastest installed (models.encode.fastest_backend)."""
+    """The encoder the settings ask for; ``auto`` means the fastest installed (wikiref.models.encode.fastest_backend)."""
     chosen = backend or settings.embed_backend
     device = device or settings.embed_device
     if chosen == "auto":

@@ -10,11 +10,11 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from db.articles import RevisionChecks, stored_revisions, upsert_pages
-from flows.mediawiki.dump import DumpError, DumpPage, DumpReader
-from flows.mediawiki.saved import iter_saved_pages
-from flows.steps.records import WriteCounts, page_record
-from flows.steps.scraping import ScrapeSummary, write_records
+from wikiref.db.articles import RevisionChecks, stored_revisions, upsert_pages
+from wikiref.flows.mediawiki.dump import DumpError, DumpPage, DumpReader
+from wikiref.flows.mediawiki.saved import iter_saved_pages
+from wikiref.flows.steps.records import WriteCounts, page_record
+from wikiref.flows.steps.scraping import ScrapeSummary, write_records
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def load_dump(
     ``wiki`` is used for records whose URL names no host. ``on_batch(pages_read)`` reports progress. Bad
     records are skipped and listed in the summary (``skipped_records``); a broken stream raises ``DumpError``
     after the articles read before the break are written. The new articles of a batch are written together
-    (one INSERT, one COPY of their references: ``db.articles.upsert_pages``); ``bulk=False`` writes every
+    (one INSERT, one COPY of their references: ``wikiref.db.articles.upsert_pages``); ``bulk=False`` writes every
     article on its own (``upsert_page``), with the same rows and counts, slower.
     """
     summary = ScrapeSummary(wiki=wiki or "")

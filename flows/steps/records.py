@@ -1,4 +1,4 @@
-"""From a rendered page to the records ``db.articles`` writes, and the counts a scrape reports."""
+"""From a rendered page to the records ``wikiref.db.articles`` writes, and the counts a scrape reports."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass, field, fields
 from urllib.parse import quote
 
-from db.articles import PageRecord, PageWriteResult, ReferenceRecord
-from flows.mediawiki.extract import ExtractedReference, extract_page
+from wikiref.db.articles import PageRecord, PageWriteResult, ReferenceRecord
+from wikiref.flows.mediawiki.extract import ExtractedReference, extract_page
 
 
 def article_url(wiki: str, title: str) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from db.articles import (
+from wikiref.db.articles import (
     PageRecord,
     RevisionChecks,
     pending_revisions,
@@ -22,8 +22,8 @@ from db.articles import (
     upsert_page,
     upsert_pages,
 )
-from flows import markdown
-from flows.mediawiki.client import (
+from wikiref.flows import markdown
+from wikiref.flows.mediawiki.client import (
     ClientConfig,
     ClientStats,
     FetchedPage,
@@ -32,10 +32,10 @@ from flows.mediawiki.client import (
     ResolvedTitle,
     TitleResolution,
 )
-from flows.mediawiki.dump import SkippedRecord
-from flows.mediawiki.titles import TitleSources, gather_titles
-from flows.settings import Settings
-from flows.steps.records import WriteCounts, page_record
+from wikiref.flows.mediawiki.dump import SkippedRecord
+from wikiref.flows.mediawiki.titles import TitleSources, gather_titles
+from wikiref.flows.settings import Settings
+from wikiref.flows.steps.records import WriteCounts, page_record
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +301,7 @@ def write_records(
 ) -> WriteCounts:
     """Upsert each article with its references, one transaction per article; failing revisions are quarantined.
 
-    ``bulk``: the new articles among ``records`` are written together (``db.articles.upsert_pages``: one
+    ``bulk``: the new articles among ``records`` are written together (``wikiref.db.articles.upsert_pages``: one
     INSERT and one COPY), the rest one by one as without it; same rows and counts.
     """
     counts = WriteCounts()

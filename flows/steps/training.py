@@ -21,15 +21,15 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from db import corpus, registry
-from flows.errors import UserError
-from flows.settings import Settings, TrainKnobs
-from models import card
-from models.article_text import TITLE_ONLY, ArticleTextRecipe
-from models.base import resolve_model_path
-from models.evaluate import ArticleScores, load_model, paired_bootstrap, score_articles
-from models.finetune import TrainingConfig, TrainingResult, resolve_device, train, wise_ft
-from models.pairs import ArticleTexts, PairSplit, build_pairs, tokenizer_counter
+from wikiref.db import corpus, registry
+from wikiref.flows.errors import UserError
+from wikiref.flows.settings import Settings, TrainKnobs
+from wikiref.models import card
+from wikiref.models.article_text import TITLE_ONLY, ArticleTextRecipe
+from wikiref.models.base import resolve_model_path
+from wikiref.models.evaluate import ArticleScores, load_model, paired_bootstrap, score_articles
+from wikiref.models.finetune import TrainingConfig, TrainingResult, resolve_device, train, wise_ft
+from wikiref.models.pairs import ArticleTexts, PairSplit, build_pairs, tokenizer_counter
 
 log = logging.getLogger(__name__)
 

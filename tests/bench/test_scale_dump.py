@@ -11,8 +11,8 @@ from selectolax.lexbor import LexborHTMLParser
 from sqlalchemy import create_engine, text
 
 from bench.scale_dump import generated_records, reference_pool, sample_items, write_dump
-from db.engine import sqlalchemy_url
 from tests.conftest import SHARED_WIKIPEDIA
+from wikiref.db.engine import sqlalchemy_url
 
 
 def test_generated_dump_loads_through_scrape_dump_with_every_reference(

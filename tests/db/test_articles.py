@@ -7,9 +7,9 @@ import csv
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session
 
-from db.articles import PageRecord, ReferenceRecord, content_hash, stored_revisions, upsert_page
-from db.engine import sqlalchemy_url
 from tests.conftest import SHARED_WIKIPEDIA
+from wikiref.db.articles import PageRecord, ReferenceRecord, content_hash, stored_revisions, upsert_page
+from wikiref.db.engine import sqlalchemy_url
 
 # The write mechanics below use one-letter texts, which the sanity checks take for debris; the checks have
 # tests of their own (test_revision_checks.py).

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import psycopg
 
-from db.server import ensure_embedded_server, stop_embedded_server
+from wikiref.db.server import ensure_embedded_server, stop_embedded_server
 
 START_AND_REPORT = textwrap.dedent(
     """
     import sys, psycopg
     from pathlib import Path
-    from db.server import ensure_embedded_server
+    from wikiref.db.server import ensure_embedded_server
     url = ensure_embedded_server(Path(sys.argv[1]))
     with psycopg.connect(url) as connection:
         print(connection.execute("SELECT pg_postmaster_start_time(), inet_server_port()").fetchone()[0], url)

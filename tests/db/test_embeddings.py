@@ -1,4 +1,4 @@
-"""db.embeddings: pending rows, COPY upserts, per-version HNSW indexes, completeness and the serving version."""
+"""wikiref.db.embeddings: pending rows, COPY upserts, per-version HNSW indexes, completeness and the serving version."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from db import embeddings, search
 from tests.conftest import register_base_version
+from wikiref.db import embeddings, search
 
 
 def unit_vectors(count: int, seed: int = 0) -> np.ndarray:
@@ -273,7 +273,7 @@ def test_get_version_defaults_to_the_active_one(session: Session) -> None:
 
 
 def test_keyset_pages_return_the_same_rows_as_one_query_on_the_shared_pages(loaded_database_url) -> None:
-    from db.engine import make_engine
+    from wikiref.db.engine import make_engine
 
     engine = make_engine(loaded_database_url)
     try:

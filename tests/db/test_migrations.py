@@ -1,7 +1,7 @@
 from sqlalchemy import inspect, text
 
-from db import migrate
-from db.engine import make_engine
+from wikiref.db import migrate
+from wikiref.db.engine import make_engine
 
 
 def test_upgrade_from_empty_creates_schema_and_rerun_is_a_no_op(empty_database_url: str) -> None:
@@ -58,8 +58,8 @@ def test_halfvec_storage_downgrades_keeping_the_embeddings(empty_database_url: s
     import numpy as np
     from sqlalchemy.orm import Session
 
-    from db import embeddings
     from tests.conftest import register_base_version
+    from wikiref.db import embeddings
 
     engine = make_engine(empty_database_url)
     migrate.upgrade(empty_database_url)

@@ -2,9 +2,9 @@ import pytest
 from sqlalchemy import Engine, func, insert, select, text
 from sqlalchemy.orm import Session
 
-from db import registry
-from db.embeddings import KINDS, build_indexes, hnsw_index_name
-from db.schema import Article, ArticleReference, ModelVersion, ReferenceEmbedding, TitleEmbedding
+from wikiref.db import registry
+from wikiref.db.embeddings import KINDS, build_indexes, hnsw_index_name
+from wikiref.db.schema import Article, ArticleReference, ModelVersion, ReferenceEmbedding, TitleEmbedding
 
 
 def make_version(session: Session, name: str, ndcg: float = 0.5) -> ModelVersion:

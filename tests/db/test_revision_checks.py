@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from db.articles import (
+from tests.conftest import register_base_version
+from wikiref.db.articles import (
     PageRecord,
     ReferenceRecord,
     RevisionChecks,
@@ -19,7 +20,6 @@ from db.articles import (
     revision_problem,
     upsert_page,
 )
-from tests.conftest import register_base_version
 
 WIKI = "en.wikipedia.org"
 

@@ -7,8 +7,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from db import search
-from db.engine import make_engine
+from wikiref.db import search
+from wikiref.db.engine import make_engine
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db.schema import EMBEDDING_DIM, Article, ModelVersion, TitleEmbedding
+from wikiref.db.schema import EMBEDDING_DIM, Article, ModelVersion, TitleEmbedding
 
 
 def unit(*leading: float) -> np.ndarray:

@@ -14,8 +14,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterParentFlowRunId
 from sqlalchemy import text
 
-from db.engine import make_engine
-from flows.settings import get_settings
+from wikiref.db.engine import make_engine
+from wikiref.flows.settings import get_settings
 
 # A slice of the shared pages: several markup variants, about 1,100 references, enough articles that the
 # held-out split of training is not empty.

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from db.engine import sqlalchemy_url
 from tests.conftest import REPO_ROOT, SHARED_WIKIPEDIA
+from wikiref.db.engine import sqlalchemy_url
 
 
 def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
@@ -92,7 +92,7 @@ def test_db_stop_during_a_scrape_is_one_line_and_a_rerun_converges(tmp_path: Pat
 
     def cli(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "flows.cli", *args],
+            [sys.executable, "-m", "wikiref.flows.cli", *args],
             env=environment,
             capture_output=True,
             text=True,
@@ -103,7 +103,7 @@ def test_db_stop_during_a_scrape_is_one_line_and_a_rerun_converges(tmp_path: Pat
     scrape = ["scrape", "--mirror", str(SHARED_WIKIPEDIA), "--limit", "40", "--concurrency", "1"]
     assert cli("db", "upgrade").returncode == 0  # starts the embedded server of this data folder
     running = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", *scrape, "--rate", "4"],
+        [sys.executable, "-m", "wikiref.flows.cli", *scrape, "--rate", "4"],
         env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

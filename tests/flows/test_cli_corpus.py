@@ -6,9 +6,9 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from db.articles import PageRecord, ReferenceRecord, upsert_page
-from db.engine import make_engine
 from tests.conftest import SHARED_WIKIPEDIA
+from wikiref.db.articles import PageRecord, ReferenceRecord, upsert_page
+from wikiref.db.engine import make_engine
 
 WIKI = "en.wikipedia.org"
 

@@ -1,6 +1,6 @@
 import pytest
 
-from db.engine import libpq_url, masked_url
+from wikiref.db.engine import libpq_url, masked_url
 
 UNREACHABLE = "postgresql://alice:s3cret@127.0.0.1:9/nowhere"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from db.engine import make_engine
+from wikiref.db.engine import make_engine
 
 
 @pytest.fixture

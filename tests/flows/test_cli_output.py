@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.text import Text
 
-from flows.cli import output
+from wikiref.flows.cli import output
 
 
 def test_cells_format_numbers_and_never_read_text_as_markup() -> None:

@@ -6,7 +6,7 @@ from typing import Literal
 import pytest
 from prefect import flow
 
-from flows.cli.run_commands import ParameterError, parse_parameters
+from wikiref.flows.cli.run_commands import ParameterError, parse_parameters
 
 
 @flow

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from db.engine import sqlalchemy_url
 from tests.conftest import REPO_ROOT, SHARED_WIKIPEDIA
+from wikiref.db.engine import sqlalchemy_url
 
 
 def test_scrape_a_mirror_folder_prints_the_summary(run_cli, database_url: str) -> None:
@@ -58,7 +58,7 @@ def test_mirror_serve_answers_the_action_api(tmp_path) -> None:
         [
             sys.executable,
             "-m",
-            "flows.cli",
+            "wikiref.flows.cli",
             "mirror",
             "serve",
             str(SHARED_WIKIPEDIA),

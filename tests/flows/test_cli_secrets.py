@@ -15,8 +15,8 @@ import pytest
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from flows.mirror.server import MirrorApp, MirrorData, serving
 from tests.conftest import REPO_ROOT, SHARED_WIKIPEDIA
+from wikiref.flows.mirror.server import MirrorApp, MirrorData, serving
 
 PASSWORD = "s3cret-api-pw"
 
@@ -76,7 +76,7 @@ def test_db_psql_keeps_the_password_out_of_the_process_list(
         {"PYTHONPATH": str(REPO_ROOT), "WIKIREF_DATABASE_URL": url, "WIKIREF_DATA_DIR": str(tmp_path)}
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "db", "psql", "-tAc", "select current_user, pg_sleep(4)"],
+        [sys.executable, "-m", "wikiref.flows.cli", "db", "psql", "-tAc", "select current_user, pg_sleep(4)"],
         env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

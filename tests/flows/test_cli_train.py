@@ -3,8 +3,8 @@ import re
 import pytest
 from sqlalchemy.orm import Session
 
-from db import registry
-from db.engine import make_engine
+from wikiref.db import registry
+from wikiref.db.engine import make_engine
 
 pytestmark = pytest.mark.slow
 

@@ -13,14 +13,14 @@ from selectolax.lexbor import LexborHTMLParser
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from db.articles import accept_quarantined, quarantined
-from db.corpora import SourceSpec, add_sources, corpora
-from flows.mediawiki.saved import SavedPage, iter_saved_pages
-from flows.mirror.server import MirrorApp, MirrorData, serving
-from flows.steps.corpus import run_refresh
-from flows.steps.records import page_record
 from tests.conftest import SHARED_WIKIPEDIA, register_base_version
 from tests.flows.mediawiki.conftest import client_config
+from wikiref.db.articles import accept_quarantined, quarantined
+from wikiref.db.corpora import SourceSpec, add_sources, corpora
+from wikiref.flows.mediawiki.saved import SavedPage, iter_saved_pages
+from wikiref.flows.mirror.server import MirrorApp, MirrorData, serving
+from wikiref.flows.steps.corpus import run_refresh
+from wikiref.flows.steps.records import page_record
 
 WIKI = "en.wikipedia.org"
 BIRDS = "Category:Birds"

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from flows.scrape import scrape_wikipedia
-from flows.settings import Settings
-from flows.task_runners import task_runner_from_settings, with_task_runner
 from tests.conftest import SHARED_WIKIPEDIA, TEMPLATE_DATABASE, create_database, drop_database
 from tests.flows.flow_runs import SLICE, rows, run_flow
+from wikiref.flows.scrape import scrape_wikipedia
+from wikiref.flows.settings import Settings
+from wikiref.flows.task_runners import task_runner_from_settings, with_task_runner
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 

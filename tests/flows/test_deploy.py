@@ -6,9 +6,9 @@ import yaml
 from prefect.cli.deploy._models import PrefectYamlModel
 from prefect.client.schemas.schedules import CronSchedule
 
-from flows.deploy import FLOWS, build_deployments, deployment_specs, load_flow
-from flows.settings import Settings
 from tests.conftest import REPO_ROOT
+from wikiref.flows.deploy import FLOWS, build_deployments, deployment_specs, load_flow
+from wikiref.flows.settings import Settings
 
 PREFECT_YAML = REPO_ROOT / "prefect.yaml"
 

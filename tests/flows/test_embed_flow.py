@@ -12,18 +12,18 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from db import embeddings, search
-from db.articles import upsert_page
-from db.engine import make_engine
 from tests.conftest import REPO_ROOT, SHARED_WIKIPEDIA, register_base_version
+from wikiref.db import embeddings, search
+from wikiref.db.articles import upsert_page
+from wikiref.db.engine import make_engine
 
 pytestmark = pytest.mark.slow
 
 
 def add_saved_page_not_in(session: Session) -> tuple[str, int]:
     """Upsert the first saved page whose title the database lacks; returns its title and reference count."""
-    from flows.mediawiki.saved import iter_saved_pages
-    from flows.steps.records import page_record
+    from wikiref.flows.mediawiki.saved import iter_saved_pages
+    from wikiref.flows.steps.records import page_record
 
     present = set(session.scalars(text("SELECT title FROM articles")))
     for page in iter_saved_pages(SHARED_WIKIPEDIA):
@@ -45,7 +45,7 @@ def test_re_embedding_after_one_new_article_encodes_only_its_rows(
 ) -> None:
     from prefect.client.orchestration import get_client
 
-    from flows.embed import embed_texts
+    from wikiref.flows.embed import embed_texts
 
     monkeypatch.setenv("WIKIREF_DATABASE_URL", embedded_database_url)
     engine = make_engine(embedded_database_url)
@@ -104,7 +104,7 @@ def test_a_run_killed_mid_way_resumes_with_exactly_one_embedding_per_row(
         WIKIREF_EMBED_CHUNK_SIZE="64",
         COLUMNS="200",
     )
-    command = [sys.executable, "-m", "flows.cli", "embed", "--model-version", "second"]
+    command = [sys.executable, "-m", "wikiref.flows.cli", "embed", "--model-version", "second"]
 
     def written() -> int:
         with engine.connect() as connection:

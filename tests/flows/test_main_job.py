@@ -34,7 +34,7 @@ def test_wikiref_run_pipeline_on_the_shared_pages_prints_a_query_result(
             [
                 sys.executable,
                 "-m",
-                "flows.cli",
+                "wikiref.flows.cli",
                 "run",
                 "pipeline",
                 "--param",

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from markdown_it import MarkdownIt
 
-from flows import markdown
-from flows.mediawiki.dump import SkippedRecord
-from flows.steps.scraping import ScrapeSummary
+from wikiref.flows import markdown
+from wikiref.flows.mediawiki.dump import SkippedRecord
+from wikiref.flows.steps.scraping import ScrapeSummary
 
 HOSTILE = [
     "# Heading",

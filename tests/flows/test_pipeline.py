@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from flows.embed import embed_texts
-from flows.pipeline import pipeline
 from tests.conftest import SHARED_WIKIPEDIA, TEMPLATE_DATABASE, create_database, drop_database
 from tests.flows.flow_runs import SLICE, Run, artifacts_of, child_flow_runs, rows, run_flow, scalar, table_of
+from wikiref.flows.embed import embed_texts
+from wikiref.flows.pipeline import pipeline
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 

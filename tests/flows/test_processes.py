@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli.serve_commands import wait_for_prefect_api
-from flows.errors import UserError
-from flows.orphans import OWNER_VARIABLE, _identity, _stat_fields, orphaned_servers
 from tests.conftest import REPO_ROOT, SHARED_WIKIPEDIA
 from tests.flows.conftest import PrefectServer, clean_environment, free_port
+from wikiref.flows.cli.serve_commands import wait_for_prefect_api
+from wikiref.flows.errors import UserError
+from wikiref.flows.orphans import OWNER_VARIABLE, _identity, _stat_fields, orphaned_servers
 
 # wikiref runs as real subprocesses here.
 pytestmark = pytest.mark.slow
@@ -47,7 +47,7 @@ def test_a_killed_run_leaves_a_server_that_the_next_run_reaps(tmp_path: Path, da
         WIKIREF_DATABASE_URL=database_url,
         WIKIREF_SCRAPE_REQUESTS_PER_SECOND="0.5",  # a run that lasts well beyond the server's start
     )
-    command = [sys.executable, "-m", "flows.cli", "run", "scrape"]
+    command = [sys.executable, "-m", "wikiref.flows.cli", "run", "scrape"]
     running = subprocess.Popen(
         [*command, "--param", f"mirror_dir={SHARED_WIKIPEDIA}", "--param", "limit=60"],
         env=environment,

@@ -25,10 +25,6 @@ from prefect.client.schemas.schedules import CronSchedule
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from sqlalchemy.orm import Session
 
-from db.corpora import SourceSpec, add_sources
-from db.engine import make_engine
-from flows.deploy import deployment_specs, load_flow
-from flows.settings import Settings
 from tests.conftest import (
     REPO_ROOT,
     SHARED_WIKIPEDIA,
@@ -39,6 +35,10 @@ from tests.conftest import (
 )
 from tests.flows.conftest import PrefectServer, clean_environment
 from tests.flows.flow_runs import rows
+from wikiref.db.corpora import SourceSpec, add_sources
+from wikiref.db.engine import make_engine
+from wikiref.flows.deploy import deployment_specs, load_flow
+from wikiref.flows.settings import Settings
 
 pytestmark = pytest.mark.server
 
@@ -88,7 +88,7 @@ def served(
     )
     with log.open("w") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "flows.cli", "serve"],
+            [sys.executable, "-m", "wikiref.flows.cli", "serve"],
             env=environment,
             cwd=workdir,
             stdout=output,

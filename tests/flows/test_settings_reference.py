@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from flows import settings_reference
-from flows.settings import Settings
+from wikiref.flows import settings_reference
+from wikiref.flows.settings import Settings
 
 
 def test_settings_doc_is_current() -> None:
     assert settings_reference.SETTINGS_DOC.read_text() == settings_reference.render(), (
-        "docs/settings.md is out of date: run `python -m flows.settings_reference`"
+        "docs/settings.md is out of date: run `python -m wikiref.flows.settings_reference`"
     )
 
 

@@ -3,8 +3,8 @@ from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect_dask import DaskTaskRunner
 
-from flows.settings import Settings
-from flows.task_runners import (
+from wikiref.flows.settings import Settings
+from wikiref.flows.task_runners import (
     TaskRunnerError,
     build_task_runner,
     describe_task_runner,

@@ -6,11 +6,11 @@ from prefect.artifacts import Artifact
 from sentence_transformers import SentenceTransformer
 from sqlalchemy.orm import Session
 
-from db import registry
-from db.engine import make_engine
-from flows.settings import TrainOverrides, get_settings
-from models.card import LOSS_PLOT
-from models.evaluate import METRICS
+from wikiref.db import registry
+from wikiref.db.engine import make_engine
+from wikiref.flows.settings import TrainOverrides, get_settings
+from wikiref.models.card import LOSS_PLOT
+from wikiref.models.evaluate import METRICS
 
 pytestmark = pytest.mark.slow
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 def test_train_flow_registers_a_gated_version_with_cis_a_loss_plot_and_artifacts(
     prefect_harness, loaded_database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from flows.train import train_model
+    from wikiref.flows.train import train_model
 
     monkeypatch.setenv("WIKIREF_DATABASE_URL", loaded_database_url)
     get_settings.cache_clear()

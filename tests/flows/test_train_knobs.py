@@ -4,15 +4,15 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from flows.errors import UserError
-from flows.settings import RECIPES, Settings, TrainKnobs, TrainOverrides
+from wikiref.flows.errors import UserError
+from wikiref.flows.settings import RECIPES, Settings, TrainKnobs, TrainOverrides
 
 
 def test_every_knob_is_a_setting_an_option_and_a_flow_parameter() -> None:
     from prefect.utilities.callables import parameter_schema
 
-    from flows.cli import app
-    from flows.train import train_model
+    from wikiref.flows.cli import app
+    from wikiref.flows.train import train_model
 
     options = {param.name: param for param in typer.main.get_command(app).commands["train"].params}
     assert CliRunner().invoke(app, ["train", "--help"]).exit_code == 0
@@ -60,9 +60,9 @@ def test_the_held_out_cap_is_zero_or_at_least_the_floor() -> None:
 def test_hard_negatives_reach_the_training_config_from_the_setting_the_cli_and_the_flow_parameter(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from flows.cli import app, train_commands
-    from flows.settings import get_settings
-    from flows.steps import training
+    from wikiref.flows.cli import app, train_commands
+    from wikiref.flows.settings import get_settings
+    from wikiref.flows.steps import training
 
     assert Settings().train_knobs().training_config().hard_negatives is False
     monkeypatch.setenv("WIKIREF_TRAIN_HARD_NEGATIVES", "true")

@@ -9,8 +9,8 @@ import logging
 from collections.abc import Callable, Iterable
 from statistics import fmean
 
-from models.article_text import TITLE_ONLY, ArticleTextRecipe
-from models.pairs import (
+from wikiref.models.article_text import TITLE_ONLY, ArticleTextRecipe
+from wikiref.models.pairs import (
     ArticleTexts,
     EvalArticle,
     Pair,

@@ -1,10 +1,10 @@
-"""models.article_text: the one definition of an article's text."""
+"""wikiref.models.article_text: the one definition of an article's text."""
 
 from __future__ import annotations
 
 import pytest
 
-from models.article_text import DEFAULT_RECIPE, TITLE_ONLY, ArticleTextRecipe
+from wikiref.models.article_text import DEFAULT_RECIPE, TITLE_ONLY, ArticleTextRecipe
 
 
 def test_recipes_compose_title_and_the_first_words_of_the_lead() -> None:

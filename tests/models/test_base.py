@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 from sentence_transformers import SentenceTransformer
 
-from models.base import BASE_MODEL_ID, resolve_model_path
+from wikiref.models.base import BASE_MODEL_ID, resolve_model_path
 
 
 def test_hub_id_of_base_model_loads_offline_with_384_normalised_dims(monkeypatch) -> None:

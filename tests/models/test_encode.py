@@ -1,4 +1,4 @@
-"""models.encode with the real base model: the three backends, batching by length, progress, caching of exports,
+"""wikiref.models.encode with the real base model: the three backends, batching by length, progress, caching of exports,
 what ``auto`` picks."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import models.encode as encode_module
-from models.base import BASE_MODEL_ID, resolve_model_path
-from models.encode import (
+import wikiref.models.encode as encode_module
+from wikiref.models.base import BASE_MODEL_ID, resolve_model_path
+from wikiref.models.encode import (
     EncoderConfig,
     EncoderUnavailable,
     OpenVinoEncoder,
@@ -134,8 +134,8 @@ def test_openvino_encoder_agrees_with_fp32_and_exports_once(model_path: str, onn
 
 
 def test_auto_is_the_fastest_installed_backend(monkeypatch: pytest.MonkeyPatch) -> None:
-    from flows.settings import Settings
-    from flows.steps.embedding import encoder_config
+    from wikiref.flows.settings import Settings
+    from wikiref.flows.steps.embedding import encoder_config
 
     expected = (
         "openvino"

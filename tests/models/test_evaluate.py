@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from models.errors import ModelError
-from models.evaluate import REVERSE_METRIC, ArticleScores, _ranking, paired_bootstrap
+from wikiref.models.errors import ModelError
+from wikiref.models.evaluate import REVERSE_METRIC, ArticleScores, _ranking, paired_bootstrap
 
 
 def scores(ndcg: list[float], correct: list[int], references: list[int], ids=None) -> ArticleScores:

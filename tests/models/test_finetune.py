@@ -9,13 +9,13 @@ import torch
 from sentence_transformers import SentenceTransformer
 from sqlalchemy.orm import Session
 
-from db import registry
-from db.corpus import article_reference_texts
-from db.engine import make_engine
-from models.base import BASE_MODEL_ID, resolve_model_path
-from models.card import LOSS_PLOT, loss_plot_svg, render_model_card
-from models.evaluate import METRICS, evaluate, load_model, paired_bootstrap
-from models.finetune import (
+from wikiref.db import registry
+from wikiref.db.corpus import article_reference_texts
+from wikiref.db.engine import make_engine
+from wikiref.models.base import BASE_MODEL_ID, resolve_model_path
+from wikiref.models.card import LOSS_PLOT, loss_plot_svg, render_model_card
+from wikiref.models.evaluate import METRICS, evaluate, load_model, paired_bootstrap
+from wikiref.models.finetune import (
     TrainingConfig,
     TrainingError,
     TrainingResult,
@@ -26,7 +26,7 @@ from models.finetune import (
     train,
     wise_ft,
 )
-from models.pairs import ArticleTexts, Pair, PairSplit, TrainPairs, build_pairs, tokenizer_counter
+from wikiref.models.pairs import ArticleTexts, Pair, PairSplit, TrainPairs, build_pairs, tokenizer_counter
 
 pytestmark = pytest.mark.slow
 
@@ -211,7 +211,7 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path: Path, split: P
 def test_max_pairs_bounds_the_steps_of_a_run_and_never_adds_any(
     tmp_path: Path, split: PairSplit, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="models.finetune")
+    caplog.set_level(logging.INFO, logger="wikiref.models.finetune")
     capped = train(
         base_model=BASE,
         pairs=split.train,

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from sentence_transformers import SentenceTransformer
 
-from models.base import BASE_MODEL_ID, resolve_model_path
-from models.finetune import TrainingConfig, TrainingError, source_aware_sampler, source_keys, train
-from models.hard_negatives import mine_hard_negatives
-from models.pairs import ArticleTexts, Pair, TrainPairs, build_pairs, tokenizer_counter
 from tests.conftest import SHARED_WIKIPEDIA
+from wikiref.models.base import BASE_MODEL_ID, resolve_model_path
+from wikiref.models.finetune import TrainingConfig, TrainingError, source_aware_sampler, source_keys, train
+from wikiref.models.hard_negatives import mine_hard_negatives
+from wikiref.models.pairs import ArticleTexts, Pair, TrainPairs, build_pairs, tokenizer_counter
 
 BASE = resolve_model_path(BASE_MODEL_ID)
 
@@ -168,8 +168,8 @@ def test_the_source_aware_sampler_keeps_a_negative_away_from_the_article_it_belo
 
 @pytest.fixture(scope="module")
 def real_train_pairs() -> TrainPairs:
-    from flows.mediawiki.extract import extract_lead, extract_references
-    from flows.mediawiki.saved import iter_saved_pages
+    from wikiref.flows.mediawiki.extract import extract_lead, extract_references
+    from wikiref.flows.mediawiki.saved import iter_saved_pages
 
     articles = [
         ArticleTexts(

@@ -3,11 +3,11 @@ from dataclasses import replace
 import pytest
 from sqlalchemy.orm import Session
 
-from db.corpus import article_reference_texts, iter_article_reference_texts
-from db.engine import make_engine
-from models.article_text import ArticleTextRecipe
-from models.base import BASE_MODEL_ID, resolve_model_path
-from models.pairs import ArticleTexts, build_pairs, chunk_references, heldout_score, tokenizer_counter
+from wikiref.db.corpus import article_reference_texts, iter_article_reference_texts
+from wikiref.db.engine import make_engine
+from wikiref.models.article_text import ArticleTextRecipe
+from wikiref.models.base import BASE_MODEL_ID, resolve_model_path
+from wikiref.models.pairs import ArticleTexts, build_pairs, chunk_references, heldout_score, tokenizer_counter
 
 
 def words(texts):

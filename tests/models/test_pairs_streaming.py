@@ -9,11 +9,12 @@ from dataclasses import replace
 import pytest
 from sqlalchemy.orm import Session
 
-from db.corpus import article_reference_texts
-from db.engine import make_engine
-from models.article_text import DEFAULT_RECIPE, TITLE_ONLY, ArticleTextRecipe
-from models.base import BASE_MODEL_ID, resolve_model_path
-from models.pairs import (
+from tests.models import pairs_before_streaming
+from wikiref.db.corpus import article_reference_texts
+from wikiref.db.engine import make_engine
+from wikiref.models.article_text import DEFAULT_RECIPE, TITLE_ONLY, ArticleTextRecipe
+from wikiref.models.base import BASE_MODEL_ID, resolve_model_path
+from wikiref.models.pairs import (
     DEFAULT_MAX_HELDOUT_ARTICLES,
     TOKEN_BATCH_TEXTS,
     ArticleTexts,
@@ -23,7 +24,6 @@ from models.pairs import (
     heldout_score,
     tokenizer_counter,
 )
-from tests.models import pairs_before_streaming
 
 
 def words(texts):

@@ -17,7 +17,7 @@ Design notes (why, not what):
   complete, the active one, else the most recently activated. The previous version therefore keeps answering
   while a newly activated one is still being embedded, and stays queryable by name until it is retired.
 * Indexes. One partial HNSW index per model version and table (``WHERE model_version_id = <id>``), created by
-  ``db.embeddings.build_indexes`` after the bulk load. Chosen over LIST partitioning per version because the
+  ``wikiref.db.embeddings.build_indexes`` after the bulk load. Chosen over LIST partitioning per version because the
   tables of 0001 (and the registry's plain ``DELETE`` on retire) stay as they are, and a version's index is
   created and dropped independently. The price: the planner only uses a partial index when the query names the
   version as a constant, so the functions below run their nearest-neighbour query as dynamic SQL with the

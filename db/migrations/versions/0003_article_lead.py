@@ -9,13 +9,13 @@ Design notes (why, not what):
 
 * ``articles.lead`` stays NULL until the next scrape or refresh extracts it; no row is lost or rewritten here. A
   revision check alone would never re-fetch an article whose revision did not change, so the rows that exist now
-  get ``lead_extracted = false`` (new rows: true) and ``db.articles.stored_revisions`` leaves them out: the next
+  get ``lead_extracted = false`` (new rows: true) and ``wikiref.db.articles.stored_revisions`` leaves them out: the next
   scrape fetches each of them once, whatever its revision, and fills the lead.
-* ``model_versions.article_text`` names the ``models.article_text.ArticleTextRecipe`` a version was trained with
+* ``model_versions.article_text`` names the ``wikiref.models.article_text.ArticleTextRecipe`` a version was trained with
   and is embedded and served with. Every version that exists now was trained on titles: ``title``.
 * The article embeddings stay in ``title_embeddings`` (one row per version and article; the name predates leads).
   Its ``title`` column is the label of what was encoded: the title for a ``title`` version, the title plus an
-  md5 of the lead otherwise (``db.embeddings``), so a lead edit re-embeds the article for versions that read the
+  md5 of the lead otherwise (``wikiref.db.embeddings``), so a lead edit re-embeds the article for versions that read the
   lead and for no other; the SQL functions below need no change to serve title + lead.
 * ``similar_articles`` and ``articles_for_reference`` return the lead as a last column (their result type
   changes, so they are dropped and created; arguments unchanged). ``search_text`` also matches the article's

@@ -15,7 +15,7 @@ Issue 12, item 7. Helpers first, so that the functions users call change as litt
   for ``search_vector`` and the query embedding of ``search_text``.
 * ``search_text`` (body changed only where needed): ``rrf_k`` must be 0 or more (-1 divided by zero, NULL scored
   every row 0); a named ``model_version`` is resolved even without a query embedding (an unknown or retired
-  version raised only with one); the search text is capped at 4,000 characters (``db.search.MAX_QUERY_CHARS``).
+  version raised only with one); the search text is capped at 4,000 characters (``wikiref.db.search.MAX_QUERY_CHARS``).
 
 Arguments and result columns are unchanged: ``CREATE OR REPLACE`` throughout; downgrade restores the previous
 definitions and drops the two new helpers.

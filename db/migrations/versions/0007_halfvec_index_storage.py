@@ -34,7 +34,7 @@ LANGUAGE plpgsql STABLE AS $$
 DECLARE
     half boolean := coalesce(
         (SELECT s.storage = 'halfvec' FROM public.embedding_states s WHERE s.model_version_id = version), false);
-    -- The same expression as the version's index (db.embeddings.build_indexes), or the planner ignores it.
+    -- The same expression as the version's index (wikiref.db.embeddings.build_indexes), or the planner ignores it.
     distance text := CASE WHEN half THEN '(%1$s.embedding::halfvec(384) <=> $1::halfvec(384))'
                           ELSE '(%1$s.embedding <=> $1)' END;
 BEGIN

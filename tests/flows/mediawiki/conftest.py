@@ -8,12 +8,12 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from db.engine import make_engine
-from flows.mediawiki.client import ClientConfig
-from flows.mediawiki.titles import TitleSources
-from flows.mirror.server import MirrorApp, MirrorData, serving
-from flows.steps.scraping import run_scrape
 from tests.conftest import SHARED_WIKIPEDIA, TEMPLATE_DATABASE, create_database, drop_database
+from wikiref.db.engine import make_engine
+from wikiref.flows.mediawiki.client import ClientConfig
+from wikiref.flows.mediawiki.titles import TitleSources
+from wikiref.flows.mirror.server import MirrorApp, MirrorData, serving
+from wikiref.flows.steps.scraping import run_scrape
 
 ALL_PAGES = TitleSources(list_page="Wikipedia:Saved pages")
 # All pages in one fetch batch: retry waits (Retry-After) overlap instead of adding up batch after batch.

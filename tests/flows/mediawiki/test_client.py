@@ -10,12 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from flows.mediawiki.client import MediaWikiClient, MediaWikiError, RetriesExhausted, pageviews_url_for
-from flows.mediawiki.saved import saved_titles
-from flows.mediawiki.titles import TitleSources, gather_titles
-from flows.mirror.server import Faults, MirrorApp, MirrorData, serving
 from tests.conftest import SHARED_WIKIPEDIA
 from tests.flows.mediawiki.conftest import client_config
+from wikiref.flows.mediawiki.client import (
+    MediaWikiClient,
+    MediaWikiError,
+    RetriesExhausted,
+    pageviews_url_for,
+)
+from wikiref.flows.mediawiki.saved import saved_titles
+from wikiref.flows.mediawiki.titles import TitleSources, gather_titles
+from wikiref.flows.mirror.server import Faults, MirrorApp, MirrorData, serving
 
 
 def run(coroutine):

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from flows.mediawiki.dump import DumpError, iter_dump
-from flows.mediawiki.saved import SavedPage, iter_saved_pages
-from flows.steps.loading import load_dump
 from tests.conftest import SHARED_WIKIPEDIA
 from tests.flows.mediawiki.test_extract import manifest_counts
+from wikiref.flows.mediawiki.dump import DumpError, iter_dump
+from wikiref.flows.mediawiki.saved import SavedPage, iter_saved_pages
+from wikiref.flows.steps.loading import load_dump
 
 
 def record(page: SavedPage, *, namespace: int = 0) -> dict:

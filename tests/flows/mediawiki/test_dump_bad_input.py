@@ -19,11 +19,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
-from flows.mediawiki.dump import DumpError, DumpReader, iter_dump
-from flows.mediawiki.extract import ExtractedReference, extract_references
-from flows.mediawiki.saved import iter_saved_pages
-from flows.steps.loading import load_dump
 from tests.conftest import SHARED_WIKIPEDIA
+from wikiref.flows.mediawiki.dump import DumpError, DumpReader, iter_dump
+from wikiref.flows.mediawiki.extract import ExtractedReference, extract_references
+from wikiref.flows.mediawiki.saved import iter_saved_pages
+from wikiref.flows.steps.loading import load_dump
 
 HTML = (
     '<ol class="references"><li id="cite_note-1"><span class="reference-text">Smith, J. (2001). '

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from flows.mediawiki.saved import SavedPage, iter_saved_pages
-from flows.steps.loading import load_dump
 from tests.bulk_rows import stored_rows
 from tests.conftest import SHARED_WIKIPEDIA
 from tests.flows.mediawiki.test_dump import ndjson, record
+from wikiref.flows.mediawiki.saved import SavedPage, iter_saved_pages
+from wikiref.flows.steps.loading import load_dump
 
 
 @pytest.fixture(scope="module")

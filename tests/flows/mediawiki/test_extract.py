@@ -9,9 +9,9 @@ import unicodedata
 import ftfy.badness
 import pytest
 
-from flows.mediawiki.extract import ExtractedReference, clean_text, extract_references
-from flows.mediawiki.saved import iter_saved_pages
 from tests.conftest import SHARED_WIKIPEDIA
+from wikiref.flows.mediawiki.extract import ExtractedReference, clean_text, extract_references
+from wikiref.flows.mediawiki.saved import iter_saved_pages
 
 MOJIBAKE = re.compile("Ã[\u0080-\u00bf]|â€|Â[\u00a0-\u00bf]|[\u0080-\u009f]")
 CS1_MESSAGES = re.compile(r"CS1 (maint|errors?)|Cite error|\{\{cite", re.IGNORECASE)

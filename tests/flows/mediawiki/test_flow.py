@@ -7,21 +7,21 @@ import pickle
 import pytest
 from sqlalchemy import create_engine, text
 
-from db.engine import sqlalchemy_url
-from flows.mediawiki.client import ClientStats, FetchedPage, ResolvedTitle, TitleResolution
-from flows.mediawiki.saved import iter_saved_pages
-from flows.mediawiki.titles import TitleSources
-from flows.steps.records import page_record
-from flows.steps.scraping import FetchBatch, ResolvedTitles
 from tests.conftest import SHARED_WIKIPEDIA
 from tests.flows.mediawiki.conftest import client_config
 from tests.flows.mediawiki.test_dump import ndjson, record
 from tests.flows.mediawiki.test_extract import manifest_counts
+from wikiref.db.engine import sqlalchemy_url
+from wikiref.flows.mediawiki.client import ClientStats, FetchedPage, ResolvedTitle, TitleResolution
+from wikiref.flows.mediawiki.saved import iter_saved_pages
+from wikiref.flows.mediawiki.titles import TitleSources
+from wikiref.flows.steps.records import page_record
+from wikiref.flows.steps.scraping import FetchBatch, ResolvedTitles
 
 
 @pytest.fixture
 def configured_database(database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    from flows.settings import get_settings
+    from wikiref.flows.settings import get_settings
 
     monkeypatch.setenv("WIKIREF_DATABASE_URL", database_url)
     get_settings.cache_clear()
@@ -49,7 +49,7 @@ def test_flow_scrapes_a_mirror_folder_and_publishes_its_summary(
 ) -> None:
     from prefect.client.orchestration import get_client
 
-    from flows.scrape import scrape_wikipedia
+    from wikiref.flows.scrape import scrape_wikipedia
 
     first = scrape_wikipedia(mirror_dir=SHARED_WIKIPEDIA, limit=40, batch_size=10)
     expected = manifest_counts()
@@ -76,7 +76,7 @@ def test_flow_scrapes_a_mirror_folder_and_publishes_its_summary(
 
 
 def test_flow_loads_a_dump(prefect_harness: None, configured_database: str, tmp_path) -> None:
-    from flows.scrape import scrape_wikipedia
+    from wikiref.flows.scrape import scrape_wikipedia
 
     pages = [page for _, page in zip(range(12), iter_saved_pages(SHARED_WIKIPEDIA))]
     dump = tmp_path / "enwiki.ndjson"
@@ -109,7 +109,7 @@ def test_prefect_global_rate_limit_is_taken_when_it_exists(
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 
-    from flows.scrape import scrape_wikipedia
+    from wikiref.flows.scrape import scrape_wikipedia
 
     started = time.monotonic()
     baseline = scrape_wikipedia(mirror_dir=SHARED_WIKIPEDIA, limit=12, batch_size=12)

@@ -7,10 +7,15 @@ import re
 
 import pytest
 
-from flows.mediawiki.dump import iter_dump
-from flows.mediawiki.extract import extract_lead, extract_page, extract_references, extract_short_description
-from flows.mediawiki.saved import iter_saved_pages
 from tests.conftest import SHARED_WIKIPEDIA
+from wikiref.flows.mediawiki.dump import iter_dump
+from wikiref.flows.mediawiki.extract import (
+    extract_lead,
+    extract_page,
+    extract_references,
+    extract_short_description,
+)
+from wikiref.flows.mediawiki.saved import iter_saved_pages
 
 PAGES = SHARED_WIKIPEDIA / "pages"
 VARIANTS = SHARED_WIKIPEDIA / "other" / "variants"

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from flows.mediawiki.client import MediaWikiClient
-from flows.mediawiki.saved import SavedPagesError, iter_saved_pages
-from flows.mediawiki.title_rules import InvalidTitle, parse_title
-from flows.mediawiki.titles import TitleSources
-from flows.mirror.server import MirrorApp, MirrorData, serving
-from flows.steps.scraping import run_scrape
 from tests.conftest import SHARED_WIKIPEDIA
 from tests.flows.mediawiki.conftest import client_config
+from wikiref.flows.mediawiki.client import MediaWikiClient
+from wikiref.flows.mediawiki.saved import SavedPagesError, iter_saved_pages
+from wikiref.flows.mediawiki.title_rules import InvalidTitle, parse_title
+from wikiref.flows.mediawiki.titles import TitleSources
+from wikiref.flows.mirror.server import MirrorApp, MirrorData, serving
+from wikiref.flows.steps.scraping import run_scrape
 
 BROKEN = {
     "Truncated page": '{"parse": {"title": "Truncated page", "text": {"*": "<p>cut',

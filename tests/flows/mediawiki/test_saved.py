@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.mediawiki.saved import SavedPagesError, iter_saved_pages, saved_titles
 from tests.conftest import SHARED_WIKIPEDIA
+from wikiref.flows.mediawiki.saved import SavedPagesError, iter_saved_pages, saved_titles
 
 
 def test_pages_have_titles_html_and_known_ids() -> None:

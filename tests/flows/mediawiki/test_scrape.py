@@ -9,12 +9,12 @@ import ftfy.badness
 import pytest
 from sqlalchemy import Engine, text
 
-from flows.mediawiki.client import ResolvedTitle
-from flows.mediawiki.titles import TitleSources
-from flows.mirror.server import Faults, MirrorApp, MirrorData, serving
-from flows.steps.scraping import fetch_pages, run_scrape
 from tests.conftest import SHARED_WIKIPEDIA
 from tests.flows.mediawiki.conftest import ALL_PAGES, ONE_BATCH, client_config
+from wikiref.flows.mediawiki.client import ResolvedTitle
+from wikiref.flows.mediawiki.titles import TitleSources
+from wikiref.flows.mirror.server import Faults, MirrorApp, MirrorData, serving
+from wikiref.flows.steps.scraping import fetch_pages, run_scrape
 
 MOJIBAKE = re.compile("Ã[\u0080-\u00bf]|â€|Â[\u00a0-\u00bf]|[\u0080-\u009f]")
 
@@ -91,9 +91,9 @@ def test_scrape_stores_every_reference_of_every_page(scraped_engine: Engine) -> 
 
 @pytest.mark.slow
 def test_scrape_stores_the_lead_and_short_description_of_every_page(scraped_engine: Engine) -> None:
-    from flows.mediawiki.extract import extract_page
-    from flows.mediawiki.saved import iter_saved_pages
     from tests.flows.mediawiki.test_lead import CLUTTER
+    from wikiref.flows.mediawiki.extract import extract_page
+    from wikiref.flows.mediawiki.saved import iter_saved_pages
 
     with scraped_engine.connect() as connection:
         stored = {

@@ -1,13 +1,13 @@
-"""flows.steps.embedding.encode_and_write walks pending rows in keyset pages: each row once, at most a page held."""
+"""wikiref.flows.steps.embedding.encode_and_write walks pending rows in keyset pages: each row once, at most a page held."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from db.embeddings import PendingRow, VersionInfo
-from flows.steps.embedding import EmbedRequest
-from flows.steps.embedding import encode_and_write as run
-from models.encode import EncoderConfig
+from wikiref.db.embeddings import PendingRow, VersionInfo
+from wikiref.flows.steps.embedding import EmbedRequest
+from wikiref.flows.steps.embedding import encode_and_write as run
+from wikiref.models.encode import EncoderConfig
 
 
 def request(page_size: int, limit: int | None) -> EmbedRequest:

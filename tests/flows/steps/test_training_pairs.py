@@ -1,13 +1,13 @@
-"""flows.steps.training.load_pairs: pairs streamed from the database, a clear error when there is nothing."""
+"""wikiref.flows.steps.training.load_pairs: pairs streamed from the database, a clear error when there is nothing."""
 
 from __future__ import annotations
 
 import pytest
 
-from db.engine import make_engine
-from flows.errors import UserError
-from flows.settings import get_settings
-from flows.steps.training import TrainRequest, load_pairs
+from wikiref.db.engine import make_engine
+from wikiref.flows.errors import UserError
+from wikiref.flows.settings import get_settings
+from wikiref.flows.steps.training import TrainRequest, load_pairs
 
 
 def test_streamed_pairs_cover_every_article_and_an_empty_database_is_one_error(
