@@ -15,7 +15,7 @@ from rich.pretty import Pretty
 
 from wikiref.flows.cli.output import MAX_CELL_CHARS, console, errors, print_table
 from wikiref.flows.errors import UserError
-from wikiref.flows.orphans import mark_as_owner, reap_orphaned_servers
+from wikiref.flows.orphans import mark_as_owner, reap_orphaned_servers, start_watchdog
 from wikiref.flows.secrets import has_credentials, mask_credentials
 from wikiref.flows.settings import get_settings
 
@@ -222,6 +222,7 @@ def run(
     # Before Prefect loads: a temporary server it starts for this run inherits the mark.
     reap_orphaned_servers()
     mark_as_owner()
+    start_watchdog()
     from prefect.states import State
 
     from wikiref.flows.database import prepare_database
