@@ -109,7 +109,7 @@ def serving_version(*, session: Session) -> tuple[int, str, str, str | None] | N
     """(id, name, base_model, artifact_path) of the version queries use by default, or None."""
     row = session.execute(
         text(
-            "SELECT id, name, base_model, artifact_path FROM model_versions WHERE id = wikiref.serving_version()"
+            "SELECT id, name, base_model, artifact_path FROM model_versions WHERE id = wikiref.serving_version_id()"
         )
     ).first()
     return tuple(row) if row else None

@@ -110,9 +110,11 @@ def trigger_after(deployment_name: str) -> DeploymentEventTrigger:
 
 
 def load_flow(entrypoint: str) -> Flow:
-    """The flow behind a ``flows/<file>.py:<function>`` entrypoint, imported as a module of this package."""
+    """The flow behind a ``flows/<file>.py:<function>`` entrypoint, imported as a module of this package
+    (``wikiref.flows.<file>``: the folder ``flows/`` installs as ``wikiref.flows``, and a bare ``flows`` is
+    importable only from the repository's root)."""
     path, _, function = entrypoint.partition(":")
-    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    module = importlib.import_module(f"wikiref.{path.removesuffix('.py').replace('/', '.')}")
     found = getattr(module, function)
     if not isinstance(found, Flow):
         raise TypeError(f"{entrypoint} is not a Prefect flow")

@@ -28,7 +28,7 @@ from wikiref.models.encode import EncoderConfig
 
 @task(cache_policy=NO_CACHE)
 def resolve_version(database_url: str, model_version: str | None) -> VersionInfo:
-    return embedding.resolve_version(engine_for(database_url), model_version)
+    return embedding.resolve_version(engine_for(database_url), model_version, get_settings())
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])

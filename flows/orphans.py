@@ -1,11 +1,15 @@
-"""Temporary Prefect servers outlive a killed command: the next command reaps them.
+"""Temporary Prefect servers must not outlive a killed command: a watchdog stops them at once, the next command
+reaps what is left.
 
 Without PREFECT_API_URL, Prefect runs a flow against a temporary server (``uvicorn ...
 prefect.server.api.server:create_app``), a child process it stops at exit. A ``kill -9`` of the command skips
 that, and the server keeps listening with PPID 1. Every command that can start one marks its environment with
-its own identity (pid and start time, so that a reused pid is not mistaken for it), which the server inherits;
-the next such command terminates every marked server whose owner is gone. Prefect offers no hook to give the
-server a parent-death signal, so reaping is the part wikiref can do without patching Prefect.
+its own identity (pid and start time, so that a reused pid is not mistaken for it), which the server inherits,
+and starts a watchdog: a small child in its own session that blocks reading a pipe whose only writer is the
+command. The kernel closes that pipe when the command ends, however it ends, so the watchdog wakes at once and
+terminates every marked server whose owner is gone. Prefect offers no hook to give the server a parent-death
+signal, and a parent-death signal would fire when the thread that started the server ends, not the command;
+so the watchdog does it from outside. If the watchdog itself is killed too, the next such command reaps.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -48,6 +54,37 @@ def mark_as_owner() -> None:
     identity = _identity(os.getpid())
     if identity:
         os.environ[OWNER_VARIABLE] = identity
+
+
+# The write end of the watchdog's pipe: held open, never written, for as long as this process lives.
+_WATCHDOG: subprocess.Popen | None = None
+
+
+def start_watchdog() -> None:
+    """Start the child that stops this process's temporary servers as soon as this process ends (once)."""
+    global _WATCHDOG
+    if _WATCHDOG is not None:
+        return
+    # Its own session: Ctrl-C or a closed terminal reaches the command, not the watchdog that cleans up after it.
+    # The write end is not inheritable (PEP 446), so the server and other children do not keep the pipe open.
+    _WATCHDOG = subprocess.Popen(
+        [sys.executable, "-m", __name__],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _watch() -> None:
+    """The watchdog's body: wait for the end of the pipe, then for the command's end, then reap."""
+    owner = os.environ.get(OWNER_VARIABLE, "")
+    sys.stdin.buffer.read()
+    # The kernel closes the pipe while the command is still exiting; until it is gone, its servers are no orphans.
+    deadline = time.monotonic() + 10
+    while owner and _identity(int(owner.split(":", 1)[0])) == owner and time.monotonic() < deadline:
+        time.sleep(0.05)
+    reap_orphaned_servers()
 
 
 def _owner_of(pid_dir: Path) -> str | None:
@@ -104,3 +141,7 @@ def _signal(pid: int, sig: signal.Signals) -> None:
         os.kill(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+if __name__ == "__main__":
+    _watch()

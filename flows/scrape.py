@@ -19,7 +19,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, task, unmapped
+from prefect import Task, flow, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.client.orchestration import get_client
 from prefect.concurrency.asyncio import rate_limit
@@ -29,7 +29,7 @@ from wikiref.db.articles import PageRecord, RevisionChecks
 from wikiref.db.corpora import SourceSpec
 from wikiref.flows import markdown
 from wikiref.flows.database import engine_for, prepare_database
-from wikiref.flows.mediawiki.client import ClientConfig, ResolvedTitle
+from wikiref.flows.mediawiki.client import APIUnreachable, ClientConfig, ResolvedTitle
 from wikiref.flows.mediawiki.errors import ScrapeError
 from wikiref.flows.mediawiki.titles import TitleSources
 from wikiref.flows.secrets import has_credentials
@@ -75,7 +75,17 @@ def _prefect_rate_limit_exists(name: str | None) -> bool:
     return True
 
 
-@task(retries=3, retry_delay_seconds=[2, 10, 30], retry_jitter_factor=0.5)
+def unless_unreachable(task: Task, task_run: Any, state: Any) -> bool:
+    """Retry a task that talks to the wiki unless the wiki was never reachable: retries are for a flaky network."""
+    return not isinstance(state.data, APIUnreachable)
+
+
+@task(
+    retries=3,
+    retry_delay_seconds=[2, 10, 30],
+    retry_jitter_factor=0.5,
+    retry_condition_fn=unless_unreachable,
+)
 def resolve_scrape_titles(config: ClientConfig, sources: TitleSources, wiki: str | None) -> ResolvedTitles:
     """Gather titles from the sources and resolve them: normalised, redirects followed, current revisions."""
     return resolve_titles(config, sources, wiki=wiki)
@@ -89,7 +99,12 @@ def select_stale_pages(
     return stale_pages(engine_for(database_url), wiki=wiki, pages=pages, force=force)
 
 
-@task(retries=3, retry_delay_seconds=[5, 30, 120], retry_jitter_factor=0.5)
+@task(
+    retries=3,
+    retry_delay_seconds=[5, 30, 120],
+    retry_jitter_factor=0.5,
+    retry_condition_fn=unless_unreachable,
+)
 def fetch_page_batch(
     config: ClientConfig, pages: list[ResolvedTitle], prefect_rate_limit: str | None
 ) -> FetchBatch:
@@ -132,7 +147,12 @@ def record_corpus_sources(database_url: str, corpus: str, specs: list[SourceSpec
     return record_sources(engine_for(database_url), corpus, specs)
 
 
-@task(retries=3, retry_delay_seconds=[2, 10, 30], retry_jitter_factor=0.5)
+@task(
+    retries=3,
+    retry_delay_seconds=[2, 10, 30],
+    retry_jitter_factor=0.5,
+    retry_condition_fn=unless_unreachable,
+)
 def plan_corpus_refresh(
     database_url: str, config: ClientConfig, names: list[str] | None, wiki: str | None
 ) -> RefreshPlan:

@@ -256,10 +256,11 @@ def base_encoder_config(onnx_cache_dir: Path):
 
 def embed_everything(engine: Engine, version_id: int, config, *, batch_size: int = 64) -> dict[str, int]:
     """Encode, COPY, index and complete one version with the embed steps wikiref embed runs (no Prefect)."""
+    from wikiref.flows.settings import get_settings
     from wikiref.flows.steps import embedding
 
     request = embedding.EmbedRequest(
-        version=embedding.resolve_version(engine, str(version_id)),
+        version=embedding.resolve_version(engine, str(version_id), get_settings()),
         encoder=config,
         batch_size=batch_size,
         chunk_size=100_000,

@@ -60,7 +60,7 @@ def embed(
     _, engine = prepare_database(settings)
     request = embedding.EmbedRequest.from_settings(
         settings,
-        embedding.resolve_version(engine, model_version),
+        embedding.resolve_version(engine, model_version, settings),
         batch_size=batch_size,
         backend=backend,
         device=device,

@@ -15,7 +15,7 @@ from rich.pretty import Pretty
 
 from wikiref.flows.cli.output import MAX_CELL_CHARS, console, errors, print_table
 from wikiref.flows.errors import UserError
-from wikiref.flows.orphans import mark_as_owner, reap_orphaned_servers
+from wikiref.flows.orphans import mark_as_owner, reap_orphaned_servers, start_watchdog
 from wikiref.flows.secrets import has_credentials, mask_credentials
 from wikiref.flows.settings import get_settings
 
@@ -222,9 +222,11 @@ def run(
     # Before Prefect loads: a temporary server it starts for this run inherits the mark.
     reap_orphaned_servers()
     mark_as_owner()
+    start_watchdog()
     from prefect.states import State
 
     from wikiref.flows.database import prepare_database
+    from wikiref.flows.steps.scraping import check_reachable, client_config
     from wikiref.flows.task_runners import (
         TASK_RUNNER_KINDS,
         describe_task_runner,
@@ -241,8 +243,13 @@ def run(
     parameters = parse_parameters(flow, flow_name, param)
     settings = get_settings()
     runner = task_runner_from_settings(settings, kind=task_runner, dask_address=dask_address)  # type: ignore[arg-type]
-    # A database that cannot work is one line here rather than a failed flow run with a traceback.
+    # A database that cannot work, or a wiki that cannot be reached, is one line here rather than a failed flow
+    # run with tracebacks (and, for the wiki, minutes of retries).
     prepare_database(settings)
+    if flow_name in ("scrape", "pipeline") and not (
+        parameters.get("mirror_dir") or parameters.get("dump_path")
+    ):
+        check_reachable(client_config(settings, parameters.get("api_url")))
     if flow_name == "pipeline":
         # The pipeline has no tasks of its own to distribute: it hands the choice on to its sub-flows.
         if task_runner is not None:

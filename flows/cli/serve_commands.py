@@ -10,7 +10,7 @@ import httpx
 import typer
 
 from wikiref.flows.errors import UserError
-from wikiref.flows.orphans import mark_as_owner, reap_orphaned_servers
+from wikiref.flows.orphans import mark_as_owner, reap_orphaned_servers, start_watchdog
 from wikiref.flows.secrets import mask_credentials
 from wikiref.flows.settings import get_settings
 
@@ -59,6 +59,7 @@ def serve(
     """Serve the scheduled deployments (Prefect UI) and run them here."""
     reap_orphaned_servers()
     mark_as_owner()
+    start_watchdog()
     from prefect.settings import PREFECT_API_URL
 
     from wikiref.flows.database import prepare_database

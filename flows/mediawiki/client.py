@@ -61,6 +61,28 @@ class RetriesExhausted(MediaWikiError):
     pass
 
 
+class APIUnreachable(MediaWikiError):
+    """No connection to a host that has never answered this process: no network, a firewall or a wrong URL.
+
+    Not retried (by the client nor by Prefect): retries help a flaky network, not an absent one.
+    """
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(
+            f"the MediaWiki API at {mask_credentials(url)} is unreachable ({reason}); without network, scrape "
+            "saved pages instead: `wikiref scrape --mirror DIR` or `wikiref run pipeline --param mirror_dir=DIR`"
+        )
+
+
+# Hosts that have answered this process at least once: a connection failure to one of them is a flaky network
+# (retried); to any other host it means there is no way there at all (APIUnreachable at once).
+_ANSWERED_HOSTS: set[str] = set()
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).netloc
+
+
 @dataclass(frozen=True)
 class ClientConfig:
     """How to talk to one wiki; plain values so that it pickles into Dask workers."""
@@ -257,6 +279,7 @@ class MediaWikiClient:
         self.stats.requests += 1
         try:
             response = await self._http.get(url, params=params)
+            _ANSWERED_HOSTS.add(_host(url))
             if response.status_code in RETRY_STATUSES:
                 raise _Retry(
                     f"HTTP {response.status_code}", _retry_after(response.headers.get("retry-after"))
@@ -264,6 +287,12 @@ class MediaWikiClient:
             if response.status_code >= 400:
                 raise MediaWikiError(f"{mask_credentials(url)} answered HTTP {response.status_code}")
             body = response.json()
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            # DNS failure, connection refused, network unreachable, or a firewall dropping the connection.
+            reason = f"{type(exc).__name__}: {str(exc).strip() or 'no detail'}"
+            if _host(url) not in _ANSWERED_HOSTS:
+                raise APIUnreachable(url, reason) from None
+            raise _Retry(type(exc).__name__) from None
         except httpx.TimeoutException as exc:
             raise _Retry(f"timeout ({type(exc).__name__})") from None
         except (httpx.TransportError, httpx.DecodingError) as exc:

@@ -21,7 +21,9 @@ from sqlalchemy.orm import Session
 
 from wikiref.db import embeddings
 from wikiref.db.embeddings import KINDS, PendingRow, VersionInfo
+from wikiref.db.registry import BASE_VERSION
 from wikiref.flows.settings import Settings
+from wikiref.flows.steps.base_version import register_configured_base_version
 from wikiref.models.article_text import ArticleTextRecipe
 from wikiref.models.base import resolve_model_path
 from wikiref.models.encode import EncoderConfig, encode_texts, fastest_backend
@@ -148,8 +150,12 @@ class EmbedOutcome:
         )
 
 
-def resolve_version(engine: Engine, model_version: str | None) -> VersionInfo:
-    """The version named (name or id), or the active one."""
+def resolve_version(engine: Engine, model_version: str | None, settings: Settings) -> VersionInfo:
+    """The version named (name or id), or the active one. Asked for the active one or for ``base``, the base
+    model's version is registered first: a fresh database embeds with ``base``, which is active until a
+    fine-tuned version passes the gate."""
+    if model_version is None or model_version == BASE_VERSION:
+        register_configured_base_version(engine, settings)
     with Session(engine) as session:
         return embeddings.get_version(session=session, name_or_id=model_version)
 

@@ -54,6 +54,17 @@ def client_config(settings: Settings, api_url: str | None = None) -> ClientConfi
     )
 
 
+def check_reachable(config: ClientConfig) -> str:
+    """The wiki's name, asked once before a flow run starts: with no network this is one line within seconds
+    (``APIUnreachable``), instead of a flow run failing after its tasks' retries."""
+
+    async def ask() -> str:
+        async with MediaWikiClient(config) as client:
+            return await client.wiki_name()
+
+    return asyncio.run(ask())
+
+
 def revision_checks(settings: Settings) -> RevisionChecks:
     """The sanity checks every new revision passes before it replaces stored references."""
     return RevisionChecks(max_shrink=settings.scrape_max_reference_shrink)

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from wikiref.db import corpus, registry
 from wikiref.flows.errors import UserError
 from wikiref.flows.settings import Settings, TrainKnobs
+from wikiref.flows.steps.base_version import register_base_version
 from wikiref.models import card
 from wikiref.models.article_text import TITLE_ONLY, ArticleTextRecipe
 from wikiref.models.base import resolve_model_path
@@ -182,17 +183,12 @@ def new_version_name(models_dir: Path, now: datetime | None = None) -> str:
 
 def ensure_base_version(engine: Engine, request: TrainRequest) -> str:
     """Register the base model as a version (``base``); it becomes active when no version is."""
-    name = registry.base_version_name(request.base_model, request.default_base_model)
-    with Session(engine) as session:
-        _, activated = registry.ensure_base_version(
-            session=session,
-            name=name,
-            base_model=request.base_model,
-            article_text=request.knobs.article_text,
-        )
-    if activated:
-        log.info("the base model serves as version %s until a fine-tuned version passes the gate", name)
-    return name
+    return register_base_version(
+        engine,
+        base_model=request.base_model,
+        default_base_model=request.default_base_model,
+        article_text=request.knobs.article_text,
+    )
 
 
 def choose_wise_ft_weight(model: Any, split: PairSplit, request: TrainRequest) -> float:

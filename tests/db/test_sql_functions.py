@@ -123,8 +123,17 @@ def test_articles_for_reference_finds_the_reference_s_own_article(session: Sessi
     assert hits >= 0.6 * len(reference_ids)
 
 
+def test_serving_version_is_the_name_and_serving_version_id_the_id(session: Session) -> None:
+    name, version_id = session.execute(
+        text("SELECT wikiref.serving_version(), wikiref.serving_version_id()")
+    ).one()
+    assert name == "base"
+    assert session.scalar(text("SELECT name FROM model_versions WHERE id = :id"), {"id": version_id}) == name
+    assert search.serving_version(session=session)[:2] == (version_id, name)
+
+
 def test_hnsw_recall_at_10_against_exact_search(session: Session) -> None:
-    version = session.scalar(text("SELECT wikiref.serving_version()"))
+    version = session.scalar(text("SELECT wikiref.serving_version_id()"))
     recalls = []
     for title in _titles(session)[:20]:
         approximate = [
@@ -148,7 +157,7 @@ def test_hnsw_recall_at_10_against_exact_search(session: Session) -> None:
 
 
 def test_explain_shows_the_version_s_hnsw_index(session: Session) -> None:
-    version = session.scalar(text("SELECT wikiref.serving_version()"))
+    version = session.scalar(text("SELECT wikiref.serving_version_id()"))
     query = np.ones(384, dtype=np.float32) / np.sqrt(384)
     for target, table in (("references", "reference_embeddings"), ("articles", "title_embeddings")):
         plan = search.explain(session=session, target=target, version_id=version, query=query, k=10)

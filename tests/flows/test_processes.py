@@ -39,7 +39,18 @@ def servers_owned_by(pid: int) -> list[int]:
     return found
 
 
-def test_a_killed_run_leaves_a_server_that_the_next_run_reaps(tmp_path: Path, database_url: str) -> None:
+def children_of(pid: int) -> list[int]:
+    return [
+        int(pid_dir.name)
+        for pid_dir in Path("/proc").iterdir()
+        if pid_dir.name.isdigit() and (_stat_fields(int(pid_dir.name)) or ["", ""])[1] == str(pid)
+    ]
+
+
+def start_killable_run(
+    tmp_path: Path, database_url: str
+) -> tuple[subprocess.Popen, list[int], list[str], dict]:
+    """``wikiref run scrape`` under way against its temporary Prefect server: the run, its servers, the command."""
     environment = clean_environment(
         PYTHONPATH=str(REPO_ROOT),
         PREFECT_HOME=str(tmp_path / "prefect-home"),
@@ -54,17 +65,41 @@ def test_a_killed_run_leaves_a_server_that_the_next_run_reaps(tmp_path: Path, da
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    try:
-        deadline = time.monotonic() + 180
-        servers: list[int] = []
-        while not servers and time.monotonic() < deadline and running.poll() is None:
-            time.sleep(0.5)
-            servers = servers_owned_by(running.pid)
-        assert servers, "the run started no temporary Prefect server"
-        time.sleep(3)  # the flow run is under way
-    finally:
-        running.send_signal(signal.SIGKILL)
+    deadline = time.monotonic() + 180
+    servers: list[int] = []
+    while not servers and time.monotonic() < deadline and running.poll() is None:
+        time.sleep(0.5)
+        servers = servers_owned_by(running.pid)
+    if not servers:
+        running.kill()
         running.wait()
+        pytest.fail("the run started no temporary Prefect server")
+    time.sleep(3)  # the flow run is under way
+    return running, servers, command, environment
+
+
+def test_a_killed_run_leaves_nothing_after_10_s(tmp_path: Path, database_url: str) -> None:
+    running, servers, _, _ = start_killable_run(tmp_path, database_url)
+    descendants = set(servers) | set(children_of(running.pid))
+    running.send_signal(signal.SIGKILL)
+    running.wait()
+    killed = time.monotonic()
+    while any(_identity(pid) for pid in descendants) and time.monotonic() - killed < 10:
+        time.sleep(0.1)
+    left = [pid for pid in descendants if _identity(pid)]
+    assert not left, f"still running 10 s after kill -9: {left}"
+    print(f"kill -9 to nothing left: {time.monotonic() - killed:.1f} s")
+
+
+def test_a_server_whose_watchdog_was_killed_too_is_reaped_by_the_next_run(
+    tmp_path: Path, database_url: str
+) -> None:
+    running, servers, command, environment = start_killable_run(tmp_path, database_url)
+    watchdogs = [pid for pid in children_of(running.pid) if pid not in servers]
+    for pid in watchdogs:
+        os.kill(pid, signal.SIGKILL)
+    running.send_signal(signal.SIGKILL)
+    running.wait()
     time.sleep(1)
     assert all(_identity(pid) for pid in servers), "the server did not outlive kill -9 (nothing to reap)"
     assert set(servers) <= set(orphaned_servers())
