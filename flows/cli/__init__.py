@@ -22,6 +22,7 @@ from wikiref.flows.cli import serve_commands as serve_commands
 from wikiref.flows.cli import train_commands as train_commands
 from wikiref.flows.errors import EXPECTED_ERRORS
 from wikiref.flows.secrets import mask_credentials, mask_logged_urls
+from wikiref.flows.settings import setting_error_message
 
 app = typer.Typer(
     name="wikiref",
@@ -56,8 +57,11 @@ def _configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log 
 
 
 def _settings_error(exc: ValidationError) -> str:
+    # A check across settings (no loc) names its variables in its own message.
     problems = "; ".join(
-        f"WIKIREF_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+        f"WIKIREF_{'_'.join(str(part) for part in error['loc']).upper()}: {setting_error_message(error)}"
+        if error["loc"]
+        else setting_error_message(error)
         for error in exc.errors()
     )
     return f"invalid settings: {problems}"

@@ -14,7 +14,7 @@ from wikiref.flows.cli.output import console, count, print_table
 from wikiref.flows.database import prepare_database
 from wikiref.flows.errors import UserError
 from wikiref.flows.mediawiki.title_rules import shortened
-from wikiref.flows.settings import Settings, get_settings
+from wikiref.flows.settings import Settings, get_settings, setting_error_message
 from wikiref.flows.steps import embedding
 from wikiref.models.encode import encode_texts
 
@@ -29,7 +29,7 @@ def setting_option(option: str, field: str, value: T | None) -> T | None:
     try:
         return TypeAdapter(Annotated[info.annotation, info]).validate_python(value)
     except ValidationError as exc:
-        reason = exc.errors()[0]["msg"]
+        reason = setting_error_message(exc.errors()[0])
         raise UserError(f"{option} {shortened(str(value))!r}: {reason} ({info.description})") from None
 
 

@@ -71,7 +71,10 @@ def test_unusable_data_dir_is_one_line(run_cli, tmp_path: Path, data_dir: str, r
             ["--backend", "garbage"],
             "--backend 'garbage': Input should be 'auto', 'torch', 'onnx' or 'openvino'",
         ),
-        (["--device", "garbage"], "--device 'garbage': String should match pattern"),
+        (
+            ["--device", "garbage"],
+            "--device 'garbage': unknown device 'garbage'; use one of: cpu, cuda, cuda:N",
+        ),
         (["--model-version", "nope"], "unknown model version 'nope': see `wikiref models list`"),
     ],
 )
