@@ -13,7 +13,7 @@ from pydantic import TypeAdapter, ValidationError
 from rich.markup import escape
 from rich.pretty import Pretty
 
-from wikiref.flows.cli.output import MAX_CELL_CHARS, console, errors, print_table
+from wikiref.flows.cli.output import JSON_OPTION, MAX_CELL_CHARS, console, errors, print_json, print_table
 from wikiref.flows.errors import UserError
 from wikiref.flows.orphans import mark_as_owner, reap_orphaned_servers
 from wikiref.flows.secrets import has_credentials, mask_credentials
@@ -148,8 +148,12 @@ def _type_name(annotation: Any) -> str:
     return str(annotation).replace("typing.", "").replace("pathlib.", "").replace("datetime.", "")
 
 
-def print_result(result: Any) -> None:
-    """The flow's return value; the pipeline's as one line per step, then its query's SQL and rows."""
+def print_result(result: Any, *, as_json: bool = False) -> None:
+    """The flow's return value (as it is with ``as_json``); the pipeline's as one line per step, then its
+    query's SQL and rows."""
+    if as_json:
+        print_json(result)
+        return
     if isinstance(result, dict) and {"scrape", "train", "embed", "query"} <= set(result):
         for line in pipeline_summary(result):
             console.print(escape(line), highlight=False)
@@ -166,6 +170,8 @@ def pipeline_summary(result: dict[str, Any]) -> list[str]:
     articles = [
         f"{scrape.get(f'articles {what}', 0)} {what}" for what in ("new", "updated", "unchanged", "missing")
     ]
+    if scrape.get("articles older, skipped"):
+        articles.append(f"{scrape['articles older, skipped']} older, skipped")
     decision = "promoted" if train["promoted"] else "stays a candidate"
     lines = [
         f"scrape: articles {', '.join(articles)}; references {scrape.get('references added', 0)} added, "
@@ -217,6 +223,7 @@ def run(
         help="Scheduler address of an existing Dask cluster (implies --task-runner dask).",
     ),
     show_params: bool = typer.Option(False, "--show-params", help="List the flow's parameters and exit."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Run a flow here: scrape, train, embed or pipeline (the main job)."""
     # Before Prefect loads: a temporary server it starts for this run inherits the mark.
@@ -251,11 +258,14 @@ def run(
             parameters.setdefault("dask_address", dask_address)
     else:
         flow = with_task_runner(flow, runner)
-    console.print(f"running flow [bold]{flow.name}[/bold] with {describe_task_runner(runner)}")
+    # With --json, stdout holds only the result's JSON document.
+    (errors if as_json else console).print(
+        f"running flow [bold]{escape(flow.name)}[/bold] with {describe_task_runner(runner)}"
+    )
     state: State = flow(**parameters, return_state=True)
     if not state.is_completed():
         errors.print(
             f"[red]wikiref: flow {escape(flow.name)} ended {state.name}: {escape(str(state.message))}[/red]"
         )
         raise typer.Exit(1)
-    print_result(state.result())
+    print_result(state.result(), as_json=as_json)
