@@ -84,6 +84,21 @@ def setting_error_message(error: Any) -> str:
     return error["msg"]
 
 
+def check_dask_address(value: str | None) -> str | None:
+    """A scheduler address with a scheme or a port at least (a bare word is a typo, found here rather than
+    when a run connects); blank is None."""
+    address = value.strip() if value else ""
+    if not address:
+        return None
+    match = DASK_ADDRESS_PATTERN.fullmatch(address)
+    if match is None or not (match[1] or match[3]) or (match[3] and not 0 < int(match[3]) < 65536):
+        raise ValueError(
+            f"not a Dask scheduler address: {address[:80]!r}; use [SCHEME://]HOST:PORT, e.g. "
+            "tcp://10.0.0.5:8786 (schemes: tcp, tls, ws, wss, ucx)"
+        )
+    return address
+
+
 def check_device(value: str, choices: tuple[str, ...]) -> str:
     """``value`` if it is one of ``choices`` (``cuda:N`` standing for any GPU index), else one line listing them."""
     if value in choices or ("cuda:N" in choices and re.fullmatch(r"cuda:\d+", value)):
@@ -547,7 +562,7 @@ class OrchestrationSettings(BaseSettings):
         description="Where fan-out tasks (page fetches, encoding batches) run: each flow's own thread pool, "
         "or Dask (a LocalCluster, or the cluster at WIKIREF_DASK_ADDRESS).",
     )
-    dask_address: str | None = Field(
+    dask_address: Annotated[str | None, AfterValidator(check_dask_address)] = Field(
         default=None,
         description="Scheduler address of an existing Dask cluster, e.g. tcp://10.0.0.5:8786 (task runner dask).",
     )
@@ -586,21 +601,6 @@ class OrchestrationSettings(BaseSettings):
         except ValueError:
             raise ValueError(f"not a cron expression: {value!r} (five fields, e.g. '0 2 * * *')") from None
         return value
-
-    @field_validator("dask_address")
-    @classmethod
-    def _check_dask_address(cls, value: str | None) -> str | None:
-        address = value.strip() if value else ""
-        if not address:
-            return None
-        # A scheme or a port at least: a bare word is a typo, found here rather than when a run connects.
-        match = DASK_ADDRESS_PATTERN.fullmatch(address)
-        if match is None or not (match[1] or match[3]) or (match[3] and not 0 < int(match[3]) < 65536):
-            raise ValueError(
-                f"not a Dask scheduler address: {address[:80]!r}; use [SCHEME://]HOST:PORT, e.g. "
-                "tcp://10.0.0.5:8786 (schemes: tcp, tls, ws, wss, ucx)"
-            )
-        return address
 
 
 class Settings(CoreSettings, ScrapeSettings, TrainSettings, EmbedSettings, OrchestrationSettings):

@@ -13,7 +13,16 @@ from pydantic import TypeAdapter, ValidationError
 from rich.markup import escape
 from rich.pretty import Pretty
 
-from wikiref.flows.cli.output import JSON_OPTION, MAX_CELL_CHARS, console, errors, print_json, print_table
+from wikiref.flows.cli.embed_commands import setting_option
+from wikiref.flows.cli.output import (
+    JSON_OPTION,
+    MAX_CELL_CHARS,
+    console,
+    errors,
+    print_json,
+    print_table,
+    records,
+)
 from wikiref.flows.errors import UserError
 from wikiref.flows.orphans import mark_as_owner, reap_orphaned_servers
 from wikiref.flows.secrets import has_credentials, mask_credentials
@@ -123,23 +132,24 @@ def _load(flow_name: str):
     return load_flow(FLOWS[flow_name])
 
 
-def _print_parameters(flow, flow_name: str) -> None:
+def _print_parameters(flow, flow_name: str, *, as_json: bool = False) -> None:
     schema = flow.parameters.model_dump()
     properties = schema.get("properties", {})
     signature = inspect.signature(flow.fn).parameters
-    print_table(
-        ("parameter", "type", "default", "description"),
-        [
-            (
-                name,
-                _type_name(annotation),
-                "" if signature[name].default is inspect.Parameter.empty else repr(signature[name].default),
-                " ".join(properties.get(name, {}).get("description", "").split()),
-            )
-            for name, annotation in _annotations(flow).items()
-        ],
-        title=f"wikiref run {flow_name} --param KEY=VALUE",
-    )
+    rows = [
+        (
+            name,
+            _type_name(annotation),
+            "" if signature[name].default is inspect.Parameter.empty else repr(signature[name].default),
+            " ".join(properties.get(name, {}).get("description", "").split()),
+        )
+        for name, annotation in _annotations(flow).items()
+    ]
+    columns = ("parameter", "type", "default", "description")
+    if as_json:
+        print_json({"flow": flow_name, "parameters": records(columns, rows)})
+        return
+    print_table(columns, rows, title=f"wikiref run {flow_name} --param KEY=VALUE")
 
 
 def _type_name(annotation: Any) -> str:
@@ -241,10 +251,11 @@ def run(
 
     flow = _load(flow_name)
     if show_params:
-        _print_parameters(flow, flow_name)
+        _print_parameters(flow, flow_name, as_json=as_json)
         return
     if task_runner is not None and task_runner not in TASK_RUNNER_KINDS:
         raise UserError(f"unknown task runner {task_runner!r}; choose one of: {', '.join(TASK_RUNNER_KINDS)}")
+    dask_address = setting_option("--dask-address", "dask_address", dask_address)
     parameters = parse_parameters(flow, flow_name, param)
     settings = get_settings()
     runner = task_runner_from_settings(settings, kind=task_runner, dask_address=dask_address)  # type: ignore[arg-type]

@@ -118,3 +118,10 @@ def test_valid_values_still_load(
 def test_a_bad_setting_is_one_line_and_exit_2(run_cli, name: str, value: str, start: str) -> None:
     result = run_cli("db", "status", env={name: value})
     assert one_error_line(result).startswith(start)
+
+
+def test_the_dask_address_option_is_checked_like_the_setting(run_cli) -> None:
+    result = run_cli("run", "embed", "--dask-address", "garbage")
+    assert one_error_line(result).startswith(
+        "--dask-address 'garbage': not a Dask scheduler address: 'garbage'; use [SCHEME://]HOST:PORT"
+    )
