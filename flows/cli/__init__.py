@@ -20,6 +20,7 @@ from wikiref.flows.cli import run_commands as run_commands
 from wikiref.flows.cli import scrape_commands as scrape_commands
 from wikiref.flows.cli import serve_commands as serve_commands
 from wikiref.flows.cli import train_commands as train_commands
+from wikiref.flows.cli.output import errors
 from wikiref.flows.errors import EXPECTED_ERRORS
 from wikiref.flows.secrets import mask_credentials, mask_logged_urls
 from wikiref.flows.settings import setting_error_message
@@ -78,6 +79,10 @@ def main() -> None:
     # to true to allow), and more than Prefect's 20 s to start, which a busy 2-core machine exceeds.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    if not errors.is_terminal:
+        # transformers' and huggingface_hub's tqdm bars ("Loading weights") write carriage-return frames into a
+        # log file; they read this when first imported, which is later than here.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         app()
     except EXPECTED_ERRORS as exc:
