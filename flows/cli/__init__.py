@@ -80,9 +80,11 @@ def main() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     if not errors.is_terminal:
-        # transformers' and huggingface_hub's tqdm bars ("Loading weights") write carriage-return frames into a
-        # log file; they read this when first imported, which is later than here.
+        # The libraries' tqdm bars (transformers' "Loading weights", sentence-transformers' "Computing widget
+        # examples") write carriage-return frames into a log file. huggingface_hub reads its variable when first
+        # imported, later than here; tqdm reads TQDM_* on every bar.
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TQDM_DISABLE", "1")
     try:
         app()
     except EXPECTED_ERRORS as exc:

@@ -100,7 +100,11 @@ class TerminalReporter(training.Reporter):
             self.bar.start()
             self.task = self.bar.add_task("train", total=total, loss="-")
         if logs:
-            errors.log(f"step {step}/{total} loss {logs['loss']:.4f} lr {logs.get('learning_rate', 0):.2e}")
+            # print, not log: a log line is padded to the console's width, which is unlimited when piped.
+            errors.print(
+                f"step {step}/{total} loss {logs['loss']:.4f} lr {logs.get('learning_rate', 0):.2e}",
+                highlight=False,
+            )
             self.bar.update(self.task, loss=f"{logs['loss']:.4f}")
         self.bar.update(self.task, completed=step, total=total)
 

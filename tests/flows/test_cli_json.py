@@ -47,6 +47,8 @@ def test_piped_tables_keep_values_whole_and_listings_speak_json(run_cli, databas
     listed = run_cli("models", "list", env=env)
     assert listed.returncode == 0, listed.stderr
     assert whole_on_one_line(listed.stdout, LONG_VERSION), listed.stdout
+    # ... and no line padded to the unlimited width either
+    assert max(len(line) for line in listed.stdout.splitlines()) < 400, listed.stdout
     quarantined = run_cli("corpus", "quarantine", env=env)
     assert whole_on_one_line(quarantined.stdout, LONG_TITLE), quarantined.stdout
     assert whole_on_one_line(run_cli("corpus", "list", env=env).stdout, LONG_CORPUS)

@@ -28,6 +28,7 @@ def test_train_gates_each_version_on_its_ci_the_base_serves_meanwhile_and_models
     assert "pairs: " in first.stdout and "step 1/2 loss" in first.stderr
     # stderr is a pipe here, as a log file is: no progress bar frames (rich's, tqdm's from the Trainer or encode).
     assert "\r" not in first.stderr and "it/s" not in first.stderr, first.stderr
+    assert max(len(line) for line in first.stderr.splitlines()) < 2000  # no line padded to an unlimited width
     # base on titles, base on the version's article text (title+lead160), fine-tuned, change and its 95% CI
     number, change = r"0\.\d{4}", r"[+-]0\.\d{4}"
     row = rf"ndcg@10 +│ +{number} +│ +{number} +│ +{number} +│ +{change} +│ +\[{change}, {change}\]"
