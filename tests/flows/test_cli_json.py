@@ -133,3 +133,29 @@ def test_piped_output_has_no_width_and_no_progress_frames() -> None:
     assert output.console.width == output.UNLIMITED_WIDTH and output.errors.width == output.UNLIMITED_WIDTH
     assert output.progress().disable
     assert output.records(["a", "b"], [(1, "x")]) == [{"a": 1, "b": "x"}]
+
+
+def test_embed_json_reports_what_it_encoded(run_cli, database_url: str, onnx_cache_dir) -> None:
+    env = {"WIKIREF_DATABASE_URL": database_url, "WIKIREF_EMBED_CACHE_DIR": str(onnx_cache_dir)}
+    engine = make_engine(database_url)
+    references = tuple(
+        ReferenceRecord(text=f"Author {i} (2001). A history of Kamchatka. Press.") for i in range(3)
+    )
+    with Session(engine) as session:
+        register_base_version(session)
+        session.commit()
+        upsert_page(
+            session=session,
+            page=PageRecord(wiki=WIKI, title="Kamchatka", revision_id=1, references=references),
+        )
+    engine.dispose()
+    result = run_cli("embed", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "model_version": "base",
+        "backend": json.loads(result.stdout)["backend"],
+        "complete": True,
+        "encoded": {"titles": 1, "references": 3},
+        "embeddings": {"titles": 1, "references": 3},
+    }
+    assert "\r" not in result.stderr
