@@ -86,7 +86,10 @@ def main() -> None:
             )
             with Session(engine) as session:
                 add_sources(
-                    session=session, corpus="bench", sources=[SourceSpec("titles", {"titles": titles})]
+                    session=session,
+                    corpus="bench",
+                    wiki="en.wikipedia.org",
+                    sources=[SourceSpec("titles", {"titles": titles})],
                 )
             started = time.perf_counter()
             initial = run_refresh(engine, config, batch_size=50)

@@ -30,10 +30,10 @@ from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from wikiref.db.errors import DatabaseError
+from wikiref.db.errors import DatabaseError, shown
 from wikiref.db.schema import Article, ArticleReference, QuarantinedRevision
 
-WriteStatus = Literal["new", "updated", "unchanged", "quarantined"]
+WriteStatus = Literal["new", "updated", "unchanged", "quarantined", "older"]
 _REFERENCE_FIELDS = ("text", "urls", "archive_url", "doi", "pmid", "isbn", "cited_title", "date")
 
 
@@ -114,7 +114,7 @@ class PageWriteResult:
     references_added: int = 0
     references_removed: int = 0
     references_kept: int = 0
-    reason: str | None = None  # why the revision was quarantined
+    reason: str | None = None  # why the revision was quarantined, or skipped as older
     quarantine_cleared: bool = False
     title: str = ""
 
@@ -151,6 +151,17 @@ def revision_problem(stored_count: int, page: PageRecord, checks: RevisionChecks
     if debris and len(debris) > checks.max_debris * count:
         return f"{len(debris)} of {count} reference texts look like markup, not references (e.g. {debris[0][:40]!r})"
     return None
+
+
+def older_revision(stored_revision_id: int | None, page: PageRecord) -> str | None:
+    """Why ``page`` must not replace the stored revision because it is an older one, or None.
+
+    MediaWiki's revision ids only grow, so a lower id is an earlier edit: from a stale dump, a mirror or a
+    lagging replica. It never overwrites a newer stored revision, whatever its source, checks or not.
+    """
+    if stored_revision_id is None or page.revision_id is None or page.revision_id >= stored_revision_id:
+        return None
+    return f"revision {page.revision_id} is older than the stored {stored_revision_id}"
 
 
 def _new_article_values(page: PageRecord) -> dict[str, object]:
@@ -314,6 +325,12 @@ def upsert_page(
     article = session.scalars(_article_query(page)).one_or_none()
     if article is not None:
         existing = _existing_references(session, article.id)
+        older = older_revision(article.revision_id, page)
+        if older is not None:
+            session.rollback()
+            return PageWriteResult(
+                article.id, "older", references_kept=len(existing), reason=older, title=page.title
+            )
         if _unchanged(article, existing, page):
             # The wiki is back at the stored revision: whatever was quarantined since is no longer pending.
             cleared = _clear_quarantine(session, article.id)
@@ -333,6 +350,12 @@ def upsert_page(
     if not created and _unchanged(article, existing, page):  # a concurrent writer got there first
         session.rollback()
         return PageWriteResult(article.id, "unchanged", references_kept=len(existing), title=page.title)
+    older = None if created else older_revision(article.revision_id, page)
+    if older is not None:  # a concurrent writer stored a newer revision meanwhile
+        session.rollback()
+        return PageWriteResult(
+            article.id, "older", references_kept=len(existing), reason=older, title=page.title
+        )
     reason = revision_problem(len(existing), page, checks) if checks is not None else None
     if reason is not None:
         if created:  # nothing good to keep: the article is known, without a revision, until one passes
@@ -560,7 +583,7 @@ def accept_quarantined(*, session: Session, wiki: str, title: str) -> PageWriteR
     ).scalar_one_or_none()
     if row is None:
         raise DatabaseError(
-            f"no quarantined revision of {title!r} on {wiki}; list them with: wikiref corpus quarantine"
+            f"no quarantined revision of {shown(title)!r} on {wiki}; list them with: wikiref corpus quarantine"
         )
     session.rollback()
     return upsert_page(session=session, page=PageRecord.from_json(row), checks=None)

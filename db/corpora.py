@@ -14,7 +14,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from wikiref.db.errors import DatabaseError
+from wikiref.db.errors import DatabaseError, shown
 from wikiref.db.schema import CORPUS_SOURCE_KINDS, Corpus, CorpusSource
 
 
@@ -52,23 +52,31 @@ class SourceSpec:
 @dataclass(frozen=True)
 class CorpusDefinition:
     name: str
+    wiki: str | None
+    """The wiki the corpus was defined on; None (corpora older than migration 0009): the next refresh's."""
     created_at: datetime
     refreshed_at: datetime | None
     last_counts: dict[str, Any]
     sources: list[SourceSpec] = field(default_factory=list)
 
 
-def add_sources(*, session: Session, corpus: str, sources: Iterable[SourceSpec]) -> int:
-    """Record ``sources`` under ``corpus`` (created if new); sources it has already are kept once. Commits;
-    returns how many sources were new."""
+def add_sources(*, session: Session, corpus: str, wiki: str, sources: Iterable[SourceSpec]) -> int:
+    """Record ``sources`` under ``corpus`` of ``wiki`` (created if new); sources it has already are kept once.
+    A corpus belongs to one wiki: adding to one of another wiki is an error. Commits; returns how many sources
+    were new."""
     if not corpus.strip():
         raise DatabaseError("a corpus needs a name")
-    corpus_id = session.execute(
+    corpus_id, corpus_wiki = session.execute(
         pg_insert(Corpus)
-        .values(name=corpus)
-        .on_conflict_do_update(index_elements=["name"], set_={"name": corpus})
-        .returning(Corpus.id)
-    ).scalar_one()
+        .values(name=corpus, wiki=wiki)
+        .on_conflict_do_update(index_elements=["name"], set_={"wiki": func.coalesce(Corpus.wiki, wiki)})
+        .returning(Corpus.id, Corpus.wiki)
+    ).one()
+    if corpus_wiki != wiki:
+        session.rollback()
+        raise DatabaseError(
+            f"corpus {shown(corpus)} belongs to {corpus_wiki}, not {wiki}: record these sources under another name"
+        )
     added = 0
     for source in sources:
         added += len(
@@ -93,12 +101,16 @@ def corpora(*, session: Session, names: Iterable[str] | None = None) -> list[Cor
     if wanted is not None:
         unknown = sorted(set(wanted) - {c.name for c in found})
         if unknown:
-            raise DatabaseError(f"no corpus named {', '.join(unknown)}; list them with: wikiref corpus list")
+            raise DatabaseError(
+                f"no corpus named {', '.join(map(shown, unknown))}; list them with: wikiref corpus list"
+            )
     sources: dict[int, list[SourceSpec]] = {}
     for row in session.scalars(select(CorpusSource).order_by(CorpusSource.id)):
         sources.setdefault(row.corpus_id, []).append(SourceSpec(row.kind, row.spec))
     return [
-        CorpusDefinition(c.name, c.created_at, c.refreshed_at, dict(c.last_counts), sources.get(c.id, []))
+        CorpusDefinition(
+            c.name, c.wiki, c.created_at, c.refreshed_at, dict(c.last_counts), sources.get(c.id, [])
+        )
         for c in found
     ]
 
@@ -106,7 +118,16 @@ def corpora(*, session: Session, names: Iterable[str] | None = None) -> list[Cor
 def remove_corpus(*, session: Session, name: str) -> None:
     """Delete a corpus definition and its sources (its articles stay stored). Commits."""
     if not session.execute(delete(Corpus).where(Corpus.name == name)).rowcount:
-        raise DatabaseError(f"no corpus named {name}; list them with: wikiref corpus list")
+        raise DatabaseError(f"no corpus named {shown(name)}; list them with: wikiref corpus list")
+    session.commit()
+
+
+def claim_corpora(*, session: Session, names: Iterable[str], wiki: str) -> None:
+    """Give the corpora ``names`` that have no wiki yet (defined before migration 0009) the wiki ``wiki``.
+    Commits."""
+    session.execute(
+        update(Corpus).where(Corpus.name.in_(list(names)), Corpus.wiki.is_(None)).values(wiki=wiki)
+    )
     session.commit()
 
 

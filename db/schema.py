@@ -216,6 +216,9 @@ class Corpus(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(Text, unique=True)
+    wiki: Mapped[str | None] = mapped_column(
+        Text, comment="the wiki the corpus was defined on; NULL: the next refresh's"
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     refreshed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_counts: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'"))

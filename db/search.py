@@ -70,16 +70,23 @@ def _one_line(exc: DBAPIError) -> str:
 
 
 def check_arguments(*, k: object = None, query: object = None, title: object = None) -> None:
-    """One line for arguments the database would turn into an obscure error (an integer overflow picks no
-    function; a huge query text exhausts the stack)."""
-    # The functions check 1 <= k <= 1000 themselves; a k beyond a Postgres integer matches no function at all.
-    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not -(2**31) <= k < 2**31):
-        raise QueryError(f"k must be between 1 and {MAX_K}, got {str(k)[:40]}")
+    """The SQL functions' own argument checks, with their messages, made before anything costly (loading the
+    model to encode a query takes seconds), plus those the database would turn into an obscure error (an integer
+    overflow picks no function; a huge query text exhausts the stack)."""
+    if k is not None:
+        if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
+            raise QueryError(f"k must be a positive number of results, got {str(k)[:40]}")
+        if k > MAX_K:
+            raise QueryError(f"k must be at most {MAX_K}, got {str(k)[:40]}")
+    if isinstance(query, str) and not query.strip():
+        raise QueryError("the search text is empty")
     if isinstance(query, str) and len(query) > MAX_QUERY_CHARS:
         raise QueryError(
             f"the search text has {len(query):,} characters; at most {MAX_QUERY_CHARS:,} are searched: "
             "shorten it to its most telling part"
         )
+    if isinstance(title, str) and not title.replace("_", " ").strip():
+        raise QueryError("an article title is required")
     if isinstance(title, str) and len(title.encode("utf-8", errors="replace")) > 255:
         raise QueryError(f"no article is titled {title[:60]!r}…: titles have at most 255 bytes")
 

@@ -142,9 +142,9 @@ def load_dump_file(
 
 
 @task(retries=2, retry_delay_seconds=[2, 10])
-def record_corpus_sources(database_url: str, corpus: str, specs: list[SourceSpec]) -> int:
-    """Record the scrape's sources under the corpus name, for scrape-daily to refresh."""
-    return record_sources(engine_for(database_url), corpus, specs)
+def record_corpus_sources(database_url: str, corpus: str, specs: list[SourceSpec], wiki: str) -> int:
+    """Record the scrape's sources under the corpus name, of the wiki they were read from, for scrape-daily."""
+    return record_sources(engine_for(database_url), corpus, specs, wiki=wiki)
 
 
 @task(
@@ -281,10 +281,11 @@ def scrape_wikipedia(
     specs = source_specs(sources, dump=dump_path)
     if refresh and specs and not corpus:
         raise ScrapeError("sources given with refresh are refreshed only when recorded: name a corpus")
-    if corpus and specs:
-        record_corpus_sources(database_url, corpus, specs)
     if dump_path:
         summary = load_dump_file(database_url, Path(dump_path), settings.wiki, limit, force, checks)
+        if corpus:
+            # A corpus belongs to the wiki its sources were read from: known once the dump is read.
+            record_corpus_sources(database_url, corpus, specs, summary.wiki)
         publish_summary(summary)
         return summary_dict(summary)
 
@@ -311,6 +312,8 @@ def scrape_wikipedia(
             )
         else:
             resolved = resolve_scrape_titles(config, sources, settings.wiki)
+            if corpus and specs:
+                record_corpus_sources(database_url, corpus, specs, resolved.wiki)
         summary = summary_of(resolved)
         stale, summary.skipped_current = select_stale_pages(
             database_url, resolved.wiki, resolved.resolution.pages, force
@@ -330,7 +333,7 @@ def scrape_wikipedia(
         return summary_dict(summary)
     for _corpus, path in plan.dumps:
         summary.counts.merge(load_dump_file(database_url, path, resolved.wiki, None, False, checks).counts)
-    refreshed = RefreshSummary(scrape=summary, stored_checked=len(plan.stored))
+    refreshed = RefreshSummary(scrape=summary, stored_checked=len(plan.stored), other_wikis=plan.other_wikis)
     refreshed.marked_deleted, refreshed.marked_redirects = mark_gone(database_url, plan)
     refreshed.corpora = corpus_counts(plan, [page.title for page in stale], summary)
     refreshed = finish_corpus_refresh(database_url, refreshed, settings.scrape_history_embedding_days)

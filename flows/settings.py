@@ -5,14 +5,16 @@ Only the ``flows`` layer (flows, CLI) reads settings; ``db`` and ``models`` get 
 
 from __future__ import annotations
 
+import re
 from copy import copy
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -22,7 +24,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from wikiref.db.engine import validate_database_url
 from wikiref.flows.errors import UserError
@@ -72,6 +74,46 @@ DEFAULT_PIPELINE_TITLES: tuple[str, ...] = (
 )
 
 
+DASK_ADDRESS_PATTERN = re.compile(r"(?:(tcp|tls|ws|wss|ucx)://)?(\[[0-9A-Fa-f:]+\]|[\w.-]+)(?::(\d{1,5}))?")
+
+
+def setting_error_message(error: Any) -> str:
+    """A pydantic error's message without the "Value error, " that pydantic puts before a validator's own."""
+    if error["type"] == "value_error" and "error" in error.get("ctx", {}):
+        return str(error["ctx"]["error"])
+    return error["msg"]
+
+
+def check_dask_address(value: str | None) -> str | None:
+    """A scheduler address with a scheme or a port at least (a bare word is a typo, found here rather than
+    when a run connects); blank is None."""
+    address = value.strip() if value else ""
+    if not address:
+        return None
+    match = DASK_ADDRESS_PATTERN.fullmatch(address)
+    if match is None or not (match[1] or match[3]) or (match[3] and not 0 < int(match[3]) < 65536):
+        raise ValueError(
+            f"not a Dask scheduler address: {address[:80]!r}; use [SCHEME://]HOST:PORT, e.g. "
+            "tcp://10.0.0.5:8786 (schemes: tcp, tls, ws, wss, ucx)"
+        )
+    return address
+
+
+def check_device(value: str, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``choices`` (``cuda:N`` standing for any GPU index), else one line listing them."""
+    if value in choices or ("cuda:N" in choices and re.fullmatch(r"cuda:\d+", value)):
+        return value
+    raise ValueError(f"unknown device {value[:80]!r}; use one of: {', '.join(choices)}")
+
+
+def check_folder(path: Path) -> Path:
+    """A folder path (created later) that must not be an existing file."""
+    path = path.expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path} is a file, not a folder")
+    return path
+
+
 class CoreSettings(BaseSettings):
     """Where the data lives, which wiki and which base model."""
 
@@ -106,9 +148,7 @@ class CoreSettings(BaseSettings):
     @field_validator("data_dir")
     @classmethod
     def _expand_data_dir(cls, value: Path) -> Path:
-        path = value.expanduser().resolve()
-        if path.exists() and not path.is_dir():
-            raise ValueError(f"{path} is a file, not a folder")
+        path = check_folder(value)
         # Created here, so that a path that cannot be a folder (under a file, under /proc) is one settings
         # error at start-up rather than an OSError wherever the first file is written.
         try:
@@ -229,7 +269,8 @@ class TrainKnobs(BaseModel):
     ``train_model`` flow as a parameter; each rule is validated here and nowhere else.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # inf and nan pass gt/ge bounds (inf > 0) and would only fail deep in training.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     recipe: Literal["default", "reference"] = Field(
         default="default",
@@ -326,7 +367,9 @@ class TrainKnobs(BaseModel):
         description="... and vs the active version at least this (negative: allow a small loss).",
     )
     bootstrap_samples: int = Field(default=2000, ge=100, description="Resamples of the paired bootstrap.")
-    device: str = Field(default="auto", description="auto, cpu, cuda[:N] or mps.")
+    device: Annotated[
+        str, AfterValidator(lambda value: check_device(value, ("auto", "cpu", "cuda", "cuda:N", "mps")))
+    ] = Field(default="auto", description="auto, cpu, cuda, cuda:N or mps.")
     save_steps: int = Field(
         default=500, ge=1, description="Checkpoint interval in steps (for --resume-from)."
     )
@@ -356,6 +399,18 @@ class TrainKnobs(BaseModel):
 
 
 def _check_train_knobs(settings: BaseSettings) -> BaseSettings:
+    # The knobs' own validators (device, article_text, ...) run on TrainKnobs: name the variable that broke one.
+    try:
+        TrainKnobs(**{name: getattr(settings, f"train_{name}") for name in TrainKnobs.model_fields})
+    except ValidationError as exc:
+        raise ValueError(
+            "; ".join(
+                f"WIKIREF_TRAIN_{'_'.join(map(str, error['loc'])).upper()}: {setting_error_message(error)}"
+                if error["loc"]
+                else setting_error_message(error)
+                for error in exc.errors()
+            )
+        ) from None
     settings.train_knobs()
     return settings
 
@@ -379,7 +434,9 @@ def _train_knobs(self: BaseSettings, **overrides: Any) -> TrainKnobs:
     try:
         return TrainKnobs(**{**values, **RECIPES[recipe], **given})
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'knobs'}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'knobs'}: {setting_error_message(e)}" for e in exc.errors()
+        )
         raise UserError(f"bad training options: {problems}") from None
 
 
@@ -405,9 +462,9 @@ class EmbedSettings(BaseSettings):
         "or auto = the fastest installed: on the CPU openvino where it has bf16, else onnx, else torch; on CUDA torch. "
         "Queries are encoded with the same backend.",
     )
-    embed_device: str = Field(
-        default="cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="cpu, cuda or cuda:N."
-    )
+    embed_device: Annotated[
+        str, AfterValidator(lambda value: check_device(value, ("cpu", "cuda", "cuda:N")))
+    ] = Field(default="cpu", description="cpu, cuda or cuda:N.")
     embed_batch_size: int = Field(default=64, ge=1, le=4096, description="Texts per forward pass.")
     embed_chunk_size: int = Field(
         default=1024,
@@ -464,6 +521,11 @@ class EmbedSettings(BaseSettings):
         default=None, description="Where exported ONNX models are kept; unset: <data dir>/cache/onnx."
     )
 
+    @field_validator("embed_cache_dir")
+    @classmethod
+    def _check_cache_dir(cls, value: Path | None) -> Path | None:
+        return check_folder(value) if value is not None else None
+
     @property
     def onnx_cache_dir(self) -> Path:
         return (self.embed_cache_dir or self.data_dir / "cache" / "onnx").expanduser()
@@ -500,7 +562,7 @@ class OrchestrationSettings(BaseSettings):
         description="Where fan-out tasks (page fetches, encoding batches) run: each flow's own thread pool, "
         "or Dask (a LocalCluster, or the cluster at WIKIREF_DASK_ADDRESS).",
     )
-    dask_address: str | None = Field(
+    dask_address: Annotated[str | None, AfterValidator(check_dask_address)] = Field(
         default=None,
         description="Scheduler address of an existing Dask cluster, e.g. tcp://10.0.0.5:8786 (task runner dask).",
     )
@@ -540,20 +602,29 @@ class OrchestrationSettings(BaseSettings):
             raise ValueError(f"not a cron expression: {value!r} (five fields, e.g. '0 2 * * *')") from None
         return value
 
-    @field_validator("dask_address")
-    @classmethod
-    def _blank_dask_address(cls, value: str | None) -> str | None:
-        return value.strip() or None if value else None
-
 
 class Settings(CoreSettings, ScrapeSettings, TrainSettings, EmbedSettings, OrchestrationSettings):
     """All settings, one object: each area's fields sit beside their validators in the classes above."""
 
     model_config = SettingsConfigDict(
-        env_prefix="WIKIREF_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="WIKIREF_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        allow_inf_nan=False,
     )
+
+
+_UNPARSED_FIELD = re.compile(r'error parsing value for field "(\w+)"')
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    try:
+        return Settings()
+    except SettingsError as exc:
+        # A list setting that is not JSON fails before validation, as a SettingsError with no field in its type.
+        found = _UNPARSED_FIELD.search(str(exc))
+        name = f"WIKIREF_{found[1].upper()}" if found else "a WIKIREF_* variable"
+        reason = f"not valid JSON ({exc.__cause__})" if exc.__cause__ else str(exc)
+        raise UserError(f'invalid settings: {name}: {reason}; give a JSON list, e.g. ["A", "B"]') from None

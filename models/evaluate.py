@@ -98,7 +98,12 @@ def _ranking(queries: np.ndarray, corpus: np.ndarray, owner: np.ndarray) -> dict
 
 def _encode(model: SentenceTransformer, texts: Sequence[str], batch_size: int) -> np.ndarray:
     return model.encode(
-        list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True
+        list(texts),
+        batch_size=batch_size,
+        normalize_embeddings=True,
+        convert_to_numpy=True,
+        # Its default shows a bar whenever logging is at INFO: carriage-return frames in a log file.
+        show_progress_bar=False,
     ).astype(np.float32)
 
 

@@ -22,7 +22,9 @@ TOO_LONG_TITLE = "x" * 300
 COMMANDS = [
     (["similar", "Dog", "-k", "0"], {}, "k must be a positive number of results, got 0"),
     (["similar", "Dog", "-k", "2000"], {}, "k must be at most 1000, got 2000"),
-    (["similar", "Dog", "-k", "2147483648"], {}, "k must be between 1 and 1000, got 2147483648"),
+    (["similar", "Dog", "-k", "2147483648"], {}, "k must be at most 1000, got 2147483648"),
+    (["search", ""], {}, "the search text is empty"),
+    (["similar", " _ "], {}, "an article title is required"),
     (
         ["similar", "No Such Article"],
         {},
@@ -46,6 +48,37 @@ COMMANDS = [
     ),
     (["embed", "--model-version", "nope"], {}, "unknown model version 'nope': see `wikiref models list`"),
     (["db", "status"], {"WIKIREF_DATA_DIR": "/dev/null/wikiref"}, "invalid settings: WIKIREF_DATA_DIR: ..."),
+    (
+        ["scrape", TOO_LONG_TITLE],
+        {},
+        "title 'xxx...' (300 bytes): The requested page title is too long (more than 255 bytes).",
+    ),
+    (
+        ["db", "status"],
+        {"WIKIREF_PIPELINE_TITLES": "notjson"},
+        'invalid settings: WIKIREF_PIPELINE_TITLES: not valid JSON (...); give a JSON list, e.g. ["A", "B"]',
+    ),
+    (
+        ["db", "status"],
+        {"WIKIREF_DASK_ADDRESS": "garbage"},
+        "invalid settings: WIKIREF_DASK_ADDRESS: not a Dask scheduler address: 'garbage'; use [SCHEME://]HOST:PORT,"
+        " e.g. tcp://10.0.0.5:8786 (schemes: tcp, tls, ws, wss, ucx)",
+    ),
+    (
+        ["db", "status"],
+        {"WIKIREF_TRAIN_LEARNING_RATE": "inf"},
+        "invalid settings: WIKIREF_TRAIN_LEARNING_RATE: Input should be a finite number",
+    ),
+    (
+        ["db", "status"],
+        {"WIKIREF_TRAIN_DEVICE": "tpu"},
+        "invalid settings: WIKIREF_TRAIN_DEVICE: unknown device 'tpu'; use one of: auto, cpu, cuda, cuda:N, mps",
+    ),
+    (
+        ["db", "status"],
+        {"WIKIREF_EMBED_CACHE_DIR": "/etc/passwd"},
+        "invalid settings: WIKIREF_EMBED_CACHE_DIR: /etc/passwd is a file, not a folder",
+    ),
 ]
 
 # (a statement, the quote on the page of its error's first line)
@@ -70,6 +103,7 @@ STATEMENTS = [
         "SELECT * FROM wikiref.search_text(repeat('x', 4001))",
         "the search text has 4001 characters; at most 4000 are searched",
     ),
+    ("SELECT * FROM wikiref.reference_changes(NULL)", "since must be a time, got NULL"),
 ]
 
 

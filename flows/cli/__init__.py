@@ -20,8 +20,10 @@ from wikiref.flows.cli import run_commands as run_commands
 from wikiref.flows.cli import scrape_commands as scrape_commands
 from wikiref.flows.cli import serve_commands as serve_commands
 from wikiref.flows.cli import train_commands as train_commands
+from wikiref.flows.cli.output import errors
 from wikiref.flows.errors import EXPECTED_ERRORS
 from wikiref.flows.secrets import mask_credentials, mask_logged_urls
+from wikiref.flows.settings import setting_error_message
 
 app = typer.Typer(
     name="wikiref",
@@ -56,8 +58,11 @@ def _configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log 
 
 
 def _settings_error(exc: ValidationError) -> str:
+    # A check across settings (no loc) names its variables in its own message.
     problems = "; ".join(
-        f"WIKIREF_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+        f"WIKIREF_{'_'.join(str(part) for part in error['loc']).upper()}: {setting_error_message(error)}"
+        if error["loc"]
+        else setting_error_message(error)
         for error in exc.errors()
     )
     return f"invalid settings: {problems}"
@@ -74,6 +79,12 @@ def main() -> None:
     # to true to allow), and more than Prefect's 20 s to start, which a busy 2-core machine exceeds.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    if not errors.is_terminal:
+        # The libraries' tqdm bars (transformers' "Loading weights", sentence-transformers' "Computing widget
+        # examples") write carriage-return frames into a log file. huggingface_hub reads its variable when first
+        # imported, later than here; tqdm reads TQDM_* on every bar.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TQDM_DISABLE", "1")
     try:
         app()
     except EXPECTED_ERRORS as exc:

@@ -10,10 +10,11 @@ from rich.markup import escape
 from sqlalchemy.orm import Session
 
 from wikiref.db import articles
-from wikiref.db.corpora import SourceSpec, add_sources, corpora, remove_corpus
-from wikiref.flows.cli.output import console, print_table
+from wikiref.db.corpora import CorpusDefinition, SourceSpec, add_sources, corpora, remove_corpus
+from wikiref.flows.cli.output import JSON_OPTION, console, print_json, print_table
 from wikiref.flows.database import prepare_database
 from wikiref.flows.errors import UserError
+from wikiref.flows.mediawiki.title_rules import MAX_ECHOED_CHARS, shortened
 from wikiref.flows.mediawiki.titles import TitleSources
 from wikiref.flows.settings import get_settings
 from wikiref.flows.steps.corpus import source_specs
@@ -39,6 +40,12 @@ def add(
     dump: Path | None = typer.Option(
         None, "--dump", help="An Enterprise HTML dump, re-read on every refresh."
     ),
+    wiki: str | None = typer.Option(
+        None,
+        "--wiki",
+        help="The wiki the corpus belongs to (default: WIKIREF_WIKI, else the host of WIKIREF_API_URL); only "
+        "refreshes that reach it refresh the corpus.",
+    ),
 ) -> None:
     """Record sources under a corpus name; the next refresh scrapes them. Nothing is fetched now."""
     if dump is not None and not dump.is_file():
@@ -57,23 +64,44 @@ def add(
         specs.append(SourceSpec("top", {"n": top}))
     if not specs:
         raise UserError("no sources: give titles, --titles-file, --category, --list-page, --top or --dump")
-    _, engine = prepare_database(get_settings())
+    settings = get_settings()
+    _, engine = prepare_database(settings)
     with Session(engine) as session:
-        added = add_sources(session=session, corpus=name, sources=specs)
-    console.print(f"corpus {name}: {added} new sources ({len(specs) - added} already there)", markup=False)
+        added = add_sources(
+            session=session, corpus=name, wiki=wiki or settings.wiki or settings.api_url.host, sources=specs
+        )
+    console.print(
+        f"corpus {shortened(name)}: {added} new sources ({len(specs) - added} already there)", markup=False
+    )
+
+
+def corpus_record(corpus: CorpusDefinition) -> dict:
+    """One corpus for ``--json`` (docs/operations.md, 'JSON output')."""
+    return {
+        "name": corpus.name,
+        "wiki": corpus.wiki,
+        "created_at": corpus.created_at,
+        "refreshed_at": corpus.refreshed_at,
+        "sources": [{"kind": source.kind, "spec": source.spec} for source in corpus.sources],
+        "last_counts": corpus.last_counts,
+    }
 
 
 @app.command("list")
-def list_corpora() -> None:
+def list_corpora(as_json: bool = JSON_OPTION) -> None:
     """Every corpus: its sources, last refresh and what it counted."""
     _, engine = prepare_database(get_settings())
     with Session(engine) as session:
         found = corpora(session=session)
+    if as_json:
+        print_json({"corpora": [corpus_record(corpus) for corpus in found]})
+        return
     print_table(
-        ("corpus", "sources", "refreshed", "articles", "changed", "quarantined"),
+        ("corpus", "wiki", "sources", "refreshed", "articles", "changed", "quarantined"),
         [
             (
                 corpus.name,
+                corpus.wiki or "(next refresh's)",
                 len(corpus.sources),
                 f"{corpus.refreshed_at:%Y-%m-%d %H:%M}" if corpus.refreshed_at else "never",
                 *(corpus.last_counts.get(key) for key in ("articles", "changed", "quarantined")),
@@ -85,12 +113,18 @@ def list_corpora() -> None:
 
 
 @app.command("show")
-def show(name: str = typer.Argument(..., help="The corpus name.")) -> None:
+def show(name: str = typer.Argument(..., help="The corpus name."), as_json: bool = JSON_OPTION) -> None:
     """One corpus's sources and the counts of its last refresh."""
     _, engine = prepare_database(get_settings())
     with Session(engine) as session:
         (corpus,) = corpora(session=session, names=[name])
-    console.print(f"[bold]{escape(corpus.name)}[/bold] (created {corpus.created_at:%Y-%m-%d %H:%M})")
+    if as_json:
+        print_json(corpus_record(corpus))
+        return
+    console.print(
+        f"[bold]{escape(corpus.name)}[/bold] on {escape(corpus.wiki or 'the wiki of its next refresh')} "
+        f"(created {corpus.created_at:%Y-%m-%d %H:%M})"
+    )
     for source in corpus.sources:
         console.print(f"  {source.describe()}", markup=False)
     if corpus.refreshed_at:
@@ -106,15 +140,34 @@ def remove(name: str = typer.Argument(..., help="The corpus name.")) -> None:
     _, engine = prepare_database(get_settings())
     with Session(engine) as session:
         remove_corpus(session=session, name=name)
-    console.print(f"removed corpus {name}", markup=False)
+    console.print(f"removed corpus {shortened(name)}", markup=False)
 
 
 @app.command("quarantine")
-def quarantine() -> None:
+def quarantine(as_json: bool = JSON_OPTION) -> None:
     """Revisions that failed the sanity checks: stored references kept, new revision pending."""
     _, engine = prepare_database(get_settings())
     with Session(engine) as session:
         pending = articles.quarantined(session=session)
+    if as_json:
+        print_json(
+            {
+                "quarantined": [
+                    {
+                        "wiki": row.wiki,
+                        "title": row.title,
+                        "stored_revision_id": row.stored_revision_id,
+                        "revision_id": row.revision_id,
+                        "references_stored": row.references_stored,
+                        "references_pending": row.references_pending,
+                        "reason": row.reason,
+                        "quarantined_at": row.quarantined_at,
+                    }
+                    for row in pending
+                ]
+            }
+        )
+        return
     print_table(
         ("article", "stored rev", "pending rev", "references", "reason", "since"),
         [
@@ -137,18 +190,27 @@ def quarantine() -> None:
 def accept(
     title: str = typer.Argument(..., help="The article whose quarantined revision to apply."),
     wiki: str | None = typer.Option(
-        None, "--wiki", help="The wiki (default: WIKIREF_WIKI or en.wikipedia.org)."
+        None, "--wiki", help="The wiki, when the title is quarantined on several (default: the one it is on)."
     ),
 ) -> None:
     """Apply a quarantined revision as it is: its references replace the stored ones (kept as history)."""
-    settings = get_settings()
-    _, engine = prepare_database(settings)
+    _, engine = prepare_database(get_settings())
     with Session(engine) as session:
-        result = articles.accept_quarantined(
-            session=session, wiki=wiki or settings.wiki or "en.wikipedia.org", title=title
-        )
+        if wiki is None:
+            # The wiki of the quarantined article: a corpus's articles are stored under the corpus's wiki.
+            wikis = sorted({row.wiki for row in articles.quarantined(session=session) if row.title == title})
+            if not wikis:
+                raise UserError(
+                    f"no quarantined revision of {shortened(title)!r}; list them with: wikiref corpus quarantine"
+                )
+            if len(wikis) > 1:
+                raise UserError(
+                    f"{shortened(title)} is quarantined on {', '.join(wikis)}: choose one with --wiki"
+                )
+            (wiki,) = wikis
+        result = articles.accept_quarantined(session=session, wiki=wiki, title=title)
     console.print(
-        f"accepted {title}: {result.references_added} references added, "
+        f"accepted {shortened(title, MAX_ECHOED_CHARS)}: {result.references_added} references added, "
         f"{result.references_removed} moved to history",
         markup=False,
     )

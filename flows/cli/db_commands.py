@@ -12,7 +12,7 @@ from sqlalchemy import make_url
 from wikiref.db import migrate
 from wikiref.db.engine import check_server, libpq_url, make_engine, masked_url
 from wikiref.db.server import bundled_psql, stop_embedded_server
-from wikiref.flows.cli.output import console, count, print_table
+from wikiref.flows.cli.output import JSON_OPTION, console, count, print_json, print_table
 from wikiref.flows.database import prepare_database, resolve_database_url
 from wikiref.flows.settings import get_settings
 
@@ -39,18 +39,22 @@ def url(
 
 
 @app.command()
-def status() -> None:
+def status(as_json: bool = JSON_OPTION) -> None:
     """Print the migration revision and the row count of every table."""
     resolved = resolve_database_url(get_settings())
     engine = make_engine(resolved)
     check_server(engine)
     current = migrate.current_revision(engine)
     head = migrate.head_revision()
+    tables = migrate.table_row_counts(engine)
+    if as_json:
+        print_json(
+            {"database": masked_url(libpq_url(resolved)), "revision": current, "head": head, "tables": tables}
+        )
+        return
     note = "" if current == head else f" (head is {head}: run `wikiref db upgrade`)"
     console.print(f"database {masked_url(libpq_url(resolved))}\nrevision {current or 'none'}{note}")
-    print_table(
-        ("table", "rows"), [(name, count(rows)) for name, rows in migrate.table_row_counts(engine).items()]
-    )
+    print_table(("table", "rows"), [(name, count(rows)) for name, rows in tables.items()])
 
 
 def _psql_executable() -> str:

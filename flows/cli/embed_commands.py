@@ -6,15 +6,15 @@ from typing import Annotated, TypeVar
 
 import typer
 from pydantic import TypeAdapter, ValidationError
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeRemainingColumn
 from sqlalchemy.orm import Session
 
 from wikiref.db import search as queries
-from wikiref.flows.cli.output import console, count, print_table
+from wikiref.flows.cli.output import JSON_OPTION, console, count, print_json, print_table, progress, records
 from wikiref.flows.database import prepare_database
 from wikiref.flows.errors import UserError
 from wikiref.flows.mediawiki.title_rules import shortened
-from wikiref.flows.settings import Settings, get_settings
+from wikiref.flows.settings import Settings, get_settings, setting_error_message
 from wikiref.flows.steps import embedding
 from wikiref.models.encode import encode_texts
 
@@ -29,7 +29,7 @@ def setting_option(option: str, field: str, value: T | None) -> T | None:
     try:
         return TypeAdapter(Annotated[info.annotation, info]).validate_python(value)
     except ValidationError as exc:
-        reason = exc.errors()[0]["msg"]
+        reason = setting_error_message(exc.errors()[0])
         raise UserError(f"{option} {shortened(str(value))!r}: {reason} ({info.description})") from None
 
 
@@ -51,6 +51,7 @@ def embed(
         min=1,
         help="At most this many rows of each kind (a partial run, not marked complete).",
     ),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Encode titles and references that lack an embedding of their current text, then index them."""
     # Options are checked before the database or the model is touched: one line, not an encoder's traceback.
@@ -67,15 +68,26 @@ def embed(
         limit=limit,
     )
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
+    with progress(*columns, transient=False) as bars_shown:
         bars: dict[str, TaskID] = {}
 
         def advance(kind: str, written: int, total: int) -> None:
             if kind not in bars:
-                bars[kind] = progress.add_task(f"embedding {kind}", total=total)
-            progress.update(bars[kind], completed=written, total=total)
+                bars[kind] = bars_shown.add_task(f"embedding {kind}", total=total)
+            bars_shown.update(bars[kind], completed=written, total=total)
 
         result = embedding.embed_pending(engine, request, on_written=advance)
+    if as_json:
+        print_json(
+            {
+                "model_version": result.model_version,
+                "backend": result.backend,
+                "complete": result.complete,
+                "encoded": result.encoded,
+                "embeddings": result.embeddings,
+            }
+        )
+        return
     print_table(
         ("kind", "encoded now", "embeddings of the version"),
         [(kind, count(encoded), count(result.embeddings[kind])) for kind, encoded in result.encoded.items()],
@@ -87,7 +99,13 @@ def embed(
     console.print(f"backend {result.backend}; {state}")
 
 
-def _print(result: queries.QueryResult, show_sql: bool, title: str) -> None:
+def _print(result: queries.QueryResult, show_sql: bool, title: str, as_json: bool) -> None:
+    if as_json:
+        # Every column the function returns, by its name: columns added to a function come through as they are.
+        print_json(
+            {"sql": result.as_sql(), "columns": result.columns, "rows": records(result.columns, result.rows)}
+        )
+        return
     if show_sql:
         console.print(result.as_sql(), markup=False, highlight=False, soft_wrap=True)
     print_table(result.columns, result.rows, title=title)
@@ -103,6 +121,7 @@ def similar(
         None, "--model-version", "-m", help="Version to query (default: the serving version)."
     ),
     sql: bool = typer.Option(False, "--sql", help="Also print the SQL that was run."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """The references (or, with --articles, the articles) most similar to an article's title, from SQL."""
     queries.check_arguments(k=k, title=title)
@@ -112,7 +131,7 @@ def similar(
         result = queries.run(
             session=session, function=function, title=title, k=k, model_version=model_version
         )
-    _print(result, sql, f"{function}({title!r})")
+    _print(result, sql, f"{function}({title!r})", as_json)
 
 
 def search(
@@ -125,6 +144,7 @@ def search(
         False, "--full-text-only", help="Skip the model: full-text ranking alone."
     ),
     sql: bool = typer.Option(False, "--sql", help="Also print the SQL that was run."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Search references: full-text matches fused with the nearest embeddings (reciprocal rank fusion)."""
     queries.check_arguments(k=k, query=text)
@@ -146,4 +166,4 @@ def search(
             k=k,
             model_version=version_name,
         )
-    _print(result, sql, f"search_text({text!r})")
+    _print(result, sql, f"search_text({text!r})", as_json)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 import typer
+from rich.markup import escape
 from rich.text import Text
 from sqlalchemy.orm import Session
 
 from wikiref.db import registry
-from wikiref.flows.cli.output import console, print_table
+from wikiref.flows.cli.output import JSON_OPTION, console, print_json, print_table
 from wikiref.flows.cli.train_commands import metrics_table
 from wikiref.flows.database import prepare_database
 
@@ -17,18 +18,43 @@ app = typer.Typer(help="List, inspect, promote and retire model versions.", no_a
 _STATUS_STYLE = {"active": "bold green", "candidate": "yellow", "superseded": "dim", "retired": "red"}
 
 
-def _gate(version) -> str:
+def _gate_value(version) -> tuple[str, float | None]:
     metric = (version.metrics or {}).get("gate_metric", "ndcg@10")
-    value = (version.metrics or {}).get("finetuned", {}).get(metric)
+    return metric, (version.metrics or {}).get("finetuned", {}).get(metric)
+
+
+def _gate(version) -> str:
+    metric, value = _gate_value(version)
     return f"{metric} {value:.4f}" if value is not None else "-"
 
 
+def version_record(version) -> dict:
+    """One version for ``--json`` (docs/operations.md, 'JSON output')."""
+    metric, value = _gate_value(version)
+    return {
+        "id": version.id,
+        "name": version.name,
+        "status": version.status,
+        "status_reason": version.status_reason,
+        "base_model": version.base_model,
+        "gate_metric": metric,
+        "gate_value": value,
+        "train_pairs": (version.dataset_counts or {}).get("train_pairs"),
+        "created_at": version.created_at,
+        "activated_at": version.activated_at,
+        "artifact_path": version.artifact_path,
+    }
+
+
 @app.command("list")
-def list_versions() -> None:
+def list_versions(as_json: bool = JSON_OPTION) -> None:
     """Every version, newest first, with its status and gate metric."""
     _, engine = prepare_database()
     with Session(engine) as session:
         versions = registry.list_versions(session=session)
+        if as_json:
+            print_json({"versions": [version_record(version) for version in versions]})
+            return
         if not versions:
             console.print("no model versions yet: run `wikiref train`")
             return
@@ -51,24 +77,37 @@ def list_versions() -> None:
 
 
 @app.command()
-def show(name: str = typer.Argument(..., help="Version name or id.")) -> None:
+def show(name: str = typer.Argument(..., help="Version name or id."), as_json: bool = JSON_OPTION) -> None:
     """One version: status, hyperparameters, dataset, metrics, artifact."""
     _, engine = prepare_database()
     with Session(engine) as session:
         version = registry.get_version(session=session, name=name)
+        if as_json:
+            print_json(
+                {
+                    **version_record(version),
+                    "dataset_fingerprint": version.dataset_fingerprint,
+                    "dataset_counts": version.dataset_counts,
+                    "params": version.params,
+                    "metrics": version.metrics,
+                    "loss_log": version.loss_log,
+                }
+            )
+            return
         console.print(
-            f"[bold]{version.name}[/] (id {version.id}): [{_STATUS_STYLE.get(version.status, '')}]{version.status}[/]"
+            f"[bold]{escape(version.name)}[/] (id {version.id}): "
+            f"[{_STATUS_STYLE.get(version.status, '')}]{version.status}[/]"
         )
         if version.status_reason:
-            console.print(f"reason: {version.status_reason}")
-        console.print(f"base model: {version.base_model}")
-        console.print(f"artifact: {version.artifact_path or '-'}")
+            console.print(f"reason: {version.status_reason}", markup=False)
+        console.print(f"base model: {version.base_model}", markup=False)
+        console.print(f"artifact: {version.artifact_path or '-'}", markup=False)
         console.print(
             f"created: {version.created_at:%Y-%m-%d %H:%M:%S %Z}; activated: {version.activated_at or '-'}"
         )
         console.print(f"dataset fingerprint: {version.dataset_fingerprint or '-'}")
-        console.print(f"dataset counts: {json.dumps(version.dataset_counts)}")
-        console.print(f"params: {json.dumps(version.params, sort_keys=True)}")
+        console.print(f"dataset counts: {json.dumps(version.dataset_counts)}", markup=False)
+        console.print(f"params: {json.dumps(version.params, sort_keys=True)}", markup=False)
         metrics = version.metrics or {}
         if "base" in metrics and "finetuned" in metrics:
             console.print(

@@ -1,19 +1,49 @@
-"""The commands' one console and one way to print a table."""
+"""The commands' one console, one way to print a table and one way to print JSON (``--json``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import dataclasses
+import json
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from enum import Enum
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+import typer
 from rich.console import Console, ConsoleRenderable, RenderableType
 from rich.markup import escape
+from rich.progress import Progress, ProgressColumn
 from rich.table import Table
+from rich.text import Text
 
-console = Console()
-errors = Console(stderr=True)
+# Wider than any value: rich otherwise assumes 80 columns when the output is not a terminal.
+UNLIMITED_WIDTH = 1_000_000
 
-# Query results cut longer texts (a reference can be a paragraph) so a row stays readable.
+
+def _console(*, stderr: bool) -> Console:
+    """A terminal's console as rich makes it; piped or redirected output never wraps nor cuts a value, since a
+    script (``grep``, ``awk``) reads it line by line."""
+    console = Console(stderr=stderr)
+    if console.is_terminal:
+        return console
+    return Console(stderr=stderr, width=UNLIMITED_WIDTH, soft_wrap=True)
+
+
+console = _console(stderr=False)
+errors = _console(stderr=True)
+
+# Query results on a terminal cut longer texts (a reference can be a paragraph) so a row stays readable.
 MAX_CELL_CHARS = 160
+
+JSON_OPTION = typer.Option(
+    False,
+    "--json",
+    help="Print one JSON document on stdout instead of tables (its keys: docs/operations.md, 'JSON output').",
+)
 
 
 def cell(value: Any, max_chars: int | None = None) -> RenderableType:
@@ -43,7 +73,49 @@ def print_table(
     caption: str | None = None,
     max_chars: int | None = None,
 ) -> None:
+    """A table; ``max_chars`` cuts long cells on a terminal only (piped output keeps every value whole)."""
     table = Table(*columns, title=title, caption=caption)
+    cut = max_chars if console.is_terminal else None
     for row in rows:
-        table.add_row(*(cell(value, max_chars) for value in row))
+        table.add_row(*(cell(value, cut) for value in row))
     console.print(table)
+
+
+def progress(*columns: ProgressColumn | str, **options: Any) -> Progress:
+    """A progress display on stderr, shown only on a terminal: a log file or a pipe gets no frames."""
+    return Progress(*columns, console=errors, disable=not errors.is_terminal, **options)
+
+
+def json_value(value: Any) -> Any:
+    """What ``json.dumps`` cannot encode by itself: times as ISO 8601, paths and styled text as strings,
+    numpy values and decimals as numbers, dataclasses as objects."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Text):
+        return value.plain
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
+
+
+def print_json(document: Any) -> None:
+    """One JSON document on stdout, keys in the order the command gives them."""
+    sys.stdout.write(json.dumps(document, ensure_ascii=False, indent=2, default=json_value) + "\n")
+    sys.stdout.flush()
+
+
+def records(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+    """Rows as objects keyed by column name: every column a query returns comes through."""
+    return [dict(zip(columns, row, strict=True)) for row in rows]

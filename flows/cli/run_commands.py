@@ -13,7 +13,16 @@ from pydantic import TypeAdapter, ValidationError
 from rich.markup import escape
 from rich.pretty import Pretty
 
-from wikiref.flows.cli.output import MAX_CELL_CHARS, console, errors, print_table
+from wikiref.flows.cli.embed_commands import setting_option
+from wikiref.flows.cli.output import (
+    JSON_OPTION,
+    MAX_CELL_CHARS,
+    console,
+    errors,
+    print_json,
+    print_table,
+    records,
+)
 from wikiref.flows.errors import UserError
 from wikiref.flows.orphans import mark_as_owner, reap_orphaned_servers, start_watchdog
 from wikiref.flows.secrets import has_credentials, mask_credentials
@@ -123,23 +132,24 @@ def _load(flow_name: str):
     return load_flow(FLOWS[flow_name])
 
 
-def _print_parameters(flow, flow_name: str) -> None:
+def _print_parameters(flow, flow_name: str, *, as_json: bool = False) -> None:
     schema = flow.parameters.model_dump()
     properties = schema.get("properties", {})
     signature = inspect.signature(flow.fn).parameters
-    print_table(
-        ("parameter", "type", "default", "description"),
-        [
-            (
-                name,
-                _type_name(annotation),
-                "" if signature[name].default is inspect.Parameter.empty else repr(signature[name].default),
-                " ".join(properties.get(name, {}).get("description", "").split()),
-            )
-            for name, annotation in _annotations(flow).items()
-        ],
-        title=f"wikiref run {flow_name} --param KEY=VALUE",
-    )
+    rows = [
+        (
+            name,
+            _type_name(annotation),
+            "" if signature[name].default is inspect.Parameter.empty else repr(signature[name].default),
+            " ".join(properties.get(name, {}).get("description", "").split()),
+        )
+        for name, annotation in _annotations(flow).items()
+    ]
+    columns = ("parameter", "type", "default", "description")
+    if as_json:
+        print_json({"flow": flow_name, "parameters": records(columns, rows)})
+        return
+    print_table(columns, rows, title=f"wikiref run {flow_name} --param KEY=VALUE")
 
 
 def _type_name(annotation: Any) -> str:
@@ -148,8 +158,12 @@ def _type_name(annotation: Any) -> str:
     return str(annotation).replace("typing.", "").replace("pathlib.", "").replace("datetime.", "")
 
 
-def print_result(result: Any) -> None:
-    """The flow's return value; the pipeline's as one line per step, then its query's SQL and rows."""
+def print_result(result: Any, *, as_json: bool = False) -> None:
+    """The flow's return value (as it is with ``as_json``); the pipeline's as one line per step, then its
+    query's SQL and rows."""
+    if as_json:
+        print_json(result)
+        return
     if isinstance(result, dict) and {"scrape", "train", "embed", "query"} <= set(result):
         for line in pipeline_summary(result):
             console.print(escape(line), highlight=False)
@@ -166,6 +180,8 @@ def pipeline_summary(result: dict[str, Any]) -> list[str]:
     articles = [
         f"{scrape.get(f'articles {what}', 0)} {what}" for what in ("new", "updated", "unchanged", "missing")
     ]
+    if scrape.get("articles older, skipped"):
+        articles.append(f"{scrape['articles older, skipped']} older, skipped")
     decision = "promoted" if train["promoted"] else "stays a candidate"
     lines = [
         f"scrape: articles {', '.join(articles)}; references {scrape.get('references added', 0)} added, "
@@ -217,6 +233,7 @@ def run(
         help="Scheduler address of an existing Dask cluster (implies --task-runner dask).",
     ),
     show_params: bool = typer.Option(False, "--show-params", help="List the flow's parameters and exit."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Run a flow here: scrape, train, embed or pipeline (the main job)."""
     # Before Prefect loads: a temporary server it starts for this run inherits the mark.
@@ -236,10 +253,11 @@ def run(
 
     flow = _load(flow_name)
     if show_params:
-        _print_parameters(flow, flow_name)
+        _print_parameters(flow, flow_name, as_json=as_json)
         return
     if task_runner is not None and task_runner not in TASK_RUNNER_KINDS:
         raise UserError(f"unknown task runner {task_runner!r}; choose one of: {', '.join(TASK_RUNNER_KINDS)}")
+    dask_address = setting_option("--dask-address", "dask_address", dask_address)
     parameters = parse_parameters(flow, flow_name, param)
     settings = get_settings()
     runner = task_runner_from_settings(settings, kind=task_runner, dask_address=dask_address)  # type: ignore[arg-type]
@@ -258,11 +276,14 @@ def run(
             parameters.setdefault("dask_address", dask_address)
     else:
         flow = with_task_runner(flow, runner)
-    console.print(f"running flow [bold]{flow.name}[/bold] with {describe_task_runner(runner)}")
+    # With --json, stdout holds only the result's JSON document.
+    (errors if as_json else console).print(
+        f"running flow [bold]{escape(flow.name)}[/bold] with {describe_task_runner(runner)}"
+    )
     state: State = flow(**parameters, return_state=True)
     if not state.is_completed():
         errors.print(
             f"[red]wikiref: flow {escape(flow.name)} ended {state.name}: {escape(str(state.message))}[/red]"
         )
         raise typer.Exit(1)
-    print_result(state.result())
+    print_result(state.result(), as_json=as_json)

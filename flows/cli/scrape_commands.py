@@ -8,15 +8,16 @@ from datetime import date, datetime
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
-from wikiref.flows.cli.output import console, count, print_table
+from wikiref.flows.cli.output import JSON_OPTION, console, count, print_json, print_table, progress
 from wikiref.flows.database import prepare_database
 from wikiref.flows.mediawiki.errors import ScrapeError
 from wikiref.flows.mediawiki.saved import MANIFEST
+from wikiref.flows.mediawiki.title_rules import MAX_ECHOED_CHARS, shortened
 from wikiref.flows.mediawiki.titles import TitleSources
 from wikiref.flows.settings import get_settings
-from wikiref.flows.steps.corpus import RefreshSummary, record_sources, run_refresh, source_specs
+from wikiref.flows.steps.corpus import RefreshSummary, record_sources, run_refresh, source_specs, wiki_of
 from wikiref.flows.steps.loading import load_dump
 from wikiref.flows.steps.scraping import ScrapeSummary, client_config, revision_checks, run_scrape
 
@@ -30,7 +31,10 @@ def _day(value: str | None) -> date | None:
         raise ScrapeError(f"--top-day must be a date like 2024-01-31, got {value!r}") from None
 
 
-def print_refresh(summary: RefreshSummary, seconds: float) -> None:
+def print_refresh(summary: RefreshSummary, seconds: float, *, as_json: bool = False) -> None:
+    if as_json:
+        print_json({**summary.record(), "seconds": round(seconds, 1)})
+        return
     print_table(
         ("corpus", "titles", "articles", "changed", "missing", "quarantined"),
         [
@@ -39,6 +43,9 @@ def print_refresh(summary: RefreshSummary, seconds: float) -> None:
         ],
         title="Corpora refreshed",
     )
+    if summary.other_wikis:
+        others = ", ".join(f"{name} ({wiki})" for name, wiki in sorted(summary.other_wikis.items()))
+        console.print(f"corpora of other wikis, not refreshed: {others}", markup=False)
     console.print(
         f"stored articles checked: {summary.stored_checked:,}; marked deleted: {summary.marked_deleted}, "
         f"redirects: {summary.marked_redirects}; history embeddings pruned: {summary.history_embeddings_pruned}"
@@ -46,7 +53,10 @@ def print_refresh(summary: RefreshSummary, seconds: float) -> None:
     print_summary(summary.scrape, seconds)
 
 
-def print_summary(summary: ScrapeSummary, seconds: float) -> None:
+def print_summary(summary: ScrapeSummary, seconds: float, *, as_json: bool = False) -> None:
+    if as_json:
+        print_json({**summary.record(), "seconds": round(seconds, 1)})
+        return
     print_table(
         ("what", "count"),
         [(name, count(value)) for name, value in summary.rows()],
@@ -67,7 +77,10 @@ def print_summary(summary: ScrapeSummary, seconds: float) -> None:
             more = f" … and {len(titles) - 10} more" if len(titles) > 10 else ""
             # Titles are user text: "Foo[bar]" must not be read as rich markup.
             console.print(
-                f"{label}: {', '.join(titles[:10])}{more}", markup=False, highlight=False, soft_wrap=True
+                f"{label}: {', '.join(shortened(title, MAX_ECHOED_CHARS) for title in titles[:10])}{more}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
             )
     if summary.skipped_records:
         console.print(f"bad records skipped: {len(summary.skipped_records):,}", markup=False)
@@ -75,9 +88,17 @@ def print_summary(summary: ScrapeSummary, seconds: float) -> None:
             console.print(f"  {record}", markup=False, highlight=False, soft_wrap=True)
         if len(summary.skipped_records) > 10:
             console.print(f"  … and {len(summary.skipped_records) - 10:,} more", markup=False)
+    if summary.counts.older:
+        shown = "; ".join(
+            f"{shortened(title, MAX_ECHOED_CHARS)} ({reason})" for title, reason in summary.counts.older[:10]
+        )
+        more = f" … and {len(summary.counts.older) - 10:,} more" if len(summary.counts.older) > 10 else ""
+        console.print(f"older, skipped: {shown}{more}", markup=False, highlight=False, soft_wrap=True)
     for title, reason in summary.counts.quarantined:
         console.print(
-            f"warning: quarantined {title}: {reason} (stored references kept)", style="yellow", markup=False
+            f"warning: quarantined {shortened(title, MAX_ECHOED_CHARS)}: {reason} (stored references kept)",
+            style="yellow",
+            markup=False,
         )
     if summary.counts.quarantined:
         console.print("review with: wikiref corpus quarantine", markup=False)
@@ -128,6 +149,7 @@ def scrape(
         "--refresh",
         help="Re-resolve every corpus (or --corpus) and re-check every stored article; fetch what changed.",
     ),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Scrape articles and their references into Postgres; unchanged revisions are skipped.
 
@@ -157,25 +179,19 @@ def scrape(
     settings = settings.model_copy(update=overrides)
     _, engine = prepare_database(settings)
     specs = source_specs(sources, dump=dump)
-    if corpus and specs:
-        record_sources(engine, corpus, specs)
-    elif corpus and not refresh:
+    if corpus and not specs and not refresh:
         raise ScrapeError(
             "--corpus records a scrape's sources: give titles, a category, a list page, a day or a dump"
         )
     elif refresh and specs:
         raise ScrapeError("sources given with --refresh are refreshed only when recorded: add --corpus NAME")
     started = time.monotonic()
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
+    bars = progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
     )
-    with progress:
+    with bars:
         if dump:
-            task = progress.add_task("loading dump", total=limit)
+            task = bars.add_task("loading dump", total=limit)
             summary = load_dump(
                 engine,
                 dump,
@@ -183,8 +199,11 @@ def scrape(
                 limit=limit,
                 force=force,
                 checks=revision_checks(settings),
-                on_batch=lambda read: progress.update(task, completed=read),
+                on_batch=lambda read: bars.update(task, completed=read),
             )
+            if corpus:
+                # A corpus belongs to the wiki its sources were read from: known once the dump is read.
+                record_sources(engine, corpus, specs, wiki=summary.wiki)
         else:
             with contextlib.ExitStack() as stack:
                 if mirror:
@@ -196,7 +215,7 @@ def scrape(
                     api_url = stack.enter_context(running_mirror(mirror, include_bulk=bulk))
                     if sources.empty and not refresh:
                         sources = TitleSources(list_page=LIST_PAGE, limit=limit)
-                task = progress.add_task("resolving titles", total=None)
+                task = bars.add_task("resolving titles", total=None)
                 if refresh:
                     refreshed = run_refresh(
                         engine,
@@ -206,13 +225,17 @@ def scrape(
                         checks=revision_checks(settings),
                         batch_size=settings.scrape_batch_size,
                         history_embedding_days=settings.scrape_history_embedding_days,
-                        on_batch=lambda done, total: progress.update(
+                        on_batch=lambda done, total: bars.update(
                             task, description="refreshing", completed=done, total=total
                         ),
                     )
-                    progress.stop()
-                    print_refresh(refreshed, time.monotonic() - started)
+                    bars.stop()
+                    print_refresh(refreshed, time.monotonic() - started, as_json=as_json)
                     return
+                if corpus and specs:
+                    record_sources(
+                        engine, corpus, specs, wiki=wiki_of(client_config(settings, api_url), settings.wiki)
+                    )
                 summary = run_scrape(
                     engine,
                     client_config(settings, api_url),
@@ -221,8 +244,8 @@ def scrape(
                     force=force,
                     batch_size=settings.scrape_batch_size,
                     checks=revision_checks(settings),
-                    on_batch=lambda done, total: progress.update(
+                    on_batch=lambda done, total: bars.update(
                         task, description="scraping", completed=done, total=total
                     ),
                 )
-    print_summary(summary, time.monotonic() - started)
+    print_summary(summary, time.monotonic() - started, as_json=as_json)

@@ -25,12 +25,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from wikiref.flows.cli.output import JSON_OPTION, console, errors, print_json, progress
 from wikiref.flows.database import prepare_database
 from wikiref.flows.settings import TrainKnobs, get_settings
 from wikiref.flows.steps import training
 from wikiref.models.evaluate import METRICS
-
-console = Console()
 
 
 def metrics_table(
@@ -62,9 +61,11 @@ def metrics_table(
 
 
 class TerminalReporter(training.Reporter):
-    """A spinner per stage, a progress bar with the loss while training."""
+    """A spinner per stage and a progress bar with the loss while training, on stderr and only on a terminal;
+    the loss of each logged step as a line on stderr; messages on ``out``."""
 
-    def __init__(self) -> None:
+    def __init__(self, out: Console) -> None:
+        self.out = out
         self.bar: Progress | None = None
         self.task = None
 
@@ -77,34 +78,39 @@ class TerminalReporter(training.Reporter):
         @contextmanager
         def spinning() -> Iterator[None]:
             self._close_bar()
-            with console.status(description):
+            if not errors.is_terminal:
+                errors.print(description, markup=False, highlight=False)
+                yield
+                return
+            with errors.status(description):
                 yield
 
         return spinning()
 
     def progress(self, step: int, total: int, logs: dict[str, float]) -> None:
         if self.bar is None:
-            self.bar = Progress(
+            self.bar = progress(
                 TextColumn("[bold]training[/]"),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("loss {task.fields[loss]}"),
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
-                console=console,
             )
             self.bar.start()
             self.task = self.bar.add_task("train", total=total, loss="-")
         if logs:
-            self.bar.console.log(
-                f"step {step}/{total} loss {logs['loss']:.4f} lr {logs.get('learning_rate', 0):.2e}"
+            # print, not log: a log line is padded to the console's width, which is unlimited when piped.
+            errors.print(
+                f"step {step}/{total} loss {logs['loss']:.4f} lr {logs.get('learning_rate', 0):.2e}",
+                highlight=False,
             )
             self.bar.update(self.task, loss=f"{logs['loss']:.4f}")
         self.bar.update(self.task, completed=step, total=total)
 
     def message(self, text: str) -> None:
         self._close_bar()
-        console.print(text)
+        self.out.print(text)
 
 
 def _option_type(name: str, annotation: Any) -> Any:
@@ -152,6 +158,7 @@ def train(
     resume_from: Path | None = typer.Option(
         None, "--resume-from", help="Checkpoint folder of an interrupted run."
     ),
+    as_json: bool = JSON_OPTION,
     **knobs: Any,
 ) -> None:
     """Fine-tune on the stored articles, evaluate, register a version, promote it if the gate says so.
@@ -172,7 +179,8 @@ def train(
         promote=promote,
     )
     _, engine = prepare_database(settings)
-    reporter = TerminalReporter()
+    # With --json, stdout holds the one JSON document: the run's messages go to stderr with its progress.
+    reporter = TerminalReporter(errors if as_json else console)
     outcome = training.run_training(
         engine,
         request,
@@ -180,6 +188,18 @@ def train(
         checkpoints_dir=settings.checkpoints_dir,
         reporter=reporter,
     )
+    if as_json:
+        print_json(
+            {
+                **outcome.summary(),
+                "counts": outcome.counts,
+                "steps": outcome.steps,
+                "device": outcome.device,
+                "precision": outcome.precision,
+                "wise_ft_weight": outcome.wise_ft_weight,
+            }
+        )
+        return
     reporter.message("")
     console.print(
         metrics_table(

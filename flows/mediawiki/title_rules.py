@@ -112,6 +112,19 @@ def parse_title(raw: str) -> Title:
     return Title(text=text, namespace=namespace)
 
 
+def check_title_length(raw: str) -> None:
+    """Raise ``InvalidTitle`` (too long) if ``raw``'s name, after a namespace prefix, is over MediaWiki's 255
+    bytes of UTF-8: such a title can never exist, so it is refused before it is stored anywhere."""
+    prefix, sep, rest = raw.partition(":")
+    name = rest if sep and prefix.strip().lower() in _BY_LOWER else raw
+    if len(_SPACES.sub(" ", name).strip(" ").encode("utf-8", errors="surrogatepass")) > MAX_TITLE_BYTES:
+        raise InvalidTitle(TOO_LONG.format(limit=MAX_TITLE_BYTES))
+
+
+MAX_ECHOED_CHARS = 300
+"""The most of a title a listing echoes: every valid title fits (255 bytes), a pasted paragraph does not."""
+
+
 def shortened(text: str, limit: int = 80) -> str:
     """``text`` cut to ``limit`` characters with an ellipsis, for messages that echo user input."""
     return text if len(text) <= limit else f"{text[: limit - 1]}…"

@@ -171,7 +171,9 @@ class MirrorData:
         page = self.pages[normalize_title(title)]
         html = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
         page.html = html
-        page.revision_id = revision_id or _synthetic_id(2_000_000_000, html)
+        # As on MediaWiki, a new revision's id is above every earlier one: an older id is an older revision,
+        # which a scrape never stores over a newer one.
+        page.revision_id = revision_id or max(other.revision_id for other in self.pages.values()) + 1
         page.links = None
         self.generation += 1
         return page.revision_id

@@ -20,9 +20,18 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from wikiref.db.articles import RevisionChecks, mark_gone, prune_history_embeddings, stored_titles
-from wikiref.db.corpora import CorpusDefinition, SourceSpec, add_sources, corpora, record_refresh
+from wikiref.db.corpora import (
+    CorpusDefinition,
+    SourceSpec,
+    add_sources,
+    claim_corpora,
+    corpora,
+    record_refresh,
+)
 from wikiref.flows import markdown
 from wikiref.flows.mediawiki.client import ClientConfig, ClientStats, MediaWikiClient, TitleResolution
+from wikiref.flows.mediawiki.errors import ScrapeError
+from wikiref.flows.mediawiki.title_rules import InvalidTitle, check_title_length, shortened
 from wikiref.flows.mediawiki.titles import TitleSources, gather_titles, read_titles_file
 from wikiref.flows.steps.loading import load_dump
 from wikiref.flows.steps.scraping import ResolvedTitles, ScrapeSummary, scrape_pages, summary_of
@@ -33,9 +42,18 @@ TOP_DEFAULT = 100  # articles of a day's top list recorded when a scrape gives a
 
 
 def source_specs(sources: TitleSources, *, dump: Path | None = None) -> list[SourceSpec]:
-    """The sources of one scrape as corpus sources (a titles file is recorded as its titles)."""
+    """The sources of one scrape as corpus sources (a titles file is recorded as its titles); a title no wiki
+    can have (over 255 bytes) is refused here, before a corpus stores it."""
     specs = []
     titles = list(sources.titles) + (read_titles_file(sources.titles_file) if sources.titles_file else [])
+    for title in (*titles, sources.category or "", sources.list_page or ""):
+        try:
+            check_title_length(title)
+        except InvalidTitle as exc:
+            raise ScrapeError(
+                f"title {shortened(title)!r} ({len(title.encode('utf-8', errors='surrogatepass')):,} bytes): "
+                f"{exc.reason}"
+            ) from None
     if titles:
         specs.append(SourceSpec("titles", {"titles": list(dict.fromkeys(titles))}))
     if sources.category:
@@ -49,12 +67,24 @@ def source_specs(sources: TitleSources, *, dump: Path | None = None) -> list[Sou
     return specs
 
 
-def record_sources(engine: Engine, corpus: str, specs: list[SourceSpec]) -> int:
-    """Record ``specs`` under ``corpus``; how many were new."""
+def record_sources(engine: Engine, corpus: str, specs: list[SourceSpec], *, wiki: str) -> int:
+    """Record ``specs`` under ``corpus`` of ``wiki``; how many were new."""
     with Session(engine) as session:
-        added = add_sources(session=session, corpus=corpus, sources=specs)
-    log.info("corpus %s: %d of %d sources new", corpus, added, len(specs))
+        added = add_sources(session=session, corpus=corpus, wiki=wiki, sources=specs)
+    log.info("corpus %s of %s: %d of %d sources new", corpus, wiki, added, len(specs))
     return added
+
+
+def wiki_of(config: ClientConfig, wiki: str | None) -> str:
+    """``wiki`` if given (WIKIREF_WIKI), else the server name of the wiki ``config`` reaches (one request)."""
+    if wiki:
+        return wiki
+
+    async def ask() -> str:
+        async with MediaWikiClient(config) as client:
+            return await client.wiki_name()
+
+    return asyncio.run(ask())
 
 
 def title_sources(source: SourceSpec, *, today: date | None = None) -> TitleSources:
@@ -81,6 +111,8 @@ class RefreshPlan:
     corpus_titles: dict[str, list[str]]
     stored: list[str]
     dumps: list[tuple[str, Path]] = field(default_factory=list)
+    other_wikis: dict[str, str] = field(default_factory=dict)
+    """Corpora of other wikis, left alone (name -> their wiki)."""
 
     def gone(self) -> tuple[list[str], dict[str, str]]:
         """Stored titles the wiki no longer has, and stored titles that now redirect (to their target)."""
@@ -103,11 +135,23 @@ def canonical(title: str, resolution: TitleResolution) -> str:
     return title
 
 
+def corpora_of(definitions: list[CorpusDefinition], wiki: str, *, named: bool) -> list[CorpusDefinition]:
+    """The corpora of ``wiki`` (and those of no wiki yet) among ``definitions``; a corpus the caller named that
+    belongs to another wiki is an error rather than a silent skip."""
+    foreign = [d for d in definitions if d.wiki not in (None, wiki)]
+    if named and foreign:
+        listed = ", ".join(f"{shortened(d.name)} ({d.wiki})" for d in foreign)
+        raise ScrapeError(
+            f"corpus {listed} belongs to another wiki than {wiki}: refresh it with WIKIREF_API_URL (or --api-url) "
+            "set to its wiki's api.php"
+        )
+    return [d for d in definitions if d.wiki in (None, wiki)]
+
+
 async def _corpus_titles(
-    config: ClientConfig, definitions: list[CorpusDefinition], wiki: str | None, today: date | None
-) -> tuple[str, dict[str, list[str]], ClientStats]:
+    config: ClientConfig, definitions: list[CorpusDefinition], wiki: str, today: date | None
+) -> tuple[dict[str, list[str]], ClientStats]:
     async with MediaWikiClient(config) as client:
-        wiki = wiki or await client.wiki_name()
         titles: dict[str, list[str]] = {}
         for definition in definitions:
             found: dict[str, None] = {}
@@ -117,7 +161,7 @@ async def _corpus_titles(
                 for title in await gather_titles(client, title_sources(source, today=today), wiki=wiki):
                     found.setdefault(title, None)
             titles[definition.name] = list(found)
-        return wiki, titles, client.stats
+        return titles, client.stats
 
 
 async def _resolve(config: ClientConfig, titles: list[str]) -> tuple[TitleResolution, ClientStats]:
@@ -133,10 +177,18 @@ def plan_refresh(
     wiki: str | None = None,
     today: date | None = None,
 ) -> RefreshPlan:
-    """Gather the titles of every corpus (or those named), add every stored title, resolve them all."""
+    """Gather the titles of every corpus of the wiki ``config`` reaches (or those named), add every stored
+    title of that wiki, resolve them all. Corpora of other wikis are left alone; those of no wiki yet become
+    this wiki's."""
+    wiki = wiki_of(config, wiki)
     with Session(engine) as session:
-        definitions = corpora(session=session, names=names)
-    wiki, titles, stats = asyncio.run(_corpus_titles(config, definitions, wiki, today))
+        known = corpora(session=session, names=names)
+        definitions = corpora_of(known, wiki, named=names is not None)
+        claim_corpora(session=session, names=[d.name for d in definitions if d.wiki is None], wiki=wiki)
+    other_wikis = {d.name: d.wiki for d in known if d.wiki not in (None, wiki)}
+    if other_wikis:
+        log.info("refresh on %s leaves %d corpora of other wikis alone", wiki, len(other_wikis))
+    titles, stats = asyncio.run(_corpus_titles(config, definitions, wiki, today))
     with Session(engine) as session:
         stored = stored_titles(session=session, wiki=wiki)
     everything = list(dict.fromkeys([*(t for ts in titles.values() for t in ts), *stored]))
@@ -158,7 +210,9 @@ def plan_refresh(
         stats.requests,
     )
     resolved = ResolvedTitles(wiki=wiki, requested=everything, resolution=resolution, stats=stats)
-    return RefreshPlan(resolved=resolved, corpus_titles=titles, stored=stored, dumps=dumps)
+    return RefreshPlan(
+        resolved=resolved, corpus_titles=titles, stored=stored, dumps=dumps, other_wikis=other_wikis
+    )
 
 
 def mark_gone_articles(engine: Engine, plan: RefreshPlan) -> tuple[int, int]:
@@ -197,6 +251,8 @@ class RefreshSummary:
     marked_deleted: int = 0
     marked_redirects: int = 0
     history_embeddings_pruned: int = 0
+    other_wikis: dict[str, str] = field(default_factory=dict)
+    """Corpora of other wikis, not refreshed (name -> their wiki)."""
 
     def rows(self) -> list[tuple[str, int]]:
         return [
@@ -207,6 +263,18 @@ class RefreshSummary:
             ("articles marked redirects", self.marked_redirects),
             ("history embeddings pruned", self.history_embeddings_pruned),
         ]
+
+    def record(self) -> dict[str, Any]:
+        """The refresh as JSON-ready data (``--json``; keys in docs/operations.md, 'JSON output')."""
+        return {
+            "corpora": self.corpus_table(),
+            "stored_checked": self.stored_checked,
+            "marked_deleted": self.marked_deleted,
+            "marked_redirects": self.marked_redirects,
+            "history_embeddings_pruned": self.history_embeddings_pruned,
+            "other_wikis": self.other_wikis,
+            "scrape": self.scrape.record(),
+        }
 
     def corpus_table(self) -> list[dict[str, Any]]:
         return [vars(counts).copy() for counts in self.corpora]
@@ -289,7 +357,7 @@ def run_refresh(
     )
     for _corpus, path in plan.dumps:
         scrape.counts.merge(load_dump(engine, path, wiki=plan.resolved.wiki, checks=checks).counts)
-    summary = RefreshSummary(scrape=scrape, stored_checked=len(plan.stored))
+    summary = RefreshSummary(scrape=scrape, stored_checked=len(plan.stored), other_wikis=plan.other_wikis)
     summary.marked_deleted, summary.marked_redirects = mark_gone_articles(engine, plan)
     summary.corpora = corpus_counts(plan, stale, scrape)
     return finish_refresh(engine, summary, history_embedding_days=history_embedding_days)

@@ -91,10 +91,14 @@ class WriteCounts:
     articles_updated: int = 0
     articles_unchanged: int = 0
     articles_quarantined: int = 0
+    articles_older: int = 0
     quarantines_cleared: int = 0
     references_added: int = 0
     references_removed: int = 0
     quarantined: list[tuple[str, str]] = field(default_factory=list)  # (title, reason)
+    older: list[tuple[str, str]] = field(
+        default_factory=list
+    )  # (title, reason): skipped, the stored is newer
 
     def add(self, result: PageWriteResult) -> None:
         setattr(self, f"articles_{result.status}", getattr(self, f"articles_{result.status}") + 1)
@@ -103,6 +107,8 @@ class WriteCounts:
         self.quarantines_cleared += result.quarantine_cleared
         if result.status == "quarantined":
             self.quarantined.append((result.title, result.reason or ""))
+        elif result.status == "older":
+            self.older.append((result.title, result.reason or ""))
 
     def merge(self, other: WriteCounts) -> None:
         for item in fields(self):
@@ -110,4 +116,10 @@ class WriteCounts:
 
     @property
     def articles(self) -> int:
-        return self.articles_new + self.articles_updated + self.articles_unchanged + self.articles_quarantined
+        return (
+            self.articles_new
+            + self.articles_updated
+            + self.articles_unchanged
+            + self.articles_quarantined
+            + self.articles_older
+        )

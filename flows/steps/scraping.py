@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -38,6 +40,11 @@ from wikiref.flows.settings import Settings
 from wikiref.flows.steps.records import WriteCounts, page_record
 
 log = logging.getLogger(__name__)
+
+
+def _snake(label: str) -> str:
+    """A summary row's label as a JSON key: "not articles (skipped)" -> "not_articles_skipped"."""
+    return re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
 
 
 def client_config(settings: Settings, api_url: str | None = None) -> ClientConfig:
@@ -118,6 +125,7 @@ class ScrapeSummary:
             ("articles updated", self.counts.articles_updated),
             ("articles unchanged", self.articles_unchanged),
             ("articles quarantined", self.counts.articles_quarantined),
+            ("articles older, skipped", self.counts.articles_older),
             ("quarantines cleared", self.counts.quarantines_cleared),
             ("articles missing", len(self.missing)),
             ("titles invalid", len(self.invalid)),
@@ -129,6 +137,21 @@ class ScrapeSummary:
             ("requests", self.stats.requests),
             ("retries", self.stats.retries),
         ]
+
+    def record(self) -> dict[str, Any]:
+        """The summary as JSON-ready data (``--json``; keys in docs/operations.md, 'JSON output')."""
+        return {
+            "wiki": self.wiki,
+            "counts": {_snake(name): value for name, value in self.rows()},
+            "missing": self.missing,
+            "invalid": self.invalid,
+            "not_articles": self.not_articles,
+            "failed": self.failed,
+            "skipped_records": [vars(record).copy() for record in self.skipped_records],
+            "quarantined": [{"title": title, "reason": reason} for title, reason in self.counts.quarantined],
+            "older": [{"title": title, "reason": reason} for title, reason in self.counts.older],
+            "retry_reasons": dict(sorted(self.stats.retry_reasons.items())),
+        }
 
     def markdown(self) -> str:
         lines = [f"# Scrape of {markdown.escape(self.wiki)}", "", "| what | count |", "| --- | ---: |"]

@@ -188,3 +188,40 @@ def test_0005_carries_articles_and_references_over_and_downgrades(empty_database
     migrate.upgrade(empty_database_url)
     assert migrate.current_revision(engine) == migrate.head_revision()
     engine.dispose()
+
+
+def test_0009_gives_existing_corpora_their_wiki_where_known(empty_database_url: str) -> None:
+    engine = make_engine(empty_database_url)
+    migrate.upgrade(empty_database_url, "0007")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO articles (wiki, title, revision_id) VALUES "
+                "('en.wikipedia.org', 'Cat', 1), ('de.wikipedia.org', 'Hund', 2), ('de.wikipedia.org', 'Cat', 3)"
+            )
+        )
+        connection.execute(text("INSERT INTO corpora (name) VALUES ('dogs'), ('cats'), ('birds')"))
+        connection.execute(
+            text(
+                "INSERT INTO corpus_sources (corpus_id, kind, spec, spec_hash) "
+                "SELECT id, 'titles', CAST(:spec AS jsonb), name FROM corpora WHERE name = :name"
+            ),
+            [
+                {"name": "dogs", "spec": '{"titles": ["Hund", "Wolf"]}'},
+                {"name": "cats", "spec": '{"titles": ["Cat"]}'},  # stored on two wikis: unknown
+            ],
+        )
+    migrate.upgrade(empty_database_url, "0009")
+    with engine.connect() as connection:
+        wikis = dict(connection.execute(text("SELECT name, wiki FROM corpora")).all())
+    assert wikis == {"dogs": "de.wikipedia.org", "cats": None, "birds": None}
+
+    # A database of one wiki: every corpus is that wiki's.
+    migrate.downgrade(empty_database_url, "0007")
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM articles WHERE wiki = 'de.wikipedia.org'"))
+    migrate.upgrade(empty_database_url)
+    with engine.connect() as connection:
+        wikis = dict(connection.execute(text("SELECT name, wiki FROM corpora")).all())
+    assert wikis == {"dogs": "en.wikipedia.org", "cats": "en.wikipedia.org", "birds": "en.wikipedia.org"}
+    engine.dispose()

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from wikiref.db import search
@@ -167,3 +168,43 @@ def test_search_text_caps_the_query_in_sql_too(session: Session) -> None:
         session.execute(text("SELECT * FROM wikiref.search_text(:q)"), {"q": words})
     assert "the search text has 95999 characters; at most 4000 are searched" in str(raised.value)
     assert "stack depth" not in str(raised.value)
+
+
+def sql_error(session: Session, statement: str) -> str:
+    with pytest.raises(DBAPIError) as raised:
+        session.execute(text(statement)).all()
+    session.rollback()
+    return str(raised.value.orig).splitlines()[0]
+
+
+@pytest.mark.parametrize(
+    ("statement", "message"),
+    [
+        ("SELECT * FROM wikiref.reference_changes(NULL)", "since must be a time, got NULL"),
+        ("SELECT * FROM wikiref.reference_changes(NULL, 'Microsoft')", "since must be a time, got NULL"),
+        (
+            "SELECT * FROM wikiref.reference_changes('2020-01-01', 'No Such Article')",
+            "unknown article title: No Such Article",
+        ),
+        ("SELECT * FROM wikiref.reference_changes('2020-01-01', '  ')", "an article title is required"),
+    ],
+)
+def test_reference_changes_refuses_what_would_answer_nothing_silently(
+    session: Session, statement: str, message: str
+) -> None:
+    """Issue 27, item 13 (migration 0009): before, each of these returned no rows."""
+    assert sql_error(session, statement) == message
+
+
+def test_reference_changes_still_answers_for_a_title_and_for_all(session: Session) -> None:
+    title = session.scalar(text("SELECT title FROM articles ORDER BY id LIMIT 1"))
+    everything = session.execute(text("SELECT article FROM wikiref.reference_changes('2000-01-01')")).all()
+    one = session.execute(
+        text("SELECT DISTINCT article FROM wikiref.reference_changes('2000-01-01', :title)"), {"title": title}
+    ).all()
+    # Underscores and a lower-case first letter find the article, as in the other functions.
+    variant = session.execute(
+        text("SELECT count(*) FROM wikiref.reference_changes('2000-01-01', :title)"),
+        {"title": title[0].lower() + title[1:].replace(" ", "_")},
+    ).scalar_one()
+    assert len(everything) > 1000 and [row.article for row in one] == [title] and variant > 0

@@ -26,7 +26,32 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
 @pytest.mark.parametrize("command", ["similar", "search"])
 def test_k_out_of_range_is_one_line(run_cli, database_url: str, command: str) -> None:
     result = run_cli(command, "Dog", "-k", "2147483648", env={"WIKIREF_DATABASE_URL": database_url})
-    assert one_error_line(result) == "k must be between 1 and 1000, got 2147483648"
+    assert one_error_line(result) == "k must be at most 1000, got 2147483648"
+
+
+# No server listens on port 9: a command that reached the database (or the model, after it) would fail otherwise.
+UNREACHABLE_DATABASE = "postgresql://wikiref@127.0.0.1:9/nowhere"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["search", "Dog", "-k", "0"], "k must be a positive number of results, got 0"),
+        (["search", "Dog", "-k", "-3"], "k must be a positive number of results, got -3"),
+        (["search", "Dog", "-k", "1001"], "k must be at most 1000, got 1001"),
+        (["search", ""], "the search text is empty"),
+        (["search", "   "], "the search text is empty"),
+        (["similar", "Dog", "-k", "0"], "k must be a positive number of results, got 0"),
+        (["similar", "Dog", "--articles", "-k", "1001"], "k must be at most 1000, got 1001"),
+        (["similar", ""], "an article title is required"),
+        (["similar", " _ "], "an article title is required"),
+    ],
+)
+def test_query_arguments_are_checked_before_the_database_and_the_model(
+    run_cli, args: list[str], message: str
+) -> None:
+    result = run_cli(*args, env={"WIKIREF_DATABASE_URL": UNREACHABLE_DATABASE})
+    assert one_error_line(result) == message
 
 
 def test_huge_search_text_is_capped_with_a_clear_message(run_cli, database_url: str) -> None:
@@ -71,7 +96,10 @@ def test_unusable_data_dir_is_one_line(run_cli, tmp_path: Path, data_dir: str, r
             ["--backend", "garbage"],
             "--backend 'garbage': Input should be 'auto', 'torch', 'onnx' or 'openvino'",
         ),
-        (["--device", "garbage"], "--device 'garbage': String should match pattern"),
+        (
+            ["--device", "garbage"],
+            "--device 'garbage': unknown device 'garbage'; use one of: cpu, cuda, cuda:N",
+        ),
         (["--model-version", "nope"], "unknown model version 'nope': see `wikiref models list`"),
     ],
 )

@@ -87,3 +87,31 @@ def test_quarantine_lists_pending_revisions_and_accept_applies_one(run_cli, data
         line.startswith("wikiref: error: no quarantined revision of 'Cat'")
         for line in none.stderr.splitlines()
     )
+
+
+def test_accept_applies_the_revision_quarantined_on_the_articles_own_wiki(run_cli, database_url: str) -> None:
+    """Issue 27, item 9: not en.wikipedia.org by default; --wiki only where the title is pending on several."""
+    env = {"WIKIREF_DATABASE_URL": database_url}
+    good = tuple(ReferenceRecord(text=f"Autor {i} (2001). Ein Buch über Katzen. Verlag.") for i in range(10))
+    engine = make_engine(database_url)
+    with Session(engine) as session:
+        for wiki in ("de.wikipedia.org", "fr.wikipedia.org"):
+            upsert_page(
+                session=session, page=PageRecord(wiki=wiki, title="Katze", revision_id=1, references=good)
+            )
+            upsert_page(
+                session=session, page=PageRecord(wiki=wiki, title="Katze", revision_id=2, references=good[:2])
+            )
+    ambiguous = run_cli("corpus", "accept", "Katze", env=env)
+    assert ambiguous.returncode == 2
+    assert ambiguous.stderr.strip().splitlines()[-1] == (
+        "wikiref: error: Katze is quarantined on de.wikipedia.org, fr.wikipedia.org: choose one with --wiki"
+    )
+    accepted = run_cli("corpus", "accept", "Katze", "--wiki", "fr.wikipedia.org", env=env)
+    assert accepted.returncode == 0, accepted.stderr
+    only = run_cli("corpus", "accept", "Katze", env=env)  # now pending on de.wikipedia.org alone
+    assert only.returncode == 0, only.stderr
+    with engine.connect() as connection:
+        revisions = connection.execute(text("SELECT wiki, revision_id FROM articles ORDER BY wiki")).all()
+    assert [tuple(row) for row in revisions] == [("de.wikipedia.org", 2), ("fr.wikipedia.org", 2)]
+    engine.dispose()

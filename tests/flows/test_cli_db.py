@@ -56,5 +56,5 @@ def test_invalid_setting_is_one_clear_line(run_cli) -> None:
     result = run_cli("db", "status", env={"WIKIREF_DATABASE_URL": "mysql://x@y/z"})
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "wikiref: error: invalid settings: WIKIREF_DATABASE_URL: Value error, only PostgreSQL is supported, got 'mysql'"
+        "wikiref: error: invalid settings: WIKIREF_DATABASE_URL: only PostgreSQL is supported, got 'mysql'"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,21 @@ def test_mistakes_end_in_one_line(
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
+
+
+def test_query_json_has_every_column_the_function_returns(
+    run_cli, cli_env: dict[str, str], title: str
+) -> None:
+    similar = run_cli("similar", title, "-k", "3", "--json", env=cli_env)
+    assert similar.returncode == 0, similar.stderr
+    document = json.loads(similar.stdout)
+    assert document["sql"] == f"SELECT * FROM wikiref.similar_references('{title}', 3, NULL);"
+    assert len(document["rows"]) == 3
+    assert all(list(row) == document["columns"] for row in document["rows"])
+    assert {"reference_id", "similarity"} <= set(document["columns"])
+
+    searched = run_cli("search", "Go programming language tutorial", "-k", "2", "--json", env=cli_env)
+    assert searched.returncode == 0, searched.stderr
+    found = json.loads(searched.stdout)
+    assert {"score", "text_rank", "vector_rank", "similarity"} <= set(found["columns"])
+    assert len(found["rows"]) == 2 and all(list(row) == found["columns"] for row in found["rows"])

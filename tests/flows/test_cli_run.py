@@ -1,5 +1,6 @@
 """``wikiref run``: parameters typed from the flow's signature, one-line errors for what cannot work."""
 
+import json
 from pathlib import Path
 from typing import Literal
 
@@ -88,3 +89,12 @@ def test_show_params_lists_the_pipeline_parameters(run_cli) -> None:
     assert result.returncode == 0, result.stderr
     for name in ("titles", "mirror_dir", "dump_path", "max_steps", "query_title", "task_runner"):
         assert name in result.stdout
+
+
+def test_show_params_as_json_lists_every_parameter(run_cli) -> None:
+    result = run_cli("run", "embed", "--show-params", "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["flow"] == "embed"
+    assert all(list(row) == ["parameter", "type", "default", "description"] for row in document["parameters"])
+    assert "model_version" in [row["parameter"] for row in document["parameters"]]

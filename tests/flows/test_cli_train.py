@@ -1,3 +1,4 @@
+import json
 import re
 
 import pytest
@@ -24,7 +25,10 @@ def test_train_gates_each_version_on_its_ci_the_base_serves_meanwhile_and_models
     quick = ("--limit-articles", "60", "--min-heldout-articles", "20", "--device", "cpu", "--batch-size", "8")
     first = run_cli("train", "--max-steps", "2", *quick, "--bootstrap-samples", "500", env=env)
     assert first.returncode == 0, first.stderr
-    assert "pairs: " in first.stdout and "step 1/2 loss" in first.stdout
+    assert "pairs: " in first.stdout and "step 1/2 loss" in first.stderr
+    # stderr is a pipe here, as a log file is: no progress bar frames (rich's, tqdm's from the Trainer or encode).
+    assert "\r" not in first.stderr and "it/s" not in first.stderr, first.stderr
+    assert max(len(line) for line in first.stderr.splitlines()) < 2000  # no line padded to an unlimited width
     # base on titles, base on the version's article text (title+lead160), fine-tuned, change and its 95% CI
     number, change = r"0\.\d{4}", r"[+-]0\.\d{4}"
     row = rf"ndcg@10 +│ +{number} +│ +{number} +│ +{number} +│ +{change} +│ +\[{change}, {change}\]"
@@ -37,10 +41,21 @@ def test_train_gates_each_version_on_its_ci_the_base_serves_meanwhile_and_models
 
     # A few steps at a learning rate this high wreck the model: the gate refuses it, whatever serves.
     worse = run_cli(
-        "train", "--max-steps", "3", *quick, "--learning-rate", "0.005", "--batch-size", "16", env=env
+        "train",
+        "--max-steps",
+        "3",
+        *quick,
+        "--learning-rate",
+        "0.005",
+        "--batch-size",
+        "16",
+        "--json",
+        env=env,
     )
     assert worse.returncode == 0, worse.stderr
-    assert "stays candidate" in worse.stdout
+    outcome = json.loads(worse.stdout)
+    assert outcome["promoted"] is False and outcome["reason"].endswith("stays candidate")
+    assert outcome["steps"] == 3 and outcome["gate_metric"] == "ndcg@10"
     rows = versions(loaded_database_url)
     (bad,) = set(rows) - {good, "base"}
     assert rows[serving][0] == "active"

@@ -17,6 +17,8 @@ from tests.conftest import SHARED_WIKIPEDIA, register_base_version
 from tests.flows.mediawiki.conftest import client_config
 from wikiref.db.articles import accept_quarantined, quarantined
 from wikiref.db.corpora import SourceSpec, add_sources, corpora
+from wikiref.db.errors import DatabaseError
+from wikiref.flows.mediawiki.errors import ScrapeError
 from wikiref.flows.mediawiki.saved import SavedPage, iter_saved_pages
 from wikiref.flows.mirror.server import MirrorApp, MirrorData, serving
 from wikiref.flows.steps.corpus import run_refresh
@@ -69,7 +71,10 @@ def refresh(engine: Engine, api_url: str, **options):
 def define_birds(engine: Engine) -> None:
     with Session(engine) as session:
         add_sources(
-            session=session, corpus="birds", sources=[SourceSpec("category", {"name": BIRDS, "depth": 2})]
+            session=session,
+            corpus="birds",
+            wiki=WIKI,
+            sources=[SourceSpec("category", {"name": BIRDS, "depth": 2})],
         )
 
 
@@ -305,7 +310,9 @@ def test_unchanged_corpus_refresh_costs_one_request_per_50_articles(
     api_url, app = mirror
     with Session(engine) as session:
         titles = [page.title for page in saved_pages]
-        add_sources(session=session, corpus="picked", sources=[SourceSpec("titles", {"titles": titles})])
+        add_sources(
+            session=session, corpus="picked", wiki=WIKI, sources=[SourceSpec("titles", {"titles": titles})]
+        )
     refresh(engine, api_url)
     with Session(engine) as session:
         (definition,) = corpora(session=session)
@@ -317,3 +324,44 @@ def test_unchanged_corpus_refresh_costs_one_request_per_50_articles(
     assert len(app.requests) - before == 2  # siteinfo + one query of 12 (<= 50) titles
     assert [len(q["titles"].split("|")) for q in queries] == [12]
     assert replace(summary.scrape.counts, quarantined=[]).articles == 0
+
+
+def test_a_refresh_touches_only_the_corpora_of_the_wiki_it_reaches(
+    engine: Engine, mirror: tuple[str, MirrorApp], saved_pages: list[SavedPage]
+) -> None:
+    """Issue 27, item 9: a corpus belongs to the wiki it was defined on."""
+    api_url, _app = mirror
+    define_birds(engine)
+    with Session(engine) as session:
+        add_sources(
+            session=session,
+            corpus="hunde",
+            wiki="de.wikipedia.org",
+            sources=[SourceSpec("titles", {"titles": ["Haushund", "Wolf"]})],
+        )
+        add_sources(
+            session=session, corpus="legacy", wiki=WIKI, sources=[SourceSpec("titles", {"titles": ["Nope"]})]
+        )
+        # A corpus defined before corpora had a wiki (migration 0009 could not tell): the next refresh's.
+        session.execute(text("UPDATE corpora SET wiki = NULL WHERE name = 'legacy'"))
+        session.commit()
+        with pytest.raises(
+            DatabaseError, match=r"^corpus hunde belongs to de\.wikipedia\.org, not en\.wikipedia"
+        ):
+            add_sources(
+                session=session,
+                corpus="hunde",
+                wiki=WIKI,
+                sources=[SourceSpec("titles", {"titles": ["Dog"]})],
+            )
+
+    summary = refresh(engine, api_url)
+    assert [counts.corpus for counts in summary.corpora] == ["birds", "legacy"]
+    assert summary.other_wikis == {"hunde": "de.wikipedia.org"}
+    assert "Haushund" not in summary.scrape.missing and "Wolf" not in summary.scrape.missing
+    with Session(engine) as session:
+        found = {c.name: (c.wiki, c.refreshed_at is not None) for c in corpora(session=session)}
+    assert found == {"birds": (WIKI, True), "hunde": ("de.wikipedia.org", False), "legacy": (WIKI, True)}
+
+    with pytest.raises(ScrapeError, match=r"^corpus hunde \(de\.wikipedia\.org\) belongs to another wiki"):
+        refresh(engine, api_url, names=["hunde"])

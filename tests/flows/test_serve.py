@@ -205,8 +205,18 @@ def test_scrape_daily_run_by_hand_refreshes_every_corpus(
     refreshes every corpus defined in the database."""
     engine = make_engine(served_database)
     with Session(engine) as session:
-        add_sources(session=session, corpus="cats", sources=[SourceSpec("titles", {"titles": ["Cat"]})])
-        add_sources(session=session, corpus="ducks", sources=[SourceSpec("titles", {"titles": ["Duck"]})])
+        add_sources(
+            session=session,
+            corpus="cats",
+            wiki="en.wikipedia.org",
+            sources=[SourceSpec("titles", {"titles": ["Cat"]})],
+        )
+        add_sources(
+            session=session,
+            corpus="ducks",
+            wiki="en.wikipedia.org",
+            sources=[SourceSpec("titles", {"titles": ["Duck"]})],
+        )
     engine.dispose()
     environment = clean_environment(
         PREFECT_API_URL=prefect_server.api_url, PREFECT_HOME=str(tmp_path / "home")
