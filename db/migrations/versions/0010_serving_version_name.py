@@ -1,7 +1,7 @@
 """wikiref.serving_version() returns the serving version's name; its id moves to wikiref.serving_version_id()
 
-Revision ID: 0011
-Revises: 0007
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-05 16:05:00
 
 Issue 27, item 5: docs/sql.md said ``serving_version()`` returns the name, and a user asking "which model answers"
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0011"
-down_revision: str | None = "0007"
+revision: str = "0010"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
