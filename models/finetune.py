@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -17,8 +16,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from wikiref.models.errors import ModelError
+from wikiref.models.errors import TrainingError
+from wikiref.models.hard_negatives import mine_hard_negatives
 from wikiref.models.pairs import Pair, TrainPairs
+from wikiref.models.sources import source_keys
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +30,6 @@ LOSSES: tuple[LossName, ...] = ("mnrl", "cached_mnrl")
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 # step, total steps, the Trainer's log entry of that step ({} when it logged nothing)
 ProgressCallback = Callable[[int, int, dict[str, float]], None]
-
-
-class TrainingError(ModelError, ValueError):
-    """A training request that cannot run as asked (no pairs, an existing output folder, a bad option)."""
 
 
 @dataclass(frozen=True)
@@ -148,25 +145,6 @@ def resolve_precision(precision: Precision, device: str) -> str:
     if device.startswith("cuda"):
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "bf16" if device == "cpu" and cpu_has_bf16() else "fp32"
-
-
-_DOI = re.compile(r"\b10\.\d{4,9}/[^\s\"<>]+", re.IGNORECASE)
-_URL = re.compile(r"https?://(?:www\.)?([^\s\"<>]+)", re.IGNORECASE)
-_NOT_WORD = re.compile(r"\W+")
-
-
-def source_keys(reference: str) -> set[str]:
-    """What identifies the source(s) a reference text cites: its DOIs, URLs and normalised text.
-
-    Two articles citing the same source (same DOI, same URL, or the same text up to case and punctuation) make
-    that source relevant to both: it must not serve as a negative for either.
-    """
-    keys = {"doi:" + doi.rstrip(".,;)").lower() for doi in _DOI.findall(reference)}
-    keys |= {"url:" + url.rstrip("/.,;)").lower() for url in _URL.findall(reference)}
-    normalised = _NOT_WORD.sub(" ", reference.lower()).strip()
-    if normalised:
-        keys.add("text:" + normalised)
-    return keys
 
 
 class NoSharedSourceBatchSampler:
@@ -325,8 +303,6 @@ def train(
         )
     mined = None
     if config.hard_negatives:
-        from wikiref.models.hard_negatives import mine_hard_negatives
-
         # Mined with the model as loaded, before any step: the base model. Every pair gets one, whether or not
         # max_pairs lets the run reach it, so that which pairs train stays the sampler's choice alone. The
         # column is held in memory (beside the memory-mapped anchor and positive): about a reference's length

@@ -31,8 +31,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from wikiref.models.finetune import TrainingError, source_keys
+from wikiref.models.errors import TrainingError
 from wikiref.models.pairs import Pair
+from wikiref.models.sources import source_keys
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

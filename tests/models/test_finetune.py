@@ -14,19 +14,19 @@ from wikiref.db.corpus import article_reference_texts
 from wikiref.db.engine import make_engine
 from wikiref.models.base import BASE_MODEL_ID, resolve_model_path
 from wikiref.models.card import LOSS_PLOT, loss_plot_svg, render_model_card
+from wikiref.models.errors import TrainingError
 from wikiref.models.evaluate import METRICS, evaluate, load_model, paired_bootstrap
 from wikiref.models.finetune import (
     TrainingConfig,
-    TrainingError,
     TrainingResult,
     cpu_has_bf16,
     resolve_precision,
     source_aware_sampler,
-    source_keys,
     train,
     wise_ft,
 )
 from wikiref.models.pairs import ArticleTexts, Pair, PairSplit, TrainPairs, build_pairs, tokenizer_counter
+from wikiref.models.sources import source_keys
 
 pytestmark = pytest.mark.slow
 
