@@ -9,7 +9,6 @@ import torch
 from sentence_transformers import SentenceTransformer
 from sqlalchemy.orm import Session
 
-from wikiref.db import registry
 from wikiref.db.corpus import article_reference_texts
 from wikiref.db.engine import make_engine
 from wikiref.models.base import BASE_MODEL_ID, resolve_model_path
@@ -25,6 +24,7 @@ from wikiref.models.finetune import (
     train,
     wise_ft,
 )
+from wikiref.models.gate import GateDelta, decide_promotion
 from wikiref.models.pairs import ArticleTexts, Pair, PairSplit, TrainPairs, build_pairs, tokenizer_counter
 from wikiref.models.sources import source_keys
 
@@ -114,9 +114,9 @@ def test_the_gate_refuses_a_wrecked_version_and_promotes_a_clearly_better_one(
     worse = evaluate(load_model(str(wrecked.artifact_path)), split)
     vs_base = paired_bootstrap(worse, base, seed=1)["ndcg@10"]
     assert vs_base.high < 0
-    refused = registry.decide_promotion(
+    refused = decide_promotion(
         metric="ndcg@10",
-        vs_base=registry.GateDelta(vs_base.value, vs_base.low, vs_base.high),
+        vs_base=GateDelta(vs_base.value, vs_base.low, vs_base.high),
         active_name="base",
         vs_active=None,
     )
@@ -124,11 +124,11 @@ def test_the_gate_refuses_a_wrecked_version_and_promotes_a_clearly_better_one(
     # The other way round, measured the same way: the base model is clearly better than the wrecked one.
     gain = paired_bootstrap(base, worse, seed=1)["ndcg@10"]
     assert gain.low > 0
-    assert registry.decide_promotion(
+    assert decide_promotion(
         metric="ndcg@10",
-        vs_base=registry.GateDelta(gain.value, gain.low, gain.high),
+        vs_base=GateDelta(gain.value, gain.low, gain.high),
         active_name="wrecked",
-        vs_active=registry.GateDelta(gain.value, gain.low, gain.high),
+        vs_active=GateDelta(gain.value, gain.low, gain.high),
     ).promote
 
 
