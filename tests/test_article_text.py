@@ -100,8 +100,11 @@ def test_each_version_serves_its_own_article_text_and_a_lead_edit_re_embeds_one_
             ),
         )
         assert (result.status, result.references_added, result.references_removed) == ("updated", 0, 0)
-        assert embeddings.count_pending(session=session, version_id=base) == {"references": 0, "titles": 0}
-        assert embeddings.count_pending(session=session, version_id=lead_version) == {
+        assert embeddings.count_pending(session=session, version_id=base, reads_lead=False) == {
+            "references": 0,
+            "titles": 0,
+        }
+        assert embeddings.count_pending(session=session, version_id=lead_version, reads_lead=True) == {
             "references": 0,
             "titles": 1,
         }
