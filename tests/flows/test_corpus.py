@@ -15,12 +15,13 @@ from sqlalchemy.orm import Session
 
 from tests.conftest import SHARED_WIKIPEDIA, register_base_version
 from tests.flows.mediawiki.conftest import client_config
-from wikiref.db.articles import accept_quarantined, quarantined
+from wikiref.db.articles import RevisionChecks, accept_quarantined, quarantined
 from wikiref.db.corpora import SourceSpec, add_sources, corpora
 from wikiref.flows.mediawiki.saved import SavedPage, iter_saved_pages
+from wikiref.flows.mediawiki.titles import TitleSources
 from wikiref.flows.mirror.server import MirrorApp, MirrorData, serving
-from wikiref.flows.steps.corpus import run_refresh
 from wikiref.flows.steps.records import page_record
+from wikiref.flows.steps.scrape_sequence import ScrapeRequest, ScrapeSteps, run_refresh
 
 WIKI = "en.wikipedia.org"
 BIRDS = "Category:Birds"
@@ -62,8 +63,17 @@ def mirror(mirror_data: MirrorData) -> Iterator[tuple[str, MirrorApp]]:
         yield api_url, app
 
 
-def refresh(engine: Engine, api_url: str, **options):
-    return run_refresh(engine, client_config(api_url), batch_size=50, **options)
+def refresh(engine: Engine, api_url: str):
+    """The command's refresh (the shared sequence, its steps in this process) with a test client."""
+    request = ScrapeRequest(
+        sources=TitleSources(),
+        client=client_config(api_url),
+        wiki=None,
+        batch_size=50,
+        checks=RevisionChecks(),
+        refresh=True,
+    )
+    return run_refresh(request, ScrapeSteps.in_process(engine))
 
 
 def define_birds(engine: Engine) -> None:
