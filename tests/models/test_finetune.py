@@ -9,7 +9,7 @@ import torch
 from sentence_transformers import SentenceTransformer
 from sqlalchemy.orm import Session
 
-from wikiref.db.corpus import article_reference_texts
+from wikiref.db.corpus import iter_article_reference_texts
 from wikiref.db.engine import make_engine
 from wikiref.models.base import BASE_MODEL_ID, resolve_model_path
 from wikiref.models.card import LOSS_PLOT, loss_plot_svg, render_model_card
@@ -38,7 +38,7 @@ STEPS = 4
 def split(loaded_template_url: str) -> PairSplit:
     engine = make_engine(loaded_template_url)
     with Session(engine) as session:
-        rows = article_reference_texts(session=session, limit=60)
+        rows = list(iter_article_reference_texts(session=session, limit=60))
     # The template must have no connections left for other tests to copy it.
     engine.dispose()
     articles = [ArticleTexts(i, title, tuple(texts), lead) for i, title, texts, lead in rows]
