@@ -268,6 +268,7 @@ def embed_everything(engine: Engine, version_id: int, config, *, batch_size: int
         hnsw_ef_construction=64,
         hnsw_ef_search=100,
         maintenance_work_mem="512MB",
+        page_size=20_000,
     )
     return embedding.embed_pending(engine, request).embeddings
 

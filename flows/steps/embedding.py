@@ -73,7 +73,7 @@ class EmbedRequest:
     hnsw_ef_construction: int
     hnsw_ef_search: int
     maintenance_work_mem: str
-    page_size: int = 20_000
+    page_size: int
     storage: str = "vector"
     parallel_workers: int | None = None
 
