@@ -251,7 +251,8 @@ class TrainKnobs(BaseModel):
         default=4096,
         ge=0,
         description="Train on at most this many pairs of a shuffled epoch, so that a run's time does not grow "
-        "with the corpus (4,096: about 17 minutes of training on a 2-core CPU); 0: every pair, epochs times.",
+        "with the corpus (4,096: 19.6-22.0 minutes of training on a 2-core CPU, docs/training.md); 0: every pair, "
+        "epochs times.",
     )
     batch_size: int = Field(default=64, ge=2, description="Pairs per batch (batch - 1 in-batch negatives).")
     learning_rate: float = Field(default=1e-4, gt=0, description="Peak learning rate (linear decay).")
