@@ -30,9 +30,9 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from wikiref.db import migrate
-from wikiref.db.articles import RevisionChecks
 from wikiref.db.corpora import SourceSpec, add_sources
 from wikiref.db.engine import make_engine
+from wikiref.db.revision_checks import RevisionChecks
 from wikiref.db.server import ensure_embedded_server, stop_embedded_server
 from wikiref.flows.mediawiki.client import ClientConfig
 from wikiref.flows.mediawiki.titles import TitleSources

@@ -25,8 +25,9 @@ from prefect.client.orchestration import get_client
 from prefect.concurrency.asyncio import rate_limit
 from prefect.exceptions import ObjectNotFound
 
-from wikiref.db.articles import PageRecord, RevisionChecks
 from wikiref.db.corpora import SourceSpec
+from wikiref.db.page_records import PageRecord
+from wikiref.db.revision_checks import RevisionChecks
 from wikiref.flows import markdown
 from wikiref.flows.database import engine_for, prepare_database
 from wikiref.flows.mediawiki.client import ClientConfig, ResolvedTitle

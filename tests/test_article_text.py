@@ -15,8 +15,9 @@ from sqlalchemy.orm import Session
 
 from tests.conftest import base_encoder_config, embed_everything, register_base_version
 from wikiref.db import embeddings, search
-from wikiref.db.articles import PageRecord, ReferenceRecord, upsert_page
+from wikiref.db.articles import upsert_page
 from wikiref.db.engine import make_engine
+from wikiref.db.page_records import PageRecord, ReferenceRecord
 from wikiref.models.article_text import ArticleTextRecipe
 from wikiref.models.encode import encode_texts
 

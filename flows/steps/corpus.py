@@ -19,8 +19,9 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from wikiref.db.articles import mark_gone, prune_history_embeddings, stored_titles
+from wikiref.db.articles import mark_gone, stored_titles
 from wikiref.db.corpora import CorpusDefinition, SourceSpec, add_sources, corpora, record_refresh
+from wikiref.db.reference_history import prune_history_embeddings
 from wikiref.flows import markdown
 from wikiref.flows.mediawiki.client import ClientConfig, ClientStats, MediaWikiClient, TitleResolution
 from wikiref.flows.mediawiki.titles import TitleSources, gather_titles, read_titles_file

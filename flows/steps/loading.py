@@ -10,7 +10,9 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from wikiref.db.articles import RevisionChecks, stored_revisions, upsert_pages
+from wikiref.db.articles import stored_revisions
+from wikiref.db.bulk_writes import upsert_pages
+from wikiref.db.revision_checks import RevisionChecks
 from wikiref.flows.mediawiki.dump import DumpError, DumpPage, DumpReader
 from wikiref.flows.mediawiki.saved import iter_saved_pages
 from wikiref.flows.steps.records import WriteCounts, page_record
@@ -87,7 +89,7 @@ def load_dump(
     ``wiki`` is used for records whose URL names no host. ``on_batch(pages_read)`` reports progress. Bad
     records are skipped and listed in the summary (``skipped_records``); a broken stream raises ``DumpError``
     after the articles read before the break are written. The new articles of a batch are written together
-    (one INSERT, one COPY of their references: ``wikiref.db.articles.upsert_pages``); ``bulk=False`` writes every
+    (one INSERT, one COPY of their references: ``wikiref.db.bulk_writes.upsert_pages``); ``bulk=False`` writes every
     article on its own (``upsert_page``), with the same rows and counts, slower.
     """
     summary = ScrapeSummary(wiki=wiki or "")

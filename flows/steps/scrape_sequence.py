@@ -24,8 +24,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from wikiref.db.articles import RevisionChecks
 from wikiref.db.corpora import SourceSpec
+from wikiref.db.revision_checks import RevisionChecks
 from wikiref.flows.mediawiki.client import ClientConfig, ResolvedTitle
 from wikiref.flows.mediawiki.errors import ScrapeError
 from wikiref.flows.mediawiki.saved import MANIFEST

@@ -15,14 +15,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from wikiref.db.articles import (
-    PageRecord,
-    RevisionChecks,
-    pending_revisions,
-    stored_revisions,
-    upsert_page,
-    upsert_pages,
-)
+from wikiref.db.articles import stored_revisions, upsert_page
+from wikiref.db.bulk_writes import upsert_pages
+from wikiref.db.page_records import PageRecord
+from wikiref.db.quarantine import pending_revisions
+from wikiref.db.revision_checks import RevisionChecks
 from wikiref.flows import markdown
 from wikiref.flows.mediawiki.client import (
     ClientConfig,
@@ -302,7 +299,7 @@ def write_records(
 ) -> WriteCounts:
     """Upsert each article with its references, one transaction per article; failing revisions are quarantined.
 
-    ``bulk``: the new articles among ``records`` are written together (``wikiref.db.articles.upsert_pages``: one
+    ``bulk``: the new articles among ``records`` are written together (``wikiref.db.bulk_writes.upsert_pages``: one
     INSERT and one COPY), the rest one by one as without it; same rows and counts.
     """
     counts = WriteCounts()

@@ -15,8 +15,9 @@ from sqlalchemy.orm import Session
 
 from tests.conftest import SHARED_WIKIPEDIA, register_base_version
 from tests.flows.mediawiki.conftest import client_config
-from wikiref.db.articles import RevisionChecks, accept_quarantined, quarantined
 from wikiref.db.corpora import SourceSpec, add_sources, corpora
+from wikiref.db.quarantine import accept_quarantined, quarantined
+from wikiref.db.revision_checks import RevisionChecks
 from wikiref.flows.mediawiki.saved import SavedPage, iter_saved_pages
 from wikiref.flows.mediawiki.titles import TitleSources
 from wikiref.flows.mirror.server import MirrorApp, MirrorData, serving

@@ -9,8 +9,8 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from tests.conftest import SHARED_WIKIPEDIA, TEMPLATE_DATABASE, create_database, drop_database
-from wikiref.db.articles import RevisionChecks
 from wikiref.db.engine import make_engine
+from wikiref.db.revision_checks import RevisionChecks
 from wikiref.flows.mediawiki.client import ClientConfig
 from wikiref.flows.mediawiki.titles import TitleSources
 from wikiref.flows.mirror.server import MirrorApp, MirrorData, serving
