@@ -32,10 +32,12 @@ from sqlalchemy.orm import Session
 from wikiref.db import migrate
 from wikiref.db.corpora import SourceSpec, add_sources
 from wikiref.db.engine import make_engine
+from wikiref.db.revision_checks import RevisionChecks
 from wikiref.db.server import ensure_embedded_server, stop_embedded_server
 from wikiref.flows.mediawiki.client import ClientConfig
+from wikiref.flows.mediawiki.titles import TitleSources
 from wikiref.flows.mirror.server import MirrorApp, MirrorData, serving
-from wikiref.flows.steps.corpus import run_refresh
+from wikiref.flows.steps.scrape_sequence import ScrapeRequest, ScrapeSteps, run_refresh
 
 SHARED = REPO_ROOT.parent / "shared" / "data" / "wikipedia"
 
@@ -48,10 +50,17 @@ def without_last_reference(html: str) -> str:
     return parser.html
 
 
+def refresh(engine, config: ClientConfig):
+    request = ScrapeRequest(
+        sources=TitleSources(), client=config, wiki=None, batch_size=50, checks=RevisionChecks(), refresh=True
+    )
+    return run_refresh(request, ScrapeSteps.in_process(engine))
+
+
 def measure(engine, app: MirrorApp, config: ClientConfig) -> dict[str, float]:
     before = len(app.requests)
     started = time.perf_counter()
-    summary = run_refresh(engine, config, batch_size=50)
+    summary = refresh(engine, config)
     return {
         "seconds": round(time.perf_counter() - started, 2),
         "requests": len(app.requests) - before,
@@ -92,7 +101,7 @@ def main() -> None:
                     sources=[SourceSpec("titles", {"titles": titles})],
                 )
             started = time.perf_counter()
-            initial = run_refresh(engine, config, batch_size=50)
+            initial = refresh(engine, config)
             load_seconds = time.perf_counter() - started
             with engine.connect() as connection:
                 stored = connection.execute(text("SELECT count(*) FROM articles")).scalar_one()

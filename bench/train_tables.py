@@ -20,6 +20,13 @@ from pathlib import Path
 METRICS = (("ndcg@10", "NDCG@10"), ("ref_to_title_acc@1", "acc@1"))
 
 
+def pairs_trained(run: dict) -> int:
+    """Pairs the run trained on: its steps' batches, the last batch of an epoch holding only what is left."""
+    return min(
+        run["steps"] * run["params"]["batch_size"], round(run["train_pairs"] * run["params"]["epochs"])
+    )
+
+
 def row(*cells: object) -> str:
     return "| " + " | ".join(str(cell) for cell in cells) + " |"
 
@@ -92,7 +99,7 @@ def main(paths: list[Path], paired_with: list[str] | None = None) -> None:
         cells = [
             f"{run['config']} (`{file}`)",
             run["seed"],
-            run["steps"] * run["params"]["batch_size"],
+            pairs_trained(run),
             f"{run['train_seconds'] / 60:.1f}",
             f"{run['samples_per_second']:.2f}",
         ]

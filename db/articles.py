@@ -5,166 +5,31 @@ row ids (and so their embeddings), removed ones move to ``reference_history`` (w
 revision they were last seen in and when), new ones are inserted, moved ones renumbered. When nothing
 changed, nothing is written: no row, id or timestamp moves.
 
-A new revision replaces the stored one only if it passes the sanity checks (``revision_problem``); one that
-fails is quarantined whole in ``quarantined_revisions`` with the reason, and the stored references stay.
+A new revision replaces the stored one only if it passes the sanity checks (``wikiref.db.revision_checks``); one
+that fails is quarantined whole in ``quarantined_revisions`` with the reason, and the stored references stay.
 This is the one write path of every scrape, refresh and bulk load, so all of them get the checks.
 
-``upsert_pages`` writes a batch (the dump loader's): the articles the database does not have yet and that pass
-the checks go in together, one multi-row INSERT and one COPY of their references in one transaction; every
-other page takes ``upsert_page``. The rows and the results are the ones ``upsert_page`` gives page by page.
+``wikiref.db.bulk_writes.upsert_pages`` writes a batch (the dump loader's): the articles the database does not
+have yet and that pass the checks go in together, one multi-row INSERT and one COPY of their references in one
+transaction; every other page takes ``upsert_page``. The rows and the results are the ones ``upsert_page`` gives
+page by page.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
-from collections import Counter, defaultdict, deque
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from datetime import datetime
-from typing import Any, Literal
+from collections import defaultdict, deque
+from collections.abc import Iterable, Mapping
 
-import psycopg
-from psycopg import sql
 from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from wikiref.db.errors import DatabaseError, shown
+from wikiref.db.page_records import REFERENCE_FIELDS, PageRecord, PageWriteResult, ReferenceRecord
+from wikiref.db.revision_checks import RevisionChecks, older_revision, revision_problem
 from wikiref.db.schema import Article, ArticleReference, QuarantinedRevision
 
-WriteStatus = Literal["new", "updated", "unchanged", "quarantined", "older"]
-_REFERENCE_FIELDS = ("text", "urls", "archive_url", "doi", "pmid", "isbn", "cited_title", "date")
 
-
-def content_hash(text: str) -> str:
-    """The hash stored with a reference (sha256 hex of its clean text)."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-@dataclass(frozen=True)
-class ReferenceRecord:
-    """One reference as written: clean text plus parsed fields."""
-
-    text: str
-    urls: tuple[str, ...] = ()
-    archive_url: str | None = None
-    doi: str | None = None
-    pmid: str | None = None
-    isbn: str | None = None
-    cited_title: str | None = None
-    date: str | None = None
-
-    @property
-    def content_hash(self) -> str:
-        return content_hash(self.text)
-
-    def values(self) -> dict[str, object]:
-        return {
-            name: list(self.urls) if name == "urls" else getattr(self, name) for name in _REFERENCE_FIELDS
-        }
-
-
-@dataclass(frozen=True)
-class PageRecord:
-    """One article as written: natural key (wiki, title), ids, its references in page order, and its lead."""
-
-    wiki: str
-    title: str
-    page_id: int | None = None
-    revision_id: int | None = None
-    url: str | None = None
-    references: tuple[ReferenceRecord, ...] = ()
-    redirects: tuple[str, ...] = ()  # titles that redirected here; stored as the union over scrapes
-    lead: str | None = None  # paragraphs before the first heading; None: the page has none
-    short_description: str | None = None
-    problem: str | None = None  # why the body could not be read (undecodable, not HTML), found at extraction
-
-    def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "problem": None}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> PageRecord:
-        references = tuple(
-            ReferenceRecord(**{**ref, "urls": tuple(ref.get("urls") or ())}) for ref in data["references"]
-        )
-        fields = {
-            key: value for key, value in data.items() if key not in ("references", "redirects", "problem")
-        }
-        return cls(**fields, references=references, redirects=tuple(data.get("redirects") or ()))
-
-
-@dataclass(frozen=True)
-class RevisionChecks:
-    """Limits a new revision must keep to before it replaces the stored references."""
-
-    max_shrink: float = 0.5  # share of the stored references a new revision may drop
-    max_debris: float = 0.2  # share of its reference texts that may look like markup debris
-
-    def __post_init__(self) -> None:
-        for name in ("max_shrink", "max_debris"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be at least 0 and below 1, got {getattr(self, name)}")
-
-
-@dataclass(frozen=True)
-class PageWriteResult:
-    article_id: int
-    status: WriteStatus
-    references_added: int = 0
-    references_removed: int = 0
-    references_kept: int = 0
-    reason: str | None = None  # why the revision was quarantined, or skipped as older
-    quarantine_cleared: bool = False
-    title: str = ""
-
-
-# Markup that survived as text: runs of brackets or pipes, tags, template or link syntax, placeholder text.
-_DEBRIS = re.compile(
-    r"[<>{}\[\]|]{3,}|</?[a-z][a-z0-9]*[\s>/]|\{\{|\}\}|\[\[|\]\]|lorem ipsum", re.IGNORECASE
-)
-_LETTER = re.compile(r"[^\W\d_]")
-
-
-def looks_like_debris(reference: ReferenceRecord) -> bool:
-    """True for a reference that is markup or filler rather than a citation. A bare link (text ``[1]``)
-    is a citation: its URL is what it cites."""
-    if _DEBRIS.search(reference.text):
-        return True
-    cites_something = reference.urls or reference.doi or reference.pmid or reference.isbn
-    return len(_LETTER.findall(reference.text)) < 3 and not cites_something
-
-
-def revision_problem(stored_count: int, page: PageRecord, checks: RevisionChecks) -> str | None:
-    """Why ``page`` must not replace an article that has ``stored_count`` references, or None if it may."""
-    if page.problem:
-        return page.problem
-    count = len(page.references)
-    if stored_count and count == 0:
-        return f"reference list gone: {stored_count} stored, none in the new revision"
-    if stored_count and count < stored_count * (1 - checks.max_shrink):
-        return (
-            f"reference list shrank from {stored_count} to {count} "
-            f"(more than the {checks.max_shrink:.0%} allowed)"
-        )
-    debris = [ref.text for ref in page.references if looks_like_debris(ref)]
-    if debris and len(debris) > checks.max_debris * count:
-        return f"{len(debris)} of {count} reference texts look like markup, not references (e.g. {debris[0][:40]!r})"
-    return None
-
-
-def older_revision(stored_revision_id: int | None, page: PageRecord) -> str | None:
-    """Why ``page`` must not replace the stored revision because it is an older one, or None.
-
-    MediaWiki's revision ids only grow, so a lower id is an earlier edit: from a stale dump, a mirror or a
-    lagging replica. It never overwrites a newer stored revision, whatever its source, checks or not.
-    """
-    if stored_revision_id is None or page.revision_id is None or page.revision_id >= stored_revision_id:
-        return None
-    return f"revision {page.revision_id} is older than the stored {stored_revision_id}"
-
-
-def _new_article_values(page: PageRecord) -> dict[str, object]:
+def new_article_values(page: PageRecord) -> dict[str, object]:
     """The columns a new article is inserted with; the others take their defaults (status current, lead
     extracted, fetched now)."""
     return {
@@ -191,7 +56,7 @@ def _lock_article(session: Session, page: PageRecord) -> tuple[Article, bool]:
         return article, False
     created = session.execute(
         pg_insert(Article)
-        .values(**_new_article_values(page))
+        .values(**new_article_values(page))
         .on_conflict_do_nothing(index_elements=["wiki", "title"])
         .returning(Article.id)
     ).scalar_one_or_none()
@@ -209,12 +74,12 @@ def _existing_references(session: Session, article_id: int) -> _Existing:
             ArticleReference.id,
             ArticleReference.position,
             ArticleReference.content_hash,
-            *(getattr(ArticleReference, name) for name in _REFERENCE_FIELDS),
+            *(getattr(ArticleReference, name) for name in REFERENCE_FIELDS),
         )
         .where(ArticleReference.article_id == article_id)
         .order_by(ArticleReference.position)
     ).all()
-    return [(row[0], row[1], row[2], dict(zip(_REFERENCE_FIELDS, row[3:], strict=True))) for row in rows]
+    return [(row[0], row[1], row[2], dict(zip(REFERENCE_FIELDS, row[3:], strict=True))) for row in rows]
 
 
 def _merged_redirects(article: Article, page: PageRecord) -> list[str]:
@@ -429,166 +294,6 @@ def upsert_page(
     )
 
 
-# Every column of a new reference the per-article path sets (``added`` in ``upsert_page``); id and added_at
-# take their defaults in both paths.
-_COPY_COLUMNS = ("article_id", "position", "content_hash", "added_revision_id", *_REFERENCE_FIELDS)
-_COPY_TYPES = ("int8", "int4", "text", "int8", "text", "text[]", *["text"] * 6)  # as _COPY_COLUMNS
-_COPY_REFERENCES = sql.SQL("COPY article_references ({}) FROM STDIN WITH (FORMAT BINARY)").format(
-    sql.SQL(", ").join(sql.Identifier(name) for name in _COPY_COLUMNS)
-)
-
-
-def _bulk_candidates(
-    session: Session, pages: Sequence[PageRecord], checks: RevisionChecks | None
-) -> list[int]:
-    """Indexes of the pages ``upsert_page`` would create an article for and write whole: the article is not
-    stored, the page passes the checks a new article meets (``revision_problem`` with nothing stored), and
-    its title comes once in the batch (a repeat must see the first one's write, so all of them go one by one).
-    """
-    keys = [(page.wiki, page.title) for page in pages]
-    titles_by_wiki: dict[str, list[str]] = defaultdict(list)
-    for wiki, title in dict.fromkeys(keys):
-        titles_by_wiki[wiki].append(title)
-    stored = {
-        (wiki, title)
-        for wiki, titles in titles_by_wiki.items()
-        for title in session.scalars(
-            select(Article.title).where(Article.wiki == wiki, Article.title.in_(titles))
-        )
-    }
-    repeated = {key for key, count in Counter(keys).items() if count > 1}
-    return [
-        index
-        for index, (page, key) in enumerate(zip(pages, keys, strict=True))
-        if key not in stored
-        and key not in repeated
-        and (checks is None or revision_problem(0, page, checks) is None)
-    ]
-
-
-def _insert_new_articles(session: Session, pages: Sequence[PageRecord]) -> list[PageWriteResult | None]:
-    """Insert the articles of ``pages`` (none stored, titles distinct) with one multi-row INSERT and all their
-    references with one COPY, committed together; per page its result, or None where a concurrent writer
-    inserted the article first (``ON CONFLICT DO NOTHING``: that page is left to ``upsert_page``)."""
-    # In (wiki, title) order: two loaders writing overlapping titles then wait on each other's rows in the same
-    # order instead of deadlocking, and the second one's conflicting pages fall back to upsert_page.
-    ordered = sorted(pages, key=lambda page: (page.wiki, page.title))
-    rows = session.execute(
-        pg_insert(Article)
-        .values([_new_article_values(page) for page in ordered])
-        .on_conflict_do_nothing(index_elements=["wiki", "title"])
-        .returning(Article.id, Article.wiki, Article.title)
-    ).all()
-    ids = {(wiki, title): article_id for article_id, wiki, title in rows}
-    connection: psycopg.Connection = session.connection().connection.driver_connection
-    with connection.cursor() as cursor, cursor.copy(_COPY_REFERENCES) as copy:
-        copy.set_types(list(_COPY_TYPES))
-        for page in pages:
-            article_id = ids.get((page.wiki, page.title))
-            if article_id is None:
-                continue
-            for position, ref in enumerate(page.references):
-                values = ref.values()
-                copy.write_row(
-                    (
-                        article_id,
-                        position,
-                        ref.content_hash,
-                        page.revision_id,
-                        *(values[name] for name in _REFERENCE_FIELDS),
-                    )
-                )
-    session.commit()
-    return [
-        PageWriteResult(
-            ids[(page.wiki, page.title)], "new", references_added=len(page.references), title=page.title
-        )
-        if (page.wiki, page.title) in ids
-        else None
-        for page in pages
-    ]
-
-
-def upsert_pages(
-    *, session: Session, pages: Sequence[PageRecord], checks: RevisionChecks | None = RevisionChecks()
-) -> list[PageWriteResult]:
-    """Write a batch of pages as ``upsert_page`` would one by one; the results in page order.
-
-    The articles not stored yet whose page passes the checks (the common case of a first load) are written
-    together in one transaction: one multi-row INSERT of the articles, one COPY of all their references. Every
-    other page (a stored article, a page that fails the checks and is quarantined, a title that comes twice,
-    an article a concurrent writer inserted meanwhile) then goes through ``upsert_page``, so idempotence,
-    history and quarantine are that function's. The rows written are the same either way, but for ids and
-    timestamps.
-    """
-    results: list[PageWriteResult | None] = [None] * len(pages)
-    fresh = _bulk_candidates(session, pages, checks)
-    if fresh:
-        written = _insert_new_articles(session, [pages[index] for index in fresh])
-        for index, result in zip(fresh, written, strict=True):
-            results[index] = result
-    return [
-        result if result is not None else upsert_page(session=session, page=page, checks=checks)
-        for page, result in zip(pages, results, strict=True)
-    ]
-
-
-@dataclass(frozen=True)
-class PendingRevision:
-    """A quarantined revision as listed to users."""
-
-    wiki: str
-    title: str
-    stored_revision_id: int | None
-    revision_id: int | None
-    reason: str
-    quarantined_at: datetime
-    references_stored: int
-    references_pending: int
-
-
-def quarantined(*, session: Session, wiki: str | None = None) -> list[PendingRevision]:
-    """Every pending revision, oldest first."""
-    stored = (
-        select(func.count())
-        .select_from(ArticleReference)
-        .where(ArticleReference.article_id == Article.id)
-        .scalar_subquery()
-    )
-    query = (
-        select(
-            Article.wiki,
-            Article.title,
-            Article.revision_id,
-            QuarantinedRevision.revision_id,
-            QuarantinedRevision.reason,
-            QuarantinedRevision.quarantined_at,
-            stored,
-            func.jsonb_array_length(QuarantinedRevision.page["references"]),
-        )
-        .join(Article, Article.id == QuarantinedRevision.article_id)
-        .order_by(QuarantinedRevision.quarantined_at, Article.title)
-    )
-    if wiki is not None:
-        query = query.where(Article.wiki == wiki)
-    return [PendingRevision(*row) for row in session.execute(query)]
-
-
-def accept_quarantined(*, session: Session, wiki: str, title: str) -> PageWriteResult:
-    """Apply the pending revision of ``title`` without the checks (the user vouches for it)."""
-    row = session.execute(
-        select(QuarantinedRevision.page)
-        .join(Article, Article.id == QuarantinedRevision.article_id)
-        .where(Article.wiki == wiki, Article.title == title)
-    ).scalar_one_or_none()
-    if row is None:
-        raise DatabaseError(
-            f"no quarantined revision of {shown(title)!r} on {wiki}; list them with: wikiref corpus quarantine"
-        )
-    session.rollback()
-    return upsert_page(session=session, page=PageRecord.from_json(row), checks=None)
-
-
 def mark_gone(
     *, session: Session, wiki: str, deleted: Iterable[str], redirects: Mapping[str, str]
 ) -> tuple[int, int]:
@@ -625,30 +330,6 @@ def stored_titles(*, session: Session, wiki: str) -> list[str]:
             .order_by(Article.id)
         )
     )
-
-
-def pending_revisions(*, session: Session, wiki: str, titles: Iterable[str]) -> dict[str, int | None]:
-    """Quarantined revision id per title, for the titles of ``wiki`` that have one pending."""
-    wanted = list(dict.fromkeys(titles))
-    if not wanted:
-        return {}
-    rows = session.execute(
-        select(Article.title, QuarantinedRevision.revision_id)
-        .join(QuarantinedRevision, QuarantinedRevision.article_id == Article.id)
-        .where(Article.wiki == wiki, Article.title.in_(wanted))
-    )
-    return dict(rows.all())
-
-
-def prune_history_embeddings(*, session: Session, older_than: datetime | None = None) -> int:
-    """Delete the embeddings of history references removed before ``older_than`` (all of them with None)."""
-    query = text(
-        "DELETE FROM reference_history_embeddings e USING reference_history h "
-        "WHERE h.id = e.reference_id AND (CAST(:before AS timestamptz) IS NULL OR h.removed_at < :before)"
-    )
-    deleted = session.execute(query, {"before": older_than}).rowcount
-    session.commit()
-    return deleted
 
 
 def stored_revisions(*, session: Session, wiki: str, titles: Iterable[str]) -> dict[str, int]:

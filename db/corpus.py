@@ -34,10 +34,3 @@ def iter_article_reference_texts(
         query = query.limit(limit)
     for article_id, title, references, lead in session.execute(query.execution_options(yield_per=page_size)):
         yield article_id, title, list(references), lead
-
-
-def article_reference_texts(
-    *, session: Session, wiki: str | None = None, limit: int | None = None
-) -> list[tuple[int, str, list[str], str | None]]:
-    """All of iter_article_reference_texts as one list (small corpora, tests)."""
-    return list(iter_article_reference_texts(session=session, wiki=wiki, limit=limit))

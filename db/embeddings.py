@@ -42,12 +42,12 @@ class _Target:
     source_text: sql.Composable  # the text to encode and the lead (NULL for references), over ``s``
 
 
-# An article's embedding depends on its title, and on its lead when the version's recipe reads the lead
-# (wikiref.models.article_text): the label is the title, or the title plus an md5 of the lead. So a lead edit re-embeds
-# the article for the versions that read leads, and a version trained on titles keeps its embeddings.
+# An article's embedding depends on its title, and on its lead when the version's recipe reads the lead (the
+# caller says which, from wikiref.models.article_text): the label is the title, or the title plus an md5 of the
+# lead. So a lead edit re-embeds the article for the versions that read leads, and a version trained on titles
+# keeps its embeddings.
 _ARTICLE_LABEL = sql.SQL(
-    "CASE WHEN (SELECT mv.article_text FROM model_versions mv WHERE mv.id = %(version)s) = 'title' "
-    "THEN s.title ELSE s.title || E'\\n' || md5(coalesce(s.lead, '')) END"
+    "CASE WHEN %(reads_lead)s THEN s.title || E'\\n' || md5(coalesce(s.lead, '')) ELSE s.title END"
 )
 
 _TARGETS = {
@@ -149,9 +149,16 @@ def _pending_rows(target: _Target) -> sql.Composed:
 
 
 def pending(
-    *, session: Session, version_id: int, kind: str, limit: int | None = None, after: int = 0
+    *,
+    session: Session,
+    version_id: int,
+    kind: str,
+    reads_lead: bool,
+    limit: int | None = None,
+    after: int = 0,
 ) -> list[PendingRow]:
-    """Rows with no embedding for this version, or whose embedding was computed from a different text.
+    """Rows with no embedding for this version, or whose embedding was computed from a different text
+    (``reads_lead``: whether the version's article text reads the lead, so that a lead edit makes it stale).
 
     In id order, from the first id above ``after``: with ``limit``, one keyset page (the next page starts after
     its last id), so a caller holds one page whatever the corpus size, and rows written meanwhile lie below
@@ -162,16 +169,19 @@ def pending(
         "SELECT s.id, {text}, {source_label} {rows} AND s.id > %(after)s ORDER BY s.id LIMIT %(limit)s"
     ).format(text=target.source_text, source_label=target.source_label, rows=_pending_rows(target))
     with _driver_connection(session).cursor() as cursor:
-        cursor.execute(statement, {"version": version_id, "limit": limit, "after": after})
+        cursor.execute(
+            statement, {"version": version_id, "reads_lead": reads_lead, "limit": limit, "after": after}
+        )
         return [PendingRow(key, text, label, lead) for key, text, lead, label in cursor.fetchall()]
 
 
-def count_pending(*, session: Session, version_id: int) -> dict[str, int]:
+def count_pending(*, session: Session, version_id: int, reads_lead: bool) -> dict[str, int]:
     connection = _driver_connection(session)
     statement = sql.SQL("SELECT count(*) {rows}")
     return {
         kind: connection.execute(
-            statement.format(rows=_pending_rows(_target(kind))), {"version": version_id}
+            statement.format(rows=_pending_rows(_target(kind))),
+            {"version": version_id, "reads_lead": reads_lead},
         ).fetchone()[0]
         for kind in KINDS
     }
@@ -390,9 +400,10 @@ def embedding_counts(*, session: Session, version_id: int) -> dict[str, int]:
     }
 
 
-def mark_complete(*, session: Session, version_id: int) -> dict[str, int]:
-    """Make the version servable: proves, under a lock on its state row, that nothing is pending and the indexes
-    exist, then sets ``completed_at``. The caller commits; that commit is the moment the version can serve."""
+def mark_complete(*, session: Session, version_id: int, reads_lead: bool) -> dict[str, int]:
+    """Make the version servable: proves, under a lock on its state row, that nothing is pending (``reads_lead``
+    as in ``pending``) and the indexes exist, then sets ``completed_at``. The caller commits; that commit is the
+    moment the version can serve."""
     locked = session.execute(
         text("SELECT 1 FROM embedding_states WHERE model_version_id = :version FOR UPDATE"),
         {"version": version_id},
@@ -400,7 +411,11 @@ def mark_complete(*, session: Session, version_id: int) -> dict[str, int]:
     if locked is None:
         raise EmbeddingError(f"model version {version_id} has no embedding run to complete")
     missing = {
-        kind: count for kind, count in count_pending(session=session, version_id=version_id).items() if count
+        kind: count
+        for kind, count in count_pending(
+            session=session, version_id=version_id, reads_lead=reads_lead
+        ).items()
+        if count
     }
     if missing:
         raise EmbeddingError(f"model version {version_id} still has rows to embed: {missing}")

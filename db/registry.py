@@ -1,4 +1,4 @@
-"""The model registry: ``model_versions`` rows, their life cycle, and the promotion rule.
+"""The model registry: ``model_versions`` rows, their life cycle, and the gate's stored verdict.
 
 candidate -> active -> superseded (still queryable by explicit version) -> retired (embeddings dropped).
 Every status change runs in one transaction under an advisory lock, so two runs promoting at once cannot both
@@ -8,7 +8,6 @@ win, and queries never see zero or two active versions.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, text
@@ -26,12 +25,6 @@ _REGISTRY_LOCK = 0x77696B6972656600
 
 class RegistryError(DatabaseError):
     """An unknown version or a status change the life cycle does not allow; the message says which."""
-
-
-@dataclass(frozen=True)
-class PromotionDecision:
-    promote: bool
-    reason: str
 
 
 def create_version(
@@ -198,61 +191,16 @@ def ensure_base_version(
     return version, False
 
 
-@dataclass(frozen=True)
-class GateDelta:
-    """A gate-metric delta (this run's model minus another) with its 95% bootstrap interval."""
-
-    delta: float
-    low: float
-    high: float
-
-    def __str__(self) -> str:
-        return f"{self.delta:+.4f} [95% CI {self.low:+.4f}, {self.high:+.4f}]"
-
-
-def decide_promotion(
-    *,
-    metric: str,
-    vs_base: GateDelta,
-    active_name: str | None,
-    vs_active: GateDelta | None,
-    min_vs_base: float = 0.0,
-    min_vs_active: float = 0.0,
-) -> PromotionDecision:
-    """The gate: promote only when the CI's lower bound is above ``min_vs_base`` against the base model and at
-    least ``min_vs_active`` against the active version, both on the same held-out articles and article text.
-
-    ``vs_active`` is None when the active version is the base model itself (``vs_base`` already decides) or when
-    no version is active.
-    """
-    if vs_base.low <= min_vs_base:
-        return PromotionDecision(
-            False,
-            f"{metric} vs base {vs_base}: the lower bound is not above {min_vs_base:+.4f}, "
-            "so the gain may be noise or a loss; stays candidate",
-        )
-    if vs_active is not None and vs_active.low < min_vs_active:
-        return PromotionDecision(
-            False,
-            f"{metric} vs active {active_name} {vs_active}: the lower bound is below {min_vs_active:+.4f}; "
-            "stays candidate",
-        )
-    against = f"; vs active {active_name} {vs_active}" if vs_active is not None else ""
-    return PromotionDecision(True, f"{metric} vs base {vs_base}{against}")
-
-
-def promote_if_better(
+def store_verdict(
     *,
     session: Session,
     version_id: int,
-    metric: str,
-    vs_base: GateDelta,
-    vs_active: GateDelta | None,
+    promote: bool,
+    reason: str,
     compared_with_id: int | None,
-    min_vs_base: float = 0.0,
-    min_vs_active: float = 0.0,
-) -> PromotionDecision:
-    """Apply the gate against the version that was active when the scores were measured.
+) -> ModelVersion:
+    """Store the gate's verdict (``wikiref.models.gate``), taken against the version active when the scores were
+    measured: promote the version, or keep it a candidate with ``reason``.
 
     If another version became active in between, the comparison is stale: the candidate stays a candidate.
     """
@@ -262,24 +210,14 @@ def promote_if_better(
         raise RegistryError(f"no model version with id {version_id}")
     current = active_version(session=session)
     if (current.id if current else None) != compared_with_id:
-        decision = PromotionDecision(
-            False,
+        promote = False
+        reason = (
             f"the active version changed to {current.name if current else 'none'} during this run; "
-            "compare again or promote by hand",
+            "compare again or promote by hand"
         )
-    else:
-        decision = decide_promotion(
-            metric=metric,
-            vs_base=vs_base,
-            active_name=current.name if current else None,
-            vs_active=vs_active,
-            min_vs_base=min_vs_base,
-            min_vs_active=min_vs_active,
-        )
-    if decision.promote:
-        _activate_locked(session, version, decision.reason)
-    else:
-        version.status_reason = decision.reason
-        session.commit()
-        log.info("%s stays candidate: %s", version.name, decision.reason)
-    return decision
+    if promote:
+        return _activate_locked(session, version, reason)
+    version.status_reason = reason
+    session.commit()
+    log.info("%s stays candidate: %s", version.name, reason)
+    return version

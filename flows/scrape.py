@@ -1,8 +1,9 @@
 """The ``scrape-wikipedia`` flow: titles → current revisions → fetch → extract → write, as Prefect tasks.
 
-Thin by design: every step is a plain function of ``wikiref.flows.steps.scraping``; the flow only fans the fetch,
-extract and write steps out over batches of titles (``.map``), so that a ``DaskTaskRunner`` given with
-``scrape_wikipedia.with_options(task_runner=...)`` spreads them over its workers. Inputs and outputs of
+Thin by design: the sequence is ``wikiref.flows.steps.scrape_sequence``'s (``wikiref scrape`` runs the same one);
+the flow passes its tasks as the steps and fans the fetch, extract and write steps out over batches of titles
+(``.map``), so that a ``DaskTaskRunner`` given with ``scrape_wikipedia.with_options(task_runner=...)`` spreads
+them over its workers. Inputs and outputs of
 every task are plain picklable values (dataclasses, strings, the database URL).
 
 Rate limits: each process keeps its own request-rate limit towards the wiki (``WIKIREF_SCRAPE_*``). When a
@@ -13,23 +14,23 @@ of it, which bounds the rate across all workers and flow runs; without such a li
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from prefect import Task, flow, task, unmapped
+from prefect import flow, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.client.orchestration import get_client
 from prefect.concurrency.asyncio import rate_limit
 from prefect.exceptions import ObjectNotFound
 
-from wikiref.db.articles import PageRecord, RevisionChecks
 from wikiref.db.corpora import SourceSpec
+from wikiref.db.page_records import PageRecord
+from wikiref.db.revision_checks import RevisionChecks
 from wikiref.flows import markdown
 from wikiref.flows.database import engine_for, prepare_database
-from wikiref.flows.mediawiki.client import APIUnreachable, ClientConfig, ResolvedTitle
+from wikiref.flows.mediawiki.client import ClientConfig, ResolvedTitle
 from wikiref.flows.mediawiki.errors import ScrapeError
 from wikiref.flows.mediawiki.titles import TitleSources
 from wikiref.flows.secrets import has_credentials
@@ -37,27 +38,23 @@ from wikiref.flows.settings import get_settings
 from wikiref.flows.steps.corpus import (
     RefreshPlan,
     RefreshSummary,
-    corpus_counts,
     finish_refresh,
     mark_gone_articles,
     plan_refresh,
     record_sources,
-    source_specs,
+    wiki_of,
 )
 from wikiref.flows.steps.loading import load_dump
 from wikiref.flows.steps.records import WriteCounts
+from wikiref.flows.steps.scrape_sequence import ScrapeRequest, ScrapeSteps, run_refresh, run_scrape
 from wikiref.flows.steps.scraping import (
     FetchBatch,
     ResolvedTitles,
     ScrapeSummary,
-    batched,
-    client_config,
     extract_pages,
     fetch_pages,
     resolve_titles,
-    revision_checks,
     stale_pages,
-    summary_of,
     write_records,
 )
 
@@ -75,17 +72,7 @@ def _prefect_rate_limit_exists(name: str | None) -> bool:
     return True
 
 
-def unless_unreachable(task: Task, task_run: Any, state: Any) -> bool:
-    """Retry a task that talks to the wiki unless the wiki was never reachable: retries are for a flaky network."""
-    return not isinstance(state.data, APIUnreachable)
-
-
-@task(
-    retries=3,
-    retry_delay_seconds=[2, 10, 30],
-    retry_jitter_factor=0.5,
-    retry_condition_fn=unless_unreachable,
-)
+@task(retries=3, retry_delay_seconds=[2, 10, 30], retry_jitter_factor=0.5)
 def resolve_scrape_titles(config: ClientConfig, sources: TitleSources, wiki: str | None) -> ResolvedTitles:
     """Gather titles from the sources and resolve them: normalised, redirects followed, current revisions."""
     return resolve_titles(config, sources, wiki=wiki)
@@ -99,12 +86,7 @@ def select_stale_pages(
     return stale_pages(engine_for(database_url), wiki=wiki, pages=pages, force=force)
 
 
-@task(
-    retries=3,
-    retry_delay_seconds=[5, 30, 120],
-    retry_jitter_factor=0.5,
-    retry_condition_fn=unless_unreachable,
-)
+@task(retries=3, retry_delay_seconds=[5, 30, 120], retry_jitter_factor=0.5)
 def fetch_page_batch(
     config: ClientConfig, pages: list[ResolvedTitle], prefect_rate_limit: str | None
 ) -> FetchBatch:
@@ -147,12 +129,13 @@ def record_corpus_sources(database_url: str, corpus: str, specs: list[SourceSpec
     return record_sources(engine_for(database_url), corpus, specs, wiki=wiki)
 
 
-@task(
-    retries=3,
-    retry_delay_seconds=[2, 10, 30],
-    retry_jitter_factor=0.5,
-    retry_condition_fn=unless_unreachable,
-)
+@task(retries=3, retry_delay_seconds=[2, 10, 30], retry_jitter_factor=0.5)
+def find_wiki(config: ClientConfig, wiki: str | None) -> str:
+    """The wiki a refresh works on: ``wiki`` (WIKIREF_WIKI) if set, else the one ``config`` reaches."""
+    return wiki_of(config, wiki)
+
+
+@task(retries=3, retry_delay_seconds=[2, 10, 30], retry_jitter_factor=0.5)
 def plan_corpus_refresh(
     database_url: str, config: ClientConfig, names: list[str] | None, wiki: str | None
 ) -> RefreshPlan:
@@ -172,6 +155,34 @@ def finish_corpus_refresh(
 ) -> RefreshSummary:
     """Store each corpus's refresh counts; prune history embeddings past retention."""
     return finish_refresh(engine_for(database_url), summary, history_embedding_days=history_embedding_days)
+
+
+def flow_steps(database_url: str, prefect_rate_limit: str | None) -> ScrapeSteps:
+    """The scrape sequence's steps as this flow's tasks; the fetch-extract-write batches are mapped, so that the
+    flow's task runner spreads them."""
+
+    def scrape_batches(
+        config: ClientConfig, wiki: str, batches: list[list[ResolvedTitle]], checks: RevisionChecks
+    ) -> list[tuple[FetchBatch, WriteCounts]]:
+        limit = prefect_rate_limit if _prefect_rate_limit_exists(prefect_rate_limit) else None
+        fetched = fetch_page_batch.map(unmapped(config), batches, unmapped(limit))
+        records = extract_page_batch.map(unmapped(wiki), fetched)
+        written = write_page_batch.map(unmapped(database_url), records, unmapped(checks))
+        return list(zip(fetched.result(), written.result(), strict=True))
+
+    return ScrapeSteps(
+        record_sources=lambda name, specs, wiki: record_corpus_sources(database_url, name, specs, wiki),
+        find_wiki=find_wiki,
+        load_dump=lambda path, wiki, limit, force, checks: load_dump_file(
+            database_url, path, wiki, limit, force, checks
+        ),
+        resolve_titles=resolve_scrape_titles,
+        plan_refresh=lambda config, names, wiki: plan_corpus_refresh(database_url, config, names, wiki),
+        select_stale=lambda wiki, pages, force: select_stale_pages(database_url, wiki, pages, force),
+        scrape_batches=scrape_batches,
+        mark_gone=lambda plan: mark_gone(database_url, plan),
+        finish_refresh=lambda summary, days: finish_corpus_refresh(database_url, summary, days),
+    )
 
 
 def publish_summary(summary: ScrapeSummary) -> None:
@@ -265,77 +276,32 @@ def scrape_wikipedia(
             "set WIKIREF_API_URL instead"
         )
     settings = get_settings()
-    database_url, _ = prepare_database(settings)
-    checks = revision_checks(settings)
-    if mirror_dir and dump_path:
-        raise ScrapeError("give a mirror folder or a dump, not both")
-    sources = TitleSources(
-        titles=tuple(titles or ()),
+    request = ScrapeRequest.from_options(
+        settings,
+        titles=titles or (),
         titles_file=titles_file,
         category=category,
         category_depth=category_depth,
         list_page=list_page,
         top_day=top_day,
         limit=limit,
+        api_url=api_url,
+        mirror_dir=mirror_dir,
+        mirror_bulk=mirror_bulk,
+        dump_path=dump_path,
+        force=force,
+        batch_size=batch_size,
+        corpus=corpus,
+        refresh=refresh,
     )
-    specs = source_specs(sources, dump=dump_path)
-    if refresh and specs and not corpus:
-        raise ScrapeError("sources given with refresh are refreshed only when recorded: name a corpus")
-    if dump_path:
-        summary = load_dump_file(database_url, Path(dump_path), settings.wiki, limit, force, checks)
-        if corpus:
-            # A corpus belongs to the wiki its sources were read from: known once the dump is read.
-            record_corpus_sources(database_url, corpus, specs, summary.wiki)
-        publish_summary(summary)
-        return summary_dict(summary)
-
-    with contextlib.ExitStack() as stack:
-        if mirror_dir:
-            from wikiref.flows.mirror.server import (  # the mirror loads only when used
-                LIST_PAGE,
-                running_mirror,
-            )
-
-            api_url = stack.enter_context(running_mirror(Path(mirror_dir), include_bulk=mirror_bulk))
-            if sources.empty and not refresh:
-                sources = TitleSources(list_page=LIST_PAGE, limit=limit)
-        config = client_config(settings, api_url)
-        prefect_limit = settings.scrape_prefect_rate_limit
-        prefect_limit = prefect_limit if _prefect_rate_limit_exists(prefect_limit) else None
-
-        if refresh:
-            plan = plan_corpus_refresh(database_url, config, [corpus] if corpus else None, settings.wiki)
-            resolved = plan.resolved
-        elif sources.empty:
-            raise ScrapeError(
-                "no titles to scrape: give titles, a titles file, a category, a list page or a day"
-            )
-        else:
-            resolved = resolve_scrape_titles(config, sources, settings.wiki)
-            if corpus and specs:
-                record_corpus_sources(database_url, corpus, specs, resolved.wiki)
-        summary = summary_of(resolved)
-        stale, summary.skipped_current = select_stale_pages(
-            database_url, resolved.wiki, resolved.resolution.pages, force
-        )
-        batches = batched(stale, batch_size or settings.scrape_batch_size)
-        fetched = fetch_page_batch.map(unmapped(config), batches, unmapped(prefect_limit))
-        records = extract_page_batch.map(unmapped(resolved.wiki), fetched)
-        written = write_page_batch.map(unmapped(database_url), records, unmapped(checks))
-        for batch, counts in zip(fetched.result(), written.result(), strict=True):
-            summary.missing += batch.missing
-            summary.failed += batch.failed
-            summary.stats.merge(batch.stats)
-            summary.counts.merge(counts)
+    database_url, _ = prepare_database(settings)
+    steps = flow_steps(database_url, settings.scrape_prefect_rate_limit)
+    if refresh:
+        refreshed = run_refresh(request, steps)
+        log.info("refresh summary: %s", ", ".join(f"{name} {value}" for name, value in refreshed.rows()))
+        publish_refresh(refreshed)
+        return {**summary_dict(refreshed.scrape), "corpora": refreshed.corpus_table()}
+    summary = run_scrape(request, steps)
     log.info("scrape summary: %s", ", ".join(f"{name} {value}" for name, value in summary.rows()))
-    if not refresh:
-        publish_summary(summary)
-        return summary_dict(summary)
-    for _corpus, path in plan.dumps:
-        summary.counts.merge(load_dump_file(database_url, path, resolved.wiki, None, False, checks).counts)
-    refreshed = RefreshSummary(scrape=summary, stored_checked=len(plan.stored), other_wikis=plan.other_wikis)
-    refreshed.marked_deleted, refreshed.marked_redirects = mark_gone(database_url, plan)
-    refreshed.corpora = corpus_counts(plan, [page.title for page in stale], summary)
-    refreshed = finish_corpus_refresh(database_url, refreshed, settings.scrape_history_embedding_days)
-    publish_refresh(refreshed)
-    return {**summary_dict(summary), "corpora": refreshed.corpus_table()}
+    publish_summary(summary)
+    return summary_dict(summary)

@@ -28,7 +28,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from wikiref.db.engine import validate_database_url
 from wikiref.flows.errors import UserError
-from wikiref.models.article_text import DEFAULT_RECIPE
+from wikiref.models.article_text import DEFAULT_RECIPE, TITLE_ONLY
 from wikiref.models.finetune import TrainingConfig
 from wikiref.models.pairs import (
     DEFAULT_EVAL_FRACTION,
@@ -242,21 +242,27 @@ class ScrapeSettings(BaseSettings):
 
 # Named recipes: the knobs each one sets. "default" is what the TrainKnobs defaults are (chosen by
 # bench/train_bench.py, docs/training.md); "reference" is sentence-transformers' reference recipe (batch 8, plain
-# sampler, MNRL, title -> chunk), kept to compare against.
+# sampler, MNRL, title -> chunk), kept to compare against: its hyperparameters are TrainingConfig's defaults.
+_REFERENCE = TrainingConfig()
 RECIPES: dict[str, dict[str, Any]] = {
     "default": {},
     "reference": {
-        "batch_size": 8,
-        "sampler": "batch",
-        "loss": "mnrl",
-        "symmetric": False,
+        **{
+            name: getattr(_REFERENCE, name)
+            for name in (
+                "batch_size",
+                "sampler",
+                "loss",
+                "symmetric",
+                "hard_negatives",
+                "learning_rate",
+                "epochs",
+                "max_pairs",
+            )
+        },
         "target": "chunk",
-        "article_text": "title",
+        "article_text": TITLE_ONLY.name,
         "wise_ft": False,
-        "hard_negatives": False,
-        "learning_rate": 5e-5,
-        "epochs": 1.0,
-        "max_pairs": 0,
         "precision": "fp32",
     },
 }
@@ -286,7 +292,8 @@ class TrainKnobs(BaseModel):
         default=4096,
         ge=0,
         description="Train on at most this many pairs of a shuffled epoch, so that a run's time does not grow "
-        "with the corpus (4,096: about 17 minutes of training on a 2-core CPU); 0: every pair, epochs times.",
+        "with the corpus (4,096: 19.6-22.0 minutes of training on a 2-core CPU, docs/training.md); 0: every pair, "
+        "epochs times.",
     )
     batch_size: int = Field(default=64, ge=2, description="Pairs per batch (batch - 1 in-batch negatives).")
     learning_rate: float = Field(default=1e-4, gt=0, description="Peak learning rate (linear decay).")

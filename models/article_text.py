@@ -29,6 +29,11 @@ class ArticleTextRecipe:
         """Stable, human-readable name stored with each model version: ``title`` or ``title+lead80``."""
         return f"title+lead{self.lead_words}" if self.lead_words else "title"
 
+    @property
+    def reads_lead(self) -> bool:
+        """Whether the text changes when the lead does (so a lead edit makes the article's embedding stale)."""
+        return self.lead_words > 0
+
     @classmethod
     def from_name(cls, name: str) -> ArticleTextRecipe:
         match = _NAME.match(name.strip())

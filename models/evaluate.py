@@ -36,8 +36,6 @@ log = logging.getLogger(__name__)
 REVERSE_METRIC = "ref_to_title_acc@1"
 # Display order; the first two are what the product serves and what the gate may use.
 METRICS = ("ndcg@10", REVERSE_METRIC, "mrr@10", "recall@10", "chunk_ndcg@10")
-GATE_METRICS = ("ndcg@10", REVERSE_METRIC)
-_PER_ARTICLE = ("ndcg@10", "mrr@10", "recall@10", "chunk_ndcg@10")
 _DISCOUNT = 1.0 / np.log2(np.arange(2, 12))
 
 

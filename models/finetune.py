@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -17,8 +16,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from wikiref.models.errors import ModelError
+from wikiref.models.errors import TrainingError
+from wikiref.models.hard_negatives import mine_hard_negatives
 from wikiref.models.pairs import Pair, TrainPairs
+from wikiref.models.sources import source_keys
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +30,6 @@ LOSSES: tuple[LossName, ...] = ("mnrl", "cached_mnrl")
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 # step, total steps, the Trainer's log entry of that step ({} when it logged nothing)
 ProgressCallback = Callable[[int, int, dict[str, float]], None]
-
-
-class TrainingError(ModelError, ValueError):
-    """A training request that cannot run as asked (no pairs, an existing output folder, a bad option)."""
 
 
 @dataclass(frozen=True)
@@ -150,25 +147,6 @@ def resolve_precision(precision: Precision, device: str) -> str:
     return "bf16" if device == "cpu" and cpu_has_bf16() else "fp32"
 
 
-_DOI = re.compile(r"\b10\.\d{4,9}/[^\s\"<>]+", re.IGNORECASE)
-_URL = re.compile(r"https?://(?:www\.)?([^\s\"<>]+)", re.IGNORECASE)
-_NOT_WORD = re.compile(r"\W+")
-
-
-def source_keys(reference: str) -> set[str]:
-    """What identifies the source(s) a reference text cites: its DOIs, URLs and normalised text.
-
-    Two articles citing the same source (same DOI, same URL, or the same text up to case and punctuation) make
-    that source relevant to both: it must not serve as a negative for either.
-    """
-    keys = {"doi:" + doi.rstrip(".,;)").lower() for doi in _DOI.findall(reference)}
-    keys |= {"url:" + url.rstrip("/.,;)").lower() for url in _URL.findall(reference)}
-    normalised = _NOT_WORD.sub(" ", reference.lower()).strip()
-    if normalised:
-        keys.add("text:" + normalised)
-    return keys
-
-
 class NoSharedSourceBatchSampler:
     """Batches in which no pair's target is relevant to another anchor of the batch (see source_aware_sampler).
 
@@ -272,6 +250,91 @@ def _progress_callback(on_progress: ProgressCallback):
     return Progress()
 
 
+def _loss(model, config: TrainingConfig):
+    """In-batch negatives, cosine similarity scaled by 20 as in the reference recipe. A negative column adds every
+    pair's negative to the references each article text ranks (query_to_doc); doc_to_query ranks the batch's
+    article texts for each positive only, as without one."""
+    from sentence_transformers.sentence_transformer.losses import (
+        CachedMultipleNegativesRankingLoss,
+        MultipleNegativesRankingLoss,
+    )
+    from sentence_transformers.util import cos_sim
+
+    directions = ("query_to_doc", "doc_to_query") if config.symmetric else ("query_to_doc",)
+    if config.loss == "cached_mnrl":
+        return CachedMultipleNegativesRankingLoss(
+            model,
+            scale=config.scale,
+            similarity_fct=cos_sim,
+            mini_batch_size=config.mini_batch_size,
+            directions=directions,
+        )
+    return MultipleNegativesRankingLoss(
+        model, scale=config.scale, similarity_fct=cos_sim, directions=directions
+    )
+
+
+def _arguments(
+    config: TrainingConfig,
+    *,
+    train_pairs: int,
+    checkpoint_dir: Path,
+    batch_sampler: Any,
+    device: str,
+    precision: str,
+    quiet: bool,
+):
+    """The Trainer's arguments, the run's total steps, and whether ``max_pairs`` capped them."""
+    from sentence_transformers import SentenceTransformerTrainingArguments
+
+    steps_per_epoch = -(-train_pairs // config.batch_size)
+    total_steps = config.max_steps or int(steps_per_epoch * config.epochs + 0.999)
+    budget_steps = -(-config.max_pairs // config.batch_size)
+    capped = 0 < budget_steps < total_steps
+    if capped:
+        total_steps = budget_steps
+    logging_steps = config.logging_steps or max(1, min(50, total_steps // 20))
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(checkpoint_dir),
+        num_train_epochs=config.epochs,
+        max_steps=total_steps if capped else (config.max_steps or -1),
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=config.warmup_ratio,  # transformers 5 reads a float below 1 as a ratio of all steps
+        max_grad_norm=config.max_grad_norm,
+        seed=config.seed,
+        data_seed=config.seed,
+        batch_sampler=batch_sampler,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=device == "cpu",
+        logging_steps=logging_steps,
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=1,
+        report_to="none",
+        disable_tqdm=quiet,
+        dataloader_drop_last=False,
+    )
+    return args, total_steps, capped
+
+
+def _loss_log(log_history: list[dict[str, float]]) -> list[dict[str, float]]:
+    """The Trainer's logged losses, one entry per logging step."""
+    return [
+        {
+            "step": entry["step"],
+            "epoch": round(entry.get("epoch", 0.0), 4),
+            "loss": round(entry["loss"], 5),
+            "learning_rate": entry.get("learning_rate", 0.0),
+        }
+        for entry in log_history
+        if "loss" in entry
+    ]
+
+
 def train(
     *,
     base_model: str,
@@ -290,17 +353,8 @@ def train(
     ``resume_from_checkpoint`` continues an interrupted run from one of them (same pairs and config).
     """
     from datasets import Dataset
-    from sentence_transformers import (
-        SentenceTransformer,
-        SentenceTransformerTrainer,
-        SentenceTransformerTrainingArguments,
-    )
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
     from sentence_transformers.base.sampler import BatchSamplers
-    from sentence_transformers.sentence_transformer.losses import (
-        CachedMultipleNegativesRankingLoss,
-        MultipleNegativesRankingLoss,
-    )
-    from sentence_transformers.util import cos_sim
 
     if not pairs:
         raise TrainingError("no training pairs: load articles with references first (wikiref scrape)")
@@ -325,8 +379,6 @@ def train(
         )
     mined = None
     if config.hard_negatives:
-        from wikiref.models.hard_negatives import mine_hard_negatives
-
         # Mined with the model as loaded, before any step: the base model. Every pair gets one, whether or not
         # max_pairs lets the run reach it, so that which pairs train stays the sampler's choice alone. The
         # column is held in memory (beside the memory-mapped anchor and positive): about a reference's length
@@ -334,60 +386,23 @@ def train(
         mined = mine_hard_negatives(pairs, model, seed=config.seed)
         train_dataset = train_dataset.add_column("negative", mined.negatives)
 
-    # 3. Loss: in-batch negatives, cosine similarity scaled by 20 as in the reference recipe. A negative column
-    # adds every pair's negative to the references each article text ranks (query_to_doc); doc_to_query ranks
-    # the batch's article texts for each positive only, as without one.
-    directions = ("query_to_doc", "doc_to_query") if config.symmetric else ("query_to_doc",)
-    if config.loss == "cached_mnrl":
-        loss = CachedMultipleNegativesRankingLoss(
-            model,
-            scale=config.scale,
-            similarity_fct=cos_sim,
-            mini_batch_size=config.mini_batch_size,
-            directions=directions,
-        )
-    else:
-        loss = MultipleNegativesRankingLoss(
-            model, scale=config.scale, similarity_fct=cos_sim, directions=directions
-        )
-    # The source-aware sampler reads every pair's source keys into memory: built only when it is asked for.
+    # 3. Loss
+    loss = _loss(model, config)
+
+    # 4. Arguments. The source-aware sampler reads every pair's source keys into memory: built only when asked.
     samplers = {
         "batch": lambda: BatchSamplers.BATCH_SAMPLER,
         "no_duplicates": lambda: BatchSamplers.NO_DUPLICATES,
         "no_shared_source": lambda: source_aware_sampler(pairs, mined.negatives if mined else None),
     }
-
-    # 4. Arguments
-    steps_per_epoch = -(-len(pairs) // config.batch_size)
-    total_steps = config.max_steps or int(steps_per_epoch * config.epochs + 0.999)
-    budget_steps = -(-config.max_pairs // config.batch_size)
-    capped = 0 < budget_steps < total_steps
-    if capped:
-        total_steps = budget_steps
-    logging_steps = config.logging_steps or max(1, min(50, total_steps // 20))
-    args = SentenceTransformerTrainingArguments(
-        output_dir=str(checkpoint_dir),
-        num_train_epochs=config.epochs,
-        max_steps=total_steps if capped else (config.max_steps or -1),
-        per_device_train_batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
-        lr_scheduler_type=config.lr_scheduler,
-        warmup_steps=config.warmup_ratio,  # transformers 5 reads a float below 1 as a ratio of all steps
-        max_grad_norm=config.max_grad_norm,
-        seed=config.seed,
-        data_seed=config.seed,
+    args, total_steps, capped = _arguments(
+        config,
+        train_pairs=len(pairs),
+        checkpoint_dir=checkpoint_dir,
         batch_sampler=samplers[config.sampler](),
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
-        use_cpu=device == "cpu",
-        logging_steps=logging_steps,
-        logging_first_step=True,
-        save_strategy="steps",
-        save_steps=config.save_steps,
-        save_total_limit=1,
-        report_to="none",
-        disable_tqdm=on_progress is not None,
-        dataloader_drop_last=False,
+        device=device,
+        precision=precision,
+        quiet=on_progress is not None,
     )
 
     # 5. Train
@@ -427,16 +442,8 @@ def train(
     model.save(str(output_dir), create_model_card=False)
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
-    loss_log = [
-        {
-            "step": entry["step"],
-            "epoch": round(entry.get("epoch", 0.0), 4),
-            "loss": round(entry["loss"], 5),
-            "learning_rate": entry.get("learning_rate", 0.0),
-        }
-        for entry in trainer.state.log_history
-        if "loss" in entry
-    ]
+    # 7. Report
+    loss_log = _loss_log(trainer.state.log_history)
     samples_per_second = float(output.metrics.get("train_samples_per_second", 0.0))
     log.info(
         "trained %d steps in %.1f s (%.1f samples/s), final logged loss %s; saved to %s",

@@ -31,8 +31,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from wikiref.models.finetune import TrainingError, source_keys
+from wikiref.models.errors import TrainingError
 from wikiref.models.pairs import Pair
+from wikiref.models.sources import source_keys
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -60,6 +61,62 @@ class HardNegatives:
     seconds: float
 
 
+@dataclass(frozen=True)
+class _PairIndex:
+    """The pairs as indexes: each distinct reference once, each article's text once, and per pair both rows."""
+
+    texts: list[str]
+    anchors: list[str]
+    article_of: np.ndarray
+    positive_of: np.ndarray
+
+
+def _index_pairs(pairs: Iterable[Pair]) -> _PairIndex:
+    corpus: dict[str, int] = {}
+    row_of_article: dict[int, int] = {}
+    anchors: list[str] = []
+    pair_article, pair_positive = array("q"), array("q")
+    for pair in pairs:
+        row = row_of_article.setdefault(pair.article_id, len(anchors))
+        if row == len(anchors):
+            anchors.append(pair.anchor)
+        pair_article.append(row)
+        pair_positive.append(corpus.setdefault(pair.chunk, len(corpus)))
+    return _PairIndex(
+        texts=list(corpus),
+        anchors=anchors,
+        article_of=np.frombuffer(pair_article, dtype=np.int64),
+        positive_of=np.frombuffer(pair_positive, dtype=np.int64),
+    )
+
+
+class _Exclusions:
+    """What each article may not take as a negative: its own references, and any that shares a source with one."""
+
+    def __init__(self, index: _PairIndex) -> None:
+        self.reference_keys = [frozenset(source_keys(text)) for text in index.texts]
+        # The pairs of each article, in pair order: pair_ids[starts[a]:starts[a + 1]].
+        self.pair_ids = np.argsort(index.article_of, kind="stable")
+        self.starts = np.concatenate(
+            [[0], np.cumsum(np.bincount(index.article_of, minlength=len(index.anchors)))]
+        )
+        self.own = [set(index.positive_of[self.pairs_of(a)].tolist()) for a in range(len(index.anchors))]
+        self.article_keys = [
+            frozenset().union(*(self.reference_keys[c] for c in cited)) for cited in self.own
+        ]
+
+    def pairs_of(self, article: int) -> np.ndarray:
+        return self.pair_ids[self.starts[article] : self.starts[article + 1]]
+
+    def allowed(self, article: int, candidates: np.ndarray) -> np.ndarray:
+        keys, cited = self.article_keys[article], self.own[article]
+        return np.fromiter(
+            (c not in cited and self.reference_keys[c].isdisjoint(keys) for c in candidates.tolist()),
+            dtype=bool,
+            count=len(candidates),
+        )
+
+
 def mine_hard_negatives(
     pairs: Iterable[Pair],
     model: SentenceTransformer,
@@ -79,36 +136,15 @@ def mine_hard_negatives(
     if relative_margin < 0:
         raise ValueError(f"relative_margin must be 0 or more, got {relative_margin}")
     started = time.perf_counter()
-    corpus: dict[str, int] = {}
-    row_of_article: dict[int, int] = {}
-    anchors: list[str] = []
-    pair_article, pair_positive = array("q"), array("q")
-    for pair in pairs:
-        row = row_of_article.setdefault(pair.article_id, len(anchors))
-        if row == len(anchors):
-            anchors.append(pair.anchor)
-        pair_article.append(row)
-        pair_positive.append(corpus.setdefault(pair.chunk, len(corpus)))
-    if not anchors:
-        return HardNegatives([], 0, 0, 0, time.perf_counter() - started)
-    texts = list(corpus)
-    del corpus
-    reference_keys = [frozenset(source_keys(text)) for text in texts]
-    article_of = np.frombuffer(pair_article, dtype=np.int64)
-    positive_of = np.frombuffer(pair_positive, dtype=np.int64)
-    # The pairs of each article, in pair order: pair_ids[starts[a]:starts[a + 1]].
-    pair_ids = np.argsort(article_of, kind="stable")
-    starts = np.concatenate([[0], np.cumsum(np.bincount(article_of, minlength=len(anchors)))])
-    own = [set(positive_of[pair_ids[starts[a] : starts[a + 1]]].tolist()) for a in range(len(anchors))]
-    article_keys = [frozenset().union(*(reference_keys[c] for c in cited)) for cited in own]
 
-    def allowed(article: int, candidates: np.ndarray) -> np.ndarray:
-        keys, cited = article_keys[article], own[article]
-        return np.fromiter(
-            (c not in cited and reference_keys[c].isdisjoint(keys) for c in candidates.tolist()),
-            dtype=bool,
-            count=len(candidates),
-        )
+    # 1. Index the pairs: each distinct reference and article text once.
+    index = _index_pairs(pairs)
+    if not index.anchors:
+        return HardNegatives([], 0, 0, 0, time.perf_counter() - started)
+    texts, anchors = index.texts, index.anchors
+
+    # 2. What each article may not take: its own references and those sharing a source with them.
+    exclusions = _Exclusions(index)
 
     def encode(inputs: list[str]):
         return model.encode(
@@ -121,24 +157,30 @@ def mine_hard_negatives(
 
     log.info("mining hard negatives: encoding %d references and %d article texts", len(texts), len(anchors))
     with torch.inference_mode():
+        # 3. Encode every reference and article text with the base model.
         references = encode(texts)
         queries = encode(anchors)
+
+        # 4. Per block of articles: each pair's first allowed candidate at or below its threshold, else a random
+        # allowed one.
         rng = np.random.default_rng(seed)
-        chosen = np.full(len(article_of), -1, dtype=np.int64)
+        chosen = np.full(len(index.article_of), -1, dtype=np.int64)
         fallbacks = 0
         rows_per_block = max(1, SCORES_PER_BLOCK // len(texts))
         for first in range(0, len(anchors), rows_per_block):
             last = min(first + rows_per_block, len(anchors))
             block = queries[first:last] @ references.T
-            k = min(len(texts), max(len(own[a]) for a in range(first, last)) + EXTRA_CANDIDATES)
+            k = min(len(texts), max(len(exclusions.own[a]) for a in range(first, last)) + EXTRA_CANDIDATES)
             top_scores, top_indices = (t.cpu().numpy() for t in block.topk(k, dim=1))
             for article in range(first, last):
                 local = article - first
-                ids = pair_ids[starts[article] : starts[article + 1]]
-                positives = block[local, torch.as_tensor(positive_of[ids], device=block.device)].cpu().numpy()
+                ids = exclusions.pairs_of(article)
+                positives = (
+                    block[local, torch.as_tensor(index.positive_of[ids], device=block.device)].cpu().numpy()
+                )
                 thresholds = positives - np.abs(positives) * relative_margin
                 scores, candidates = top_scores[local], top_indices[local]
-                keep = allowed(article, candidates)
+                keep = exclusions.allowed(article, candidates)
                 # The first allowed candidate at or below each pair's threshold (scores descend).
                 found = np.searchsorted(-scores[keep], -thresholds, side="left")
                 if (found == keep.sum()).any() and k < len(texts):
@@ -146,7 +188,7 @@ def mine_hard_negatives(
                     row = block[local].cpu().numpy()
                     candidates = np.argsort(-row, kind="stable")
                     scores = row[candidates]
-                    keep = allowed(article, candidates)
+                    keep = exclusions.allowed(article, candidates)
                     found = np.searchsorted(-scores[keep], -thresholds, side="left")
                 kept = candidates[keep]
                 if not len(kept):
@@ -159,6 +201,8 @@ def mine_hard_negatives(
                 if missing.any():
                     fallbacks += int(missing.sum())
                     chosen[ids[missing]] = rng.choice(np.sort(kept), size=int(missing.sum()))
+
+    # 5. Report.
     seconds = time.perf_counter() - started
     log.info(
         "mined %d hard negatives (%d distinct) in %.1f s; %d pairs had no allowed reference below the margin and "

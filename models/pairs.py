@@ -508,30 +508,34 @@ def build_pairs(
         raise
 
 
-def _build(
+@dataclass
+class _FirstPass:
+    """The articles spilled to disk with their chunks, and what pass 1 dropped."""
+
+    spill: _ArticleSpill
+    references: int = 0
+    empty_references: int = 0
+    duplicate_chunks: int = 0
+
+
+def _spill_articles(
     articles: Iterable[ArticleTexts],
-    directory: Path,
+    path: Path,
     *,
     count_tokens: TokenCounter,
     token_budget: int,
-    eval_fraction: float,
-    min_heldout_articles: int,
-    max_heldout_articles: int,
-    recipe: ArticleTextRecipe,
-    target: Target,
     validation_fraction: float,
     is_heldout: Callable[[str], bool] | None,
-) -> PairSplit:
-    # Pass 1, streamed: normalise, count tokens a batch of articles at a time, chunk, spill to disk.
-    spill = _ArticleSpill(directory / "articles.pickles")
-    empty_references = duplicate_chunks = total_references = 0
+) -> _FirstPass:
+    """Pass 1, streamed: normalise, count tokens a batch of articles at a time, chunk, spill to disk."""
+    first = _FirstPass(_ArticleSpill(path))
     for batch in _batches_of_texts(articles, TOKEN_BATCH_TEXTS):
         kept_of = []
         for article in batch:
-            total_references += len(article.references)
+            first.references += len(article.references)
             references = [" ".join(text.split()) for text in article.references]
             kept = [text for text in references if text]
-            empty_references += len(references) - len(kept)
+            first.empty_references += len(references) - len(kept)
             kept_of.append(kept)
         flat = [text for kept in kept_of for text in kept]
         counts = count_tokens(flat) if flat else []
@@ -547,32 +551,50 @@ def _build(
             seen: set[str] = set()
             for chunk in _chunks_with_tokens(kept, tokens, token_budget=token_budget):
                 if chunk[0] in seen:
-                    duplicate_chunks += 1
+                    first.duplicate_chunks += 1
                     continue
                 seen.add(chunk[0])
                 chunks.append(chunk)
             singles = tuple(dict(zip(kept, tokens, strict=True)).items())
-            spill.add(
+            first.spill.add(
                 article,
                 singles,
                 chunks,
                 validation_score=heldout_score(article.title, "validation:") if validation_fraction else 1.0,
                 fixed_heldout=bool(is_heldout(article.title)) if is_heldout is not None else False,
             )
+    return first
 
-    # Sorting by title makes the pair order, and so the fingerprint, independent of database ids and row order.
-    order = spill.finish()
-    roles = _roles(
-        spill,
-        order,
-        eval_fraction=eval_fraction,
-        min_heldout_articles=min_heldout_articles,
-        max_heldout_articles=max_heldout_articles,
-        validation_fraction=validation_fraction,
-        fixed_split=is_heldout is not None,
-    )
 
-    # Pass 2, in title order: fingerprints, training pairs to disk, held-out and validation articles kept.
+@dataclass(frozen=True)
+class _SecondPass:
+    """The training pairs on disk, the held-out and validation articles in memory, and the fingerprints."""
+
+    train: TrainPairs
+    heldout_pairs: list[Pair]
+    heldout_references: list[tuple[int, str]]
+    heldout_titles: dict[int, str]
+    heldout_articles: list[EvalArticle]
+    validation_articles: list[EvalArticle]
+    fingerprint: str
+    heldout_fingerprint: str
+    mean_chunk_tokens: float
+
+
+def _write_pairs(
+    spill: _ArticleSpill,
+    order: np.ndarray,
+    roles: np.ndarray,
+    directory: Path,
+    *,
+    recipe: ArticleTextRecipe,
+    target: Target,
+    options: dict[str, object],
+) -> _SecondPass:
+    """Pass 2, in title order: fingerprints, training pairs to disk, held-out and validation articles kept.
+
+    ``options`` are the build's options that change the pairs: the fingerprint starts with them.
+    """
     writer = _PairWriter(directory / "train.arrow")
     heldout_pairs: list[Pair] = []
     heldout_references: list[tuple[int, str]] = []
@@ -580,18 +602,8 @@ def _build(
     heldout_articles: list[EvalArticle] = []
     validation_articles: list[EvalArticle] = []
     fingerprint, heldout_fingerprint = hashlib.sha256(), hashlib.sha256()
-    _hash_line(heldout_fingerprint, {"token_budget": token_budget, "recipe": recipe.name})
-    _hash_line(
-        fingerprint,
-        {
-            "token_budget": token_budget,
-            "eval_fraction": eval_fraction,
-            "min_heldout_articles": min_heldout_articles,
-            "recipe": recipe.name,
-            "target": target,
-            "validation_fraction": validation_fraction,
-        },
-    )
+    _hash_line(heldout_fingerprint, {"token_budget": options["token_budget"], "recipe": recipe.name})
+    _hash_line(fingerprint, options)
     chunk_tokens = chunk_count = 0
     descriptor = os.open(spill.path, os.O_RDONLY)
     try:
@@ -624,45 +636,109 @@ def _build(
     finally:
         os.close(descriptor)
         writer.close()
-    spill.path.unlink()
-    train = TrainPairs(directory / "train.arrow", writer.count, owned_dir=directory)
+    return _SecondPass(
+        train=TrainPairs(directory / "train.arrow", writer.count, owned_dir=directory),
+        heldout_pairs=heldout_pairs,
+        heldout_references=heldout_references,
+        heldout_titles=heldout_titles,
+        heldout_articles=heldout_articles,
+        validation_articles=validation_articles,
+        fingerprint=fingerprint.hexdigest(),
+        heldout_fingerprint=heldout_fingerprint.hexdigest(),
+        # A chunk's tokens are the sum of its references' (chunk_references); fmean of the same integers.
+        mean_chunk_tokens=round(chunk_tokens / chunk_count, 1) if chunk_count else 0.0,
+    )
 
+
+def _build(
+    articles: Iterable[ArticleTexts],
+    directory: Path,
+    *,
+    count_tokens: TokenCounter,
+    token_budget: int,
+    eval_fraction: float,
+    min_heldout_articles: int,
+    max_heldout_articles: int,
+    recipe: ArticleTextRecipe,
+    target: Target,
+    validation_fraction: float,
+    is_heldout: Callable[[str], bool] | None,
+) -> PairSplit:
+    # 1. Pass 1, streamed: every article's references and chunks, with their token counts, spilled to disk.
+    first = _spill_articles(
+        articles,
+        directory / "articles.pickles",
+        count_tokens=count_tokens,
+        token_budget=token_budget,
+        validation_fraction=validation_fraction,
+        is_heldout=is_heldout,
+    )
+    spill = first.spill
+
+    # 2. Roles: sorting by title makes the pair order, and so the fingerprint, independent of database ids and
+    # row order; each article is then training, held out, reserved (held out beyond the cap) or validation.
+    order = spill.finish()
+    roles = _roles(
+        spill,
+        order,
+        eval_fraction=eval_fraction,
+        min_heldout_articles=min_heldout_articles,
+        max_heldout_articles=max_heldout_articles,
+        validation_fraction=validation_fraction,
+        fixed_split=is_heldout is not None,
+    )
+
+    # 3. Pass 2, in title order: training pairs to disk, held-out and validation articles kept, fingerprints.
+    options = {
+        "token_budget": token_budget,
+        "eval_fraction": eval_fraction,
+        "min_heldout_articles": min_heldout_articles,
+        "recipe": recipe.name,
+        "target": target,
+        "validation_fraction": validation_fraction,
+    }
+    second = _write_pairs(spill, order, roles, directory, recipe=recipe, target=target, options=options)
+    spill.path.unlink()
+
+    # 4. Counts, for the model card and the registry.
     reserved = int((roles == _RESERVED).sum())
     counts: dict[str, float] = {
         "articles": len(spill),
-        "train_articles": len(spill) - len(heldout_titles) - len(validation_articles) - reserved,
-        "heldout_articles": len(heldout_titles),
-        "validation_articles": len(validation_articles),
+        "train_articles": len(spill)
+        - len(second.heldout_titles)
+        - len(second.validation_articles)
+        - reserved,
+        "heldout_articles": len(second.heldout_titles),
+        "validation_articles": len(second.validation_articles),
         "reserved_heldout_articles": reserved,
-        "references": total_references,
-        "empty_references_dropped": empty_references,
-        "duplicate_chunks_dropped": duplicate_chunks,
-        "train_pairs": len(train),
-        "heldout_pairs": len(heldout_pairs),
-        "heldout_references": len(heldout_references),
-        # A chunk's tokens are the sum of its references' (chunk_references); fmean of the same integers.
-        "mean_chunk_tokens": round(chunk_tokens / chunk_count, 1) if chunk_count else 0.0,
+        "references": first.references,
+        "empty_references_dropped": first.empty_references,
+        "duplicate_chunks_dropped": first.duplicate_chunks,
+        "train_pairs": len(second.train),
+        "heldout_pairs": len(second.heldout_pairs),
+        "heldout_references": len(second.heldout_references),
+        "mean_chunk_tokens": second.mean_chunk_tokens,
     }
     log.info(
         "pairs: %d train / %d held-out from %d + %d articles (%d held out beyond the cap); dropped %d empty "
         "references, %d duplicate chunks",
-        len(train),
-        len(heldout_pairs),
+        len(second.train),
+        len(second.heldout_pairs),
         counts["train_articles"],
         counts["heldout_articles"],
         reserved,
-        empty_references,
-        duplicate_chunks,
+        first.empty_references,
+        first.duplicate_chunks,
     )
     return PairSplit(
-        train=train,
-        heldout=heldout_pairs,
-        heldout_references=heldout_references,
-        heldout_titles=heldout_titles,
-        fingerprint=fingerprint.hexdigest(),
-        heldout_fingerprint=heldout_fingerprint.hexdigest(),
+        train=second.train,
+        heldout=second.heldout_pairs,
+        heldout_references=second.heldout_references,
+        heldout_titles=second.heldout_titles,
+        fingerprint=second.fingerprint,
+        heldout_fingerprint=second.heldout_fingerprint,
         counts=counts,
-        heldout_articles=heldout_articles,
-        validation_articles=validation_articles,
+        heldout_articles=second.heldout_articles,
+        validation_articles=second.validation_articles,
         recipe=recipe,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine, text
 
-from wikiref.db.articles import PageWriteResult
+from wikiref.db.page_records import PageWriteResult
 
 
 def stored_rows(engine: Engine) -> dict[str, list[tuple]]:

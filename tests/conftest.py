@@ -6,6 +6,7 @@ server instead of the embedded one.
 
 from __future__ import annotations
 
+import itertools
 import os
 import uuid
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ import pytest
 from psycopg import sql
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from wikiref.db import migrate
 from wikiref.db.engine import libpq_url, make_engine
@@ -162,11 +164,31 @@ def run_cli(tmp_path: Path):
 LOADED_TEMPLATE_DATABASE = "wikiref_test_template_loaded"
 
 
+def load_saved_pages(engine: Engine, root: Path) -> None:
+    """Extract and write every saved page of ``root`` without HTTP, 50 pages a batch (new articles together)."""
+    from wikiref.db.bulk_writes import upsert_pages
+    from wikiref.flows.mediawiki.saved import iter_saved_pages
+    from wikiref.flows.steps.records import page_record
+
+    pages = iter_saved_pages(root)
+    with Session(engine) as session:
+        while batch := list(itertools.islice(pages, 50)):
+            records = [
+                page_record(
+                    wiki="en.wikipedia.org",
+                    title=page.title,
+                    html=page.html,
+                    page_id=page.page_id,
+                    revision_id=page.revision_id,
+                )
+                for page in batch
+            ]
+            upsert_pages(session=session, pages=records)
+
+
 @pytest.fixture(scope="session")
 def loaded_template_url(server_url: str, template_url: str) -> str:
     """A migrated template database holding every page of the shared ``pages/`` (loaded once per session)."""
-    from wikiref.flows.steps.loading import load_saved_pages
-
     with psycopg.connect(server_url, autocommit=True) as connection:
         connection.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
@@ -269,6 +291,7 @@ def embed_everything(engine: Engine, version_id: int, config, *, batch_size: int
         hnsw_ef_construction=64,
         hnsw_ef_search=100,
         maintenance_work_mem="512MB",
+        page_size=20_000,
     )
     return embedding.embed_pending(engine, request).embeddings
 

@@ -15,8 +15,9 @@ from sqlalchemy.orm import Session
 
 from tests.conftest import base_encoder_config, embed_everything, register_base_version
 from wikiref.db import embeddings, search
-from wikiref.db.articles import PageRecord, ReferenceRecord, upsert_page
+from wikiref.db.articles import upsert_page
 from wikiref.db.engine import make_engine
+from wikiref.db.page_records import PageRecord, ReferenceRecord
 from wikiref.models.article_text import ArticleTextRecipe
 from wikiref.models.encode import encode_texts
 
@@ -100,8 +101,11 @@ def test_each_version_serves_its_own_article_text_and_a_lead_edit_re_embeds_one_
             ),
         )
         assert (result.status, result.references_added, result.references_removed) == ("updated", 0, 0)
-        assert embeddings.count_pending(session=session, version_id=base) == {"references": 0, "titles": 0}
-        assert embeddings.count_pending(session=session, version_id=lead_version) == {
+        assert embeddings.count_pending(session=session, version_id=base, reads_lead=False) == {
+            "references": 0,
+            "titles": 0,
+        }
+        assert embeddings.count_pending(session=session, version_id=lead_version, reads_lead=True) == {
             "references": 0,
             "titles": 1,
         }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from datetime import date, datetime
 from pathlib import Path
@@ -13,13 +12,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from wikiref.flows.cli.output import JSON_OPTION, console, count, print_json, print_table, progress
 from wikiref.flows.database import prepare_database
 from wikiref.flows.mediawiki.errors import ScrapeError
-from wikiref.flows.mediawiki.saved import MANIFEST
 from wikiref.flows.mediawiki.title_rules import MAX_ECHOED_CHARS, shortened
-from wikiref.flows.mediawiki.titles import TitleSources
 from wikiref.flows.settings import get_settings
-from wikiref.flows.steps.corpus import RefreshSummary, record_sources, run_refresh, source_specs, wiki_of
-from wikiref.flows.steps.loading import load_dump
-from wikiref.flows.steps.scraping import ScrapeSummary, client_config, revision_checks, run_scrape
+from wikiref.flows.steps.corpus import RefreshSummary
+from wikiref.flows.steps.scrape_sequence import ScrapeRequest, ScrapeSteps, run_refresh, run_scrape
+from wikiref.flows.steps.scraping import ScrapeSummary
 
 
 def _day(value: str | None) -> date | None:
@@ -155,21 +152,6 @@ def scrape(
 
     Runs in this process with a progress bar; `wikiref run scrape` runs the same steps as a Prefect flow.
     """
-    if mirror and dump:
-        raise ScrapeError("give --mirror or --dump, not both")
-    if refresh and (dump or force):
-        raise ScrapeError("--refresh re-checks the corpora's own sources: give no --dump or --force with it")
-    sources = TitleSources(
-        titles=tuple(titles or ()),
-        titles_file=titles_file,
-        category=category,
-        category_depth=depth,
-        list_page=list_page,
-        top_day=_day(top_day),
-        limit=limit,
-    )
-    if mirror and not (mirror / MANIFEST).is_file():
-        raise ScrapeError(f"{mirror} has no {MANIFEST}: not a folder of saved Wikipedia pages")
     settings = get_settings()
     overrides = {}
     if rate is not None:
@@ -177,75 +159,41 @@ def scrape(
     if concurrency is not None:
         overrides["scrape_concurrency"] = concurrency
     settings = settings.model_copy(update=overrides)
+    request = ScrapeRequest.from_options(
+        settings,
+        titles=titles or (),
+        titles_file=titles_file,
+        category=category,
+        category_depth=depth,
+        list_page=list_page,
+        top_day=_day(top_day),
+        limit=limit,
+        api_url=api_url,
+        mirror_dir=mirror,
+        mirror_bulk=bulk,
+        dump_path=dump,
+        force=force,
+        corpus=corpus,
+        refresh=refresh,
+    )
     _, engine = prepare_database(settings)
-    specs = source_specs(sources, dump=dump)
-    if corpus and not specs and not refresh:
-        raise ScrapeError(
-            "--corpus records a scrape's sources: give titles, a category, a list page, a day or a dump"
-        )
-    elif refresh and specs:
-        raise ScrapeError("sources given with --refresh are refreshed only when recorded: add --corpus NAME")
     started = time.monotonic()
     bars = progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
     )
     with bars:
-        if dump:
-            task = bars.add_task("loading dump", total=limit)
-            summary = load_dump(
-                engine,
-                dump,
-                wiki=settings.wiki,
-                limit=limit,
-                force=force,
-                checks=revision_checks(settings),
-                on_batch=lambda read: bars.update(task, completed=read),
-            )
-            if corpus:
-                # A corpus belongs to the wiki its sources were read from: known once the dump is read.
-                record_sources(engine, corpus, specs, wiki=summary.wiki)
-        else:
-            with contextlib.ExitStack() as stack:
-                if mirror:
-                    from wikiref.flows.mirror.server import (
-                        LIST_PAGE,
-                        running_mirror,
-                    )  # the mirror loads only when used
-
-                    api_url = stack.enter_context(running_mirror(mirror, include_bulk=bulk))
-                    if sources.empty and not refresh:
-                        sources = TitleSources(list_page=LIST_PAGE, limit=limit)
-                task = bars.add_task("resolving titles", total=None)
-                if refresh:
-                    refreshed = run_refresh(
-                        engine,
-                        client_config(settings, api_url),
-                        names=[corpus] if corpus else None,
-                        wiki=settings.wiki,
-                        checks=revision_checks(settings),
-                        batch_size=settings.scrape_batch_size,
-                        history_embedding_days=settings.scrape_history_embedding_days,
-                        on_batch=lambda done, total: bars.update(
-                            task, description="refreshing", completed=done, total=total
-                        ),
-                    )
-                    bars.stop()
-                    print_refresh(refreshed, time.monotonic() - started, as_json=as_json)
-                    return
-                if corpus and specs:
-                    record_sources(
-                        engine, corpus, specs, wiki=wiki_of(client_config(settings, api_url), settings.wiki)
-                    )
-                summary = run_scrape(
-                    engine,
-                    client_config(settings, api_url),
-                    sources,
-                    wiki=settings.wiki,
-                    force=force,
-                    batch_size=settings.scrape_batch_size,
-                    checks=revision_checks(settings),
-                    on_batch=lambda done, total: bars.update(
-                        task, description="scraping", completed=done, total=total
-                    ),
-                )
+        task = bars.add_task("loading dump" if dump else "resolving titles", total=limit if dump else None)
+        steps = ScrapeSteps.in_process(
+            engine,
+            on_batch=lambda done, total: bars.update(
+                task, description="refreshing" if refresh else "scraping", completed=done, total=total
+            ),
+            on_dump=lambda read: bars.update(task, completed=read),
+        )
+        if refresh:
+            refreshed = run_refresh(request, steps)
+            bars.stop()
+            print_refresh(refreshed, time.monotonic() - started, as_json=as_json)
+            return
+        summary = run_scrape(request, steps)
     print_summary(summary, time.monotonic() - started, as_json=as_json)

@@ -2,15 +2,15 @@
 current revision (50 titles per query), fetch only what changed, mark deleted and redirected articles.
 
 An unchanged corpus of N stored articles costs about N/50 requests (plus one per category level or list
-page of its sources). The Prefect flow (``scrape_wikipedia(refresh=True)``) and ``wikiref scrape --refresh``
-compose these same steps.
+page of its sources). ``wikiref.flows.steps.scrape_sequence.run_refresh`` runs these steps for both the Prefect
+flow (``scrape_wikipedia(refresh=True)``) and ``wikiref scrape --refresh``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from wikiref.db.articles import RevisionChecks, mark_gone, prune_history_embeddings, stored_titles
+from wikiref.db.articles import mark_gone, stored_titles
 from wikiref.db.corpora import (
     CorpusDefinition,
     SourceSpec,
@@ -28,13 +28,13 @@ from wikiref.db.corpora import (
     corpora,
     record_refresh,
 )
+from wikiref.db.reference_history import prune_history_embeddings
 from wikiref.flows import markdown
 from wikiref.flows.mediawiki.client import ClientConfig, ClientStats, MediaWikiClient, TitleResolution
 from wikiref.flows.mediawiki.errors import ScrapeError
 from wikiref.flows.mediawiki.title_rules import InvalidTitle, check_title_length, shortened
 from wikiref.flows.mediawiki.titles import TitleSources, gather_titles, read_titles_file
-from wikiref.flows.steps.loading import load_dump
-from wikiref.flows.steps.scraping import ResolvedTitles, ScrapeSummary, scrape_pages, summary_of
+from wikiref.flows.steps.scraping import ResolvedTitles, ScrapeSummary
 
 log = logging.getLogger(__name__)
 
@@ -329,35 +329,3 @@ def finish_refresh(
             cutoff = datetime.now(UTC) - timedelta(days=history_embedding_days)
             summary.history_embeddings_pruned = prune_history_embeddings(session=session, older_than=cutoff)
     return summary
-
-
-def run_refresh(
-    engine: Engine,
-    config: ClientConfig,
-    *,
-    names: Iterable[str] | None = None,
-    wiki: str | None = None,
-    checks: RevisionChecks = RevisionChecks(),
-    batch_size: int = 25,
-    history_embedding_days: int | None = None,
-    on_batch: Callable[[int, int], None] | None = None,
-) -> RefreshSummary:
-    """Refresh in this process (the CLI's path; the flow runs the same steps as tasks)."""
-    plan = plan_refresh(engine, config, names=names, wiki=wiki)
-    scrape = summary_of(plan.resolved)
-    stale = scrape_pages(
-        engine,
-        config,
-        plan.resolved,
-        scrape,
-        force=False,
-        batch_size=batch_size,
-        checks=checks,
-        on_batch=on_batch,
-    )
-    for _corpus, path in plan.dumps:
-        scrape.counts.merge(load_dump(engine, path, wiki=plan.resolved.wiki, checks=checks).counts)
-    summary = RefreshSummary(scrape=scrape, stored_checked=len(plan.stored), other_wikis=plan.other_wikis)
-    summary.marked_deleted, summary.marked_redirects = mark_gone_articles(engine, plan)
-    summary.corpora = corpus_counts(plan, stale, scrape)
-    return finish_refresh(engine, summary, history_embedding_days=history_embedding_days)

@@ -75,7 +75,7 @@ class EmbedRequest:
     hnsw_ef_construction: int
     hnsw_ef_search: int
     maintenance_work_mem: str
-    page_size: int = 20_000
+    page_size: int
     storage: str = "vector"
     parallel_workers: int | None = None
 
@@ -107,10 +107,15 @@ class EmbedRequest:
             parallel_workers=settings.embed_parallel_maintenance_workers,
         )
 
+    @property
+    def article_text(self) -> ArticleTextRecipe:
+        """The version's article-text recipe, as it was trained."""
+        return ArticleTextRecipe.from_name(self.version.article_text)
+
     def text_of(self, kind: str, row: PendingRow) -> str:
         """What is encoded: a reference's text, or the article's text by the version's recipe (as trained)."""
         if kind == "titles":
-            return ArticleTextRecipe.from_name(self.version.article_text).compose(row.text, row.lead)
+            return self.article_text.compose(row.text, row.lead)
         return row.text
 
     @property
@@ -181,7 +186,12 @@ def select_pending(
     ``limit`` rows with ids above ``after``, as chunks of ``chunk_size``. Memory holds a page, not the corpus."""
     with Session(engine) as session:
         rows = embeddings.pending(
-            session=session, version_id=request.version.id, kind=kind, limit=limit, after=after
+            session=session,
+            version_id=request.version.id,
+            kind=kind,
+            reads_lead=request.article_text.reads_lead,
+            limit=limit,
+            after=after,
         )
     # Longest first within the page, so each chunk (and each batch inside it) holds texts of similar length.
     rows.sort(key=lambda row: -len(request.text_of(kind, row)))
@@ -282,7 +292,9 @@ def finish(engine: Engine, request: EmbedRequest) -> dict[str, int]:
     with Session(engine) as session:
         if not request.complete:
             return embeddings.embedding_counts(session=session, version_id=request.version.id)
-        counts = embeddings.mark_complete(session=session, version_id=request.version.id)
+        counts = embeddings.mark_complete(
+            session=session, version_id=request.version.id, reads_lead=request.article_text.reads_lead
+        )
         session.commit()
     return counts
 

@@ -1,4 +1,4 @@
-"""Bulk loads without HTTP: a folder of saved pages (tests, benches, seeding) and Enterprise HTML dumps."""
+"""Bulk loads without HTTP: Enterprise HTML dumps."""
 
 from __future__ import annotations
 
@@ -10,53 +10,13 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from wikiref.db.articles import RevisionChecks, stored_revisions, upsert_pages
+from wikiref.db.articles import stored_revisions
+from wikiref.db.revision_checks import RevisionChecks
 from wikiref.flows.mediawiki.dump import DumpError, DumpPage, DumpReader
-from wikiref.flows.mediawiki.saved import iter_saved_pages
-from wikiref.flows.steps.records import WriteCounts, page_record
+from wikiref.flows.steps.records import page_record
 from wikiref.flows.steps.scraping import ScrapeSummary, write_records
 
 log = logging.getLogger(__name__)
-
-
-def load_saved_pages(
-    engine: Engine,
-    root: Path,
-    *,
-    include_bulk: bool = False,
-    limit: int | None = None,
-    wiki: str = "en.wikipedia.org",
-    batch_size: int = 50,
-) -> WriteCounts:
-    """Extract and upsert the saved pages of ``root`` (first ``limit`` of them), ``batch_size`` pages at a time:
-    new articles together (``upsert_pages``), the others one transaction per page."""
-    counts = WriteCounts()
-    pages = itertools.islice(iter_saved_pages(root, include_bulk=include_bulk), limit)
-    with Session(engine) as session:
-        while batch := list(itertools.islice(pages, batch_size)):
-            records = [
-                page_record(
-                    wiki=wiki,
-                    title=page.title,
-                    html=page.html,
-                    page_id=page.page_id,
-                    revision_id=page.revision_id,
-                )
-                for page in batch
-            ]
-            for result in upsert_pages(session=session, pages=records):
-                counts.add(result)
-    log.info(
-        "loaded %d saved pages from %s: %d new, %d updated, %d unchanged; %d references added, %d removed",
-        counts.articles,
-        root,
-        counts.articles_new,
-        counts.articles_updated,
-        counts.articles_unchanged,
-        counts.references_added,
-        counts.references_removed,
-    )
-    return counts
 
 
 def _next_batch(pages: Iterator[DumpPage], size: int) -> tuple[list[DumpPage], DumpError | None]:
@@ -87,7 +47,7 @@ def load_dump(
     ``wiki`` is used for records whose URL names no host. ``on_batch(pages_read)`` reports progress. Bad
     records are skipped and listed in the summary (``skipped_records``); a broken stream raises ``DumpError``
     after the articles read before the break are written. The new articles of a batch are written together
-    (one INSERT, one COPY of their references: ``wikiref.db.articles.upsert_pages``); ``bulk=False`` writes every
+    (one INSERT, one COPY of their references: ``wikiref.db.bulk_writes.upsert_pages``); ``bulk=False`` writes every
     article on its own (``upsert_page``), with the same rows and counts, slower.
     """
     summary = ScrapeSummary(wiki=wiki or "")

@@ -1,4 +1,5 @@
-"""From a rendered page to the records ``wikiref.db.articles`` writes, and the counts a scrape reports."""
+"""From a rendered page to the records the article writes take (``wikiref.db.page_records``), and the counts a
+scrape reports."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import re
 from dataclasses import dataclass, field, fields
 from urllib.parse import quote
 
-from wikiref.db.articles import PageRecord, PageWriteResult, ReferenceRecord
+from wikiref.db.page_records import PageRecord, PageWriteResult, ReferenceRecord
 from wikiref.flows.mediawiki.extract import ExtractedReference, extract_page
 
 

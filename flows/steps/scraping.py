@@ -1,7 +1,8 @@
 """The scrape as plain, picklable steps: resolve titles, pick the stale ones, fetch, extract, write.
 
-The Prefect flow (``flows/scrape.py``) and the CLI (``wikiref scrape``) compose these same steps; each
-step takes and returns plain values so that Prefect can retry it and Dask can ship it to another process.
+``wikiref.flows.steps.scrape_sequence`` runs them for both the Prefect flow (``flows/scrape.py``) and the CLI
+(``wikiref scrape``); each step takes and returns plain values so that Prefect can retry it and Dask can ship
+it to another process.
 """
 
 from __future__ import annotations
@@ -16,14 +17,11 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from wikiref.db.articles import (
-    PageRecord,
-    RevisionChecks,
-    pending_revisions,
-    stored_revisions,
-    upsert_page,
-    upsert_pages,
-)
+from wikiref.db.articles import stored_revisions, upsert_page
+from wikiref.db.bulk_writes import upsert_pages
+from wikiref.db.page_records import PageRecord
+from wikiref.db.quarantine import pending_revisions
+from wikiref.db.revision_checks import RevisionChecks
 from wikiref.flows import markdown
 from wikiref.flows.mediawiki.client import (
     ClientConfig,
@@ -335,7 +333,7 @@ def write_records(
 ) -> WriteCounts:
     """Upsert each article with its references, one transaction per article; failing revisions are quarantined.
 
-    ``bulk``: the new articles among ``records`` are written together (``wikiref.db.articles.upsert_pages``: one
+    ``bulk``: the new articles among ``records`` are written together (``wikiref.db.bulk_writes.upsert_pages``: one
     INSERT and one COPY), the rest one by one as without it; same rows and counts.
     """
     counts = WriteCounts()
@@ -362,67 +360,6 @@ def write_records(
 
 def batched(items: Sequence, size: int) -> list[list]:
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
-
-
-def run_scrape(
-    engine: Engine,
-    config: ClientConfig,
-    sources: TitleSources,
-    *,
-    wiki: str | None = None,
-    force: bool = False,
-    batch_size: int = 25,
-    checks: RevisionChecks = RevisionChecks(),
-    on_batch: Callable[[int, int], None] | None = None,
-) -> ScrapeSummary:
-    """Scrape in this process, batch after batch (the CLI's path; the flow spreads the same steps as tasks).
-
-    ``on_batch(done, total)`` is called after each batch is written, for progress bars.
-    """
-    resolved = resolve_titles(config, sources, wiki=wiki)
-    summary = summary_of(resolved)
-    scrape_pages(
-        engine,
-        config,
-        resolved,
-        summary,
-        force=force,
-        batch_size=batch_size,
-        checks=checks,
-        on_batch=on_batch,
-    )
-    return summary
-
-
-def scrape_pages(
-    engine: Engine,
-    config: ClientConfig,
-    resolved: ResolvedTitles,
-    summary: ScrapeSummary,
-    *,
-    force: bool,
-    batch_size: int,
-    checks: RevisionChecks,
-    on_batch: Callable[[int, int], None] | None,
-) -> list[str]:
-    """Fetch, extract and write the stale pages of ``resolved`` batch after batch, counting into ``summary``;
-    the titles that were stale."""
-    stale, summary.skipped_current = stale_pages(
-        engine, wiki=resolved.wiki, pages=resolved.resolution.pages, force=force
-    )
-    done = 0
-    if on_batch:
-        on_batch(0, len(stale))
-    for batch in batched(stale, batch_size):
-        fetched = fetch_pages(config, batch)
-        summary.missing += fetched.missing
-        summary.failed += fetched.failed
-        summary.stats.merge(fetched.stats)
-        summary.counts.merge(write_records(engine, extract_pages(resolved.wiki, fetched.pages), checks))
-        done += len(batch)
-        if on_batch:
-            on_batch(done, len(stale))
-    return [page.title for page in stale]
 
 
 def summary_of(resolved: ResolvedTitles) -> ScrapeSummary:

@@ -30,6 +30,7 @@ from wikiref.models.article_text import TITLE_ONLY, ArticleTextRecipe
 from wikiref.models.base import resolve_model_path
 from wikiref.models.evaluate import ArticleScores, load_model, paired_bootstrap, score_articles
 from wikiref.models.finetune import TrainingConfig, TrainingResult, resolve_device, train, wise_ft
+from wikiref.models.gate import GateDelta, decide_promotion
 from wikiref.models.pairs import ArticleTexts, PairSplit, build_pairs, tokenizer_counter
 
 log = logging.getLogger(__name__)
@@ -323,11 +324,11 @@ def run_training(
     )
 
 
-def _gate_delta(deltas: dict[str, dict[str, float]] | None, metric: str) -> registry.GateDelta | None:
+def _gate_delta(deltas: dict[str, dict[str, float]] | None, metric: str) -> GateDelta | None:
     if deltas is None or metric not in deltas:
         return None
     entry = deltas[metric]
-    return registry.GateDelta(entry["delta"], entry["ci_low"], entry["ci_high"])
+    return GateDelta(entry["delta"], entry["ci_low"], entry["ci_high"])
 
 
 def register_version(
@@ -386,17 +387,22 @@ def register_version(
             version.status_reason = reason
             session.commit()
         elif request.promote:
-            decision = registry.promote_if_better(
-                session=session,
-                version_id=version_id,
+            decision = decide_promotion(
                 metric=metric,
                 vs_base=vs_base,
+                active_name=active.name,
                 vs_active=_gate_delta(deltas.get("vs_active"), metric),
-                compared_with_id=active.version_id,
                 min_vs_base=knobs.gate_min_vs_base,
                 min_vs_active=knobs.gate_min_vs_active,
             )
-            promoted, reason = decision.promote, decision.reason
+            version = registry.store_verdict(
+                session=session,
+                version_id=version_id,
+                promote=decision.promote,
+                reason=decision.reason,
+                compared_with_id=active.version_id,
+            )
+            promoted, reason = version.status == "active", version.status_reason
         else:
             promoted, reason = False, "registered without promotion (--no-promote)"
             version.status_reason = reason

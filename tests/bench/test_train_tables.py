@@ -68,3 +68,17 @@ def test_paired_rows_subtract_the_reference_of_the_same_seed_and_device() -> Non
     assert not any(
         line.startswith("| default |") for line in printed.split("minus the reference")[-1].splitlines()
     )
+
+
+def test_the_pairs_column_counts_the_pairs_trained_not_full_last_batches() -> None:
+    printed = subprocess.run(
+        [sys.executable, "bench/train_tables.py", str(REPO_ROOT / "bench/results/default-vs-reference.json")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    # One epoch of 8,034 pairs in 1,005 steps of 8: the last batch holds 2 pairs.
+    reference = [line for line in printed.splitlines() if line.startswith("| reference-recipe (")]
+    assert len(reference) == 3 and all("| 8034 |" in line for line in reference)
+    assert all("| 2048 |" in line for line in printed.splitlines() if line.startswith("| default ("))

@@ -8,8 +8,9 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session
 
 from tests.conftest import SHARED_WIKIPEDIA
-from wikiref.db.articles import PageRecord, ReferenceRecord, content_hash, stored_revisions, upsert_page
+from wikiref.db.articles import stored_revisions, upsert_page
 from wikiref.db.engine import sqlalchemy_url
+from wikiref.db.page_records import PageRecord, ReferenceRecord, content_hash
 
 # The write mechanics below use one-letter texts, which the sanity checks take for debris; the checks have
 # tests of their own (test_revision_checks.py).

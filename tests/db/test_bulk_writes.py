@@ -10,9 +10,11 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-import wikiref.db.articles
+import wikiref.db.bulk_writes
 from tests.bulk_rows import outcome, stored_rows
-from wikiref.db.articles import PageRecord, ReferenceRecord, upsert_page, upsert_pages
+from wikiref.db.articles import upsert_page
+from wikiref.db.bulk_writes import upsert_pages
+from wikiref.db.page_records import PageRecord, ReferenceRecord
 
 WIKI = "en.wikipedia.org"
 
@@ -99,13 +101,13 @@ def test_a_mixed_batch_writes_what_the_per_article_path_writes(
     one_by_one = write_one_by_one(other_engine, BATCH)
 
     one_at_a_time: list[str] = []
-    real_upsert_page = wikiref.db.articles.upsert_page
+    real_upsert_page = wikiref.db.bulk_writes.upsert_page
 
     def spy(*, session, page, checks):
         one_at_a_time.append(page.title)
         return real_upsert_page(session=session, page=page, checks=checks)
 
-    monkeypatch.setattr(wikiref.db.articles, "upsert_page", spy)
+    monkeypatch.setattr(wikiref.db.bulk_writes, "upsert_page", spy)
     batched = write_batched(engine, BATCH)
 
     assert [outcome(r) for r in batched] == [outcome(r) for r in one_by_one]
@@ -170,7 +172,7 @@ def test_an_article_a_concurrent_writer_inserted_takes_the_per_article_path(
     one_by_one = write_one_by_one(other_engine, batch)
     # As if both stored articles were inserted between the read and the INSERT.
     monkeypatch.setattr(
-        wikiref.db.articles, "_bulk_candidates", lambda session, pages, checks: list(range(len(pages)))
+        wikiref.db.bulk_writes, "_bulk_candidates", lambda session, pages, checks: list(range(len(pages)))
     )
     batched = write_batched(engine, batch)
     assert [outcome(r) for r in batched] == [outcome(r) for r in one_by_one]

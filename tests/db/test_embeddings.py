@@ -38,10 +38,12 @@ def add_article(session: Session, title: str, references: list[str]) -> int:
     return article_id
 
 
-def embed_with_random_vectors(session: Session, version_id: int, seed: int = 0) -> dict[str, int]:
+def embed_with_random_vectors(
+    session: Session, version_id: int, seed: int = 0, reads_lead: bool = False
+) -> dict[str, int]:
     written = {}
     for kind in embeddings.KINDS:
-        rows = embeddings.pending(session=session, version_id=version_id, kind=kind)
+        rows = embeddings.pending(session=session, version_id=version_id, reads_lead=reads_lead, kind=kind)
         written[kind] = embeddings.write_embeddings(
             session=session,
             version_id=version_id,
@@ -60,7 +62,7 @@ def complete(session: Session, version_id: int) -> None:
     )
     embed_with_random_vectors(session, version_id)
     embeddings.build_indexes(session=session, version_id=version_id, m=8, ef_construction=32)
-    embeddings.mark_complete(session=session, version_id=version_id)
+    embeddings.mark_complete(session=session, version_id=version_id, reads_lead=False)
     session.commit()
 
 
@@ -77,14 +79,23 @@ def session(engine):
 
 def test_pending_lists_missing_rows_then_nothing_after_a_write(session: Session) -> None:
     version = register_base_version(session)
-    assert embeddings.count_pending(session=session, version_id=version) == {"references": 5, "titles": 2}
-    rows = embeddings.pending(session=session, version_id=version, kind="references")
+    assert embeddings.count_pending(session=session, version_id=version, reads_lead=False) == {
+        "references": 5,
+        "titles": 2,
+    }
+    rows = embeddings.pending(session=session, version_id=version, reads_lead=False, kind="references")
     assert [row.text for row in rows][:2] == ["Felis catus, a study.", "Whiskers and their uses."]
     assert embed_with_random_vectors(session, version) == {"references": 5, "titles": 2}
-    assert embeddings.count_pending(session=session, version_id=version) == {"references": 0, "titles": 0}
+    assert embeddings.count_pending(session=session, version_id=version, reads_lead=False) == {
+        "references": 0,
+        "titles": 0,
+    }
     # Another version still needs everything: embeddings are per version.
     other = register_base_version(session, name="other", status="candidate")
-    assert embeddings.count_pending(session=session, version_id=other) == {"references": 5, "titles": 2}
+    assert embeddings.count_pending(session=session, version_id=other, reads_lead=False) == {
+        "references": 5,
+        "titles": 2,
+    }
 
 
 def test_changed_text_or_title_makes_exactly_that_row_pending(session: Session) -> None:
@@ -100,16 +111,20 @@ def test_changed_text_or_title_makes_exactly_that_row_pending(session: Session) 
     session.execute(text("UPDATE articles SET title = 'Domestic dog' WHERE title = 'Dog'"))
     session.commit()
     assert [
-        row.text for row in embeddings.pending(session=session, version_id=version, kind="references")
+        row.text
+        for row in embeddings.pending(
+            session=session, version_id=version, reads_lead=False, kind="references"
+        )
     ] == [changed]
-    assert [row.text for row in embeddings.pending(session=session, version_id=version, kind="titles")] == [
-        "Domestic dog"
-    ]
+    assert [
+        row.text
+        for row in embeddings.pending(session=session, version_id=version, reads_lead=False, kind="titles")
+    ] == ["Domestic dog"]
 
 
 def test_writing_a_batch_twice_keeps_one_row_per_key_with_the_latest_vector(session: Session) -> None:
     version = register_base_version(session)
-    rows = embeddings.pending(session=session, version_id=version, kind="references")
+    rows = embeddings.pending(session=session, version_id=version, reads_lead=False, kind="references")
     keys, labels = [row.key for row in rows], [row.label for row in rows]
     embeddings.write_embeddings(
         session=session,
@@ -138,7 +153,7 @@ def test_writing_a_batch_twice_keeps_one_row_per_key_with_the_latest_vector(sess
 
 def test_rows_deleted_meanwhile_are_skipped_and_bad_shapes_refused(session: Session) -> None:
     version = register_base_version(session)
-    rows = embeddings.pending(session=session, version_id=version, kind="titles")
+    rows = embeddings.pending(session=session, version_id=version, reads_lead=False, kind="titles")
     session.execute(text("DELETE FROM articles WHERE title = 'Dog'"))
     written = embeddings.write_embeddings(
         session=session,
@@ -182,14 +197,17 @@ def test_completion_requires_every_row_and_the_indexes(session: Session) -> None
     embeddings.start_run(session=session, version_id=version, hnsw_m=8, hnsw_ef_construction=32, ef_search=40)
     session.commit()
     with pytest.raises(embeddings.EmbeddingError, match="still has rows to embed"):
-        embeddings.mark_complete(session=session, version_id=version)
+        embeddings.mark_complete(session=session, version_id=version, reads_lead=False)
     session.rollback()
     embed_with_random_vectors(session, version)
     with pytest.raises(embeddings.EmbeddingError, match="lacks its HNSW indexes"):
-        embeddings.mark_complete(session=session, version_id=version)
+        embeddings.mark_complete(session=session, version_id=version, reads_lead=False)
     session.rollback()
     embeddings.build_indexes(session=session, version_id=version, m=8, ef_construction=32)
-    assert embeddings.mark_complete(session=session, version_id=version) == {"references": 5, "titles": 2}
+    assert embeddings.mark_complete(session=session, version_id=version, reads_lead=False) == {
+        "references": 5,
+        "titles": 2,
+    }
     session.commit()
     assert search.serving_version(session=session)[1] == "base"
 
@@ -219,7 +237,7 @@ def test_switching_versions_is_atomic_and_the_previous_one_stays_queryable(sessi
         session=session, function="similar_references", title="Cat", k=2, model_version="second"
     ).rows
     assert len(rows) == 2
-    embeddings.mark_complete(session=session, version_id=second)
+    embeddings.mark_complete(session=session, version_id=second, reads_lead=False)
     session.commit()
     assert search.serving_version(session=session)[1] == "second"
     previous = search.run(
@@ -279,7 +297,9 @@ def test_keyset_pages_return_the_same_rows_as_one_query_on_the_shared_pages(load
     try:
         with Session(engine) as session:
             version_id = register_base_version(session)
-            everything = embeddings.pending(session=session, version_id=version_id, kind="references")
+            everything = embeddings.pending(
+                session=session, version_id=version_id, reads_lead=False, kind="references"
+            )
             # Embed every third reference, so that pending rows have gaps the keyset must step over.
             done = everything[::3]
             embeddings.write_embeddings(
@@ -292,17 +312,26 @@ def test_keyset_pages_return_the_same_rows_as_one_query_on_the_shared_pages(load
             )
             session.commit()
             for kind in embeddings.KINDS:
-                expected = embeddings.pending(session=session, version_id=version_id, kind=kind)
+                expected = embeddings.pending(
+                    session=session, version_id=version_id, reads_lead=False, kind=kind
+                )
                 pages, after = [], 0
                 while page := embeddings.pending(
-                    session=session, version_id=version_id, kind=kind, limit=997, after=after
+                    session=session,
+                    version_id=version_id,
+                    reads_lead=False,
+                    kind=kind,
+                    limit=997,
+                    after=after,
                 ):
                     pages.append(page)
                     after = page[-1].key
                 assert [row for page in pages for row in page] == expected
                 assert all(len(page) <= 997 for page in pages) and len(pages) >= len(expected) // 997
             assert len(expected) == 303  # titles
-            references = embeddings.pending(session=session, version_id=version_id, kind="references")
+            references = embeddings.pending(
+                session=session, version_id=version_id, reads_lead=False, kind="references"
+            )
             assert len(references) == 13_992 - len(done)
     finally:
         engine.dispose()
@@ -326,7 +355,7 @@ def test_halfvec_storage_round_trips_and_its_index_is_used(session: Session) -> 
         )
         embed_with_random_vectors(session, version, seed=3)  # the same vectors in both versions
         embeddings.build_indexes(session=session, version_id=version, m=8, ef_construction=32)
-        embeddings.mark_complete(session=session, version_id=version)
+        embeddings.mark_complete(session=session, version_id=version, reads_lead=False)
         session.commit()
     # A later run cannot switch a version whose indexes exist to another storage.
     assert (
@@ -388,15 +417,20 @@ def test_a_lead_edit_re_embeds_that_article_only_for_versions_that_read_the_lead
     cat = session.scalar(text("SELECT id FROM articles WHERE title = 'Cat'"))
     [pending_cat] = [
         row
-        for row in embeddings.pending(session=session, version_id=lead_version, kind="titles")
+        for row in embeddings.pending(
+            session=session, version_id=lead_version, reads_lead=True, kind="titles"
+        )
         if row.key == cat
     ]
     assert (pending_cat.text, pending_cat.lead) == ("Cat", "The cat is a small mammal.")
     assert embeddings.get_version(session=session, name_or_id="v-lead").article_text == "title+lead40"
     assert embeddings.get_version(session=session, name_or_id="v-title").article_text == "title"
-    for version in (title_version, lead_version):
-        embed_with_random_vectors(session, version)
-        assert embeddings.count_pending(session=session, version_id=version) == {"references": 0, "titles": 0}
+    for version, reads_lead in ((title_version, False), (lead_version, True)):
+        embed_with_random_vectors(session, version, reads_lead=reads_lead)
+        assert embeddings.count_pending(session=session, version_id=version, reads_lead=reads_lead) == {
+            "references": 0,
+            "titles": 0,
+        }
 
     session.execute(
         text("UPDATE articles SET lead = 'The cat is a domesticated mammal.' WHERE title = 'Cat'")
@@ -404,14 +438,16 @@ def test_a_lead_edit_re_embeds_that_article_only_for_versions_that_read_the_lead
     session.commit()
     assert [
         (row.key, row.lead)
-        for row in embeddings.pending(session=session, version_id=lead_version, kind="titles")
+        for row in embeddings.pending(
+            session=session, version_id=lead_version, reads_lead=True, kind="titles"
+        )
     ] == [(cat, "The cat is a domesticated mammal.")]
-    assert embeddings.count_pending(session=session, version_id=lead_version) == {
+    assert embeddings.count_pending(session=session, version_id=lead_version, reads_lead=True) == {
         "references": 0,
         "titles": 1,
     }
     # The version trained on titles keeps its embeddings: its article text did not change.
-    assert embeddings.count_pending(session=session, version_id=title_version) == {
+    assert embeddings.count_pending(session=session, version_id=title_version, reads_lead=False) == {
         "references": 0,
         "titles": 0,
     }

@@ -81,7 +81,7 @@ def test_halfvec_storage_downgrades_keeping_the_embeddings(empty_database_url: s
             storage="halfvec",
         )
         for kind in embeddings.KINDS:
-            rows = embeddings.pending(session=session, version_id=version, kind=kind)
+            rows = embeddings.pending(session=session, version_id=version, reads_lead=False, kind=kind)
             embeddings.write_embeddings(
                 session=session,
                 version_id=version,
@@ -91,7 +91,7 @@ def test_halfvec_storage_downgrades_keeping_the_embeddings(empty_database_url: s
                 vectors=np.ones((len(rows), 384), dtype=np.float32),
             )
         embeddings.build_indexes(session=session, version_id=version, m=4, ef_construction=8)
-        embeddings.mark_complete(session=session, version_id=version)
+        embeddings.mark_complete(session=session, version_id=version, reads_lead=False)
         session.commit()
     engine.dispose()
 

@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 from tests.conftest import SHARED_WIKIPEDIA
 from tests.db.test_articles import make_page, snapshot
 from tests.flows.mediawiki.test_dump import ndjson, record
-from wikiref.db.articles import upsert_page, upsert_pages
+from wikiref.db.articles import upsert_page
+from wikiref.db.bulk_writes import upsert_pages
 from wikiref.flows.mediawiki.saved import iter_saved_pages
 from wikiref.flows.steps.loading import load_dump
 

@@ -109,36 +109,6 @@ def test_retiring_deletes_only_that_versions_embeddings_and_refuses_the_active_o
             registry.activate_version(session=session, version_id=gone.id)
 
 
-GAIN = registry.GateDelta(0.05, 0.02, 0.08)
-NOISE = registry.GateDelta(0.01, -0.005, 0.025)
-LOSS = registry.GateDelta(-0.03, -0.05, -0.01)
-
-
-def test_the_gate_needs_a_ci_above_zero_vs_base_and_not_below_zero_vs_active() -> None:
-    assert registry.decide_promotion(
-        metric="ndcg@10", vs_base=GAIN, active_name="base", vs_active=None
-    ).promote
-    noise = registry.decide_promotion(metric="ndcg@10", vs_base=NOISE, active_name="base", vs_active=None)
-    assert not noise.promote
-    assert noise.reason == (
-        "ndcg@10 vs base +0.0100 [95% CI -0.0050, +0.0250]: the lower bound is not above +0.0000, "
-        "so the gain may be noise or a loss; stays candidate"
-    )
-    assert not registry.decide_promotion(
-        metric="ndcg@10", vs_base=LOSS, active_name=None, vs_active=None
-    ).promote
-    behind = registry.decide_promotion(metric="ndcg@10", vs_base=GAIN, active_name="ft-1", vs_active=LOSS)
-    assert not behind.promote and "vs active ft-1 -0.0300" in behind.reason
-    # A tie with the active version is allowed (lower bound 0); settings can relax either bound.
-    tie = registry.GateDelta(0.0, 0.0, 0.01)
-    assert registry.decide_promotion(
-        metric="ndcg@10", vs_base=GAIN, active_name="ft-1", vs_active=tie
-    ).promote
-    assert registry.decide_promotion(
-        metric="ndcg@10", vs_base=NOISE, active_name=None, vs_active=None, min_vs_base=-0.01
-    ).promote
-
-
 def test_the_base_model_is_a_version_that_serves_until_a_version_passes_the_gate(engine: Engine) -> None:
     with Session(engine) as session:
         base, activated = registry.ensure_base_version(
@@ -149,33 +119,23 @@ def test_the_base_model_is_a_version_that_serves_until_a_version_passes_the_gate
         again, activated = registry.ensure_base_version(session=session, name="base", base_model="m")
         assert again.id == base.id and not activated
         noisy = make_version(session, "ft-1")
-        decision = registry.promote_if_better(
-            session=session,
-            version_id=noisy.id,
-            metric="ndcg@10",
-            vs_base=NOISE,
-            vs_active=None,
-            compared_with_id=base.id,
+        refused = registry.store_verdict(
+            session=session, version_id=noisy.id, promote=False, reason="noise", compared_with_id=base.id
         )
-        assert not decision.promote
+        assert refused.status == "candidate" and refused.status_reason == "noise"
         better = make_version(session, "ft-2")
-        assert registry.promote_if_better(
-            session=session,
-            version_id=better.id,
-            metric="ndcg@10",
-            vs_base=GAIN,
-            vs_active=None,
-            compared_with_id=base.id,
-        ).promote
+        promoted = registry.store_verdict(
+            session=session, version_id=better.id, promote=True, reason="gain", compared_with_id=base.id
+        )
+        assert promoted.status == "active" and promoted.status_reason == "gain"
         worse_than_active = make_version(session, "ft-3")
-        assert not registry.promote_if_better(
+        registry.store_verdict(
             session=session,
             version_id=worse_than_active.id,
-            metric="ndcg@10",
-            vs_base=GAIN,
-            vs_active=LOSS,
+            promote=False,
+            reason="behind the active version",
             compared_with_id=better.id,
-        ).promote
+        )
     with Session(engine) as session:
         status = {v.name: v.status for v in registry.list_versions(session=session)}
     assert status == {"base": "superseded", "ft-1": "candidate", "ft-2": "active", "ft-3": "candidate"}
@@ -187,14 +147,9 @@ def test_a_comparison_with_a_version_no_longer_active_does_not_promote(engine: E
         second = make_version(session, "ft-2")
         registry.activate_version(session=session, version_id=second.id)
         late = make_version(session, "ft-late", ndcg=0.99)
-        decision = registry.promote_if_better(
-            session=session,
-            version_id=late.id,
-            metric="ndcg@10",
-            vs_base=GAIN,
-            vs_active=GAIN,
-            compared_with_id=first.id,
+        stale = registry.store_verdict(
+            session=session, version_id=late.id, promote=True, reason="gain", compared_with_id=first.id
         )
-        assert not decision.promote
-        assert "changed to ft-2" in decision.reason
+        assert stale.status == "candidate"
+        assert "changed to ft-2" in stale.status_reason
         assert registry.active_version(session=session).name == "ft-2"

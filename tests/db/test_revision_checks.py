@@ -9,17 +9,11 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from tests.conftest import register_base_version
-from wikiref.db.articles import (
-    PageRecord,
-    ReferenceRecord,
-    RevisionChecks,
-    accept_quarantined,
-    looks_like_debris,
-    prune_history_embeddings,
-    quarantined,
-    revision_problem,
-    upsert_page,
-)
+from wikiref.db.articles import upsert_page
+from wikiref.db.page_records import PageRecord, ReferenceRecord
+from wikiref.db.quarantine import accept_quarantined, quarantined
+from wikiref.db.reference_history import prune_history_embeddings
+from wikiref.db.revision_checks import RevisionChecks, looks_like_debris, revision_problem
 
 WIKI = "en.wikipedia.org"
 

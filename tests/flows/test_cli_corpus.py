@@ -7,8 +7,9 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from tests.conftest import SHARED_WIKIPEDIA
-from wikiref.db.articles import PageRecord, ReferenceRecord, upsert_page
+from wikiref.db.articles import upsert_page
 from wikiref.db.engine import make_engine
+from wikiref.db.page_records import PageRecord, ReferenceRecord
 
 WIKI = "en.wikipedia.org"
 

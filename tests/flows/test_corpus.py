@@ -15,14 +15,16 @@ from sqlalchemy.orm import Session
 
 from tests.conftest import SHARED_WIKIPEDIA, register_base_version
 from tests.flows.mediawiki.conftest import client_config
-from wikiref.db.articles import accept_quarantined, quarantined
 from wikiref.db.corpora import SourceSpec, add_sources, corpora
 from wikiref.db.errors import DatabaseError
+from wikiref.db.quarantine import accept_quarantined, quarantined
+from wikiref.db.revision_checks import RevisionChecks
 from wikiref.flows.mediawiki.errors import ScrapeError
 from wikiref.flows.mediawiki.saved import SavedPage, iter_saved_pages
+from wikiref.flows.mediawiki.titles import TitleSources
 from wikiref.flows.mirror.server import MirrorApp, MirrorData, serving
-from wikiref.flows.steps.corpus import run_refresh
 from wikiref.flows.steps.records import page_record
+from wikiref.flows.steps.scrape_sequence import ScrapeRequest, ScrapeSteps, run_refresh
 
 WIKI = "en.wikipedia.org"
 BIRDS = "Category:Birds"
@@ -64,8 +66,19 @@ def mirror(mirror_data: MirrorData) -> Iterator[tuple[str, MirrorApp]]:
         yield api_url, app
 
 
-def refresh(engine: Engine, api_url: str, **options):
-    return run_refresh(engine, client_config(api_url), batch_size=50, **options)
+def refresh(engine: Engine, api_url: str, corpus: str | None = None):
+    """The command's refresh (the shared sequence, its steps in this process) with a test client; ``corpus``:
+    refresh only that one."""
+    request = ScrapeRequest(
+        sources=TitleSources(),
+        client=client_config(api_url),
+        wiki=None,
+        batch_size=50,
+        checks=RevisionChecks(),
+        corpus=corpus,
+        refresh=True,
+    )
+    return run_refresh(request, ScrapeSteps.in_process(engine))
 
 
 def define_birds(engine: Engine) -> None:
@@ -364,4 +377,4 @@ def test_a_refresh_touches_only_the_corpora_of_the_wiki_it_reaches(
     assert found == {"birds": (WIKI, True), "hunde": ("de.wikipedia.org", False), "legacy": (WIKI, True)}
 
     with pytest.raises(ScrapeError, match=r"^corpus hunde \(de\.wikipedia\.org\) belongs to another wiki"):
-        refresh(engine, api_url, names=["hunde"])
+        refresh(engine, api_url, corpus="hunde")

@@ -9,24 +9,24 @@ import torch
 from sentence_transformers import SentenceTransformer
 from sqlalchemy.orm import Session
 
-from wikiref.db import registry
-from wikiref.db.corpus import article_reference_texts
+from wikiref.db.corpus import iter_article_reference_texts
 from wikiref.db.engine import make_engine
 from wikiref.models.base import BASE_MODEL_ID, resolve_model_path
 from wikiref.models.card import LOSS_PLOT, loss_plot_svg, render_model_card
+from wikiref.models.errors import TrainingError
 from wikiref.models.evaluate import METRICS, evaluate, load_model, paired_bootstrap
 from wikiref.models.finetune import (
     TrainingConfig,
-    TrainingError,
     TrainingResult,
     cpu_has_bf16,
     resolve_precision,
     source_aware_sampler,
-    source_keys,
     train,
     wise_ft,
 )
+from wikiref.models.gate import GateDelta, decide_promotion
 from wikiref.models.pairs import ArticleTexts, Pair, PairSplit, TrainPairs, build_pairs, tokenizer_counter
+from wikiref.models.sources import source_keys
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +38,7 @@ STEPS = 4
 def split(loaded_template_url: str) -> PairSplit:
     engine = make_engine(loaded_template_url)
     with Session(engine) as session:
-        rows = article_reference_texts(session=session, limit=60)
+        rows = list(iter_article_reference_texts(session=session, limit=60))
     # The template must have no connections left for other tests to copy it.
     engine.dispose()
     articles = [ArticleTexts(i, title, tuple(texts), lead) for i, title, texts, lead in rows]
@@ -114,9 +114,9 @@ def test_the_gate_refuses_a_wrecked_version_and_promotes_a_clearly_better_one(
     worse = evaluate(load_model(str(wrecked.artifact_path)), split)
     vs_base = paired_bootstrap(worse, base, seed=1)["ndcg@10"]
     assert vs_base.high < 0
-    refused = registry.decide_promotion(
+    refused = decide_promotion(
         metric="ndcg@10",
-        vs_base=registry.GateDelta(vs_base.value, vs_base.low, vs_base.high),
+        vs_base=GateDelta(vs_base.value, vs_base.low, vs_base.high),
         active_name="base",
         vs_active=None,
     )
@@ -124,11 +124,11 @@ def test_the_gate_refuses_a_wrecked_version_and_promotes_a_clearly_better_one(
     # The other way round, measured the same way: the base model is clearly better than the wrecked one.
     gain = paired_bootstrap(base, worse, seed=1)["ndcg@10"]
     assert gain.low > 0
-    assert registry.decide_promotion(
+    assert decide_promotion(
         metric="ndcg@10",
-        vs_base=registry.GateDelta(gain.value, gain.low, gain.high),
+        vs_base=GateDelta(gain.value, gain.low, gain.high),
         active_name="wrecked",
-        vs_active=registry.GateDelta(gain.value, gain.low, gain.high),
+        vs_active=GateDelta(gain.value, gain.low, gain.high),
     ).promote
 
 

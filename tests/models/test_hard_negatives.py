@@ -11,9 +11,11 @@ from sentence_transformers import SentenceTransformer
 
 from tests.conftest import SHARED_WIKIPEDIA
 from wikiref.models.base import BASE_MODEL_ID, resolve_model_path
-from wikiref.models.finetune import TrainingConfig, TrainingError, source_aware_sampler, source_keys, train
+from wikiref.models.errors import TrainingError
+from wikiref.models.finetune import TrainingConfig, source_aware_sampler, train
 from wikiref.models.hard_negatives import mine_hard_negatives
 from wikiref.models.pairs import ArticleTexts, Pair, TrainPairs, build_pairs, tokenizer_counter
+from wikiref.models.sources import source_keys
 
 BASE = resolve_model_path(BASE_MODEL_ID)
 

@@ -3,7 +3,7 @@ from dataclasses import replace
 import pytest
 from sqlalchemy.orm import Session
 
-from wikiref.db.corpus import article_reference_texts, iter_article_reference_texts
+from wikiref.db.corpus import iter_article_reference_texts
 from wikiref.db.engine import make_engine
 from wikiref.models.article_text import ArticleTextRecipe
 from wikiref.models.base import BASE_MODEL_ID, resolve_model_path
@@ -103,8 +103,8 @@ def test_bad_parameters_are_refused() -> None:
 def test_pairs_of_the_shared_pages_use_the_model_tokenizer_and_do_not_leak(loaded_database_url: str) -> None:
     engine = make_engine(loaded_database_url)
     with Session(engine) as session:
-        rows = article_reference_texts(session=session)
-        first_ten = article_reference_texts(session=session, limit=10)
+        rows = list(iter_article_reference_texts(session=session))
+        first_ten = list(iter_article_reference_texts(session=session, limit=10))
         # The streamed reader (server-side cursor, small pages) gives the very same rows in the same order.
         assert list(iter_article_reference_texts(session=session, page_size=7)) == rows
     engine.dispose()

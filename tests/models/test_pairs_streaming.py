@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from tests.models import pairs_before_streaming
-from wikiref.db.corpus import article_reference_texts
+from wikiref.db.corpus import iter_article_reference_texts
 from wikiref.db.engine import make_engine
 from wikiref.models.article_text import DEFAULT_RECIPE, TITLE_ONLY, ArticleTextRecipe
 from wikiref.models.base import BASE_MODEL_ID, resolve_model_path
@@ -205,7 +205,7 @@ def test_shared_pages_give_the_same_pairs_as_before_with_the_model_tokenizer(
 ) -> None:
     engine = make_engine(loaded_database_url)
     with Session(engine) as session:
-        rows = article_reference_texts(session=session)
+        rows = list(iter_article_reference_texts(session=session))
     engine.dispose()
     articles = [ArticleTexts(i, title, tuple(texts), lead) for i, title, texts, lead in rows]
     count = tokenizer_counter(resolve_model_path(BASE_MODEL_ID))

@@ -10,10 +10,12 @@ from sqlalchemy.engine import make_url
 
 from tests.conftest import SHARED_WIKIPEDIA, TEMPLATE_DATABASE, create_database, drop_database
 from wikiref.db.engine import make_engine
+from wikiref.db.revision_checks import RevisionChecks
 from wikiref.flows.mediawiki.client import ClientConfig
 from wikiref.flows.mediawiki.titles import TitleSources
 from wikiref.flows.mirror.server import MirrorApp, MirrorData, serving
-from wikiref.flows.steps.scraping import run_scrape
+from wikiref.flows.steps.scrape_sequence import ScrapeRequest, ScrapeSteps, run_scrape
+from wikiref.flows.steps.scraping import ScrapeSummary
 
 ALL_PAGES = TitleSources(list_page="Wikipedia:Saved pages")
 # All pages in one fetch batch: retry waits (Retry-After) overlap instead of adding up batch after batch.
@@ -33,6 +35,16 @@ def client_config(api_url: str, **overrides) -> ClientConfig:
     }
     values.update(overrides)
     return ClientConfig(**values)
+
+
+def scrape(
+    engine: Engine, config: ClientConfig, sources: TitleSources, *, force: bool = False, batch_size: int = 25
+) -> ScrapeSummary:
+    """The command's scrape (the shared sequence, its steps in this process) with a test client."""
+    request = ScrapeRequest(
+        sources=sources, client=config, wiki=None, batch_size=batch_size, checks=RevisionChecks(), force=force
+    )
+    return run_scrape(request, ScrapeSteps.in_process(engine))
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +67,7 @@ def scraped_template(server_url: str, template_url: str, mirror_data: MirrorData
     engine = make_engine(url)
     try:
         with serving(MirrorApp(mirror_data)) as api_url:
-            run_scrape(engine, client_config(api_url), ALL_PAGES, batch_size=ONE_BATCH)
+            scrape(engine, client_config(api_url), ALL_PAGES, batch_size=ONE_BATCH)
     finally:
         engine.dispose()
     yield make_url(url).database

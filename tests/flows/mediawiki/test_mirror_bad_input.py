@@ -11,13 +11,12 @@ import pytest
 from sqlalchemy import Engine, text
 
 from tests.conftest import SHARED_WIKIPEDIA
-from tests.flows.mediawiki.conftest import client_config
+from tests.flows.mediawiki.conftest import client_config, scrape
 from wikiref.flows.mediawiki.client import MediaWikiClient
 from wikiref.flows.mediawiki.saved import SavedPagesError, iter_saved_pages
 from wikiref.flows.mediawiki.title_rules import InvalidTitle, parse_title
 from wikiref.flows.mediawiki.titles import TitleSources
 from wikiref.flows.mirror.server import MirrorApp, MirrorData, serving
-from wikiref.flows.steps.scraping import run_scrape
 
 BROKEN = {
     "Truncated page": '{"parse": {"title": "Truncated page", "text": {"*": "<p>cut',
@@ -69,7 +68,7 @@ def test_scrape_reports_unreadable_mirror_pages_as_failed_and_loads_the_rest(
 ) -> None:
     data = MirrorData.from_folder(folder_with_broken_pages)
     with serving(MirrorApp(data)) as api_url:
-        summary = run_scrape(engine, client_config(api_url), TitleSources(list_page="Wikipedia:Saved pages"))
+        summary = scrape(engine, client_config(api_url), TitleSources(list_page="Wikipedia:Saved pages"))
     assert summary.counts.articles_new == 2
     assert sorted(failure.split(":", 1)[0] for failure in summary.failed) == sorted(BROKEN)
     assert all("unreadablepage" in failure for failure in summary.failed)

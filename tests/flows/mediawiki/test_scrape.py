@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import Engine, text
 
 from tests.conftest import SHARED_WIKIPEDIA
-from tests.flows.mediawiki.conftest import ALL_PAGES, ONE_BATCH, client_config
+from tests.flows.mediawiki.conftest import ALL_PAGES, ONE_BATCH, client_config, scrape
 from wikiref.flows.mediawiki.client import ResolvedTitle
 from wikiref.flows.mediawiki.titles import TitleSources
 from wikiref.flows.mirror.server import Faults, MirrorApp, MirrorData, serving
-from wikiref.flows.steps.scraping import fetch_pages, run_scrape
+from wikiref.flows.steps.scraping import fetch_pages
 
 MOJIBAKE = re.compile("Ã[\u0080-\u00bf]|â€|Â[\u00a0-\u00bf]|[\u0080-\u009f]")
 
@@ -119,11 +119,11 @@ def test_second_identical_scrape_writes_nothing(
 ) -> None:
     api_url, app = mirror
     before = snapshot(scraped_engine)
-    summary = run_scrape(scraped_engine, client_config(api_url), ALL_PAGES)
+    summary = scrape(scraped_engine, client_config(api_url), ALL_PAGES)
     assert snapshot(scraped_engine) == before
     assert (summary.skipped_current, summary.counts.articles, parse_requests(app)) == (303, 0, 0)
     # Fetched again anyway (force), identical pages still write nothing.
-    forced = run_scrape(
+    forced = scrape(
         scraped_engine,
         client_config(api_url),
         TitleSources(list_page=ALL_PAGES.list_page, limit=40),
@@ -147,7 +147,7 @@ def test_stale_revisions_are_refetched_and_nothing_else(
         reference_ids = (
             connection.execute(text("SELECT id FROM article_references ORDER BY id")).scalars().all()
         )
-    summary = run_scrape(scraped_engine, client_config(api_url), ALL_PAGES)
+    summary = scrape(scraped_engine, client_config(api_url), ALL_PAGES)
     assert parse_requests(app) == 2
     assert (summary.skipped_current, summary.counts.articles_updated, summary.counts.references_added) == (
         301,
@@ -174,7 +174,7 @@ def test_scrape_under_twenty_percent_faults_ends_with_the_clean_rows(
     faults = Faults(rate=0.2, kinds=("429", "503", "reset", "truncate"), retry_after=1, seed=7)
     app = MirrorApp(mirror_data, faults=faults)
     with serving(app) as api_url:
-        summary = run_scrape(engine, client_config(api_url), ALL_PAGES, batch_size=ONE_BATCH)
+        summary = scrape(engine, client_config(api_url), ALL_PAGES, batch_size=ONE_BATCH)
     assert set(app.faults_injected) == {"429", "503", "reset", "truncate"}
     assert summary.stats.retries == sum(app.faults_injected.values())
     assert {"HTTP 429", "HTTP 503", "ReadError", "RemoteProtocolError"} <= set(summary.stats.retry_reasons)
@@ -185,7 +185,7 @@ def test_redirects_are_followed_and_recorded(engine: Engine, mirror: tuple[str, 
     api_url, _ = mirror
     hyphenated = "1963-64 Michigan Wolverines men's ice hockey season"
     sources = TitleSources(titles=(hyphenated, "dog", "No such article", "Bad|<title>"))
-    summary = run_scrape(engine, client_config(api_url), sources)
+    summary = scrape(engine, client_config(api_url), sources)
     assert (summary.counts.articles_new, summary.missing, summary.invalid) == (
         2,
         ["No such article"],

@@ -1,0 +1,80 @@
+"""One scrape sequence for the command and the flow: the same input writes the same rows either way."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import pytest
+
+from tests.bulk_rows import stored_rows
+from tests.conftest import SHARED_WIKIPEDIA, TEMPLATE_DATABASE, create_database, drop_database
+from tests.flows.mediawiki.test_dump import ndjson, record
+from wikiref.db.engine import make_engine
+from wikiref.flows.mediawiki.errors import ScrapeError
+from wikiref.flows.mediawiki.saved import iter_saved_pages
+from wikiref.flows.settings import Settings
+from wikiref.flows.steps.scrape_sequence import ScrapeRequest
+
+
+@pytest.fixture
+def flow_database_url(server_url: str, template_url: str) -> Iterator[str]:
+    """A second fresh database, for the flow's run."""
+    url = create_database(server_url, template=TEMPLATE_DATABASE)
+    yield url
+    drop_database(server_url, url)
+
+
+@pytest.mark.slow
+def test_the_command_and_the_flow_write_the_same_rows(
+    prefect_harness: None,
+    run_cli,
+    database_url: str,
+    flow_database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path,
+) -> None:
+    from wikiref.flows.scrape import scrape_wikipedia
+    from wikiref.flows.settings import get_settings
+
+    pages = list(itertools.islice(iter_saved_pages(SHARED_WIKIPEDIA), 200, 208))
+    dump = tmp_path / "enwiki.ndjson"
+    dump.write_bytes(ndjson([record(page) for page in pages]))
+
+    command = {"WIKIREF_DATABASE_URL": database_url}
+    for args in (("--mirror", str(SHARED_WIKIPEDIA), "--limit", "12"), ("--dump", str(dump))):
+        result = run_cli("scrape", *args, env=command)
+        assert result.returncode == 0, result.stderr
+
+    monkeypatch.setenv("WIKIREF_DATABASE_URL", flow_database_url)
+    get_settings.cache_clear()
+    assert scrape_wikipedia(mirror_dir=SHARED_WIKIPEDIA, limit=12)["articles new"] == 12
+    scrape_wikipedia(dump_path=dump)
+
+    by_command, by_flow = (make_engine(url) for url in (database_url, flow_database_url))
+    try:
+        rows = stored_rows(by_command)
+        assert len(rows["articles"]) >= 12 and len(rows["references"]) > 100
+        assert stored_rows(by_flow) == rows
+    finally:
+        by_command.dispose()
+        by_flow.dispose()
+
+
+def test_options_that_do_not_go_together_are_refused_for_both_callers(tmp_path) -> None:
+    settings = Settings()
+    with pytest.raises(ScrapeError, match="a mirror folder or a dump, not both"):
+        ScrapeRequest.from_options(settings, mirror_dir=SHARED_WIKIPEDIA, dump_path=tmp_path / "dump.ndjson")
+    with pytest.raises(ScrapeError, match="no dump and no force"):
+        ScrapeRequest.from_options(settings, refresh=True, force=True)
+    with pytest.raises(ScrapeError, match="name a corpus"):
+        ScrapeRequest.from_options(settings, refresh=True, titles=["Dog"])
+    with pytest.raises(ScrapeError, match="records a scrape's sources"):
+        ScrapeRequest.from_options(settings, corpus="birds")
+    with pytest.raises(ScrapeError, match="no titles to scrape"):
+        ScrapeRequest.from_options(settings)
+    with pytest.raises(ScrapeError, match="has no MANIFEST.tsv"):
+        ScrapeRequest.from_options(settings, mirror_dir=tmp_path)
+    request = ScrapeRequest.from_options(settings, category="Category:Dogs", category_depth=2, corpus="dogs")
+    assert request.batch_size == settings.scrape_batch_size
+    assert [spec.kind for spec in request.specs] == ["category"]
