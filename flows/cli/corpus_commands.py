@@ -9,8 +9,9 @@ import typer
 from rich.markup import escape
 from sqlalchemy.orm import Session
 
-from wikiref.db import articles
 from wikiref.db.corpora import CorpusDefinition, SourceSpec, add_sources, corpora, remove_corpus
+from wikiref.db.quarantine import accept_quarantined, quarantined
+from wikiref.db.reference_history import prune_history_embeddings
 from wikiref.flows.cli.output import JSON_OPTION, console, print_json, print_table
 from wikiref.flows.database import prepare_database
 from wikiref.flows.errors import UserError
@@ -148,7 +149,7 @@ def quarantine(as_json: bool = JSON_OPTION) -> None:
     """Revisions that failed the sanity checks: stored references kept, new revision pending."""
     _, engine = prepare_database(get_settings())
     with Session(engine) as session:
-        pending = articles.quarantined(session=session)
+        pending = quarantined(session=session)
     if as_json:
         print_json(
             {
@@ -198,7 +199,7 @@ def accept(
     with Session(engine) as session:
         if wiki is None:
             # The wiki of the quarantined article: a corpus's articles are stored under the corpus's wiki.
-            wikis = sorted({row.wiki for row in articles.quarantined(session=session) if row.title == title})
+            wikis = sorted({row.wiki for row in quarantined(session=session) if row.title == title})
             if not wikis:
                 raise UserError(
                     f"no quarantined revision of {shortened(title)!r}; list them with: wikiref corpus quarantine"
@@ -208,7 +209,7 @@ def accept(
                     f"{shortened(title)} is quarantined on {', '.join(wikis)}: choose one with --wiki"
                 )
             (wiki,) = wikis
-        result = articles.accept_quarantined(session=session, wiki=wiki, title=title)
+        result = accept_quarantined(session=session, wiki=wiki, title=title)
     console.print(
         f"accepted {shortened(title, MAX_ECHOED_CHARS)}: {result.references_added} references added, "
         f"{result.references_removed} moved to history",
@@ -222,5 +223,5 @@ def prune() -> None:
     prunes by age on every refresh)."""
     _, engine = prepare_database(get_settings())
     with Session(engine) as session:
-        deleted = articles.prune_history_embeddings(session=session)
+        deleted = prune_history_embeddings(session=session)
     console.print(f"deleted {deleted} embeddings of history references")
