@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 
 from tests.conftest import SHARED_WIKIPEDIA, register_base_version
 from wikiref.db.articles import upsert_page
-from wikiref.db.page_records import PageRecord, ReferenceRecord
 from wikiref.db.engine import make_engine
+from wikiref.db.page_records import PageRecord, ReferenceRecord
 from wikiref.flows.cli import output
 from wikiref.flows.cli.run_commands import print_result
 
