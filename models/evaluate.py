@@ -108,46 +108,6 @@ def _encode(model: SentenceTransformer, texts: Sequence[str], batch_size: int) -
     ).astype(np.float32)
 
 
-def score_articles(
-    model: SentenceTransformer,
-    articles: Sequence[EvalArticle],
-    recipe: ArticleTextRecipe,
-    *,
-    batch_size: int = 64,
-    with_chunks: bool = True,
-) -> ArticleScores:
-    """Every per-article score of ``model`` on ``articles``, their text composed with ``recipe``."""
-    if len(articles) < 2:
-        raise ModelError(f"evaluation needs at least 2 held-out articles, got {len(articles)}")
-    started = time.perf_counter()
-    texts = _encode(model, [recipe.compose(a.title, a.lead) for a in articles], batch_size)
-    owner = np.array([i for i, a in enumerate(articles) for _ in a.references])
-    references = _encode(model, [text for a in articles for text in a.references], batch_size)
-    singles = _ranking(texts, references, owner)
-    nearest = (references @ texts.T).argmax(axis=1)
-    correct = np.bincount(owner[nearest == owner], minlength=len(articles)).astype(float)
-    per_article = {"ndcg@10": singles["ndcg"], "mrr@10": singles["mrr"], "recall@10": singles["recall"]}
-    if with_chunks:
-        chunk_owner = np.array([i for i, a in enumerate(articles) for _ in a.chunks])
-        chunks = _encode(model, [text for a in articles for text in a.chunks], batch_size)
-        per_article["chunk_ndcg@10"] = _ranking(texts, chunks, chunk_owner)["ndcg"]
-    result = ArticleScores(
-        article_ids=tuple(a.article_id for a in articles),
-        per_article=per_article,
-        correct=correct,
-        references=np.bincount(owner, minlength=len(articles)).astype(float),
-    )
-    log.info(
-        "evaluated %d articles (%s), %d references in %.1f s: %s",
-        len(articles),
-        recipe.name,
-        len(owner),
-        time.perf_counter() - started,
-        ", ".join(f"{name} {value:.4f}" for name, value in result.metrics().items()),
-    )
-    return result
-
-
 @dataclass(frozen=True)
 class EncodedArticles:
     """One model's embeddings of evaluation articles: article texts, their single references in article order."""
@@ -190,19 +150,71 @@ def encode_articles(
     )
 
 
-def reference_votes(encoded: EncodedArticles) -> np.ndarray:
-    """``vote[j, i]``: the best cosine between reference j and article i's references other than j itself.
+def score_articles(
+    model: SentenceTransformer,
+    articles: Sequence[EvalArticle],
+    recipe: ArticleTextRecipe,
+    *,
+    batch_size: int = 64,
+    with_chunks: bool = True,
+    encoded: EncodedArticles | None = None,
+) -> ArticleScores:
+    """Every per-article score of ``model`` (embeddings alone) on ``articles``, their text composed with ``recipe``.
+
+    ``encoded``: the same model's ``encode_articles`` of the same articles, when the caller has them already.
+    """
+    started = time.perf_counter()
+    encoded = encoded or encode_articles(model, articles, recipe, batch_size=batch_size)
+    texts, references, owner = encoded.texts, encoded.references, encoded.owner
+    singles = _ranking(texts, references, owner)
+    nearest = (references @ texts.T).argmax(axis=1)
+    correct = np.bincount(owner[nearest == owner], minlength=len(articles)).astype(float)
+    per_article = {"ndcg@10": singles["ndcg"], "mrr@10": singles["mrr"], "recall@10": singles["recall"]}
+    if with_chunks:
+        chunk_owner = np.array([i for i, a in enumerate(articles) for _ in a.chunks])
+        chunks = _encode(model, [text for a in articles for text in a.chunks], batch_size)
+        per_article["chunk_ndcg@10"] = _ranking(texts, chunks, chunk_owner)["ndcg"]
+    result = ArticleScores(
+        article_ids=encoded.article_ids,
+        per_article=per_article,
+        correct=correct,
+        references=np.bincount(owner, minlength=len(articles)).astype(float),
+    )
+    log.info(
+        "evaluated %d articles (%s), %d references in %.1f s: %s",
+        len(articles),
+        recipe.name,
+        len(owner),
+        time.perf_counter() - started,
+        ", ".join(f"{name} {value:.4f}" for name, value in result.metrics().items()),
+    )
+    return result
+
+
+def reference_votes(
+    encoded: EncodedArticles, candidates: int = DEFAULT_CANDIDATES
+) -> tuple[np.ndarray, np.ndarray]:
+    """``vote[j, i]``: the best cosine between reference j and article i's references other than j itself; and
+    per reference the vote's candidate floor: the SQL function takes the articles of the ``candidates`` nearest
+    references, the query reference itself (the nearest) left out, so the cosine of the ``candidates - 1``-th
+    nearest other reference.
 
     NaN where article i has no other reference: the query reference never votes for its own article.
     """
     similarity = encoded.references @ encoded.references.T
     np.fill_diagonal(similarity, -np.inf)
+    depth = min(candidates - 1, len(encoded.owner) - 1)
+    floors = (
+        -np.partition(-similarity, depth - 1, axis=1)[:, depth - 1]
+        if depth > 0
+        else np.full(len(encoded.owner), np.inf)
+    )
     order = np.argsort(encoded.owner, kind="stable")
     owners, starts = np.unique(encoded.owner[order], return_index=True)
     votes = np.full((len(encoded.owner), len(encoded.article_ids)), np.nan)
     votes[:, owners] = np.maximum.reduceat(similarity[:, order], starts, axis=1)
     votes[np.isneginf(votes)] = np.nan
-    return votes
+    return votes, floors
 
 
 def _fused_forward(
@@ -229,14 +241,20 @@ def _fused_forward(
 
 
 def _fused_reverse(
-    encoded: EncodedArticles, words: WordScores, votes: np.ndarray, weights: dict[str, float], candidates: int
+    encoded: EncodedArticles,
+    words: WordScores,
+    votes: tuple[np.ndarray, np.ndarray],
+    weights: dict[str, float],
+    candidates: int,
 ) -> np.ndarray:
     """Per article: how many of its references ``articles_for_reference`` answers with it first."""
     similarity = encoded.references @ encoded.texts.T
     correct = np.zeros(len(encoded.article_ids))
+    vote, floor = votes
     for j, own in enumerate(encoded.owner):
-        signals = {EMBEDDING: similarity[j], WORDS: words.reference_to_articles[j], VOTE: votes[j]}
-        correct[own] += rank(signals, weights, candidates=candidates)[0][0] == own
+        signals = {EMBEDDING: similarity[j], WORDS: words.reference_to_articles[j], VOTE: vote[j]}
+        top = rank(signals, weights, candidates=candidates, floors={VOTE: floor[j]})[0][0]
+        correct[own] += top == own
     return correct
 
 
@@ -255,7 +273,11 @@ def score_fused(
     """
     per_article = _fused_forward(encoded, words, weights.get("similar_references", {}), candidates)
     correct = _fused_reverse(
-        encoded, words, reference_votes(encoded), weights.get("articles_for_reference", {}), candidates
+        encoded,
+        words,
+        reference_votes(encoded, candidates),
+        weights.get("articles_for_reference", {}),
+        candidates,
     )
     return ArticleScores(
         article_ids=encoded.article_ids,
@@ -281,7 +303,7 @@ def choose_fusion_weights(
         trials["similar_references"].append({WORDS: w, "ndcg@10": round(value, 5)})
         if value > best_value:
             best_forward, best_value = w, value
-    votes = reference_votes(encoded)
+    votes = reference_votes(encoded, candidates)
     references = len(encoded.owner)
     best_reverse, best_value = (0.0, 0.0), -np.inf
     for w, v in sorted(product(WORDS_GRID, VOTE_GRID), key=lambda pair: (sum(pair), pair[0])):

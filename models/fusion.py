@@ -65,13 +65,21 @@ def fuse(signals: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.
     return fused
 
 
-def candidate_rows(signals: Mapping[str, np.ndarray], candidates: int) -> np.ndarray:
-    """Rows in the union of each signal's top ``candidates`` (sorted); words only where some word matches."""
+def candidate_rows(
+    signals: Mapping[str, np.ndarray], candidates: int, *, floors: Mapping[str, float] | None = None
+) -> np.ndarray:
+    """Rows in the union of each signal's top ``candidates`` (sorted); words only where some word matches.
+
+    A signal with a floor brings the rows that reach it instead: the vote's candidates are the articles of the
+    query's ``candidates`` nearest other references, that is those whose vote reaches the last one's cosine.
+    """
     chosen: set[int] = set()
     for name, values in signals.items():
         values = np.asarray(values, dtype=np.float64)
         eligible = np.flatnonzero(values > 0) if name == WORDS else np.flatnonzero(np.isfinite(values))
-        if len(eligible) > candidates:
+        if floors and name in floors:
+            eligible = eligible[values[eligible] >= floors[name]]
+        elif len(eligible) > candidates:
             top = np.argpartition(-values[eligible], candidates - 1)[:candidates]
             eligible = eligible[top]
         chosen.update(eligible.tolist())
@@ -84,13 +92,15 @@ def rank(
     *,
     candidates: int = DEFAULT_CANDIDATES,
     ids: np.ndarray | None = None,
+    floors: Mapping[str, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(rows best first, their fused scores) as a fused SQL function answers over a corpus of these rows.
 
     ``signals`` hold one value per corpus row, for just the signals the function fuses (each widens the candidate
-    set, whatever its weight). Ties go to the smaller ``ids`` (default: the row number).
+    set, whatever its weight). Ties go to the smaller ``ids`` (default: the row number); ``floors`` as for
+    ``candidate_rows``.
     """
-    rows = candidate_rows(signals, candidates)
+    rows = candidate_rows(signals, candidates, floors=floors)
     fused = fuse({name: np.asarray(values)[rows] for name, values in signals.items()}, weights)
     tiebreak = rows if ids is None else np.asarray(ids)[rows]
     order = np.lexsort((tiebreak, -fused))

@@ -77,13 +77,15 @@ def encoded_fixture() -> EncodedArticles:
 
 def test_the_query_reference_never_votes_for_its_own_article() -> None:
     encoded = encoded_fixture()
-    votes = reference_votes(encoded)
+    votes, floors = reference_votes(encoded, candidates=3)
     refs = encoded.references
     # Reference 0's own article votes only through reference 1, never through reference 0 itself (cosine 1).
     assert votes[0, 0] == pytest.approx(refs[0] @ refs[1])
     assert votes[0, 1] == pytest.approx(max(refs[0] @ refs[2], refs[0] @ refs[3]))
     lonely = EncodedArticles((1, 2), np.eye(2)[:, :2], np.eye(2)[[0, 1, 1]], np.array([0, 1, 1]))
-    assert np.isnan(reference_votes(lonely)[0, 0])
+    assert np.isnan(reference_votes(lonely)[0][0, 0])
+    # 3 nearest references: reference 0 itself (no voter), then 1 and 3: the vote's candidates stop at 3's cosine.
+    assert floors[0] == pytest.approx(refs[0] @ refs[3])
 
 
 def test_words_fix_the_reference_the_embeddings_send_to_the_wrong_article() -> None:
