@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from wikiref.db import embeddings
 from wikiref.db.embeddings import KINDS, PendingRow, VersionInfo
+from wikiref.db.lexical import refresh_lexical_statistics
 from wikiref.flows.settings import Settings
 from wikiref.models.article_text import ArticleTextRecipe
 from wikiref.models.base import resolve_model_path
@@ -278,6 +279,8 @@ def finish(engine: Engine, request: EmbedRequest) -> dict[str, int]:
             return embeddings.embedding_counts(session=session, version_id=request.version.id)
         counts = embeddings.mark_complete(session=session, version_id=request.version.id)
         session.commit()
+        # The fused functions' BM25 reads these statistics: current (within the drift threshold) when it serves.
+        refresh_lexical_statistics(session=session)
     return counts
 
 

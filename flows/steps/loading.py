@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from wikiref.db.articles import RevisionChecks, stored_revisions, upsert_pages
+from wikiref.db.lexical import refresh_lexical_statistics
 from wikiref.flows.mediawiki.dump import DumpError, DumpPage, DumpReader
 from wikiref.flows.mediawiki.saved import iter_saved_pages
 from wikiref.flows.steps.records import WriteCounts, page_record
@@ -46,6 +47,7 @@ def load_saved_pages(
             ]
             for result in upsert_pages(session=session, pages=records):
                 counts.add(result)
+        refresh_lexical_statistics(session=session)
     log.info(
         "loaded %d saved pages from %s: %d new, %d updated, %d unchanged; %d references added, %d removed",
         counts.articles,

@@ -22,6 +22,7 @@ from wikiref.db.articles import (
     upsert_page,
     upsert_pages,
 )
+from wikiref.db.lexical import refresh_lexical_statistics
 from wikiref.flows import markdown
 from wikiref.flows.mediawiki.client import (
     ClientConfig,
@@ -312,6 +313,8 @@ def write_records(
         else:
             for record in records:
                 counts.add(upsert_page(session=session, page=record, checks=checks))
+        # Cheap unless the corpus drifted past the threshold since the last rebuild (then BM25 needs new counts).
+        refresh_lexical_statistics(session=session)
     log.info(
         "wrote articles: %d new, %d updated, %d unchanged, %d quarantined; references: %d added, %d removed",
         counts.articles_new,
