@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
@@ -41,3 +41,19 @@ def article_reference_texts(
 ) -> list[tuple[int, str, list[str], str | None]]:
     """All of iter_article_reference_texts as one list (small corpora, tests)."""
     return list(iter_article_reference_texts(session=session, wiki=wiki, limit=limit))
+
+
+def reference_ids_by_text(*, session: Session, article_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """Per article of ``article_ids``: each reference text to its id (the smallest, where a page repeats a text).
+
+    Evaluation works on reference texts; this is how it asks the database about those references by id.
+    """
+    rows = session.execute(
+        select(ArticleReference.article_id, ArticleReference.text, func.min(ArticleReference.id))
+        .where(ArticleReference.article_id.in_(list(article_ids)))
+        .group_by(ArticleReference.article_id, ArticleReference.text)
+    )
+    ids: dict[int, dict[str, int]] = {article_id: {} for article_id in article_ids}
+    for article_id, text, reference_id in rows:
+        ids[article_id][text] = reference_id
+    return ids

@@ -1,9 +1,10 @@
 """The model card (README.md) of a trained version: data, training, its loss as a plot, base vs fine-tuned with
-confidence intervals, and the gate's verdict."""
+confidence intervals (fused as served, and the embeddings alone), its fusion weights, and the gate's verdict."""
 
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,8 @@ def render_model_card(
     article_text: str,
     gate: str,
     samples_per_second: float,
+    embedding_metrics: Mapping[str, Mapping[str, float]] | None = None,
+    fusion_weights: Mapping[str, Any] | None = None,
 ) -> str:
     front_matter = "\n".join(
         [
@@ -138,6 +141,27 @@ def render_model_card(
     counts = _table(("count", "value"), list(dataset_counts.items()))
     rows = metrics_rows(base_title_metrics, base_metrics, finetuned_metrics, deltas)
     metrics = _table(list(rows[0]), [list(row.values()) for row in rows]) if rows else ""
+    alone = ""
+    if embedding_metrics:
+        alone_rows = metrics_rows(
+            base_title_metrics,
+            embedding_metrics["base"],
+            embedding_metrics["finetuned"],
+            {"vs_base": deltas.get("embeddings_alone_vs_base", {})},
+        )
+        alone = (
+            "The embeddings alone (cosine similarity only, `fusion => false`), for comparison:\n\n"
+            + _table(list(alone_rows[0]), [list(row.values()) for row in alone_rows])
+            if alone_rows
+            else ""
+        )
+    weights = (
+        "## Fusion weights\n\nThe SQL functions rank by z(embedding) + w_words z(words) + w_vote z(vote) over each "
+        "call's candidates (docs/sql.md); this version serves with these weights, chosen on validation articles "
+        f"(neither trained on nor held out):\n\n```json\n{json.dumps(fusion_weights, indent=2, sort_keys=True)}\n```\n"
+        if fusion_weights
+        else ""
+    )
     return f"""{front_matter}
 
 # wikiref model version `{name}`
@@ -183,9 +207,16 @@ against every single reference of every held-out article (relevant: its own refe
 `similar_references` answers); `{REVERSE_METRIC}`: for each held-out reference, whether its own article is the
 nearest of all held-out articles (what `articles_for_reference` answers); `chunk_ndcg@10`: the same as the first
 against chunks of consecutive references. "base" scores the base model with this version's article text, "base
-on titles" with the title alone. Changes come with a 95% paired bootstrap interval over the held-out articles.
+on titles" with the title alone. Both directions are ranked as the SQL functions serve them: fused with the
+words (BM25) and, for `{REVERSE_METRIC}`, the vote of each article's other references (each version with its own
+fusion weights; "base on titles" is the embeddings alone). Changes come with a 95% paired bootstrap interval over
+the held-out articles.
 
 {metrics}
+
+{alone}
+
+{weights}
 
 {gate}
 """

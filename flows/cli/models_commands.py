@@ -52,7 +52,8 @@ def list_versions() -> None:
 
 @app.command()
 def show(name: str = typer.Argument(..., help="Version name or id.")) -> None:
-    """One version: status, hyperparameters, dataset, metrics, artifact."""
+    """One version: status, hyperparameters, dataset, metrics (fused as served, and the embeddings alone), the
+    fusion weights it serves with, artifact."""
     _, engine = prepare_database()
     with Session(engine) as session:
         version = registry.get_version(session=session, name=name)
@@ -80,6 +81,17 @@ def show(name: str = typer.Argument(..., help="Version name or id.")) -> None:
                     base_on_titles=metrics.get("base_on_titles"),
                 )
             )
+        if "base_embeddings_alone" in metrics:
+            console.print(
+                metrics_table(
+                    metrics["base_embeddings_alone"],
+                    metrics["finetuned_embeddings_alone"],
+                    "the embeddings alone (fusion => false)",
+                    deltas=metrics.get("deltas", {}).get("embeddings_alone_vs_base"),
+                )
+            )
+        weights = registry.fusion_weights(session=session, version_id=version.id)
+        console.print(f"fusion weights: {json.dumps(weights, sort_keys=True)}")
         if version.loss_log:
             first, last = version.loss_log[0], version.loss_log[-1]
             console.print(
