@@ -103,6 +103,18 @@ def metrics_rows(
     return rows
 
 
+def fusion_table(fusion_weights: Mapping[str, Mapping[str, float]]) -> str:
+    """Each SQL function's weights, relative to the embeddings' (always 1); "-" where it has no such signal."""
+    signals = sorted({signal for weights in fusion_weights.values() for signal in weights})
+    return _table(
+        ("SQL function", "embeddings", *signals),
+        [
+            (f"`{function}`", 1, *(weights.get(signal, "-") for signal in signals))
+            for function, weights in fusion_weights.items()
+        ],
+    )
+
+
 def gate_line(metric: str, verdict: str, reason: str) -> str:
     return f"**Gate ({metric}): {verdict}.** {reason}"
 
@@ -122,6 +134,7 @@ def render_model_card(
     article_text: str,
     gate: str,
     samples_per_second: float,
+    fusion_weights: Mapping[str, Mapping[str, float]],
 ) -> str:
     front_matter = "\n".join(
         [
@@ -175,6 +188,14 @@ Dataset fingerprint: `{dataset_fingerprint}`.
 ![training loss]({LOSS_PLOT})
 
 {loss_table(loss_log)}
+
+## Serving: fused scores
+
+The SQL functions of wikiref rank by `z(embeddings) + w_words * z(words) + w_vote * z(vote)` (each signal
+z-normalised over a call's candidates; words: BM25 of the query's text; vote: the best cosine between a reference
+and an article's other references). This version's weights:
+
+{fusion_table(fusion_weights)}
 
 ## Evaluation
 

@@ -52,7 +52,7 @@ def list_versions() -> None:
 
 @app.command()
 def show(name: str = typer.Argument(..., help="Version name or id.")) -> None:
-    """One version: status, hyperparameters, dataset, metrics, artifact."""
+    """One version: status, hyperparameters, dataset, fusion weights, metrics, artifact."""
     _, engine = prepare_database()
     with Session(engine) as session:
         version = registry.get_version(session=session, name=name)
@@ -69,6 +69,15 @@ def show(name: str = typer.Argument(..., help="Version name or id.")) -> None:
         console.print(f"dataset fingerprint: {version.dataset_fingerprint or '-'}")
         console.print(f"dataset counts: {json.dumps(version.dataset_counts)}")
         console.print(f"params: {json.dumps(version.params, sort_keys=True)}")
+        signals = sorted({signal for weights in version.fusion_weights.values() for signal in weights})
+        print_table(
+            ("SQL function", "embeddings", *signals),
+            [
+                (function, 1, *(weights.get(signal, "-") for signal in signals))
+                for function, weights in version.fusion_weights.items()
+            ],
+            title="fusion weights (relative to the embeddings)",
+        )
         metrics = version.metrics or {}
         if "base" in metrics and "finetuned" in metrics:
             console.print(

@@ -383,6 +383,7 @@ def register_version(
             article_text=split.recipe.name,
         )
         version_id = version.id
+        fusion_weights = registry.fusion_weights(session=session, version_id=version_id)
         vs_base = _gate_delta(deltas["vs_base"], metric)
         if active.version_id is not None and not active.is_base and active.scores is None:
             promoted = False
@@ -420,6 +421,7 @@ def register_version(
         article_text=split.recipe.name,
         gate=card.gate_line(metric, "promoted" if promoted else "stays candidate", reason),
         samples_per_second=result.samples_per_second,
+        fusion_weights=fusion_weights,
     )
     return RunOutcome(
         version_id=version_id,
