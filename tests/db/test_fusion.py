@@ -238,7 +238,8 @@ def test_set_fusion_weights_refuses_a_bad_shape(corpus, change, message: str) ->
 
 
 def _bm25_by_hand(session: Session, query: str, table: str) -> dict[int, float]:
-    """BM25 (k1 1.2, b 0.75, idf ln(1 + (N - df + 0.5) / (df + 0.5))) over the stored lexemes, in Python."""
+    """BM25 (k1 1.2, b 0.75, idf ln(1 + (N - df + 0.5) / (df + 0.5)), length: distinct lexemes) over the
+    stored lexemes, in Python."""
     rows = session.execute(
         text(f"SELECT x.id, u.lexeme, cardinality(u.positions) FROM {table} x, unnest(x.lexemes) u")
     ).all()
@@ -247,12 +248,12 @@ def _bm25_by_hand(session: Session, query: str, table: str) -> dict[int, float]:
         documents.setdefault(document, Counter())[lexeme] = count
     for document in session.scalars(text(f"SELECT id FROM {table}")):
         documents.setdefault(document, Counter())
-    average = sum(sum(c.values()) for c in documents.values()) / len(documents)
+    average = sum(len(c) for c in documents.values()) / len(documents)
     frequency = Counter(lexeme for c in documents.values() for lexeme in c)
     terms = set(session.scalar(text("SELECT tsvector_to_array(to_tsvector('english', :q))"), {"q": query}))
     scores = {}
     for document, counts in documents.items():
-        length = sum(counts.values())
+        length = len(counts)
         score = 0.0
         for term in terms & set(counts):
             idf = math.log(1 + (len(documents) - frequency[term] + 0.5) / (frequency[term] + 0.5))
