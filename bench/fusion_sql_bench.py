@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import random
@@ -184,7 +185,41 @@ def measure(url: str, queries: int) -> dict:
                 ).fetchall()
                 recalls.append(len({r[0] for r in rows} & {r[0] for r in exact}) / max(1, len(exact)))
         result["similar_references_fused_recall_at_10_vs_exact_fused"] = round(statistics.mean(recalls), 4)
+        result["sanity_quality"] = sanity_quality(connection, sample_titles, sample_refs)
     return result
+
+
+def sanity_quality(connection, titles: list[str], references: list[int]) -> dict:
+    """NDCG@10 of an article's own references (similar_references) and acc@1 of a reference's own article
+    (articles_for_reference), fused and embeddings alone, on the sampled articles of the whole corpus: a sanity
+    check of the served functions, not the evaluation (no held-out split, no intervals; bench of issue 25)."""
+    quality = {}
+    for fusion in (False, True):
+        label = "fused" if fusion else "embeddings_alone"
+        gains = []
+        for title in titles:
+            rows = connection.execute(
+                "SELECT article_title FROM wikiref.similar_references(%s, 10, fusion => %s)", (title, fusion)
+            ).fetchall()
+            own = connection.execute(
+                "SELECT count(*) FROM article_references r JOIN articles a ON a.id = r.article_id "
+                "WHERE a.title = %s",
+                (title,),
+            ).fetchone()[0]
+            dcg = sum(1 / math.log2(i + 2) for i, row in enumerate(rows) if row[0] == title)
+            ideal = sum(1 / math.log2(i + 2) for i in range(min(10, own)))
+            gains.append(dcg / ideal if ideal else 0.0)
+        hits = [
+            connection.execute(
+                "SELECT is_own_article FROM wikiref.articles_for_reference(%s, 1, fusion => %s)", (r, fusion)
+            ).fetchone()[0]
+            for r in references
+        ]
+        quality[label] = {
+            "similar_references_ndcg@10": round(statistics.mean(gains), 4),
+            "articles_for_reference_acc@1": round(sum(hits) / len(hits), 4),
+        }
+    return quality
 
 
 def main() -> None:
