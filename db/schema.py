@@ -225,7 +225,7 @@ class LexicalStatistics(Base):
 
     corpus: Mapped[str] = mapped_column(Text, primary_key=True, comment="references or articles")
     documents: Mapped[int] = mapped_column(BigInteger)
-    average_length: Mapped[float] = mapped_column(sa.Float, comment="lexeme positions per document")
+    average_length: Mapped[float] = mapped_column(sa.Float, comment="distinct lexemes per document")
     refreshed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

@@ -4,7 +4,6 @@ confidence intervals (fused as served, and the embeddings alone), its fusion wei
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -104,6 +103,18 @@ def metrics_rows(
     return rows
 
 
+def fusion_table(fusion_weights: Mapping[str, Mapping[str, float]]) -> str:
+    """Each SQL function's weights, relative to the embeddings' (always 1); "-" where it has no such signal."""
+    signals = sorted({signal for weights in fusion_weights.values() for signal in weights})
+    return _table(
+        ("SQL function", "embeddings", *signals),
+        [
+            (f"`{function}`", 1, *(weights.get(signal, "-") for signal in signals))
+            for function, weights in fusion_weights.items()
+        ],
+    )
+
+
 def gate_line(metric: str, verdict: str, reason: str) -> str:
     return f"**Gate ({metric}): {verdict}.** {reason}"
 
@@ -123,8 +134,8 @@ def render_model_card(
     article_text: str,
     gate: str,
     samples_per_second: float,
+    fusion_weights: Mapping[str, Mapping[str, float]],
     embedding_metrics: Mapping[str, Mapping[str, float]] | None = None,
-    fusion_weights: Mapping[str, Any] | None = None,
 ) -> str:
     front_matter = "\n".join(
         [
@@ -155,13 +166,6 @@ def render_model_card(
             if alone_rows
             else ""
         )
-    weights = (
-        "## Fusion weights\n\nThe SQL functions rank by z(embedding) + w_words z(words) + w_vote z(vote) over each "
-        "call's candidates (docs/sql.md); this version serves with these weights, chosen on validation articles "
-        f"(neither trained on nor held out):\n\n```json\n{json.dumps(fusion_weights, indent=2, sort_keys=True)}\n```\n"
-        if fusion_weights
-        else ""
-    )
     return f"""{front_matter}
 
 # wikiref model version `{name}`
@@ -200,6 +204,15 @@ Dataset fingerprint: `{dataset_fingerprint}`.
 
 {loss_table(loss_log)}
 
+## Serving: fused scores
+
+The SQL functions of wikiref rank by `z(embeddings) + w_words * z(words) + w_vote * z(vote)` (each signal
+z-normalised over a call's candidates; words: BM25 of the query's text; vote: the best cosine between a reference
+and an article's other references). This version's weights, chosen by its training run on validation articles
+(neither trained on nor held out):
+
+{fusion_table(fusion_weights)}
+
 ## Evaluation
 
 On the held-out articles, never trained on: `ndcg@10`, `mrr@10`, `recall@10`: each article's text as the query
@@ -215,8 +228,6 @@ the held-out articles.
 {metrics}
 
 {alone}
-
-{weights}
 
 {gate}
 """

@@ -52,8 +52,8 @@ def list_versions() -> None:
 
 @app.command()
 def show(name: str = typer.Argument(..., help="Version name or id.")) -> None:
-    """One version: status, hyperparameters, dataset, metrics (fused as served, and the embeddings alone), the
-    fusion weights it serves with, artifact."""
+    """One version: status, hyperparameters, dataset, fusion weights, metrics (fused as served, and the
+    embeddings alone), artifact."""
     _, engine = prepare_database()
     with Session(engine) as session:
         version = registry.get_version(session=session, name=name)
@@ -70,6 +70,15 @@ def show(name: str = typer.Argument(..., help="Version name or id.")) -> None:
         console.print(f"dataset fingerprint: {version.dataset_fingerprint or '-'}")
         console.print(f"dataset counts: {json.dumps(version.dataset_counts)}")
         console.print(f"params: {json.dumps(version.params, sort_keys=True)}")
+        signals = sorted({signal for weights in version.fusion_weights.values() for signal in weights})
+        print_table(
+            ("SQL function", "embeddings", *signals),
+            [
+                (function, 1, *(weights.get(signal, "-") for signal in signals))
+                for function, weights in version.fusion_weights.items()
+            ],
+            title="fusion weights (relative to the embeddings)",
+        )
         metrics = version.metrics or {}
         if "base" in metrics and "finetuned" in metrics:
             console.print(
@@ -90,8 +99,6 @@ def show(name: str = typer.Argument(..., help="Version name or id.")) -> None:
                     deltas=metrics.get("deltas", {}).get("embeddings_alone_vs_base"),
                 )
             )
-        weights = registry.fusion_weights(session=session, version_id=version.id)
-        console.print(f"fusion weights: {json.dumps(weights, sort_keys=True)}")
         if version.loss_log:
             first, last = version.loss_log[0], version.loss_log[-1]
             console.print(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -66,6 +65,7 @@ def test_a_run_stores_the_weights_it_chose_for_its_version_and_base_and_gates_on
     }
 
     card = (Path(outcome.artifact_path) / "README.md").read_text(encoding="utf-8")
-    assert "## Fusion weights" in card
-    assert json.dumps(stored, indent=2, sort_keys=True) in card
+    assert "## Serving: fused scores" in card
+    vote, words = stored["articles_for_reference"]["vote"], stored["articles_for_reference"]["words"]
+    assert f"| `articles_for_reference` | 1 | {vote} | {words} |" in card
     assert "The embeddings alone" in card
