@@ -30,8 +30,8 @@ VERSION = "hand-made"
 NAMED = "Powell, Asafa (2006). Asafa Powell equals the 100 m world record in Gateshead."
 UNNAMED = "Track results of the season, 2005."
 DEFAULT_WEIGHTS = {
-    "similar_references": {"words": 0.2},
-    "articles_for_reference": {"words": 0.2, "vote": 1.0},
+    "similar_references": {"words": 0.3},
+    "articles_for_reference": {"words": 0.3, "vote": 2.0},
     "similar_articles": {"words": 0.0},
     "search_text": {"words": 0.3},
 }

@@ -26,4 +26,4 @@ def test_models_show_prints_the_version_s_fusion_weights(
     assert shown.returncode == 0, shown.stderr
     assert "fusion weights" in shown.stdout
     assert re.search(r"articles_for_reference +│ +1 +│ +0\.750* +│ +0\.350* ", shown.stdout), shown.stdout
-    assert re.search(r"similar_references +│ +1 +│ +- +│ +0\.20* ", shown.stdout), shown.stdout
+    assert re.search(r"similar_references +│ +1 +│ +- +│ +0\.30* ", shown.stdout), shown.stdout
