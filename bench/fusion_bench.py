@@ -170,10 +170,6 @@ def register_and_embed(
             artifact_path=artifact,
             article_text=article_text,
         )
-        session.execute(
-            text("UPDATE model_versions SET artifact_path = :path WHERE name = :name"),
-            {"path": artifact, "name": name},
-        )
         if references_from is not None:
             session.execute(
                 text(
