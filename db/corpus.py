@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
@@ -34,3 +34,19 @@ def iter_article_reference_texts(
         query = query.limit(limit)
     for article_id, title, references, lead in session.execute(query.execution_options(yield_per=page_size)):
         yield article_id, title, list(references), lead
+
+
+def reference_ids_by_text(*, session: Session, article_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """Per article of ``article_ids``: each reference text to its id (the smallest, where a page repeats a text).
+
+    Evaluation works on reference texts; this is how it asks the database about those references by id.
+    """
+    rows = session.execute(
+        select(ArticleReference.article_id, ArticleReference.text, func.min(ArticleReference.id))
+        .where(ArticleReference.article_id.in_(list(article_ids)))
+        .group_by(ArticleReference.article_id, ArticleReference.text)
+    )
+    ids: dict[int, dict[str, int]] = {article_id: {} for article_id in article_ids}
+    for article_id, text, reference_id in rows:
+        ids[article_id][text] = reference_id
+    return ids

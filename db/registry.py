@@ -8,6 +8,7 @@ win, and queries never see zero or two active versions.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from sqlalchemy import func, select, text
@@ -147,6 +148,62 @@ def retire_version(*, session: Session, version_id: int) -> ModelVersion:
     session.commit()
     log.info("retired %s: deleted embeddings %s", version.name, deleted)
     return version
+
+
+# The signals each fused SQL function weighs against the embeddings (whose weight is 1), migration 0008.
+FUSION_SIGNALS = {
+    "similar_references": ("words",),
+    "articles_for_reference": ("words", "vote"),
+    "similar_articles": ("words",),
+    "search_text": ("words",),
+}
+
+
+def check_fusion_weights(weights: object) -> dict[str, dict[str, float]]:
+    """``weights`` as stored: every function and signal of ``FUSION_SIGNALS``, each a finite float >= 0."""
+    if not isinstance(weights, dict) or set(weights) != set(FUSION_SIGNALS):
+        raise RegistryError(
+            f"fusion weights need exactly the functions {sorted(FUSION_SIGNALS)}, got {weights!r}"
+        )
+    checked: dict[str, dict[str, float]] = {}
+    for function, signals in FUSION_SIGNALS.items():
+        given = weights[function]
+        if not isinstance(given, dict) or set(given) != set(signals):
+            raise RegistryError(
+                f"fusion weights of {function} need exactly the signals {list(signals)}, got {given!r}"
+            )
+        checked[function] = {}
+        for signal, value in given.items():
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or value < 0
+            ):
+                raise RegistryError(
+                    f"fusion weight {function}.{signal} must be a finite number of 0 or more, got {value!r}"
+                )
+            checked[function][signal] = float(value)
+    return checked
+
+
+def fusion_weights(*, session: Session, version_id: int) -> dict[str, dict[str, float]]:
+    """The weights the fused SQL functions use for a version (``model_versions.fusion_weights``)."""
+    weights = session.scalar(select(ModelVersion.fusion_weights).where(ModelVersion.id == version_id))
+    if weights is None:
+        raise RegistryError(f"no model version with id {version_id}")
+    return weights
+
+
+def set_fusion_weights(*, session: Session, version_id: int, weights: dict[str, dict[str, float]]) -> None:
+    """Store a version's fusion weights (checked first) and commit; the SQL functions use them from then on."""
+    checked = check_fusion_weights(weights)
+    version = session.get(ModelVersion, version_id)
+    if version is None:
+        raise RegistryError(f"no model version with id {version_id}")
+    version.fusion_weights = checked
+    session.commit()
+    log.info("fusion weights of %s: %s", version.name, checked)
 
 
 BASE_VERSION = "base"

@@ -21,7 +21,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 EMBEDDING_DIM = 384
@@ -74,6 +74,13 @@ class Article(Base):
     status: Mapped[str] = mapped_column(Text, server_default="current", comment=str(ARTICLE_STATUSES))
     status_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     redirect_target: Mapped[str | None] = mapped_column(Text, comment="set when status = 'redirect'")
+    # --- fusion (migration 0008): the words BM25 matches; deferred: no ORM load needs them ---
+    lexemes: Mapped[Any] = mapped_column(
+        TSVECTOR,
+        sa.Computed("to_tsvector('english', title || ' ' || coalesce(lead, ''))", persisted=True),
+        deferred=True,
+        comment="the words BM25 matches (english configuration)",
+    )
 
 
 class ArticleReference(Base):
@@ -99,6 +106,12 @@ class ArticleReference(Base):
     date: Mapped[str | None] = mapped_column(Text)
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     added_revision_id: Mapped[int | None] = mapped_column(BigInteger)
+    lexemes: Mapped[Any] = mapped_column(
+        TSVECTOR,
+        sa.Computed("to_tsvector('english', text)", persisted=True),
+        deferred=True,
+        comment="the words BM25 matches (english configuration)",
+    )
 
 
 class ModelVersion(Base):
@@ -130,6 +143,12 @@ class ModelVersion(Base):
         Text,
         server_default="title",
         comment="ArticleTextRecipe name the version was trained, is embedded and served with",
+    )
+    # The default (every version's weights until it has measured ones) lives in migration 0008 only.
+    fusion_weights: Mapped[dict[str, dict[str, float]]] = mapped_column(
+        JSONB,
+        server_default=sa.FetchedValue(),
+        comment="per SQL function, each signal's weight relative to the embeddings' in the fused score",
     )
 
 
@@ -193,18 +212,43 @@ class EmbeddingState(Base):
     )
 
 
-Index(
-    "ix_article_references_text_fts",
-    func.to_tsvector(sa.literal_column("'english'"), ArticleReference.text),
-    postgresql_using="gin",
-)
+# --- fusion (migration 0008): the lexical index and the BM25 statistics ------------------------------------
+Index("ix_article_references_lexemes", ArticleReference.lexemes, postgresql_using="gin")
+Index("ix_articles_lexemes", Article.lexemes, postgresql_using="gin")
 
-# --- lead (migration 0003): full-text search over an article's title and lead (wikiref.search_text) ----------
-Index(
-    "ix_articles_text_fts",
-    func.to_tsvector(sa.literal_column("'english'"), Article.title + " " + func.coalesce(Article.lead, "")),
-    postgresql_using="gin",
-)
+
+class LexicalStatistics(Base):
+    """Size and average length of a corpus (references or articles) when its BM25 statistics were rebuilt."""
+
+    __tablename__ = "lexical_statistics"
+    __table_args__ = (CheckConstraint("corpus IN ('references', 'articles')", name="corpus"),)
+
+    corpus: Mapped[str] = mapped_column(Text, primary_key=True, comment="references or articles")
+    documents: Mapped[int] = mapped_column(BigInteger)
+    average_length: Mapped[float] = mapped_column(sa.Float, comment="distinct lexemes per document")
+    refreshed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class LexemeDocuments(Base):
+    """How many documents of a corpus hold a lexeme (BM25's document frequency), as of the last rebuild."""
+
+    __tablename__ = "lexeme_documents"
+
+    corpus: Mapped[str] = mapped_column(Text, primary_key=True)
+    lexeme: Mapped[str] = mapped_column(Text, primary_key=True)
+    documents: Mapped[int] = mapped_column(Integer, comment="documents holding the lexeme")
+
+
+class LexicalChange(Base):
+    """Rows whose lexemes a statement changed (logged by triggers): the drift since the last rebuild."""
+
+    __tablename__ = "lexical_changes"
+
+    id: Mapped[int] = mapped_column(BigInteger, sa.Identity(), primary_key=True)
+    corpus: Mapped[str] = mapped_column(Text)
+    documents: Mapped[int] = mapped_column(BigInteger, comment="rows whose lexemes changed")
+    logged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
 
 # --- corpus (migration 0005): corpus definitions, reference history, quarantined revisions --------------------
 

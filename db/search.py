@@ -1,4 +1,5 @@
-"""Python side of the SQL interface (schema ``wikiref``, migration 0002): the statements the CLI runs and prints."""
+"""Python side of the SQL interface (schema ``wikiref``, migrations 0002 and 0008): the statements the CLI runs and
+prints, and the BM25 scores the fused functions use."""
 
 from __future__ import annotations
 
@@ -25,12 +26,17 @@ MAX_QUERY_CHARS = 4000
 USER_ERROR_STATES = {"P0002", "22023", "55000", "21000"}
 
 STATEMENTS = {
-    "similar_references": "SELECT * FROM wikiref.similar_references(:title, :k, :model_version)",
-    "similar_articles": "SELECT * FROM wikiref.similar_articles(:title, :k, :model_version)",
-    "articles_for_reference": "SELECT * FROM wikiref.articles_for_reference(:reference_id, :k, :model_version)",
+    "similar_references": "SELECT * FROM wikiref.similar_references(:title, :k, :model_version, fusion => :fusion)",
+    "similar_articles": "SELECT * FROM wikiref.similar_articles(:title, :k, :model_version, fusion => :fusion)",
+    "articles_for_reference": (
+        "SELECT * FROM wikiref.articles_for_reference(:reference_id, :k, :model_version, fusion => :fusion)"
+    ),
     "search_vector": "SELECT * FROM wikiref.search_vector(:query, :k, :model_version)",
-    "search_text": "SELECT * FROM wikiref.search_text(:query, :query_embedding, :k, :model_version)",
+    "search_text": (
+        "SELECT * FROM wikiref.search_text(:query, :query_embedding, :k, :model_version, fusion => :fusion)"
+    ),
 }
+"""The statement of each function; those that fuse signals take ``fusion`` (default true: fused)."""
 _VECTOR_PARAMS = {"search_vector": "query", "search_text": "query_embedding"}
 
 
@@ -94,6 +100,8 @@ def check_arguments(*, k: object = None, query: object = None, title: object = N
 def run(*, session: Session, function: str, **params: Any) -> QueryResult:
     """Call one of the ``wikiref`` SQL functions by name and fetch its rows."""
     check_arguments(k=params.get("k"), query=params.get("query"), title=params.get("title"))
+    if ":fusion" in STATEMENTS[function]:
+        params.setdefault("fusion", True)
     statement = text(STATEMENTS[function])
     vector_param = _VECTOR_PARAMS.get(function)
     if vector_param:
@@ -110,6 +118,25 @@ def run(*, session: Session, function: str, **params: Any) -> QueryResult:
     return QueryResult(
         STATEMENTS[function], dict(params), list(result.keys()), [tuple(row) for row in result]
     )
+
+
+def bm25_references(*, session: Session, query: str, reference_ids: Sequence[int]) -> dict[int, float]:
+    """BM25 of ``query`` against each reference's text, as the fused SQL functions score their words
+    (``wikiref.bm25_references``); 0 for a reference with no word in common, unknown ids left out."""
+    rows = session.execute(
+        text("SELECT reference_id, score FROM wikiref.bm25_references(:query, CAST(:ids AS bigint[]))"),
+        {"query": query, "ids": list(reference_ids)},
+    )
+    return {int(reference_id): float(score) for reference_id, score in rows}
+
+
+def bm25_articles(*, session: Session, query: str, article_ids: Sequence[int]) -> dict[int, float]:
+    """BM25 of ``query`` against each article's title + lead (``wikiref.bm25_articles``), as ``bm25_references``."""
+    rows = session.execute(
+        text("SELECT article_id, score FROM wikiref.bm25_articles(:query, CAST(:ids AS bigint[]))"),
+        {"query": query, "ids": list(article_ids)},
+    )
+    return {int(article_id): float(score) for article_id, score in rows}
 
 
 def serving_version(*, session: Session) -> tuple[int, str, str, str | None] | None:

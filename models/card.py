@@ -1,5 +1,5 @@
 """The model card (README.md) of a trained version: data, training, its loss as a plot, base vs fine-tuned with
-confidence intervals, and the gate's verdict."""
+confidence intervals (fused as served, and the embeddings alone), its fusion weights, and the gate's verdict."""
 
 from __future__ import annotations
 
@@ -103,6 +103,18 @@ def metrics_rows(
     return rows
 
 
+def fusion_table(fusion_weights: Mapping[str, Mapping[str, float]]) -> str:
+    """Each SQL function's weights, relative to the embeddings' (always 1); "-" where it has no such signal."""
+    signals = sorted({signal for weights in fusion_weights.values() for signal in weights})
+    return _table(
+        ("SQL function", "embeddings", *signals),
+        [
+            (f"`{function}`", 1, *(weights.get(signal, "-") for signal in signals))
+            for function, weights in fusion_weights.items()
+        ],
+    )
+
+
 def gate_line(metric: str, verdict: str, reason: str) -> str:
     return f"**Gate ({metric}): {verdict}.** {reason}"
 
@@ -122,6 +134,8 @@ def render_model_card(
     article_text: str,
     gate: str,
     samples_per_second: float,
+    fusion_weights: Mapping[str, Mapping[str, float]],
+    embedding_metrics: Mapping[str, Mapping[str, float]] | None = None,
 ) -> str:
     front_matter = "\n".join(
         [
@@ -138,6 +152,20 @@ def render_model_card(
     counts = _table(("count", "value"), list(dataset_counts.items()))
     rows = metrics_rows(base_title_metrics, base_metrics, finetuned_metrics, deltas)
     metrics = _table(list(rows[0]), [list(row.values()) for row in rows]) if rows else ""
+    alone = ""
+    if embedding_metrics:
+        alone_rows = metrics_rows(
+            base_title_metrics,
+            embedding_metrics["base"],
+            embedding_metrics["finetuned"],
+            {"vs_base": deltas.get("embeddings_alone_vs_base", {})},
+        )
+        alone = (
+            "The embeddings alone (cosine similarity only, `fusion => false`), for comparison:\n\n"
+            + _table(list(alone_rows[0]), [list(row.values()) for row in alone_rows])
+            if alone_rows
+            else ""
+        )
     return f"""{front_matter}
 
 # wikiref model version `{name}`
@@ -176,6 +204,15 @@ Dataset fingerprint: `{dataset_fingerprint}`.
 
 {loss_table(loss_log)}
 
+## Serving: fused scores
+
+The SQL functions of wikiref rank by `z(embeddings) + w_words * z(words) + w_vote * z(vote)` (each signal
+z-normalised over a call's candidates; words: BM25 of the query's text; vote: the best cosine between a reference
+and an article's other references). This version's weights, chosen by its training run on validation articles
+(neither trained on nor held out):
+
+{fusion_table(fusion_weights)}
+
 ## Evaluation
 
 On the held-out articles, never trained on: `ndcg@10`, `mrr@10`, `recall@10`: each article's text as the query
@@ -183,9 +220,14 @@ against every single reference of every held-out article (relevant: its own refe
 `similar_references` answers); `{REVERSE_METRIC}`: for each held-out reference, whether its own article is the
 nearest of all held-out articles (what `articles_for_reference` answers); `chunk_ndcg@10`: the same as the first
 against chunks of consecutive references. "base" scores the base model with this version's article text, "base
-on titles" with the title alone. Changes come with a 95% paired bootstrap interval over the held-out articles.
+on titles" with the title alone. Both directions are ranked as the SQL functions serve them: fused with the
+words (BM25) and, for `{REVERSE_METRIC}`, the vote of each article's other references (each version with its own
+fusion weights; "base on titles" is the embeddings alone). Changes come with a 95% paired bootstrap interval over
+the held-out articles.
 
 {metrics}
+
+{alone}
 
 {gate}
 """

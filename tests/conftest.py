@@ -167,6 +167,7 @@ LOADED_TEMPLATE_DATABASE = "wikiref_test_template_loaded"
 def load_saved_pages(engine: Engine, root: Path) -> None:
     """Extract and write every saved page of ``root`` without HTTP, 50 pages a batch (new articles together)."""
     from wikiref.db.bulk_writes import upsert_pages
+    from wikiref.db.lexical import refresh_lexical_statistics
     from wikiref.flows.mediawiki.saved import iter_saved_pages
     from wikiref.flows.steps.records import page_record
 
@@ -184,6 +185,7 @@ def load_saved_pages(engine: Engine, root: Path) -> None:
                 for page in batch
             ]
             upsert_pages(session=session, pages=records)
+        refresh_lexical_statistics(session=session)
 
 
 @pytest.fixture(scope="session")

@@ -71,7 +71,7 @@ def test_each_version_serves_its_own_article_text_and_a_lead_edit_re_embeds_one_
                 session=session, function="similar_articles", title=first_title, k=3, model_version=version
             )
             position = {article_id: index for index, (article_id, _t, _l) in enumerate(articles)}
-            for article_id, _title, similarity, _lead in served.rows:
+            for article_id, _title, similarity, _lead, _score, _words in served.rows:
                 expected = float(vectors[0] @ vectors[position[article_id]])
                 assert abs(similarity - expected) < 5e-3, version
 

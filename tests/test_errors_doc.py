@@ -91,8 +91,16 @@ STATEMENTS = [
     ),
     ("SELECT * FROM wikiref.similar_references(:title, 1001)", "k must be at most 1000, got 1001"),
     (
-        "SELECT * FROM wikiref.search_text('cats', rrf_k => -1)",
-        "rrf_k must be 0 or more (60 is usual), got -1",
+        "SELECT * FROM wikiref.similar_references(:title, candidates => 0)",
+        "candidates must be a number of rows per signal from 1 to 1000 (100 is usual), got 0",
+    ),
+    (
+        "SELECT * FROM wikiref.similar_references(:title, fusion => NULL)",
+        "fusion must be true (fused signals) or false (the embeddings alone), got NULL",
+    ),
+    (
+        "SELECT * FROM wikiref.search_text('cats', fusion => false)",
+        "fusion => false ranks by the embeddings alone: pass a query_embedding",
     ),
     ("SELECT * FROM wikiref.search_text('cats', model_version => 'nope')", "unknown model version: nope"),
     (

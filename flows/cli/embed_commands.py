@@ -120,16 +120,25 @@ def similar(
     model_version: str | None = typer.Option(
         None, "--model-version", "-m", help="Version to query (default: the serving version)."
     ),
+    embeddings_only: bool = typer.Option(
+        False, "--embeddings-only", help="Rank by the embeddings alone (no words): fusion => false."
+    ),
     sql: bool = typer.Option(False, "--sql", help="Also print the SQL that was run."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """The references (or, with --articles, the articles) most similar to an article's title, from SQL."""
+    """The references (or, with --articles, the articles) closest to an article, from SQL: the fused score
+    (embeddings + words, weighted by the version) and each signal's part."""
     queries.check_arguments(k=k, title=title)
     _, engine = prepare_database()
     function = "similar_articles" if articles else "similar_references"
     with Session(engine) as session:
         result = queries.run(
-            session=session, function=function, title=title, k=k, model_version=model_version
+            session=session,
+            function=function,
+            title=title,
+            k=k,
+            model_version=model_version,
+            fusion=not embeddings_only,
         )
     _print(result, sql, f"{function}({title!r})", as_json)
 
@@ -141,12 +150,18 @@ def search(
         None, "--model-version", "-m", help="Version to query (default: the serving version)."
     ),
     full_text_only: bool = typer.Option(
-        False, "--full-text-only", help="Skip the model: full-text ranking alone."
+        False, "--full-text-only", help="Skip the model: the words (BM25) alone."
+    ),
+    embeddings_only: bool = typer.Option(
+        False, "--embeddings-only", help="Rank by the text's embedding alone (no words): fusion => false."
     ),
     sql: bool = typer.Option(False, "--sql", help="Also print the SQL that was run."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Search references: full-text matches fused with the nearest embeddings (reciprocal rank fusion)."""
+    """Search references: the text's embedding fused with its words (BM25), weighted by the version; each row
+    shows the fused score and each signal's part."""
+    if full_text_only and embeddings_only:
+        raise UserError("--full-text-only and --embeddings-only exclude each other: choose one signal")
     queries.check_arguments(k=k, query=text)
     settings = get_settings()
     _, engine = prepare_database(settings)
@@ -165,5 +180,6 @@ def search(
             query_embedding=query_embedding,
             k=k,
             model_version=version_name,
+            fusion=not embeddings_only,
         )
     _print(result, sql, f"search_text({text!r})", as_json)

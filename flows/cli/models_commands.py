@@ -78,7 +78,8 @@ def list_versions(as_json: bool = JSON_OPTION) -> None:
 
 @app.command()
 def show(name: str = typer.Argument(..., help="Version name or id."), as_json: bool = JSON_OPTION) -> None:
-    """One version: status, hyperparameters, dataset, metrics, artifact."""
+    """One version: status, hyperparameters, dataset, fusion weights, metrics (fused as served, and the
+    embeddings alone), artifact."""
     _, engine = prepare_database()
     with Session(engine) as session:
         version = registry.get_version(session=session, name=name)
@@ -89,6 +90,7 @@ def show(name: str = typer.Argument(..., help="Version name or id."), as_json: b
                     "dataset_fingerprint": version.dataset_fingerprint,
                     "dataset_counts": version.dataset_counts,
                     "params": version.params,
+                    "fusion_weights": version.fusion_weights,
                     "metrics": version.metrics,
                     "loss_log": version.loss_log,
                 }
@@ -108,6 +110,15 @@ def show(name: str = typer.Argument(..., help="Version name or id."), as_json: b
         console.print(f"dataset fingerprint: {version.dataset_fingerprint or '-'}")
         console.print(f"dataset counts: {json.dumps(version.dataset_counts)}", markup=False)
         console.print(f"params: {json.dumps(version.params, sort_keys=True)}", markup=False)
+        signals = sorted({signal for weights in version.fusion_weights.values() for signal in weights})
+        print_table(
+            ("SQL function", "embeddings", *signals),
+            [
+                (function, 1, *(weights.get(signal, "-") for signal in signals))
+                for function, weights in version.fusion_weights.items()
+            ],
+            title="fusion weights (relative to the embeddings)",
+        )
         metrics = version.metrics or {}
         if "base" in metrics and "finetuned" in metrics:
             console.print(
@@ -117,6 +128,15 @@ def show(name: str = typer.Argument(..., help="Version name or id."), as_json: b
                     "held-out metrics",
                     deltas=metrics.get("deltas", {}).get("vs_base"),
                     base_on_titles=metrics.get("base_on_titles"),
+                )
+            )
+        if "base_embeddings_alone" in metrics:
+            console.print(
+                metrics_table(
+                    metrics["base_embeddings_alone"],
+                    metrics["finetuned_embeddings_alone"],
+                    "the embeddings alone (fusion => false)",
+                    deltas=metrics.get("deltas", {}).get("embeddings_alone_vs_base"),
                 )
             )
         if version.loss_log:

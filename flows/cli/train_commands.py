@@ -7,6 +7,7 @@ default shown is the knob's, and a knob left out takes its WIKIREF_TRAIN_* setti
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from enum import Enum, StrEnum
@@ -212,6 +213,15 @@ def train(
             else None,
         )
     )
+    console.print(
+        metrics_table(
+            outcome.base_embedding_metrics,
+            outcome.finetuned_embedding_metrics,
+            "the embeddings alone (fusion => false)",
+            deltas=outcome.deltas["embeddings_alone_vs_base"],
+        )
+    )
+    console.print(f"fusion weights: {json.dumps(outcome.fusion_weights['weights'], sort_keys=True)}")
     console.print(
         f"{outcome.steps} steps, {outcome.samples_per_second:.1f} samples/s on {outcome.device} "
         f"({outcome.precision}); saved to {outcome.artifact_path}"

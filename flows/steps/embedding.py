@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from wikiref.db import embeddings
 from wikiref.db.embeddings import KINDS, PendingRow, VersionInfo
+from wikiref.db.lexical import refresh_lexical_statistics
 from wikiref.db.registry import BASE_VERSION
 from wikiref.flows.settings import Settings
 from wikiref.flows.steps.base_version import register_configured_base_version
@@ -296,6 +297,8 @@ def finish(engine: Engine, request: EmbedRequest) -> dict[str, int]:
             session=session, version_id=request.version.id, reads_lead=request.article_text.reads_lead
         )
         session.commit()
+        # The fused functions' BM25 reads these statistics: current (within the drift threshold) when it serves.
+        refresh_lexical_statistics(session=session)
     return counts
 
 

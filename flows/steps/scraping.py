@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from wikiref.db.articles import stored_revisions, upsert_page
 from wikiref.db.bulk_writes import upsert_pages
+from wikiref.db.lexical import refresh_lexical_statistics
 from wikiref.db.page_records import PageRecord
 from wikiref.db.quarantine import pending_revisions
 from wikiref.db.revision_checks import RevisionChecks
@@ -344,6 +345,8 @@ def write_records(
         else:
             for record in records:
                 counts.add(upsert_page(session=session, page=record, checks=checks))
+        # Cheap unless the corpus drifted past the threshold since the last rebuild (then BM25 needs new counts).
+        refresh_lexical_statistics(session=session)
     log.info(
         "wrote articles: %d new, %d updated, %d unchanged, %d quarantined; references: %d added, %d removed",
         counts.articles_new,

@@ -2,9 +2,14 @@
 (flows/cli/train_commands.py) both call ``run_training``, each adding only its own progress reporting.
 
 register the base model as a version (it serves while nothing better has passed the gate) -> pairs from the
-database -> score the base model (on the version's article text, and on titles) -> train -> WiSE-FT mix if asked
--> score the new model -> score the active version on the same held-out articles -> paired bootstrap deltas ->
-register the version, write its card, and apply the gate.
+database -> the served BM25 scores of the held-out and validation articles -> score the base model (fused with
+weights chosen on the validation articles, embeddings alone beside it, and on titles) -> train -> WiSE-FT mix if
+asked -> choose the new model's fusion weights and score it -> score the active version (fused with its stored
+weights) on the same held-out articles -> paired bootstrap deltas -> register the version with its weights, write
+its card, and apply the gate.
+
+The gate and the reported metrics score the fused scorer, as the SQL functions serve it
+(wikiref.models.fusion); "embeddings alone" is what the versions scored before fusion.
 """
 
 from __future__ import annotations
@@ -18,26 +23,37 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from wikiref.db import corpus, registry
+from wikiref.db import corpus, registry, search
 from wikiref.flows.errors import UserError
 from wikiref.flows.settings import Settings, TrainKnobs
 from wikiref.flows.steps.base_version import register_base_version
 from wikiref.models import card
 from wikiref.models.article_text import TITLE_ONLY, ArticleTextRecipe
 from wikiref.models.base import resolve_model_path
-from wikiref.models.evaluate import ArticleScores, load_model, paired_bootstrap, score_articles
+from wikiref.models.evaluate import (
+    ArticleScores,
+    WordScores,
+    choose_fusion_weights,
+    encode_articles,
+    load_model,
+    paired_bootstrap,
+    score_articles,
+    score_fused,
+)
 from wikiref.models.finetune import TrainingConfig, TrainingResult, resolve_device, train, wise_ft
 from wikiref.models.gate import GateDelta, decide_promotion
-from wikiref.models.pairs import ArticleTexts, PairSplit, build_pairs, tokenizer_counter
+from wikiref.models.pairs import ArticleTexts, EvalArticle, PairSplit, build_pairs, tokenizer_counter
 
 log = logging.getLogger(__name__)
 
 WISE_FT_WEIGHTS = (0.25, 0.5, 0.75, 1.0)
-# Validation articles kept out of training when WiSE-FT chooses its mixing weight (never the held-out ones).
-WISE_FT_VALIDATION_FRACTION = 0.1
+# Validation articles kept out of training: the fusion weights (and the WiSE-FT mixing weight, if asked) are
+# chosen on them, never on the held-out ones.
+VALIDATION_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
@@ -100,6 +116,10 @@ class RunOutcome:
     finetuned_metrics: dict[str, float]
     deltas: dict[str, dict[str, dict[str, float]]]
     counts: dict[str, float]
+    # The embeddings alone (no fusion), beside the fused metrics above; the fusion weights of both versions.
+    base_embedding_metrics: dict[str, float] = field(default_factory=dict)
+    finetuned_embedding_metrics: dict[str, float] = field(default_factory=dict)
+    fusion_weights: dict[str, Any] = field(default_factory=dict)
     loss_log: list[dict[str, float]] = field(default_factory=list)
     steps: int = 0
     samples_per_second: float = 0.0
@@ -119,8 +139,11 @@ class RunOutcome:
                 "base": self.base_metrics,
                 "base_on_titles": self.base_title_metrics,
                 "finetuned": self.finetuned_metrics,
+                "base_embeddings_alone": self.base_embedding_metrics,
+                "finetuned_embeddings_alone": self.finetuned_embedding_metrics,
             },
             "deltas": self.deltas,
+            "fusion_weights": self.fusion_weights,
             "samples_per_second": self.samples_per_second,
         }
 
@@ -165,7 +188,7 @@ def load_pairs(engine: Engine, request: TrainRequest) -> PairSplit:
             max_heldout_articles=knobs.max_heldout_articles,
             recipe=request.article_text,
             target=knobs.target,
-            validation_fraction=WISE_FT_VALIDATION_FRACTION if knobs.wise_ft else 0.0,
+            validation_fraction=VALIDATION_FRACTION,
         )
     if not split.counts["references"]:
         raise UserError("the database has no articles with references: run `wikiref scrape` first")
@@ -182,13 +205,93 @@ def new_version_name(models_dir: Path, now: datetime | None = None) -> str:
     return name
 
 
-def ensure_base_version(engine: Engine, request: TrainRequest) -> str:
-    """Register the base model as a version (``base``); it becomes active when no version is."""
-    return register_base_version(
+def ensure_base_version(engine: Engine, request: TrainRequest) -> int:
+    """Register the base model as a version (``base``); it becomes active when no version is. Returns its id."""
+    name = register_base_version(
         engine,
         base_model=request.base_model,
         default_base_model=request.default_base_model,
         article_text=request.knobs.article_text,
+    )
+    with Session(engine) as session:
+        return registry.get_version(session=session, name=name).id
+
+
+def article_query(article: EvalArticle) -> str:
+    """The text an article's ``words`` are matched with: its title and lead, as the SQL functions match it."""
+    return f"{article.title}\n{article.lead}" if article.lead else article.title
+
+
+def fetch_word_scores(engine: Engine, articles: list[EvalArticle]) -> WordScores:
+    """The served BM25 ``words`` signal between these articles and their references, from the lexical index.
+
+    One ``bm25_references`` call per article (its title + lead against every reference of these articles) and one
+    ``bm25_articles`` call per reference (its text against every one of these articles): the same scores the
+    fused SQL functions use, so that evaluation scores what a user gets.
+    """
+    article_ids = [article.article_id for article in articles]
+    with Session(engine) as session:
+        ids = corpus.reference_ids_by_text(session=session, article_ids=article_ids)
+        reference_ids = [ids[a.article_id][text] for a in articles for text in a.references]
+        forward = np.zeros((len(articles), len(reference_ids)))
+        for row, article in enumerate(articles):
+            scores = search.bm25_references(
+                session=session, query=article_query(article), reference_ids=reference_ids
+            )
+            forward[row] = [scores[reference_id] for reference_id in reference_ids]
+        texts = [text for article in articles for text in article.references]
+        reverse = np.zeros((len(texts), len(articles)))
+        for row, text in enumerate(texts):
+            scores = search.bm25_articles(session=session, query=text, article_ids=article_ids)
+            reverse[row] = [scores[article_id] for article_id in article_ids]
+    return WordScores(article_to_references=forward, reference_to_articles=reverse)
+
+
+@dataclass(frozen=True)
+class FusionChoice:
+    """A version's fusion weights (the ``model_versions.fusion_weights`` shape) and how they were chosen."""
+
+    weights: dict[str, dict[str, float]]
+    # Each grid point's validation score, by function; empty when the version kept its stored weights.
+    validation: dict[str, list[dict[str, float]]]
+
+
+def choose_weights(
+    model: Any,
+    split: PairSplit,
+    request: TrainRequest,
+    *,
+    validation_words: WordScores | None,
+    stored: dict[str, dict[str, float]],
+) -> FusionChoice:
+    """Weights chosen on the validation articles for the functions evaluation measures; the others as stored.
+
+    Without enough validation articles (tiny corpora) the version keeps ``stored``, its current weights.
+    """
+    if validation_words is None:
+        log.info("fewer than 2 validation articles: the fusion weights stay as stored")
+        return FusionChoice(stored, {})
+    encoded = encode_articles(model, split.validation_articles, request.article_text)
+    chosen, trials = choose_fusion_weights(encoded, validation_words)
+    log.info("fusion weights chosen on %d validation articles: %s", len(split.validation_articles), chosen)
+    return FusionChoice({**stored, **chosen}, trials)
+
+
+@dataclass(frozen=True)
+class VersionScores:
+    """One model's held-out scores: fused as served (what the gate uses) and the embeddings alone."""
+
+    fused: ArticleScores
+    embeddings: ArticleScores
+
+
+def score_version(
+    model: Any, split: PairSplit, recipe: ArticleTextRecipe, words: WordScores, weights: dict
+) -> VersionScores:
+    encoded = encode_articles(model, split.heldout_articles, recipe)
+    return VersionScores(
+        fused=score_fused(encoded, words, weights),
+        embeddings=score_articles(model, split.heldout_articles, recipe, encoded=encoded),
     )
 
 
@@ -219,9 +322,10 @@ class ActiveScores:
 
 
 def score_active_version(
-    engine: Engine, split: PairSplit, request: TrainRequest, base_scores: ArticleScores
+    engine: Engine, split: PairSplit, request: TrainRequest, base_scores: ArticleScores, words: WordScores
 ) -> ActiveScores:
-    """The active version's per-article scores on this run's held-out articles, with its own article text.
+    """The active version's fused per-article scores on this run's held-out articles, with its own article text
+    and its stored fusion weights (as it serves).
 
     The base version (no artifact, same base model) scores as the base model measured in this run.
     """
@@ -232,6 +336,7 @@ def score_active_version(
         version_id, name = active.id, active.name
         artifact, base_model = active.artifact_path, active.base_model
         recipe = ArticleTextRecipe.from_name(active.article_text)
+        weights = registry.fusion_weights(session=session, version_id=version_id)
     if artifact is None and base_model == request.base_model and recipe == request.article_text:
         return ActiveScores(version_id, name, True, base_scores)
     model_path = artifact or resolve_model_path(base_model)
@@ -240,7 +345,8 @@ def score_active_version(
         return ActiveScores(version_id, name, False, None)
     log.info("evaluating active version %s on this run's held-out articles (%s)", name, recipe.name)
     model = load_model(model_path, device=request.device)
-    return ActiveScores(version_id, name, False, score_articles(model, split.heldout_articles, recipe))
+    encoded = encode_articles(model, split.heldout_articles, recipe)
+    return ActiveScores(version_id, name, False, score_fused(encoded, words, weights))
 
 
 def run_training(
@@ -255,7 +361,7 @@ def run_training(
     reporter = reporter or Reporter()
     knobs = request.knobs
     offline_hub()
-    ensure_base_version(engine, request)
+    base_version_id = ensure_base_version(engine, request)
     with reporter.stage("building pairs from the database"):
         split = load_pairs(engine, request)
     counts = split.counts
@@ -264,15 +370,30 @@ def run_training(
         f"{counts['heldout_articles']:,} held-out articles with {counts['heldout_references']:,} references "
         f"(article text {split.recipe.name}, {knobs.target} targets; fingerprint {split.fingerprint[:12]})"
     )
+    with reporter.stage("fetching the served BM25 scores of the held-out and validation articles"):
+        words = fetch_word_scores(engine, split.heldout_articles)
+        validation_words = (
+            fetch_word_scores(engine, split.validation_articles)
+            if len(split.validation_articles) >= 2
+            else None
+        )
+    with Session(engine) as session:
+        base_stored = registry.fusion_weights(session=session, version_id=base_version_id)
     base_path = resolve_model_path(request.base_model)
     with reporter.stage("evaluating the base model on the held-out articles"):
         base_model = load_model(base_path, device=request.device)
-        base_scores = score_articles(base_model, split.heldout_articles, request.article_text)
+        base_fusion = choose_weights(
+            base_model, split, request, validation_words=validation_words, stored=base_stored
+        )
+        base = score_version(base_model, split, request.article_text, words, base_fusion.weights)
         base_titles = (
-            base_scores
+            base.embeddings
             if request.article_text == TITLE_ONLY
             else score_articles(base_model, split.heldout_articles, TITLE_ONLY)
         )
+    with Session(engine) as session:
+        registry.set_fusion_weights(session=session, version_id=base_version_id, weights=base_fusion.weights)
+        session.commit()
     name = new_version_name(models_dir)
     config = request.config
     result = train(
@@ -291,21 +412,27 @@ def run_training(
         with reporter.stage("choosing the WiSE-FT mixing weight on validation articles"):
             weight = choose_wise_ft_weight(model, split, request)
             model.save(str(result.artifact_path), create_model_card=False)
-    with reporter.stage("evaluating the fine-tuned model"):
-        scores = score_articles(model, split.heldout_articles, request.article_text)
+    with reporter.stage(
+        "choosing the fusion weights on validation articles and evaluating the fine-tuned model"
+    ):
+        fusion = choose_weights(model, split, request, validation_words=validation_words, stored=base_stored)
+        finetuned = score_version(model, split, request.article_text, words, fusion.weights)
     with reporter.stage("scoring the active version on the same held-out articles"):
-        active = score_active_version(engine, split, request, base_scores)
+        active = score_active_version(engine, split, request, base.fused, words)
     seed = config.seed
-    vs_base = paired_bootstrap(scores, base_scores, samples=knobs.bootstrap_samples, seed=seed)
-    vs_titles = paired_bootstrap(scores, base_titles, samples=knobs.bootstrap_samples, seed=seed)
+    samples = knobs.bootstrap_samples
+    vs_base = paired_bootstrap(finetuned.fused, base.fused, samples=samples, seed=seed)
+    vs_titles = paired_bootstrap(finetuned.fused, base_titles, samples=samples, seed=seed)
+    alone = paired_bootstrap(finetuned.embeddings, base.embeddings, samples=samples, seed=seed)
     vs_active = (
-        paired_bootstrap(scores, active.scores, samples=knobs.bootstrap_samples, seed=seed)
+        paired_bootstrap(finetuned.fused, active.scores, samples=samples, seed=seed)
         if active.scores is not None and not active.is_base
         else None
     )
     deltas = {
         "vs_base": {metric: delta.as_dict() for metric, delta in vs_base.items()},
         "vs_base_on_titles": {metric: delta.as_dict() for metric, delta in vs_titles.items()},
+        "embeddings_alone_vs_base": {metric: delta.as_dict() for metric, delta in alone.items()},
     }
     if vs_active is not None:
         deltas["vs_active"] = {metric: delta.as_dict() for metric, delta in vs_active.items()}
@@ -315,12 +442,13 @@ def run_training(
         request=request,
         split=split,
         result=result,
-        base_metrics=base_scores.metrics(),
+        base=base,
         base_title_metrics=base_titles.metrics(),
-        finetuned_metrics=scores.metrics(),
+        finetuned=finetuned,
         deltas=deltas,
         active=active,
         wise_ft_weight=weight,
+        fusion={"finetuned": fusion, "base": base_fusion},
     )
 
 
@@ -338,15 +466,28 @@ def register_version(
     request: TrainRequest,
     split: PairSplit,
     result: TrainingResult,
-    base_metrics: dict[str, float],
+    base: VersionScores,
     base_title_metrics: dict[str, float],
-    finetuned_metrics: dict[str, float],
+    finetuned: VersionScores,
     deltas: dict[str, dict[str, dict[str, float]]],
     active: ActiveScores,
     wise_ft_weight: float | None,
+    fusion: dict[str, FusionChoice],
 ) -> RunOutcome:
-    """Add the version row, apply the gate, and write the model card with the gate's verdict."""
+    """Add the version row with its fusion weights, apply the gate, and write the model card with the verdict."""
     knobs = request.knobs
+    base_metrics, finetuned_metrics = base.fused.metrics(), finetuned.fused.metrics()
+    embedding_metrics = {
+        "base": base.embeddings.metrics(),
+        "finetuned": finetuned.embeddings.metrics(),
+    }
+    weights = fusion["finetuned"].weights
+    fusion_record = {
+        "weights": weights,
+        "base_weights": fusion["base"].weights,
+        "validation_articles": len(split.validation_articles),
+        "validation": {who: choice.validation for who, choice in fusion.items()},
+    }
     metric = knobs.gate_metric
     params = {
         **knobs.model_dump(),
@@ -360,7 +501,10 @@ def register_version(
         "base": base_metrics,
         "base_on_titles": base_title_metrics,
         "finetuned": finetuned_metrics,
+        "base_embeddings_alone": embedding_metrics["base"],
+        "finetuned_embeddings_alone": embedding_metrics["finetuned"],
         "deltas": deltas,
+        "fusion": fusion_record,
         "heldout_fingerprint": split.heldout_fingerprint,
         "gate_metric": metric,
     }
@@ -380,6 +524,8 @@ def register_version(
             article_text=split.recipe.name,
         )
         version_id = version.id
+        registry.set_fusion_weights(session=session, version_id=version_id, weights=weights)
+        session.commit()
         vs_base = _gate_delta(deltas["vs_base"], metric)
         if active.version_id is not None and not active.is_base and active.scores is None:
             promoted = False
@@ -422,6 +568,8 @@ def register_version(
         article_text=split.recipe.name,
         gate=card.gate_line(metric, "promoted" if promoted else "stays candidate", reason),
         samples_per_second=result.samples_per_second,
+        embedding_metrics=embedding_metrics,
+        fusion_weights=weights,
     )
     return RunOutcome(
         version_id=version_id,
@@ -435,6 +583,9 @@ def register_version(
         finetuned_metrics=finetuned_metrics,
         deltas=deltas,
         counts=split.counts,
+        base_embedding_metrics=embedding_metrics["base"],
+        finetuned_embedding_metrics=embedding_metrics["finetuned"],
+        fusion_weights=fusion_record,
         loss_log=result.loss_log,
         steps=result.steps,
         samples_per_second=result.samples_per_second,

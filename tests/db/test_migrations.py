@@ -140,7 +140,7 @@ def test_0003_keeps_rows_marks_them_for_a_lead_and_downgrades_cleanly(empty_data
         assert connection.execute(
             text("SELECT lead_extracted FROM articles WHERE title = 'Dog'")
         ).scalar_one()
-        assert _result_columns(connection, "similar_articles").endswith("article_lead text)")
+        assert "article_lead text" in _result_columns(connection, "similar_articles")
     migrate.downgrade(empty_database_url, "0002")
     with engine.connect() as connection:
         assert connection.execute(text("SELECT title FROM articles ORDER BY title")).scalars().all() == [

@@ -62,21 +62,51 @@ def query_error(session: Session, function: str, **params) -> str:
 
 
 @pytest.mark.parametrize(
-    ("rrf_k", "message"),
+    ("arguments", "message"),
     [
-        (-1, "rrf_k must be 0 or more (60 is usual), got -1"),
-        (None, "rrf_k must be 0 or more (60 is usual), got NULL"),
+        (
+            "candidates => 0",
+            "candidates must be a number of rows per signal from 1 to 1000 (100 is usual), got 0",
+        ),
+        (
+            "candidates => -5",
+            "candidates must be a number of rows per signal from 1 to 1000 (100 is usual), got -5",
+        ),
+        (
+            "candidates => NULL",
+            "candidates must be a number of rows per signal from 1 to 1000 (100 is usual), got NULL",
+        ),
+        (
+            "candidates => 1001",
+            "candidates must be a number of rows per signal from 1 to 1000 (100 is usual), got 1001",
+        ),
+        ("fusion => NULL", "fusion must be true (fused signals) or false (the embeddings alone), got NULL"),
     ],
 )
-def test_search_text_refuses_a_bad_rrf_k(session: Session, rrf_k: int | None, message: str) -> None:
+@pytest.mark.parametrize(
+    "call",
+    [
+        "wikiref.similar_references((SELECT min(title) FROM articles), 5, {})",
+        "wikiref.similar_articles((SELECT min(title) FROM articles), 5, {})",
+        "wikiref.articles_for_reference((SELECT min(id) FROM article_references), 5, {})",
+        "wikiref.search_text('journal', NULL, 5, {})",
+    ],
+)
+def test_fused_functions_refuse_bad_candidates_and_fusion(
+    session: Session, call: str, arguments: str, message: str
+) -> None:
     with pytest.raises(Exception) as raised:
-        session.execute(text("SELECT * FROM wikiref.search_text('journal', rrf_k => :r)"), {"r": rrf_k})
-    assert message in str(raised.value) and "division by zero" not in str(raised.value)
+        session.execute(text("SELECT * FROM " + call.format(arguments)))
     session.rollback()
-    zero = session.execute(
-        text("SELECT count(*) FROM wikiref.search_text('journal', k => 5, rrf_k => 0)")
-    ).scalar()
-    assert zero == 5
+    assert message in str(raised.value).splitlines()[0]
+
+
+def test_search_text_without_an_embedding_cannot_skip_fusion(session: Session) -> None:
+    with pytest.raises(Exception) as raised:
+        session.execute(text("SELECT * FROM wikiref.search_text('journal', fusion => false)"))
+    session.rollback()
+    assert "fusion => false ranks by the embeddings alone: pass a query_embedding" in str(raised.value)
+    assert session.execute(text("SELECT count(*) FROM wikiref.search_text('journal', k => 5)")).scalar() == 5
 
 
 def test_full_text_search_refuses_unknown_and_retired_versions(session: Session) -> None:

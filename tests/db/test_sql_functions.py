@@ -38,15 +38,24 @@ def test_each_function_returns_its_documented_columns(session: Session) -> None:
     expected = {
         "similar_references": (
             dict(title=title),
-            ["reference_id", "article_title", "reference_text", "similarity"],
+            ["reference_id", "article_title", "reference_text", "similarity", "score", "words"],
         ),
         "similar_articles": (
             dict(title=title),
-            ["article_id", "article_title", "similarity", "article_lead"],
+            ["article_id", "article_title", "similarity", "article_lead", "score", "words"],
         ),
         "articles_for_reference": (
             dict(reference_id=reference_id),
-            ["article_id", "article_title", "similarity", "is_own_article", "article_lead"],
+            [
+                "article_id",
+                "article_title",
+                "similarity",
+                "is_own_article",
+                "article_lead",
+                "score",
+                "words",
+                "vote",
+            ],
         ),
         "search_vector": (
             dict(query=vector),
@@ -54,15 +63,7 @@ def test_each_function_returns_its_documented_columns(session: Session) -> None:
         ),
         "search_text": (
             dict(query="journal", query_embedding=vector),
-            [
-                "reference_id",
-                "article_title",
-                "reference_text",
-                "score",
-                "text_rank",
-                "vector_rank",
-                "similarity",
-            ],
+            ["reference_id", "article_title", "reference_text", "score", "similarity", "words"],
         ),
     }
     for function, (params, columns) in expected.items():
@@ -76,20 +77,36 @@ def test_each_function_returns_its_documented_columns(session: Session) -> None:
     assert first[0] == reference_id and first[-1] == pytest.approx(1.0, abs=1e-5)
 
 
-def test_results_are_ordered_by_similarity_and_similar_articles_leave_the_article_out(
+def test_results_are_ordered_by_score_and_similar_articles_leave_the_article_out(
     session: Session,
 ) -> None:
     for title in _titles(session)[:5]:
         references = search.run(
             session=session, function="similar_references", title=title, k=10, model_version=None
         )
-        similarities = [row[3] for row in references.rows]
-        assert similarities == sorted(similarities, reverse=True)
-        articles = search.run(
-            session=session, function="similar_articles", title=title, k=10, model_version=None
+        scores = [row[4] for row in references.rows]
+        assert scores == sorted(scores, reverse=True)
+        embeddings_alone = search.run(
+            session=session,
+            function="similar_references",
+            title=title,
+            k=10,
+            model_version=None,
+            fusion=False,
         )
-        assert title not in [row[1] for row in articles.rows]
-        assert len(articles.rows) == 10
+        similarities = [row[3] for row in embeddings_alone.rows]
+        assert similarities == sorted(similarities, reverse=True)
+        for fusion in (True, False):
+            articles = search.run(
+                session=session,
+                function="similar_articles",
+                title=title,
+                k=10,
+                model_version=None,
+                fusion=fusion,
+            )
+            assert title not in [row[1] for row in articles.rows]
+            assert len(articles.rows) == 10
 
 
 def test_an_articles_own_references_dominate_its_top_10(session: Session) -> None:
@@ -139,7 +156,12 @@ def test_hnsw_recall_at_10_against_exact_search(session: Session) -> None:
         approximate = [
             row[0]
             for row in search.run(
-                session=session, function="similar_references", title=title, k=10, model_version=None
+                session=session,
+                function="similar_references",
+                title=title,
+                k=10,
+                model_version=None,
+                fusion=False,
             ).rows
         ]
         exact = list(
@@ -164,13 +186,13 @@ def test_explain_shows_the_version_s_hnsw_index(session: Session) -> None:
         assert f"Index Scan using ix_{table}_hnsw_v{version}" in plan, plan
 
 
-def test_free_text_search_fuses_full_text_and_vectors(session: Session) -> None:
+def test_free_text_search_fuses_words_and_vectors(session: Session) -> None:
     reference_id, reference_text = session.execute(
         text(
             "SELECT id, text FROM article_references WHERE length(text) BETWEEN 80 AND 200 ORDER BY md5(text) LIMIT 1"
         )
     ).one()
-    lexical = search.run(
+    words_alone = search.run(
         session=session,
         function="search_text",
         query=reference_text,
@@ -178,8 +200,10 @@ def test_free_text_search_fuses_full_text_and_vectors(session: Session) -> None:
         k=5,
         model_version=None,
     )
-    assert lexical.rows[0][0] == reference_id
-    assert all(row[5] is None for row in lexical.rows)  # no vector rank without an embedding
+    assert words_alone.rows[0][0] == reference_id
+    assert all(row[4] is None for row in words_alone.rows)  # no similarity without an embedding
+    bm25 = [row[5] for row in words_alone.rows]
+    assert bm25 == sorted(bm25, reverse=True) and bm25[0] > bm25[1]
     vector = np.asarray(
         session.scalar(
             text("SELECT embedding::text FROM reference_embeddings WHERE reference_id = :id"),
@@ -198,10 +222,21 @@ def test_free_text_search_fuses_full_text_and_vectors(session: Session) -> None:
         model_version=None,
     )
     top = fused.rows[0]
-    assert top[0] == reference_id and top[4] == 1 and top[5] == 1
-    assert top[3] == pytest.approx(2 / 61)  # 1/(60+1) from each list
+    assert top[0] == reference_id and top[4] == pytest.approx(1.0, abs=1e-5) and top[5] == bm25[0]
     scores = [row[3] for row in fused.rows]
     assert scores == sorted(scores, reverse=True)
+    # fusion => false: the embedding alone, as search_vector answers.
+    alone = search.run(
+        session=session,
+        function="search_text",
+        query=reference_text,
+        query_embedding=vector,
+        k=5,
+        model_version=None,
+        fusion=False,
+    )
+    nearest = search.run(session=session, function="search_vector", query=vector, k=5, model_version=None)
+    assert [(row[0], row[4]) for row in alone.rows] == [(row[0], row[4]) for row in nearest.rows]
 
 
 @pytest.mark.parametrize(
@@ -267,13 +302,16 @@ def test_functions_that_return_articles_return_their_lead(session: Session) -> N
     assert [row[4] for row in owners.rows] == [leads[row[0]] for row in owners.rows]
 
 
-def test_search_text_matches_the_title_and_lead_of_articles(session: Session) -> None:
-    article_id, title = session.execute(
-        text("SELECT id, title FROM articles ORDER BY md5(title) LIMIT 1 OFFSET 3")
+def test_search_text_finds_a_reference_by_a_word_it_alone_holds(session: Session) -> None:
+    reference_id, article_title = session.execute(
+        text(
+            "SELECT r.id, a.title FROM article_references r JOIN articles a ON a.id = r.article_id "
+            "ORDER BY md5(r.text) LIMIT 1 OFFSET 3"
+        )
     ).one()
     session.execute(
-        text("UPDATE articles SET lead = lead || ' It is known for zyxquorbite.' WHERE id = :id"),
-        {"id": article_id},
+        text("UPDATE article_references SET text = text || ' zyxquorbite' WHERE id = :id"),
+        {"id": reference_id},
     )
     found = search.run(
         session=session,
@@ -283,9 +321,4 @@ def test_search_text_matches_the_title_and_lead_of_articles(session: Session) ->
         k=5,
         model_version=None,
     )
-    own = session.scalar(
-        text("SELECT count(*) FROM article_references WHERE article_id = :id"), {"id": article_id}
-    )
-    assert len(found.rows) == min(5, own)
-    assert {row[1] for row in found.rows} == {title}
-    assert [row[4] for row in found.rows] == list(range(1, len(found.rows) + 1))
+    assert [(row[0], row[1]) for row in found.rows] == [(reference_id, article_title)]

@@ -8,6 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from tests.conftest import SHARED_WIKIPEDIA
+from wikiref.db import registry
 from wikiref.db.engine import make_engine
 from wikiref.flows.settings import get_settings
 from wikiref.flows.steps.base_version import register_configured_base_version
@@ -17,7 +18,9 @@ from wikiref.flows.steps.training import TrainRequest, ensure_base_version
 def test_training_reuses_the_base_version_a_command_registered(engine) -> None:
     settings = get_settings()
     assert register_configured_base_version(engine, settings) == "base"
-    assert ensure_base_version(engine, TrainRequest.from_settings(settings)) == "base"
+    with Session(engine) as session:
+        base_id = registry.get_version(session=session, name="base").id
+    assert ensure_base_version(engine, TrainRequest.from_settings(settings)) == base_id
     with Session(engine) as session:
         rows = session.execute(text("SELECT name, status, artifact_path FROM model_versions")).all()
     assert rows == [("base", "active", None)]

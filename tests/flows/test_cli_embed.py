@@ -30,24 +30,34 @@ def title(embedded_database_url: str) -> str:
 def test_similar_prints_a_table_and_the_sql(run_cli, cli_env: dict[str, str], title: str) -> None:
     result = run_cli("similar", title, "-k", "4", "--sql", env=cli_env)
     assert result.returncode == 0, result.stderr
-    assert f"SELECT * FROM wikiref.similar_references('{title}', 4, NULL);" in result.stdout
-    assert "reference_id" in result.stdout and "similarity" in result.stdout
+    assert f"SELECT * FROM wikiref.similar_references('{title}', 4, NULL, fusion => true);" in result.stdout
+    header = next(line for line in result.stdout.splitlines() if "reference_id" in line)
+    assert all(column in header for column in ("similarity", "score", "words")), header
     assert result.stdout.count(title) >= 2  # the SQL, and at least one of its own references in the table
+
+    alone = run_cli("similar", title, "-k", "4", "--embeddings-only", "--sql", env=cli_env)
+    assert alone.returncode == 0, alone.stderr
+    assert f"SELECT * FROM wikiref.similar_references('{title}', 4, NULL, fusion => false);" in alone.stdout
 
     articles = run_cli("similar", title, "--articles", "-k", "3", env=cli_env)
     assert articles.returncode == 0, articles.stderr
     assert "article_title" in articles.stdout
 
 
-def test_search_encodes_the_text_and_fuses_both_rankings(run_cli, cli_env: dict[str, str]) -> None:
+def test_search_encodes_the_text_and_fuses_words_and_embedding(run_cli, cli_env: dict[str, str]) -> None:
     result = run_cli("search", "Go programming language tutorial", "-k", "3", "--sql", env=cli_env)
     assert result.returncode == 0, result.stderr
     assert "SELECT * FROM wikiref.search_text('Go programming language tutorial', '[" in result.stdout
-    assert "vector_rank" in result.stdout and "text_rank" in result.stdout
+    assert "fusion => true);" in result.stdout
+    header = next(line for line in result.stdout.splitlines() if "reference_id" in line)
+    assert all(column in header for column in ("score", "similarity", "words")), header
 
     lexical = run_cli("search", "golang", "--full-text-only", "--sql", env=cli_env)
     assert lexical.returncode == 0, lexical.stderr
-    assert "wikiref.search_text('golang', NULL, 10, NULL);" in lexical.stdout
+    assert "wikiref.search_text('golang', NULL, 10, NULL, fusion => true);" in lexical.stdout
+
+    both = run_cli("search", "golang", "--full-text-only", "--embeddings-only", env=cli_env)
+    assert both.returncode != 0 and "exclude each other" in both.stderr
 
 
 @pytest.mark.parametrize(

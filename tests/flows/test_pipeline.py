@@ -108,10 +108,10 @@ def test_pipeline_ends_with_a_similarity_query_and_the_sql_functions_answer(
 ) -> None:
     url = flow_database["database_url"]
     query = pipeline_run.result["query"]
-    assert query["sql"] == "SELECT * FROM wikiref.similar_references('Duck', 5, NULL);"
+    assert query["sql"] == "SELECT * FROM wikiref.similar_references('Duck', 5, NULL, fusion => true);"
     assert len(query["rows"]) == 5
-    similarities = [row["similarity"] for row in query["rows"]]
-    assert similarities == sorted(similarities, reverse=True)
+    scores = [row["score"] for row in query["rows"]]
+    assert scores == sorted(scores, reverse=True)
     artifact = artifacts_of(pipeline_run.id)["pipeline-similar-references"]
     assert [row["reference_id"] for row in table_of(artifact)] == [
         row["reference_id"] for row in query["rows"]

@@ -267,6 +267,10 @@ def test_the_model_card_holds_the_loss_plot_and_base_vs_fine_tuned_with_cis(trai
         article_text="title+lead40",
         gate="**Gate (ndcg@10): promoted.**",
         samples_per_second=12.5,
+        fusion_weights={
+            "similar_references": {"words": 0.2},
+            "articles_for_reference": {"words": 0.1, "vote": 1.0},
+        },
     )
     assert text.startswith("---\nlibrary_name: sentence-transformers\n")
     assert f"base_model: {BASE_MODEL_ID}" in text and "**Article text: `title+lead40`.**" in text
@@ -274,6 +278,10 @@ def test_the_model_card_holds_the_loss_plot_and_base_vs_fine_tuned_with_cis(trai
     assert text.count("\n| 1 | ") == 1 and f"\n| {STEPS} | " in text
     assert "| ndcg@10 | 0.4 | 0.5 | 0.6 | +0.1000 [+0.0500, +0.1500] | - |" in text
     assert text.rstrip().endswith("**Gate (ndcg@10): promoted.**")
+    assert (
+        "| `similar_references` | 1 | - | 0.2 |" in text
+        and "| `articles_for_reference` | 1 | 1.0 | 0.1 |" in text
+    )
     svg = loss_plot_svg(trained.loss_log)
     assert svg.startswith("<svg") and svg.count("<polyline") == 1
     assert len(svg.split('points="')[1].split('"')[0].split()) == len(trained.loss_log)

@@ -1,0 +1,481 @@
+"""Fusion bench: the served SQL functions with embeddings alone, + words, + vote and all, base vs fine-tuned.
+
+Protocol (docs/training.md): the corpus split of bench/train_bench.py (evaluation articles are the bulk articles
+of ``bench.corpus_split.is_eval_article``, never trained on; 10% of the training articles are validation
+articles). Stage ``train`` fine-tunes the default recipe of ``wikiref train`` on the training articles, one folder
+per seed, outside the repository. Stage ``measure`` starts a fresh embedded server with two databases, one holding
+the validation articles and one the evaluation articles (each corpus alone, as bench/train_bench.py scores them),
+registers the base model (on the product's article text and on titles) and each trained seed as versions, embeds
+them with ``wikiref embed``'s steps, and per version:
+
+- chooses its weights on the validation database: one fused call per query with every candidate
+  (``k`` = 1000), re-fused over the weight grid by wikiref.models.fusion (the same sums as the SQL);
+- scores the evaluation database by calling the SQL functions with those weights stored on the version:
+  ``similar_references(title, 10)`` NDCG@10 per article, ``articles_for_reference(id, 1)`` accuracy@1 over
+  every reference, for the embeddings alone (``fusion => false``), + words, + vote and all;
+- compares each scorer with the same version's embeddings alone and with the base model by a paired bootstrap
+  over the evaluation articles (wikiref.models.evaluate.paired_bootstrap).
+
+    python bench/fusion_bench.py train --seeds 1 --models /tmp/fusion-models
+    python bench/fusion_bench.py measure --models /tmp/fusion-models --out bench/results/fusion.json
+    python bench/fusion_bench.py measure --models /tmp/none --limit 20 --out /tmp/proxy.json   # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg import sql
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.corpus_split import is_eval_article
+from bench.train_bench import SHARED, load_articles, product_recipe
+from wikiref.db import migrate, registry
+from wikiref.db.bulk_writes import upsert_pages
+from wikiref.db.engine import libpq_url, make_engine
+from wikiref.db.server import ensure_embedded_server, stop_embedded_server
+from wikiref.flows.mediawiki.saved import iter_saved_pages
+from wikiref.flows.steps import embedding
+from wikiref.flows.steps.records import page_record
+from wikiref.models.article_text import TITLE_ONLY, ArticleTextRecipe
+from wikiref.models.base import BASE_MODEL_ID, resolve_model_path
+from wikiref.models.encode import EncoderConfig
+from wikiref.models.evaluate import REVERSE_METRIC, ArticleScores, paired_bootstrap
+from wikiref.models.finetune import TrainingConfig, resolve_device, train
+from wikiref.models.fusion import VOTE, VOTE_GRID, WORDS, WORDS_GRID, fuse
+from wikiref.models.pairs import DEFAULT_TOKEN_BUDGET, build_pairs, heldout_score, tokenizer_counter
+
+VALIDATION_FRACTION = 0.1
+HEADLINE = ("ndcg@10", REVERSE_METRIC)
+# The scorers measured: which signals each adds to the embeddings (all: both, with the weights chosen for it).
+SCORERS = {"embeddings alone": (), "+ words": (WORDS,), "+ vote": (VOTE,), "all": (WORDS, VOTE)}
+_DISCOUNT = 1.0 / np.log2(np.arange(2, 12))
+
+
+def split_articles(articles, bulk, *, recipe: ArticleTextRecipe, target: str, count_tokens):
+    """Training pairs, validation and evaluation articles, as bench/train_bench.py splits them."""
+    return build_pairs(
+        articles,
+        count_tokens=count_tokens,
+        token_budget=DEFAULT_TOKEN_BUDGET,
+        eval_fraction=0.5,  # unused: the shared bulk split decides
+        recipe=recipe,
+        target=target,
+        validation_fraction=VALIDATION_FRACTION,
+        is_heldout=lambda title: is_eval_article(title, from_bulk=title in bulk),
+    )
+
+
+def train_stage(args) -> int:
+    articles, bulk, _ = load_articles(args.data, args.cache)
+    knobs = product_recipe("default")
+    recipe = ArticleTextRecipe.from_name(knobs.pop("article_text"))
+    target = knobs.pop("target")
+    base = resolve_model_path(BASE_MODEL_ID)
+    split = split_articles(articles, bulk, recipe=recipe, target=target, count_tokens=tokenizer_counter(base))
+    device = resolve_device(args.device)
+    for seed in (int(s) for s in args.seeds.split(",")):
+        folder = args.models / f"default-seed{seed}"
+        if (folder / "model").exists():
+            print(f"{folder / 'model'} exists: seed {seed} already trained")
+            continue
+        result = train(
+            base_model=base,
+            pairs=split.train,
+            output_dir=folder / "model",
+            checkpoint_dir=folder / "checkpoints",
+            config=TrainingConfig(**knobs, seed=seed, save_steps=10**9),
+            device=device,
+        )
+        summary = {
+            "seed": seed,
+            "article_text": recipe.name,
+            "params": result.params,
+            "train_pairs": result.train_pairs,
+            "steps": result.steps,
+            "train_seconds": round(result.seconds, 1),
+        }
+        (folder / "training.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+        print(
+            f"seed {seed}: {result.steps} steps in {result.seconds:.0f} s -> {folder / 'model'}", flush=True
+        )
+    return 0
+
+
+def create_database(server_url: str, name: str) -> str:
+    with psycopg.connect(server_url, autocommit=True) as connection:
+        connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = make_url(libpq_url(server_url)).set(database=name).render_as_string(hide_password=False)
+    migrate.upgrade(url)
+    return url
+
+
+def load_titles(engine, root: Path, titles: set[str]) -> int:
+    """Upsert the saved pages of ``titles`` through the scraper's extraction (as ``wikiref scrape`` stores them)."""
+    loaded = 0
+    pages = (page for page in iter_saved_pages(root, include_bulk=True) if page.title in titles)
+    with Session(engine) as session:
+        while batch := list(itertools.islice(pages, 50)):
+            records = [
+                page_record(
+                    wiki="en.wikipedia.org",
+                    title=page.title,
+                    html=page.html,
+                    page_id=page.page_id,
+                    revision_id=page.revision_id,
+                )
+                for page in batch
+            ]
+            loaded += len(upsert_pages(session=session, pages=records))
+    return loaded
+
+
+def register_and_embed(
+    engine, name: str, artifact: str | None, article_text: str, *, references_from: str | None = None
+) -> float:
+    """A version ``name`` of the base model (``artifact`` None) or a trained folder, embedded; seconds taken.
+
+    ``references_from``: a version of the same model whose reference embeddings are copied instead of encoded
+    again (the base model on titles differs from the base model only in its article text).
+    """
+    with Session(engine) as session:
+        registry.create_version(
+            session=session,
+            name=name,
+            base_model=BASE_MODEL_ID,
+            params={},
+            dataset_fingerprint="fusion-bench",
+            dataset_counts={},
+            metrics={},
+            loss_log=[],
+            artifact_path=artifact,
+            article_text=article_text,
+        )
+        if references_from is not None:
+            session.execute(
+                text(
+                    "INSERT INTO reference_embeddings (model_version_id, reference_id, content_hash, embedding) "
+                    "SELECT (SELECT id FROM model_versions WHERE name = :name), reference_id, content_hash, "
+                    "embedding FROM reference_embeddings "
+                    "WHERE model_version_id = (SELECT id FROM model_versions WHERE name = :source)"
+                ),
+                {"name": name, "source": references_from},
+            )
+        session.commit()
+    started = time.perf_counter()
+    request = embedding.EmbedRequest(
+        version=embedding.resolve_version(engine, name),
+        encoder=EncoderConfig(model_path=resolve_model_path(artifact or BASE_MODEL_ID), backend="torch"),
+        batch_size=64,
+        chunk_size=100_000,
+        limit=None,
+        hnsw_m=16,
+        hnsw_ef_construction=64,
+        hnsw_ef_search=100,
+        maintenance_work_mem="512MB",
+    )
+    embedding.embed_pending(engine, request)
+    return time.perf_counter() - started
+
+
+def corpus_of(engine) -> tuple[list[tuple[int, str]], dict[int, int], dict[int, list[int]]]:
+    """(article id, title) with references, each reference's article, each article's references."""
+    with Session(engine) as session:
+        rows = session.execute(
+            text(
+                "SELECT a.id, a.title, r.id FROM articles a JOIN article_references r ON r.article_id = a.id "
+                "ORDER BY a.title, r.id"
+            )
+        ).all()
+    articles: dict[int, str] = {}
+    owner: dict[int, int] = {}
+    references: dict[int, list[int]] = {}
+    for article_id, title, reference_id in rows:
+        articles[article_id] = title
+        owner[reference_id] = article_id
+        references.setdefault(article_id, []).append(reference_id)
+    return list(articles.items()), owner, references
+
+
+def ndcg_at_10(found: list[int], own: set[int]) -> float:
+    relevant = np.array([reference in own for reference in found[:10]], dtype=float)
+    ideal = _DISCOUNT[: min(10, len(own))].sum()
+    return float((relevant * _DISCOUNT[: len(relevant)]).sum() / ideal) if ideal else 0.0
+
+
+def set_weights(engine, version: str, weights: dict[str, dict[str, float]]) -> None:
+    with Session(engine) as session:
+        version_id = registry.get_version(session=session, name=version).id
+        stored = registry.fusion_weights(session=session, version_id=version_id)
+        registry.set_fusion_weights(session=session, version_id=version_id, weights={**stored, **weights})
+        session.commit()
+
+
+def choose_weights(engine, version: str) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+    """Per scorer, the grid's best weights on the validation database, and every grid point's score.
+
+    One fused call per query returns every candidate with each signal's raw value; wikiref.models.fusion.fuse
+    re-ranks those candidates for each grid point (the z-scores are over the call's candidates, as in SQL).
+    """
+    articles, owner, references = corpus_of(engine)
+    forward: list[tuple[np.ndarray, dict[str, np.ndarray], set[int]]] = []
+    reverse: list[tuple[np.ndarray, dict[str, np.ndarray], int]] = []
+    with engine.connect() as connection:
+        for article_id, title in articles:
+            rows = connection.execute(
+                text(
+                    "SELECT reference_id, similarity, words FROM wikiref.similar_references(:title, 1000, :v)"
+                ),
+                {"title": title, "v": version},
+            ).all()
+            ids = np.array([r[0] for r in rows])
+            signals = {"embedding": np.array([r[1] for r in rows]), WORDS: np.array([r[2] for r in rows])}
+            forward.append((ids, signals, set(references[article_id])))
+        for reference_id, article_id in owner.items():
+            rows = connection.execute(
+                text(
+                    "SELECT article_id, similarity, words, vote "
+                    "FROM wikiref.articles_for_reference(:id, 1000, :v)"
+                ),
+                {"id": reference_id, "v": version},
+            ).all()
+            ids = np.array([r[0] for r in rows])
+            signals = {
+                "embedding": np.array([r[1] for r in rows], dtype=float),
+                WORDS: np.array([r[2] for r in rows], dtype=float),
+                VOTE: np.array([np.nan if r[3] is None else r[3] for r in rows], dtype=float),
+            }
+            reverse.append((ids, signals, article_id))
+
+    def top_ids(ids: np.ndarray, signals: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
+        return ids[np.lexsort((ids, -fuse(signals, weights)))]
+
+    grid: dict[str, Any] = {"similar_references": [], "articles_for_reference": []}
+    for w in WORDS_GRID:
+        value = statistics.fmean(ndcg_at_10(list(top_ids(*q[:2], {WORDS: w})), q[2]) for q in forward)
+        grid["similar_references"].append({WORDS: w, "ndcg@10": round(value, 5)})
+    for w, v in itertools.product(WORDS_GRID, VOTE_GRID):
+        value = statistics.fmean(float(top_ids(*q[:2], {WORDS: w, VOTE: v})[0] == q[2]) for q in reverse)
+        grid["articles_for_reference"].append({WORDS: w, VOTE: v, REVERSE_METRIC: round(value, 5)})
+
+    def best(entries: list[dict[str, float]], metric: str, allowed: tuple[str, ...]) -> dict[str, float]:
+        usable = [e for e in entries if all(e.get(s, 0.0) == 0.0 for s in (WORDS, VOTE) if s not in allowed)]
+        top = max(e[metric] for e in usable)
+        # Ties go to the smaller weights: a signal is added only where it measurably helps.
+        chosen = min(
+            (e for e in usable if e[metric] == top),
+            key=lambda e: (e.get(WORDS, 0) + e.get(VOTE, 0), e[WORDS]),
+        )
+        return {s: chosen[s] for s in (WORDS, VOTE) if s in chosen}
+
+    chosen = {
+        scorer: {
+            "similar_references": best(grid["similar_references"], "ndcg@10", signals),
+            "articles_for_reference": best(grid["articles_for_reference"], REVERSE_METRIC, signals),
+        }
+        for scorer, signals in SCORERS.items()
+        if signals
+    }
+    return chosen, {"queries": {"articles": len(forward), "references": len(reverse)}, "grid": grid}
+
+
+def score_served(engine, version: str, *, fusion: bool) -> tuple[ArticleScores, float]:
+    """NDCG@10 and accuracy@1 per evaluation article from the SQL functions as they serve now; seconds taken."""
+    articles, owner, references = corpus_of(engine)
+    index = {article_id: i for i, (article_id, _) in enumerate(articles)}
+    ndcg = np.zeros(len(articles))
+    correct = np.zeros(len(articles))
+    started = time.perf_counter()
+    with engine.connect() as connection:
+        for article_id, title in articles:
+            found = connection.execute(
+                text("SELECT reference_id FROM wikiref.similar_references(:title, 10, :v, fusion => :f)"),
+                {"title": title, "v": version, "f": fusion},
+            ).scalars()
+            ndcg[index[article_id]] = ndcg_at_10(list(found), set(references[article_id]))
+        for reference_id, article_id in owner.items():
+            top = connection.execute(
+                text("SELECT article_id FROM wikiref.articles_for_reference(:id, 1, :v, fusion => :f)"),
+                {"id": reference_id, "v": version, "f": fusion},
+            ).scalar_one()
+            correct[index[article_id]] += top == article_id
+    counts = np.array([len(references[article_id]) for article_id, _ in articles], dtype=float)
+    scores = ArticleScores(
+        article_ids=tuple(article_id for article_id, _ in articles),
+        per_article={"ndcg@10": ndcg},
+        correct=correct,
+        references=counts,
+    )
+    return scores, time.perf_counter() - started
+
+
+def measure_stage(args) -> int:
+    articles, bulk, _ = load_articles(args.data, args.cache)
+    knobs = product_recipe("default")
+    recipe = ArticleTextRecipe.from_name(knobs["article_text"])
+    base = resolve_model_path(BASE_MODEL_ID)
+    split = split_articles(
+        articles, bulk, recipe=recipe, target=knobs["target"], count_tokens=tokenizer_counter(base)
+    )
+    corpora = {
+        "validation": {a.title for a in split.validation_articles},
+        "evaluation": {a.title for a in split.heldout_articles},
+    }
+    if args.limit:
+        # Proxy runs: the first N articles of each corpus by title hash (as train_bench.py's --eval-limit).
+        corpora = {
+            name: set(sorted(titles, key=heldout_score)[: args.limit]) for name, titles in corpora.items()
+        }
+    versions: dict[str, tuple[str | None, str]] = {
+        "base": (None, recipe.name),
+        "base-titles": (None, TITLE_ONLY.name),
+    }
+    for seed_folder in sorted(args.models.glob("default-seed*")) if args.models.exists() else []:
+        if (seed_folder / "model").exists():
+            versions[seed_folder.name] = (str(seed_folder / "model"), recipe.name)
+    report: dict[str, Any] = {
+        "protocol": "validation and evaluation articles of bench/train_bench.py's split, each in a database of its "
+        "own; weights chosen on validation, scored through the SQL functions on evaluation",
+        "cpu": platform.processor() or platform.machine(),
+        "load_before": os.getloadavg(),
+        "article_text": recipe.name,
+        "corpora": {},
+        "versions": {},
+    }
+
+    def write() -> None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2), encoding="utf-8")
+
+    with tempfile.TemporaryDirectory(prefix="fusion-bench-") as scratch:
+        server_url = ensure_embedded_server(Path(scratch) / "pgdata", database="postgres")
+        engines = {}
+        try:
+            for corpus, titles in corpora.items():
+                engine = engines[corpus] = make_engine(create_database(server_url, f"fusion_{corpus}"))
+                loaded = load_titles(engine, args.data, titles)
+                _, owner, _ = corpus_of(engine)
+                report["corpora"][corpus] = {"articles": loaded, "references": len(owner)}
+                print(f"{corpus}: {loaded} articles, {len(owner)} references", flush=True)
+            scores: dict[str, dict[str, ArticleScores]] = {}
+            for name, (artifact, article_text) in versions.items():
+                entry: dict[str, Any] = {"article_text": article_text, "artifact": artifact}
+                report["versions"][name] = entry
+                entry["embed_seconds"] = {
+                    corpus: round(
+                        register_and_embed(
+                            engine,
+                            name,
+                            artifact,
+                            article_text,
+                            references_from="base" if name == "base-titles" else None,
+                        ),
+                        1,
+                    )
+                    for corpus, engine in engines.items()
+                }
+                chosen, validation = (
+                    choose_weights(engines["validation"], name) if name != "base-titles" else ({}, {})
+                )
+                entry["weights"], entry["validation"] = chosen, validation
+                alone, seconds = score_served(engines["evaluation"], name, fusion=False)
+                scores[name] = {"embeddings alone": alone}
+                entry["seconds"] = {"embeddings alone": round(seconds, 1)}
+                for scorer, weights in chosen.items():
+                    set_weights(engines["evaluation"], name, weights)
+                    scores[name][scorer], seconds = score_served(engines["evaluation"], name, fusion=True)
+                    entry["seconds"][scorer] = round(seconds, 1)
+                print(
+                    f"{name}: "
+                    + "; ".join(
+                        f"{scorer} " + ", ".join(f"{m} {s.metrics()[m]:.4f}" for m in HEADLINE)
+                        for scorer, s in scores[name].items()
+                    ),
+                    flush=True,
+                )
+                add_deltas(report, scores, args.bootstrap_samples)
+                write()
+        finally:
+            for engine in engines.values():
+                engine.dispose()
+            stop_embedded_server(Path(scratch) / "pgdata")
+    report["load_after"] = os.getloadavg()
+    write()
+    print(f"wrote {args.out}")
+    return 0
+
+
+def add_deltas(report: dict[str, Any], scores: dict[str, dict[str, ArticleScores]], samples: int) -> None:
+    """Each version's metrics, per-article scores and deltas with paired bootstrap CIs over the articles:
+    against its own embeddings alone, the base model with the same scorer, and the base model on titles."""
+    for name, by_scorer in scores.items():
+        entry = report["versions"][name]
+        entry["metrics"] = {scorer: s.metrics() for scorer, s in by_scorer.items()}
+        entry["deltas"] = {}
+        for scorer, s in by_scorer.items():
+            others = {"vs embeddings alone": by_scorer["embeddings alone"]}
+            if name != "base" and scorer in scores.get("base", {}):
+                others["vs base, same scorer"] = scores["base"][scorer]
+            if "base-titles" in scores:
+                others["vs base on titles"] = scores["base-titles"]["embeddings alone"]
+            entry["deltas"][scorer] = {
+                label: {m: d.as_dict() for m, d in paired_bootstrap(s, other, samples=samples).items()}
+                for label, other in others.items()
+                if other is not s
+            }
+        entry["per_article"] = {
+            scorer: {
+                "article_ids": list(s.article_ids),
+                "ndcg@10": [round(float(x), 5) for x in s.per_article["ndcg@10"]],
+                "correct": s.correct.tolist(),
+                "references": s.references.tolist(),
+            }
+            for scorer, s in by_scorer.items()
+        }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("stage", choices=("train", "measure"))
+    parser.add_argument(
+        "--data", type=Path, default=SHARED, help="saved-pages folder (MANIFEST.tsv, bulk.tar.gz)"
+    )
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/wikiref-bench-articles.json.gz"))
+    parser.add_argument(
+        "--models", type=Path, required=True, help="one folder per trained seed (outside the repo)"
+    )
+    parser.add_argument("--seeds", default="1", help="train: comma-separated seeds")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--bootstrap-samples", type=int, default=2000)
+    parser.add_argument("--limit", type=int, default=None, help="proxy runs: N articles of each corpus")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/fusion.json"))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("sentence_transformers", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.stage == "train":
+        return train_stage(args)
+    return measure_stage(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,411 @@
+"""Fused SQL functions (issue 25, migration 0008): embeddings + BM25 words (+ the vote of an article's own
+references), z-normalised over the candidates and weighted per model version.
+
+A hand-made corpus with hand-made unit vectors makes every order obvious: ``e(i)`` is the i-th basis vector and
+``toward(c, i, j)`` a unit vector at cosine ``c`` to ``e(i)`` (and at ``c * c'`` to another such vector).
+Article "Asafa Powell" (embedding e0) owns two references: one its words name but its embedding misses
+(``NAMED``, cosine 0.3, below every distractor), one its embedding finds but no word names (``UNNAMED``, 0.95).
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import math
+from collections import Counter
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from sqlalchemy import text, update
+from sqlalchemy.orm import Session
+
+from tests.conftest import REPO_ROOT
+from wikiref.db import registry, search
+from wikiref.db.engine import make_engine
+from wikiref.db.lexical import refresh_lexical_statistics
+from wikiref.db.schema import ArticleReference
+
+VERSION = "hand-made"
+NAMED = "Powell, Asafa (2006). Asafa Powell equals the 100 m world record in Gateshead."
+UNNAMED = "Track results of the season, 2005."
+DEFAULT_WEIGHTS = {
+    "similar_references": {"words": 0.3},
+    "articles_for_reference": {"words": 0.3, "vote": 2.0},
+    "similar_articles": {"words": 0.0},
+    "search_text": {"words": 0.3},
+}
+
+
+def e(i: int) -> np.ndarray:
+    vector = np.zeros(384, dtype=np.float64)
+    vector[i] = 1.0
+    return vector
+
+
+def toward(cosine: float, i: int, j: int) -> np.ndarray:
+    return cosine * e(i) + math.sqrt(1 - cosine**2) * e(j)
+
+
+def _insert_article(session: Session, title: str, lead: str, vector: np.ndarray) -> int:
+    article_id = session.scalar(
+        text("INSERT INTO articles (wiki, title, lead) VALUES ('w', :t, :l) RETURNING id"),
+        {"t": title, "l": lead},
+    )
+    session.execute(
+        text(
+            "INSERT INTO title_embeddings (model_version_id, article_id, title, embedding) "
+            "SELECT id, :a, :t, CAST(:v AS vector) FROM model_versions WHERE name = :name"
+        ),
+        {"a": article_id, "t": title, "v": str(vector.tolist()), "name": VERSION},
+    )
+    return article_id
+
+
+def _insert_reference(session: Session, article_id: int, position: int, body: str, vector: np.ndarray) -> int:
+    reference_id = session.scalar(
+        text(
+            "INSERT INTO article_references (article_id, position, text, content_hash) "
+            "VALUES (:a, :p, :t, md5(:t)) RETURNING id"
+        ),
+        {"a": article_id, "p": position, "t": body},
+    )
+    session.execute(
+        text(
+            "INSERT INTO reference_embeddings (model_version_id, reference_id, content_hash, embedding) "
+            "SELECT id, :r, md5(:t), CAST(:v AS vector) FROM model_versions WHERE name = :name"
+        ),
+        {"r": reference_id, "t": body, "v": str(vector.tolist()), "name": VERSION},
+    )
+    return reference_id
+
+
+@pytest.fixture
+def corpus(database_url: str) -> Iterator[tuple[Session, dict[str, int]]]:
+    engine = make_engine(database_url)
+    with Session(engine) as session:
+        version_id = session.scalar(
+            text(
+                "INSERT INTO model_versions (name, base_model, status, activated_at) "
+                "VALUES (:name, 'm', 'active', now()) RETURNING id"
+            ),
+            {"name": VERSION},
+        )
+        session.execute(
+            text("INSERT INTO embedding_states (model_version_id, completed_at) VALUES (:v, now())"),
+            {"v": version_id},
+        )
+        ids = {"version": version_id}
+        ids["powell"] = _insert_article(session, "Asafa Powell", "Jamaican sprinter.", e(0))
+        ids["named"] = _insert_reference(session, ids["powell"], 0, NAMED, toward(0.3, 0, 1))
+        ids["unnamed"] = _insert_reference(session, ids["powell"], 1, UNNAMED, toward(0.95, 0, 2))
+        # An article whose words match UNNAMED's but whose embedding is near no query.
+        ids["season"] = _insert_article(session, "Season results", "Track season results of 2005.", e(3))
+        # Distractors: their titles near NAMED's embedding (cosine 0.57), their references near the Powell
+        # article's (cosine 0.40-0.59), no word in common with anything above.
+        for n in range(4):
+            filler = _insert_article(session, f"Garden {n}", "Compost and hedges.", toward(0.6, 1, 20 + n))
+            for position in range(5):
+                index = 5 * n + position
+                _insert_reference(
+                    session,
+                    filler,
+                    position,
+                    f"Annual report {index} on gardening.",
+                    toward(0.40 + 0.01 * index, 0, 100 + index),
+                )
+        session.commit()
+        refresh_lexical_statistics(session=session)
+        yield session, ids
+    engine.dispose()
+
+
+def _set_weights(session: Session, version_id: int, function: str, **signals: float) -> None:
+    weights = copy.deepcopy(DEFAULT_WEIGHTS)
+    weights[function].update(signals)
+    registry.set_fusion_weights(session=session, version_id=version_id, weights=weights)
+
+
+def _references(session: Session, **arguments) -> list[int]:
+    rows = search.run(
+        session=session,
+        function="similar_references",
+        title="Asafa Powell",
+        k=2,
+        model_version=None,
+        **arguments,
+    ).rows
+    return [row[0] for row in rows]
+
+
+def _owner(session: Session, reference_id: int, **arguments) -> tuple:
+    return search.run(
+        session=session,
+        function="articles_for_reference",
+        reference_id=reference_id,
+        k=6,
+        model_version=None,
+        **arguments,
+    ).rows[0]
+
+
+def test_similar_references_fuses_what_embeddings_miss_and_what_words_miss(corpus) -> None:
+    session, ids = corpus
+    _set_weights(session, ids["version"], "similar_references", words=0.6)
+    # The embeddings alone find UNNAMED and a distractor; NAMED comes last of all.
+    assert _references(session, fusion=False)[0] == ids["unnamed"]
+    assert ids["named"] not in _references(session, fusion=False)
+    # The words alone (search_text with the article's title + lead) find NAMED, never UNNAMED.
+    words = search.run(
+        session=session,
+        function="search_text",
+        query="Asafa Powell Jamaican sprinter.",
+        query_embedding=None,
+        k=5,
+        model_version=None,
+    ).rows
+    assert [row[0] for row in words] == [ids["named"]]
+    # Fused: both.
+    assert _references(session) == [ids["unnamed"], ids["named"]]
+
+
+def test_articles_for_reference_fuses_both_ways_and_the_query_never_votes(corpus) -> None:
+    session, ids = corpus
+    _set_weights(session, ids["version"], "articles_for_reference", words=0.6, vote=0.0)
+    # NAMED: its embedding points at the gardens (cosine 0.57 vs 0.3), its words at Asafa Powell.
+    assert _owner(session, ids["named"], fusion=False)[1].startswith("Garden")
+    named = _owner(session, ids["named"])
+    assert (named[0], named[3]) == (ids["powell"], True)
+    assert named[6] > 0  # words
+    # UNNAMED: its embedding points at Asafa Powell, its words at "Season results".
+    assert _owner(session, ids["unnamed"], fusion=False)[0] == ids["powell"]
+    words_only = search.run(
+        session=session, function="search_text", query=UNNAMED, query_embedding=None, k=1, model_version=None
+    )
+    assert words_only.rows[0][0] == ids["unnamed"]  # (the reference's own words; the article's below)
+    assert (
+        session.scalar(
+            text(
+                "SELECT article_id FROM wikiref.bm25_articles(:q, CAST(:ids AS bigint[])) ORDER BY score DESC LIMIT 1"
+            ),
+            {"q": UNNAMED, "ids": [ids["powell"], ids["season"]]},
+        )
+        == ids["season"]
+    )
+    assert _owner(session, ids["unnamed"])[0] == ids["powell"]
+    # The vote of its own article comes from its sibling (cosine 0.3 * 0.95), never from itself (1.0).
+    rows = search.run(
+        session=session, function="articles_for_reference", reference_id=ids["named"], k=6, model_version=None
+    ).rows
+    votes = {row[0]: row[7] for row in rows}
+    assert votes[ids["powell"]] == pytest.approx(0.3 * 0.95, abs=1e-5)
+    assert votes[ids["season"]] is None  # no reference of its own to vote
+    assert sum(row[3] for row in rows) == 1 and [row[0] for row in rows if row[3]] == [ids["powell"]]
+
+
+def test_weights_are_stored_per_version_and_change_the_order(corpus) -> None:
+    session, ids = corpus
+    assert registry.fusion_weights(session=session, version_id=ids["version"]) == DEFAULT_WEIGHTS
+    other = session.scalar(
+        text("INSERT INTO model_versions (name, base_model) VALUES ('other', 'm') RETURNING id")
+    )
+    session.commit()
+    _set_weights(session, ids["version"], "similar_references", words=0.0)
+    assert ids["named"] not in _references(session)
+    _set_weights(session, ids["version"], "similar_references", words=0.6)
+    assert _references(session) == [ids["unnamed"], ids["named"]]
+    assert registry.fusion_weights(session=session, version_id=other) == DEFAULT_WEIGHTS
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda w: w.pop("search_text"), "need exactly the functions"),
+        (lambda w: w.update(nearest={"words": 1.0}), "need exactly the functions"),
+        (lambda w: w["similar_references"].update(vote=1.0), "need exactly the signals"),
+        (lambda w: w["articles_for_reference"].update(vote=-0.1), "must be a finite number of 0 or more"),
+        (lambda w: w["search_text"].update(words=float("nan")), "must be a finite number of 0 or more"),
+        (lambda w: w["search_text"].update(words="0.3"), "must be a finite number of 0 or more"),
+    ],
+)
+def test_set_fusion_weights_refuses_a_bad_shape(corpus, change, message: str) -> None:
+    session, ids = corpus
+    weights = copy.deepcopy(DEFAULT_WEIGHTS)
+    change(weights)
+    with pytest.raises(registry.RegistryError, match=message):
+        registry.set_fusion_weights(session=session, version_id=ids["version"], weights=weights)
+    assert registry.fusion_weights(session=session, version_id=ids["version"]) == DEFAULT_WEIGHTS
+
+
+def _bm25_by_hand(session: Session, query: str, table: str) -> dict[int, float]:
+    """BM25 (k1 1.2, b 0.75, idf ln(1 + (N - df + 0.5) / (df + 0.5)), length: distinct lexemes) over the
+    stored lexemes, in Python."""
+    rows = session.execute(
+        text(f"SELECT x.id, u.lexeme, cardinality(u.positions) FROM {table} x, unnest(x.lexemes) u")
+    ).all()
+    documents: dict[int, Counter] = {}
+    for document, lexeme, count in rows:
+        documents.setdefault(document, Counter())[lexeme] = count
+    for document in session.scalars(text(f"SELECT id FROM {table}")):
+        documents.setdefault(document, Counter())
+    average = sum(len(c) for c in documents.values()) / len(documents)
+    frequency = Counter(lexeme for c in documents.values() for lexeme in c)
+    terms = set(session.scalar(text("SELECT tsvector_to_array(to_tsvector('english', :q))"), {"q": query}))
+    scores = {}
+    for document, counts in documents.items():
+        length = len(counts)
+        score = 0.0
+        for term in terms & set(counts):
+            idf = math.log(1 + (len(documents) - frequency[term] + 0.5) / (frequency[term] + 0.5))
+            score += idf * counts[term] * 2.2 / (counts[term] + 1.2 * (0.25 + 0.75 * length / average))
+        scores[document] = score
+    return scores
+
+
+def test_bm25_functions_score_as_computed_by_hand_and_return_every_id(corpus) -> None:
+    session, ids = corpus
+    reference_ids = list(session.scalars(text("SELECT id FROM article_references")))
+    query = "Asafa Powell: track season"
+    served = search.bm25_references(session=session, query=query, reference_ids=[*reference_ids, -1])
+    assert set(served) == set(reference_ids)
+    expected = _bm25_by_hand(session, query, "article_references")
+    assert served == pytest.approx(expected, rel=1e-5)
+    assert (
+        sum(score == 0 for score in served.values()) == 20
+        and min(served[ids["named"]], served[ids["unnamed"]]) > 0
+    )
+    article_ids = list(session.scalars(text("SELECT id FROM articles")))
+    served_articles = search.bm25_articles(session=session, query=UNNAMED, article_ids=article_ids)
+    assert served_articles == pytest.approx(_bm25_by_hand(session, UNNAMED, "articles"), rel=1e-5)
+    # The words column of a fused call is that same score.
+    rows = search.run(
+        session=session, function="similar_references", title="Asafa Powell", k=22, model_version=None
+    ).rows
+    same = search.bm25_references(
+        session=session, query="Asafa Powell Jamaican sprinter.", reference_ids=[row[0] for row in rows]
+    )
+    assert {row[0]: row[5] for row in rows} == pytest.approx(same, rel=1e-5)
+
+
+def test_a_changed_reference_updates_its_own_lexemes_and_nothing_else(corpus) -> None:
+    session, ids = corpus
+
+    def snapshot() -> dict[str, dict]:
+        return {
+            "references": dict(
+                session.execute(text("SELECT id, lexemes::text FROM article_references")).all()
+            ),
+            "articles": dict(session.execute(text("SELECT id, lexemes::text FROM articles")).all()),
+            "embeddings": dict(
+                session.execute(text("SELECT reference_id, embedding::text FROM reference_embeddings")).all()
+            ),
+            "statistics": dict(
+                session.execute(text("SELECT corpus || ':' || lexeme, documents FROM lexeme_documents")).all()
+            ),
+        }
+
+    before = snapshot()
+    changes = session.scalar(text("SELECT coalesce(sum(documents), 0) FROM lexical_changes"))
+    # As a scrape writes a changed reference (wikiref.db.articles.upsert_page).
+    session.execute(
+        update(ArticleReference), [{"id": ids["unnamed"], "text": "Relay results, Zyxquorbite 2005."}]
+    )
+    session.commit()
+    after = snapshot()
+    assert "'zyxquorbit'" in after["references"][ids["unnamed"]]
+    del before["references"][ids["unnamed"]], after["references"][ids["unnamed"]]
+    assert after == before
+    assert session.scalar(text("SELECT sum(documents) FROM lexical_changes")) == changes + 1
+    # One change in 22 references is under the drift threshold: no rebuild, yet the new word is found.
+    refreshes = {refresh.corpus: refresh for refresh in refresh_lexical_statistics(session=session)}
+    assert not refreshes["references"].rebuilt and refreshes["references"].changed == 1
+    found = search.run(
+        session=session,
+        function="search_text",
+        query="zyxquorbite",
+        query_embedding=None,
+        k=3,
+        model_version=None,
+    )
+    assert [row[0] for row in found.rows] == [ids["unnamed"]]
+    assert refresh_lexical_statistics(session=session, max_drift=0.0)[0].rebuilt
+    assert session.scalar(text("SELECT documents FROM lexeme_documents WHERE lexeme = 'zyxquorbit'")) == 1
+
+
+# --- on the real slice of pages/ embedded with the base model (tests.conftest) ------------------------------
+
+
+@pytest.fixture
+def embedded(embedded_database_url: str) -> Iterator[Session]:
+    engine = make_engine(embedded_database_url)
+    with Session(engine) as session:
+        yield session
+    engine.dispose()
+
+
+def _functions_before_0008(session: Session) -> None:
+    """The definitions 0008 replaced, created in schema wikiref_before (they call the unchanged helpers)."""
+    path = REPO_ROOT / "db" / "migrations" / "versions" / "0008_lexical_index_and_fusion.py"
+    spec = importlib.util.spec_from_file_location("migration_0008", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    definitions = module.PREVIOUS_FUNCTIONS.split("COMMENT ON FUNCTION")[0]
+    for name in ("similar_references", "similar_articles", "articles_for_reference", "search_text"):
+        definitions = definitions.replace(f"FUNCTION wikiref.{name}(", f"FUNCTION wikiref_before.{name}(")
+    session.execute(text("CREATE SCHEMA wikiref_before"))
+    # Through psycopg itself: the bodies' % signs are format() patterns, not parameters.
+    session.connection().connection.driver_connection.execute(definitions)
+
+
+def test_fusion_false_returns_exactly_the_answers_of_before(embedded: Session) -> None:
+    session = embedded
+    _functions_before_0008(session)
+    titles = list(session.scalars(text("SELECT title FROM articles ORDER BY md5(title) LIMIT 8")))
+    references = list(session.scalars(text("SELECT id FROM article_references ORDER BY md5(text) LIMIT 8")))
+    for title in titles:
+        for function in ("similar_references", "similar_articles"):
+            before = session.execute(
+                text(f"SELECT * FROM wikiref_before.{function}(:t, 10)"), {"t": title}
+            ).all()
+            now = session.execute(
+                text(f"SELECT * FROM wikiref.{function}(:t, 10, fusion => false)"), {"t": title}
+            ).all()
+            assert len(before) == 10
+            assert [tuple(row)[: len(before[0])] for row in now] == [tuple(row) for row in before]
+            assert all(value is None for row in now for value in tuple(row)[len(before[0]) :])
+    for reference_id in references:
+        before = session.execute(
+            text("SELECT * FROM wikiref_before.articles_for_reference(:r, 10)"), {"r": reference_id}
+        ).all()
+        now = session.execute(
+            text("SELECT * FROM wikiref.articles_for_reference(:r, 10, fusion => false)"), {"r": reference_id}
+        ).all()
+        assert [tuple(row)[:5] for row in now] == [tuple(row) for row in before]
+    # search_text(..., fusion => false) is search_vector's answer: tests/db/test_sql_functions.py.
+
+
+def test_model_version_base_is_fused_on_real_pages(embedded: Session) -> None:
+    session = embedded
+    title = session.scalar(text("SELECT title FROM articles ORDER BY md5(title) LIMIT 1"))
+    rows = (
+        session.execute(
+            text("SELECT * FROM wikiref.similar_references(:t, 10, model_version => 'base')"), {"t": title}
+        )
+        .mappings()
+        .all()
+    )
+    assert len(rows) == 10
+    assert [row["score"] for row in rows] == sorted((row["score"] for row in rows), reverse=True)
+    assert all(row["words"] is not None and row["similarity"] is not None for row in rows)
+    assert any(row["words"] > 0 for row in rows)
+    reference_id = session.scalar(text("SELECT min(id) FROM article_references"))
+    owners = (
+        session.execute(
+            text("SELECT * FROM wikiref.articles_for_reference(:r, 5, model_version => 'base')"),
+            {"r": reference_id},
+        )
+        .mappings()
+        .all()
+    )
+    assert len(owners) == 5 and all(row["vote"] is not None for row in owners)
+    assert sum(row["is_own_article"] for row in owners) <= 1
