@@ -6,10 +6,12 @@ import itertools
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy.orm import Session
 
 from tests.bulk_rows import stored_rows
 from tests.conftest import SHARED_WIKIPEDIA, TEMPLATE_DATABASE, create_database, drop_database
 from tests.flows.mediawiki.test_dump import ndjson, record
+from wikiref.db.corpora import SourceSpec, add_sources, corpora
 from wikiref.db.engine import make_engine
 from wikiref.flows.mediawiki.errors import ScrapeError
 from wikiref.flows.mediawiki.saved import iter_saved_pages
@@ -78,3 +80,44 @@ def test_options_that_do_not_go_together_are_refused_for_both_callers(tmp_path) 
     request = ScrapeRequest.from_options(settings, category="Category:Dogs", category_depth=2, corpus="dogs")
     assert request.batch_size == settings.scrape_batch_size
     assert [spec.kind for spec in request.specs] == ["category"]
+
+
+@pytest.mark.slow
+def test_the_flow_records_a_corpus_under_the_wiki_it_read_and_refreshes_that_wikis_corpora_only(
+    prefect_harness: None, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 27, item 9, through the flow (the command's side: tests/flows/test_corpus.py, test_cli_json.py)."""
+    from wikiref.flows.scrape import scrape_wikipedia
+    from wikiref.flows.settings import get_settings
+
+    monkeypatch.setenv("WIKIREF_DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    first, second, third = (page.title for page in itertools.islice(iter_saved_pages(SHARED_WIKIPEDIA), 3))
+    scrape_wikipedia(mirror_dir=SHARED_WIKIPEDIA, titles=[first, second], corpus="picked")
+    engine = make_engine(database_url)
+    try:
+        with Session(engine) as session:
+            add_sources(
+                session=session,
+                corpus="hunde",
+                wiki="de.wikipedia.org",
+                sources=[SourceSpec("titles", {"titles": ["Wolf"]})],
+            )
+        # Sources given with a refresh are recorded under the wiki the refresh reaches, then refreshed.
+        refreshed = scrape_wikipedia(mirror_dir=SHARED_WIKIPEDIA, titles=[third], corpus="more", refresh=True)
+        assert [counts["corpus"] for counts in refreshed["corpora"]] == ["more"]
+        everything = scrape_wikipedia(mirror_dir=SHARED_WIKIPEDIA, refresh=True)
+        assert [counts["corpus"] for counts in everything["corpora"]] == ["more", "picked"]
+        with Session(engine) as session:
+            found = {c.name: (c.wiki, c.refreshed_at is not None) for c in corpora(session=session)}
+        assert found == {
+            "picked": ("en.wikipedia.org", True),
+            "more": ("en.wikipedia.org", True),
+            "hunde": ("de.wikipedia.org", False),
+        }
+        with pytest.raises(
+            ScrapeError, match=r"^corpus hunde \(de\.wikipedia\.org\) belongs to another wiki"
+        ):
+            scrape_wikipedia(mirror_dir=SHARED_WIKIPEDIA, refresh=True, corpus="hunde")
+    finally:
+        engine.dispose()
