@@ -85,7 +85,7 @@ def reader_folder(tmp_path: Path) -> tuple[Path, dict[str, str]]:
 
 
 def run_example(
-    example: Example, workdir: Path, environment: dict[str, str]
+    example: Example, workdir: Path, environment: dict[str, str], timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", example.code],
@@ -93,7 +93,7 @@ def run_example(
         env=environment,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=timeout,
     )
     assert result.returncode == 0, f"{example.id} failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
@@ -111,7 +111,7 @@ def test_example_runs_as_written(example: Example, embedded_database_url: str, t
 
 @pytest.mark.slow
 # The quick start trains and embeds: minutes on 2 idle cores, over 15 on 2 cores shared by five test runs.
-@pytest.mark.timeout(3000)
+@pytest.mark.timeout(3600)
 def test_the_readme_runs_in_order_after_its_offline_quick_start(
     server_url: str, template_url: str, tmp_path: Path
 ) -> None:
@@ -121,7 +121,7 @@ def test_the_readme_runs_in_order_after_its_offline_quick_start(
     workdir, environment = reader_folder(tmp_path)
     environment["WIKIREF_DATABASE_URL"] = database_url
     try:
-        outputs = [run_example(example, workdir, environment).stdout for example in readme]
+        outputs = [run_example(example, workdir, environment, timeout=2400).stdout for example in readme]
     finally:
         drop_database(server_url, database_url)
     everything = "\n".join(outputs)
