@@ -112,6 +112,11 @@ STATEMENTS = [
         "the search text has 4001 characters; at most 4000 are searched",
     ),
     ("SELECT * FROM wikiref.reference_changes(NULL)", "since must be a time, got NULL"),
+    ("SELECT * FROM wikiref.bm25_references(NULL, ARRAY[1])", "query must be a text, got NULL"),
+    (
+        "SELECT * FROM wikiref.bm25_references('cat', NULL)",
+        "reference_ids must be an array of reference ids, got NULL",
+    ),
 ]
 
 

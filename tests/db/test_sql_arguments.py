@@ -238,3 +238,37 @@ def test_reference_changes_still_answers_for_a_title_and_for_all(session: Sessio
         {"title": title[0].lower() + title[1:].replace(" ", "_")},
     ).scalar_one()
     assert len(everything) > 1000 and [row.article for row in one] == [title] and variant > 0
+
+
+@pytest.mark.parametrize(
+    ("statement", "message"),
+    [
+        ("SELECT * FROM wikiref.bm25_references(NULL, ARRAY[1])", "query must be a text, got NULL"),
+        (
+            "SELECT * FROM wikiref.bm25_references('cat', NULL)",
+            "reference_ids must be an array of reference ids, got NULL",
+        ),
+        ("SELECT * FROM wikiref.bm25_articles(NULL, ARRAY[1])", "query must be a text, got NULL"),
+        (
+            "SELECT * FROM wikiref.bm25_articles('cat', NULL)",
+            "article_ids must be an array of article ids, got NULL",
+        ),
+    ],
+)
+def test_bm25_functions_refuse_nulls(session: Session, statement: str, message: str) -> None:
+    """Issue 27, item 13 (migration 0011): before, a NULL query or id array answered nothing, silently."""
+    assert sql_error(session, statement) == message
+
+
+def test_bm25_functions_still_score_the_given_ids(session: Session) -> None:
+    reference_id, words = session.execute(
+        text("SELECT id, text FROM article_references ORDER BY id LIMIT 1")
+    ).one()
+    scores = dict(
+        session.execute(
+            text("SELECT * FROM wikiref.bm25_references(:query, ARRAY[:id, :id + 1])"),
+            {"query": words, "id": reference_id},
+        ).all()
+    )
+    assert set(scores) == {reference_id, reference_id + 1} and scores[reference_id] > 0
+    assert session.execute(text("SELECT count(*) FROM wikiref.bm25_articles('cat', '{}')")).scalar_one() == 0
