@@ -105,8 +105,10 @@ def pipeline(
         titles = list(settings.pipeline_titles)
     runner = task_runner_from_settings(settings, kind=task_runner, dask_address=dask_address)
 
+    # The corpus "pipeline" records what was asked for; the mirror's own list of pages is no source to record.
+    corpus = "pipeline" if titles or dump_path else None
     scraped = with_task_runner(scrape_wikipedia, runner)(
-        titles=titles, mirror_dir=mirror_dir, dump_path=dump_path, limit=limit, corpus="pipeline"
+        titles=titles, mirror_dir=mirror_dir, dump_path=dump_path, limit=limit, corpus=corpus
     )
     trained = train_model(max_steps=max_steps)
     embedded = with_task_runner(embed_texts, runner)()

@@ -86,7 +86,8 @@ def test_query_json_has_every_column_the_function_returns(
     similar = run_cli("similar", title, "-k", "3", "--json", env=cli_env)
     assert similar.returncode == 0, similar.stderr
     document = json.loads(similar.stdout)
-    assert document["sql"] == f"SELECT * FROM wikiref.similar_references('{title}', 3, NULL);"
+    assert document["sql"] == f"SELECT * FROM wikiref.similar_references('{title}', 3, NULL, fusion => true);"
+    assert {"score", "words"} <= set(document["columns"])  # the fused score and the words' part come through
     assert len(document["rows"]) == 3
     assert all(list(row) == document["columns"] for row in document["rows"])
     assert {"reference_id", "similarity"} <= set(document["columns"])
