@@ -95,5 +95,5 @@ def test_query_json_has_every_column_the_function_returns(
     searched = run_cli("search", "Go programming language tutorial", "-k", "2", "--json", env=cli_env)
     assert searched.returncode == 0, searched.stderr
     found = json.loads(searched.stdout)
-    assert {"score", "text_rank", "vector_rank", "similarity"} <= set(found["columns"])
+    assert {"score", "similarity", "words"} <= set(found["columns"])
     assert len(found["rows"]) == 2 and all(list(row) == found["columns"] for row in found["rows"])
