@@ -53,6 +53,7 @@ from wikiref.db.bulk_writes import upsert_pages
 from wikiref.db.engine import libpq_url, make_engine
 from wikiref.db.server import ensure_embedded_server, stop_embedded_server
 from wikiref.flows.mediawiki.saved import iter_saved_pages
+from wikiref.flows.settings import get_settings
 from wikiref.flows.steps import embedding
 from wikiref.flows.steps.records import page_record
 from wikiref.models.article_text import TITLE_ONLY, ArticleTextRecipe
@@ -183,7 +184,7 @@ def register_and_embed(
         session.commit()
     started = time.perf_counter()
     request = embedding.EmbedRequest(
-        version=embedding.resolve_version(engine, name),
+        version=embedding.resolve_version(engine, name, get_settings()),
         encoder=EncoderConfig(model_path=resolve_model_path(artifact or BASE_MODEL_ID), backend="torch"),
         batch_size=64,
         chunk_size=100_000,

@@ -84,7 +84,9 @@ def prepare(include_bulk: bool) -> str:
         timings["load_seconds"] = time.perf_counter() - start
     with Session(engine) as session:
         registry.ensure_base_version(session=session, name="base", base_model=BASE_MODEL_ID)
-    request = embedding.EmbedRequest.from_settings(settings, embedding.resolve_version(engine, "base"))
+    request = embedding.EmbedRequest.from_settings(
+        settings, embedding.resolve_version(engine, "base", settings)
+    )
     start = time.perf_counter()
     outcome = embedding.embed_pending(engine, request)
     timings["embed_seconds"] = time.perf_counter() - start
