@@ -12,7 +12,11 @@ them with ``wikiref embed``'s steps, and per version:
   (``k`` = 1000), re-fused over the weight grid by wikiref.models.fusion (the same sums as the SQL);
 - scores the evaluation database by calling the SQL functions with those weights stored on the version:
   ``similar_references(title, 10)`` NDCG@10 per article, ``articles_for_reference(id, 1)`` accuracy@1 over
-  every reference, for the embeddings alone (``fusion => false``), + words, + vote and all;
+  up to ``--references-per-article`` references of each article (5, as issue 25 measured; evenly spaced through
+  the article), for the embeddings alone (``fusion => false``), + words, + vote and all;
+- ``search_text``: each article's title as free text (its embedding by the version's model passed in) ranks the
+  references, NDCG@10 against the article's own; embeddings alone, words alone (no embedding) and fused with the
+  words weight chosen on validation the same way;
 - compares each scorer with the same version's embeddings alone and with the base model by a paired bootstrap
   over the evaluation articles (wikiref.models.evaluate.paired_bootstrap).
 
@@ -58,7 +62,7 @@ from wikiref.flows.steps import embedding
 from wikiref.flows.steps.records import page_record
 from wikiref.models.article_text import TITLE_ONLY, ArticleTextRecipe
 from wikiref.models.base import BASE_MODEL_ID, resolve_model_path
-from wikiref.models.encode import EncoderConfig
+from wikiref.models.encode import EncoderConfig, TorchEncoder
 from wikiref.models.evaluate import REVERSE_METRIC, ArticleScores, paired_bootstrap
 from wikiref.models.finetune import TrainingConfig, resolve_device, train
 from wikiref.models.fusion import VOTE, VOTE_GRID, WORDS, WORDS_GRID, fuse
@@ -183,23 +187,23 @@ def register_and_embed(
             )
         session.commit()
     started = time.perf_counter()
-    request = embedding.EmbedRequest(
-        version=embedding.resolve_version(engine, name, get_settings()),
-        encoder=EncoderConfig(model_path=resolve_model_path(artifact or BASE_MODEL_ID), backend="torch"),
-        batch_size=64,
-        chunk_size=100_000,
-        limit=None,
-        hnsw_m=16,
-        hnsw_ef_construction=64,
-        hnsw_ef_search=100,
-        maintenance_work_mem="512MB",
+    settings = get_settings()
+    # The product's embed settings (wikiref embed's defaults), on the torch backend the models were measured with.
+    request = embedding.EmbedRequest.from_settings(
+        settings, embedding.resolve_version(engine, name, settings), batch_size=64, backend="torch"
     )
     embedding.embed_pending(engine, request)
     return time.perf_counter() - started
 
 
-def corpus_of(engine) -> tuple[list[tuple[int, str]], dict[int, int], dict[int, list[int]]]:
-    """(article id, title) with references, each reference's article, each article's references."""
+def corpus_of(
+    engine, references_per_article: int | None = None
+) -> tuple[list[tuple[int, str]], dict[int, int], dict[int, list[int]]]:
+    """(article id, title) with references, each reference's article, each article's references.
+
+    ``references_per_article``: the queried references (``owner``) are at most that many of each article's,
+    evenly spaced in the order stored (the article's order); each article's references stay complete.
+    """
     with Session(engine) as session:
         rows = session.execute(
             text(
@@ -214,6 +218,12 @@ def corpus_of(engine) -> tuple[list[tuple[int, str]], dict[int, int], dict[int, 
         articles[article_id] = title
         owner[reference_id] = article_id
         references.setdefault(article_id, []).append(reference_id)
+    if references_per_article:
+        owner = {
+            reference_id: article_id
+            for article_id, ids in references.items()
+            for reference_id in ids[:: max(1, len(ids) // references_per_article)][:references_per_article]
+        }
     return list(articles.items()), owner, references
 
 
@@ -231,14 +241,37 @@ def set_weights(engine, version: str, weights: dict[str, dict[str, float]]) -> N
         session.commit()
 
 
-def choose_weights(engine, version: str) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+def vector_literal(vector: np.ndarray) -> str:
+    return "[" + ",".join(f"{x:.7g}" for x in vector) + "]"
+
+
+def title_vectors(engine, artifact: str | None) -> dict[int, str]:
+    """Each article's title as free text, embedded by the version's model (what ``wikiref search`` passes)."""
+    articles, _, _ = corpus_of(engine)
+    encoder = TorchEncoder(
+        EncoderConfig(model_path=resolve_model_path(artifact or BASE_MODEL_ID), backend="torch")
+    )
+    vectors = encoder.encode([title for _, title in articles])
+    return {article_id: vector_literal(v) for (article_id, _), v in zip(articles, vectors, strict=True)}
+
+
+SEARCH_TEXT = (
+    "SELECT reference_id, similarity, words FROM wikiref.search_text(:title, CAST(:e AS vector), :k, :v, "
+    "fusion => :f)"
+)
+
+
+def choose_weights(
+    engine, version: str, vectors: dict[int, str], per_article: int | None
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """Per scorer, the grid's best weights on the validation database, and every grid point's score.
 
     One fused call per query returns every candidate with each signal's raw value; wikiref.models.fusion.fuse
     re-ranks those candidates for each grid point (the z-scores are over the call's candidates, as in SQL).
     """
-    articles, owner, references = corpus_of(engine)
+    articles, owner, references = corpus_of(engine, per_article)
     forward: list[tuple[np.ndarray, dict[str, np.ndarray], set[int]]] = []
+    searched: list[tuple[np.ndarray, dict[str, np.ndarray], set[int]]] = []
     reverse: list[tuple[np.ndarray, dict[str, np.ndarray], int]] = []
     with engine.connect() as connection:
         for article_id, title in articles:
@@ -251,6 +284,16 @@ def choose_weights(engine, version: str) -> tuple[dict[str, dict[str, float]], d
             ids = np.array([r[0] for r in rows])
             signals = {"embedding": np.array([r[1] for r in rows]), WORDS: np.array([r[2] for r in rows])}
             forward.append((ids, signals, set(references[article_id])))
+            rows = connection.execute(
+                text(SEARCH_TEXT),
+                {"title": title, "e": vectors[article_id], "k": 1000, "v": version, "f": True},
+            ).all()
+            ids = np.array([r[0] for r in rows])
+            signals = {
+                "embedding": np.array([r[1] for r in rows], dtype=float),
+                WORDS: np.array([r[2] for r in rows], dtype=float),
+            }
+            searched.append((ids, signals, set(references[article_id])))
         for reference_id, article_id in owner.items():
             rows = connection.execute(
                 text(
@@ -270,10 +313,12 @@ def choose_weights(engine, version: str) -> tuple[dict[str, dict[str, float]], d
     def top_ids(ids: np.ndarray, signals: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
         return ids[np.lexsort((ids, -fuse(signals, weights)))]
 
-    grid: dict[str, Any] = {"similar_references": [], "articles_for_reference": []}
+    grid: dict[str, Any] = {"similar_references": [], "search_text": [], "articles_for_reference": []}
     for w in WORDS_GRID:
         value = statistics.fmean(ndcg_at_10(list(top_ids(*q[:2], {WORDS: w})), q[2]) for q in forward)
         grid["similar_references"].append({WORDS: w, "ndcg@10": round(value, 5)})
+        value = statistics.fmean(ndcg_at_10(list(top_ids(*q[:2], {WORDS: w})), q[2]) for q in searched)
+        grid["search_text"].append({WORDS: w, "ndcg@10": round(value, 5)})
     for w, v in itertools.product(WORDS_GRID, VOTE_GRID):
         value = statistics.fmean(float(top_ids(*q[:2], {WORDS: w, VOTE: v})[0] == q[2]) for q in reverse)
         grid["articles_for_reference"].append({WORDS: w, VOTE: v, REVERSE_METRIC: round(value, 5)})
@@ -292,19 +337,24 @@ def choose_weights(engine, version: str) -> tuple[dict[str, dict[str, float]], d
         scorer: {
             "similar_references": best(grid["similar_references"], "ndcg@10", signals),
             "articles_for_reference": best(grid["articles_for_reference"], REVERSE_METRIC, signals),
+            "search_text": best(grid["search_text"], "ndcg@10", signals),
         }
         for scorer, signals in SCORERS.items()
         if signals
     }
-    return chosen, {"queries": {"articles": len(forward), "references": len(reverse)}, "grid": grid}
+    queries = {"articles": len(forward), "references": len(reverse)}
+    return chosen, {"queries": queries, "grid": grid}
 
 
-def score_served(engine, version: str, *, fusion: bool) -> tuple[ArticleScores, float]:
+def score_served(
+    engine, version: str, *, fusion: bool, per_article: int | None
+) -> tuple[ArticleScores, float]:
     """NDCG@10 and accuracy@1 per evaluation article from the SQL functions as they serve now; seconds taken."""
-    articles, owner, references = corpus_of(engine)
+    articles, owner, references = corpus_of(engine, per_article)
     index = {article_id: i for i, (article_id, _) in enumerate(articles)}
     ndcg = np.zeros(len(articles))
     correct = np.zeros(len(articles))
+    queried = np.zeros(len(articles))
     started = time.perf_counter()
     with engine.connect() as connection:
         for article_id, title in articles:
@@ -319,14 +369,40 @@ def score_served(engine, version: str, *, fusion: bool) -> tuple[ArticleScores, 
                 {"id": reference_id, "v": version, "f": fusion},
             ).scalar_one()
             correct[index[article_id]] += top == article_id
-    counts = np.array([len(references[article_id]) for article_id, _ in articles], dtype=float)
+            queried[index[article_id]] += 1
     scores = ArticleScores(
         article_ids=tuple(article_id for article_id, _ in articles),
         per_article={"ndcg@10": ndcg},
         correct=correct,
-        references=counts,
+        references=queried,
     )
     return scores, time.perf_counter() - started
+
+
+def score_search_text(engine, version: str, vectors: dict[int, str] | None, *, fusion: bool) -> ArticleScores:
+    """``search_text(title, title's embedding)`` NDCG@10 per article against its own references (``vectors``
+    None: the words alone)."""
+    articles, _, references = corpus_of(engine)
+    ndcg = np.zeros(len(articles))
+    with engine.connect() as connection:
+        for i, (article_id, title) in enumerate(articles):
+            found = connection.execute(
+                text(SEARCH_TEXT),
+                {
+                    "title": title,
+                    "e": vectors[article_id] if vectors else None,
+                    "k": 10,
+                    "v": version,
+                    "f": fusion,
+                },
+            ).scalars()
+            ndcg[i] = ndcg_at_10(list(found), set(references[article_id]))
+    return ArticleScores(
+        article_ids=tuple(article_id for article_id, _ in articles),
+        per_article={"ndcg@10": ndcg},
+        correct=np.zeros(len(articles)),
+        references=np.ones(len(articles)),
+    )
 
 
 def measure_stage(args) -> int:
@@ -359,6 +435,7 @@ def measure_stage(args) -> int:
         "cpu": platform.processor() or platform.machine(),
         "load_before": os.getloadavg(),
         "article_text": recipe.name,
+        "references_per_article": args.references_per_article or "all",
         "corpora": {},
         "versions": {},
     }
@@ -374,9 +451,10 @@ def measure_stage(args) -> int:
             for corpus, titles in corpora.items():
                 engine = engines[corpus] = make_engine(create_database(server_url, f"fusion_{corpus}"))
                 loaded = load_titles(engine, args.data, titles)
-                _, owner, _ = corpus_of(engine)
-                report["corpora"][corpus] = {"articles": loaded, "references": len(owner)}
-                print(f"{corpus}: {loaded} articles, {len(owner)} references", flush=True)
+                _, owner, references = corpus_of(engine, args.references_per_article)
+                stored = sum(len(ids) for ids in references.values())
+                report["corpora"][corpus] = {"articles": loaded, "references": stored, "queried": len(owner)}
+                print(f"{corpus}: {loaded} articles, {stored} references ({len(owner)} queried)", flush=True)
             scores: dict[str, dict[str, ArticleScores]] = {}
             for name, (artifact, article_text) in versions.items():
                 entry: dict[str, Any] = {"article_text": article_text, "artifact": artifact}
@@ -394,17 +472,46 @@ def measure_stage(args) -> int:
                     )
                     for corpus, engine in engines.items()
                 }
+                per_article = args.references_per_article
+                searching = name != "base-titles"  # the same model as base: the same search_text answers
+                vectors = {c: title_vectors(e, artifact) for c, e in engines.items()} if searching else {}
                 chosen, validation = (
-                    choose_weights(engines["validation"], name) if name != "base-titles" else ({}, {})
+                    choose_weights(engines["validation"], name, vectors["validation"], per_article)
+                    if searching
+                    else ({}, {})
                 )
                 entry["weights"], entry["validation"] = chosen, validation
-                alone, seconds = score_served(engines["evaluation"], name, fusion=False)
+                alone, seconds = score_served(
+                    engines["evaluation"], name, fusion=False, per_article=per_article
+                )
                 scores[name] = {"embeddings alone": alone}
                 entry["seconds"] = {"embeddings alone": round(seconds, 1)}
                 for scorer, weights in chosen.items():
                     set_weights(engines["evaluation"], name, weights)
-                    scores[name][scorer], seconds = score_served(engines["evaluation"], name, fusion=True)
+                    scores[name][scorer], seconds = score_served(
+                        engines["evaluation"], name, fusion=True, per_article=per_article
+                    )
                     entry["seconds"][scorer] = round(seconds, 1)
+                if searching:
+                    # The weights of "all" are stored last: search_text fuses with its chosen words weight.
+                    evaluation, vectors_eval = engines["evaluation"], vectors["evaluation"]
+                    searched = {
+                        "embeddings alone": score_search_text(evaluation, name, vectors_eval, fusion=False),
+                        "words alone": score_search_text(evaluation, name, None, fusion=True),
+                        "fused": score_search_text(evaluation, name, vectors_eval, fusion=True),
+                    }
+                    entry["search_text"] = {
+                        "weights": chosen["all"]["search_text"],
+                        "ndcg@10": {label: round(s.metrics()["ndcg@10"], 5) for label, s in searched.items()},
+                        "deltas vs embeddings alone": {
+                            label: paired_bootstrap(
+                                s, searched["embeddings alone"], samples=args.bootstrap_samples
+                            )["ndcg@10"].as_dict()
+                            for label, s in searched.items()
+                            if label != "embeddings alone"
+                        },
+                    }
+                    print(f"{name}: search_text {entry['search_text']['ndcg@10']}", flush=True)
                 print(
                     f"{name}: "
                     + "; ".join(
@@ -468,6 +575,12 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--bootstrap-samples", type=int, default=2000)
     parser.add_argument("--limit", type=int, default=None, help="proxy runs: N articles of each corpus")
+    parser.add_argument(
+        "--references-per-article",
+        type=int,
+        default=5,
+        help="accuracy@1 over at most this many references of each article (0: every reference)",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/fusion.json"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
