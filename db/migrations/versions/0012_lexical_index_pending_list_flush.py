@@ -4,9 +4,9 @@ Revision ID: 0012
 Revises: 0011
 Create Date: 2026-12-05 19:30:00
 
-Issue 25, latency. Measured on the 303 shared pages (bench/fusion_sql_bench.py; docs/sql.md, the lexical index): the fused
-``similar_references`` answered in p50 / p95 96 / 216 ms right after a load, and in 14 / 25 ms on the same pages
-once autovacuum had run; the cause is GIN's fast update. A GIN index (``fastupdate`` on, Postgres' default) puts
+Issue 25, latency. Measured on the 303 shared pages (bench/fusion_sql_bench.py; docs/sql.md, the lexical
+index): the fused ``similar_references`` answered in p50 / p95 96 / 216 ms right after a load, and in 14 / 25 ms
+on the same pages once autovacuum had run; the cause is GIN's fast update. A GIN index (``fastupdate`` on, Postgres' default) puts
 new entries in an unsorted pending list, up to ``gin_pending_list_limit`` (4 MB), and every search reads the
 whole list until a vacuum or an overflowing insert merges it into the index. The words'
 candidates of ``similar_references`` search an article's rarest lexemes, so each call paid for the list: writing
