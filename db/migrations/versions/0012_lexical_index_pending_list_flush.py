@@ -4,17 +4,17 @@ Revision ID: 0012
 Revises: 0011
 Create Date: 2026-12-05 19:30:00
 
-Issue 25, latency. Measured on the 303 shared pages (bench/fusion_sql_bench.py; docs/sql.md, the lexical
-index): the fused ``similar_references`` answered in p50 / p95 96 / 216 ms right after a load, and in 14 / 25 ms
-on the same pages once autovacuum had run; the cause is GIN's fast update. A GIN index (``fastupdate`` on, Postgres' default) puts
-new entries in an unsorted pending list, up to ``gin_pending_list_limit`` (4 MB), and every search reads the
-whole list until a vacuum or an overflowing insert merges it into the index. The words'
-candidates of ``similar_references`` search an article's rarest lexemes, so each call paid for the list: writing
-half the references again left 240 pending pages and made the call 4x slower (20 -> 81 ms p50); merging them
-took 0.08 s and gave the 20 ms back.
+Issue 25, latency. Measured on the 303 shared pages (bench/fusion_sql_bench.py; docs/sql.md, the lexical index):
+the fused ``similar_references`` answered in p50 / p95 96 / 216 ms right after a load, and in 14 / 25 ms on the
+same pages once autovacuum had run; the cause is GIN's fast update. A GIN index (``fastupdate`` on, Postgres'
+default) puts new entries in an unsorted pending list, up to ``gin_pending_list_limit`` (4 MB), and every search
+reads the whole list until a vacuum or an overflowing insert merges it into the index. The words' candidates of
+``similar_references`` search an article's rarest lexemes, so each call paid for the list: writing half the
+references again left 240 pending pages and made the call 4x slower (20 -> 81 ms p50); merging them took 0.08 s and
+gave the 20 ms back.
 
-``refresh_lexical_statistics``, which every scrape or load write and every completed embed run already calls,
-now merges both indexes' pending lists (``gin_clean_pending_list``) before it looks at the drift, under the same
+``refresh_lexical_statistics``, which every scrape or load write and every completed embed run already calls, now
+merges both indexes' pending lists (``gin_clean_pending_list``) before it looks at the drift, under the same
 advisory lock. Fast update stays on: inserting 7k references cost 0.3-0.4 s with it (merge included) and 0.8-0.9 s
 with ``fastupdate = off``: one merge per write batch costs every scrape less than entry-by-entry inserts. A writer
 that does not call the refresh leaves its entries to autovacuum, as before.
