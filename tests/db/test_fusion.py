@@ -332,6 +332,25 @@ def test_a_changed_reference_updates_its_own_lexemes_and_nothing_else(corpus) ->
     assert session.scalar(text("SELECT documents FROM lexeme_documents WHERE lexeme = 'zyxquorbit'")) == 1
 
 
+def test_the_refresh_merges_what_writes_left_in_the_lexical_indexes_pending_lists(corpus) -> None:
+    session, ids = corpus
+    pending_pages = "SELECT gin_clean_pending_list(CAST(:index AS regclass))"
+    indexes = ("ix_article_references_lexemes", "ix_articles_lexemes")
+
+    def write(title: str) -> None:
+        article = _insert_article(session, title, "Capital of Jamaica.", e(5))
+        _insert_reference(session, article, 0, f"{title} harbour records, 1907.", e(6))
+        session.commit()
+
+    # A write leaves its new lexemes in each GIN index's pending list, which every search reads whole (0012);
+    # merging it here empties it for the next step.
+    write("Kingston")
+    assert all(session.scalar(text(pending_pages), {"index": index}) > 0 for index in indexes)
+    write("Port Royal")
+    refresh_lexical_statistics(session=session)
+    assert [session.scalar(text(pending_pages), {"index": index}) for index in indexes] == [0, 0]
+
+
 # --- on the real slice of pages/ embedded with the base model (tests.conftest) ------------------------------
 
 

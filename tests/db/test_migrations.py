@@ -225,3 +225,25 @@ def test_0009_gives_existing_corpora_their_wiki_where_known(empty_database_url: 
         wikis = dict(connection.execute(text("SELECT name, wiki FROM corpora")).all())
     assert wikis == {"dogs": "en.wikipedia.org", "cats": "en.wikipedia.org", "birds": "en.wikipedia.org"}
     engine.dispose()
+
+
+def test_0012_refresh_merges_pending_entries_and_downgrades_to_the_refresh_of_0008(
+    empty_database_url: str,
+) -> None:
+    engine = make_engine(empty_database_url)
+    migrate.upgrade(empty_database_url, "0012")
+    pending_pages = "SELECT gin_clean_pending_list('ix_articles_lexemes')"
+    refresh = "SELECT count(*) FROM wikiref.refresh_lexical_statistics()"
+
+    def pending_after_a_write_and_a_refresh(title: str) -> int:
+        with engine.begin() as connection:
+            connection.execute(text("INSERT INTO articles (wiki, title) VALUES ('w', :t)"), {"t": title})
+            connection.execute(text(refresh))
+            return connection.execute(text(pending_pages)).scalar_one()
+
+    assert pending_after_a_write_and_a_refresh("Kingston") == 0
+    migrate.downgrade(empty_database_url, "0011")
+    assert pending_after_a_write_and_a_refresh("Port Royal") > 0
+    migrate.upgrade(empty_database_url)
+    assert migrate.current_revision(engine) == migrate.head_revision()
+    engine.dispose()

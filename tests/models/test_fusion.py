@@ -102,9 +102,9 @@ def test_words_fix_the_reference_the_embeddings_send_to_the_wrong_article() -> N
     assert alone.correct.tolist() == [1, 2, 2]
     assert fused.correct.tolist() == [2, 2, 2]
     chosen, trials = choose_fusion_weights(encoded, words)
-    # Words 0.5 is the grid's smallest weight that fixes it (0.3 falls short); the vote only hurts here (reference
+    # Words 0.4 is the grid's smallest weight that fixes it (0.3 falls short); the vote only hurts here (reference
     # 1 is nearer article 2's references than its sibling), so the tie-break keeps it at 0.
-    assert chosen["articles_for_reference"] == {"words": 0.5, "vote": 0.0}
+    assert chosen["articles_for_reference"] == {"words": 0.4, "vote": 0.0}
     assert chosen["similar_references"] == {"words": 0.0}
     assert trials["articles_for_reference"][0] == {
         "words": 0.0,
