@@ -8,24 +8,11 @@ from dataclasses import dataclass, field, fields
 from urllib.parse import quote
 
 from wikiref.db.page_records import PageRecord, PageWriteResult, ReferenceRecord
-from wikiref.flows.mediawiki.extract import ExtractedReference, extract_page
+from wikiref.flows.mediawiki.extract import extract_page
 
 
 def article_url(wiki: str, title: str) -> str:
     return f"https://{wiki}/wiki/{quote(title.replace(' ', '_'), safe='/:(),!*@$;')}"
-
-
-def reference_record(reference: ExtractedReference) -> ReferenceRecord:
-    return ReferenceRecord(
-        text=reference.text,
-        urls=reference.urls,
-        archive_url=reference.archive_url,
-        doi=reference.doi,
-        pmid=reference.pmid,
-        isbn=reference.isbn,
-        cited_title=reference.cited_title,
-        date=reference.date,
-    )
 
 
 _ELEMENT = re.compile(r"<[A-Za-z][^>]*>")
@@ -68,7 +55,7 @@ def page_record(
         except Exception as exc:  # any parser failure on a damaged body is a reason to quarantine
             problem = f"body does not parse ({type(exc).__name__}: {exc})"
         else:
-            references = tuple(reference_record(ref) for ref in extracted.references)
+            references = tuple(extracted.references)
             lead, description = extracted.lead, extracted.short_description
     return PageRecord(
         wiki=wiki,
