@@ -83,7 +83,7 @@ def load_dump(
                     page_id=page.page_id,
                     revision_id=page.revision_id,
                     redirects=page.redirects,
-                    short_description=page.description,
+                    short_description=page.short_description,
                 )
                 for page in stale
             ]
