@@ -3,12 +3,19 @@ scrape reports."""
 
 from __future__ import annotations
 
+import itertools
 import re
+from collections.abc import Container, Iterator
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from urllib.parse import quote
 
 from wikiref.db.page_records import PageRecord, PageWriteResult, ReferenceRecord
 from wikiref.flows.mediawiki.extract import extract_page
+from wikiref.flows.mediawiki.saved import SAVED_PAGES_WIKI, iter_saved_pages
+
+PAGES_PER_BATCH = 50
+"""Pages a load extracts and writes together (a dump's, saved pages'): one INSERT and one COPY per batch."""
 
 
 def article_url(wiki: str, title: str) -> str:
@@ -69,6 +76,27 @@ def page_record(
         short_description=short_description or description,
         problem=problem,
     )
+
+
+def saved_page_batches(
+    root: Path, *, include_bulk: bool = False, titles: Container[str] | None = None
+) -> Iterator[list[PageRecord]]:
+    """The saved pages of ``root`` (only ``titles``, when given) as records, ``PAGES_PER_BATCH`` a list: what a
+    load without HTTP writes (test databases, benchmarks), extracted as a scrape extracts them."""
+    pages = iter_saved_pages(root, include_bulk=include_bulk)
+    if titles is not None:
+        pages = (page for page in pages if page.title in titles)
+    while batch := list(itertools.islice(pages, PAGES_PER_BATCH)):
+        yield [
+            page_record(
+                wiki=SAVED_PAGES_WIKI,
+                title=page.title,
+                html=page.html,
+                page_id=page.page_id,
+                revision_id=page.revision_id,
+            )
+            for page in batch
+        ]
 
 
 @dataclass
