@@ -46,7 +46,13 @@ from wikiref.flows.steps.corpus import (
 )
 from wikiref.flows.steps.loading import load_dump
 from wikiref.flows.steps.records import WriteCounts
-from wikiref.flows.steps.scrape_sequence import ScrapeRequest, ScrapeSteps, run_refresh, run_scrape
+from wikiref.flows.steps.scrape_sequence import (
+    ScrapeRequest,
+    ScrapeSteps,
+    run_refresh,
+    run_scrape,
+    scrape_options,
+)
 from wikiref.flows.steps.scraping import (
     FetchBatch,
     ResolvedTitles,
@@ -270,30 +276,14 @@ def scrape_wikipedia(
         refresh: Re-resolve every source of every corpus, re-check every stored article's revision (50 titles
             per query) and fetch only what changed; deleted and redirected articles are marked.
     """
+    options = scrape_options(locals())  # the parameters, by the names ScrapeRequest.from_options takes
     if has_credentials(api_url):
         raise ScrapeError(
             "api_url holds credentials, which Prefect would store in clear with the flow run: "
             "set WIKIREF_API_URL instead"
         )
     settings = get_settings()
-    request = ScrapeRequest.from_options(
-        settings,
-        titles=titles or (),
-        titles_file=titles_file,
-        category=category,
-        category_depth=category_depth,
-        list_page=list_page,
-        top_day=top_day,
-        limit=limit,
-        api_url=api_url,
-        mirror_dir=mirror_dir,
-        mirror_bulk=mirror_bulk,
-        dump_path=dump_path,
-        force=force,
-        batch_size=batch_size,
-        corpus=corpus,
-        refresh=refresh,
-    )
+    request = ScrapeRequest.from_options(settings, **options)
     database_url, _ = prepare_database(settings)
     steps = flow_steps(database_url, settings.scrape_prefect_rate_limit)
     if refresh:

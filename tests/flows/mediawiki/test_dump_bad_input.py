@@ -139,14 +139,16 @@ def test_scrape_dump_prints_the_skipped_records_and_exits_2_on_a_broken_stream(
     env = {"WIKIREF_DATABASE_URL": database_url}
     path = tmp_path / "dump.ndjson"
     path.write_bytes(line(good("First")) + b"[1,2,3]\n" + line(good("Second", page_id=2)))
-    result = run_cli("scrape", "--dump", str(path), env=env)
+    result = run_cli(
+        "scrape", "--dump", str(path), env=env
+    )  # the earlier spelling of --dump-path still works
     assert result.returncode == 0, result.stderr
     assert "bad records skipped: 1" in result.stdout
     assert f"{path} line 2: a JSON list, not an object" in result.stdout
     assert "Traceback" not in result.stderr
     broken = tmp_path / "broken.ndjson.gz"
     broken.write_bytes(gzip.compress(path.read_bytes())[:-12])
-    result = run_cli("scrape", "--dump", str(broken), env=env)
+    result = run_cli("scrape", "--dump-path", str(broken), env=env)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith(f"wikiref: error: dump {broken} is broken after")
     assert "Traceback" not in result.stderr
