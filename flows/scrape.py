@@ -276,7 +276,9 @@ def scrape_wikipedia(
         refresh: Re-resolve every source of every corpus, re-check every stored article's revision (50 titles
             per query) and fetch only what changed; deleted and redirected articles are marked.
     """
-    options = scrape_options(locals())  # the parameters, by the names ScrapeRequest.from_options takes
+    # 1. The request: the parameters by the names ScrapeRequest.from_options takes (the command hands over its
+    # arguments the same way); credentials in a parameter would be stored in clear with the run.
+    options = scrape_options(locals())
     if has_credentials(api_url):
         raise ScrapeError(
             "api_url holds credentials, which Prefect would store in clear with the flow run: "
@@ -284,8 +286,12 @@ def scrape_wikipedia(
         )
     settings = get_settings()
     request = ScrapeRequest.from_options(settings, **options)
+
+    # 2. The steps: this flow's tasks, against the database the settings name.
     database_url, _ = prepare_database(settings)
     steps = flow_steps(database_url, settings.scrape_prefect_rate_limit)
+
+    # 3. The sequence (`wikiref scrape` runs the same one), then what it did, as artifacts and the result.
     if refresh:
         refreshed = run_refresh(request, steps)
         log.info("refresh summary: %s", ", ".join(f"{name} {value}" for name, value in refreshed.rows()))

@@ -22,7 +22,7 @@ from wikiref.flows.cli.output import (
 from wikiref.flows.database import prepare_database
 from wikiref.flows.mediawiki.errors import ScrapeError
 from wikiref.flows.mediawiki.title_rules import MAX_ECHOED_CHARS, shortened
-from wikiref.flows.settings import get_settings
+from wikiref.flows.settings import Settings, get_settings
 from wikiref.flows.steps.corpus import RefreshSummary
 from wikiref.flows.steps.scrape_sequence import (
     ScrapeRequest,
@@ -41,6 +41,16 @@ def _day(value: str | None) -> date | None:
         return datetime.strptime(value, "%Y-%m-%d").date()
     except ValueError:
         raise ScrapeError(f"--top-day must be a date like 2024-01-31, got {value!r}") from None
+
+
+def _with_rate(settings: Settings, rate: float | None, concurrency: int | None) -> Settings:
+    """The settings with --rate and --concurrency, when given, in place of WIKIREF_SCRAPE_*."""
+    overrides: dict[str, float | int] = {}
+    if rate is not None:
+        overrides["scrape_requests_per_second"] = rate
+    if concurrency is not None:
+        overrides["scrape_concurrency"] = concurrency
+    return settings.model_copy(update=overrides)
 
 
 def print_refresh(summary: RefreshSummary, seconds: float, *, as_json: bool = False) -> None:
@@ -173,19 +183,17 @@ def scrape(
 
     Runs in this process with a progress bar; `wikiref run scrape` runs the same steps as a Prefect flow.
     """
+    # 1. The request: the arguments by the names the flow's parameters have (the earlier flags folded in), and
+    # the settings with this run's rate and concurrency.
     category_depth = old_depth if old_depth is not None else category_depth
     dump_path = dump_path or old_dump
     options = scrape_options(locals())  # the arguments, by the names ScrapeRequest.from_options takes
     options["top_day"] = _day(top_day)
-    settings = get_settings()
-    overrides = {}
-    if rate is not None:
-        overrides["scrape_requests_per_second"] = rate
-    if concurrency is not None:
-        overrides["scrape_concurrency"] = concurrency
-    settings = settings.model_copy(update=overrides)
+    settings = _with_rate(get_settings(), rate, concurrency)
     request = ScrapeRequest.from_options(settings, **options)
     _, engine = prepare_database(settings)
+
+    # 2. The steps, run in this process, reporting to a progress bar.
     started = time.monotonic()
     bars = progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
@@ -201,6 +209,8 @@ def scrape(
             ),
             on_dump=lambda read: bars.update(task, completed=read),
         )
+
+        # 3. The sequence (the flow runs the same one), then what it did.
         if refresh:
             refreshed = run_refresh(request, steps)
             bars.stop()
