@@ -3,10 +3,10 @@
 
 Each caller builds its ``ScrapeRequest`` with ``ScrapeRequest.from_options`` (the one place options are checked
 and combined with settings), handing over its own arguments by name (``scrape_options``): the flow's parameters
-and the command's arguments are spelled as ``from_options``'s keywords, so neither restates the list. It passes
-the steps to run: the command runs them in its own process
-(``ScrapeSteps.in_process``, with a progress callback), the flow passes its Prefect tasks, which retry and fan
-the fetch-extract-write batches out over the flow's task runner.
+and the command's arguments are spelled as ``from_options``'s keywords, so neither restates the list. Each passes
+the steps to run: the command runs them in its own process (``ScrapeSteps.in_process``, with a progress
+callback), the flow passes its Prefect tasks, which retry and fan the fetch-extract-write batches out over the
+flow's task runner.
 
 scrape: a dump: load it -> record the corpus's sources | titles: resolve them -> record the corpus's sources ->
 pick the stale pages -> fetch, extract, write them batch by batch.
