@@ -91,7 +91,11 @@ def main() -> None:
             raise SystemExit(f"unknown mode {mode!r}: default or dask:N")
         subprocess.run([*wikiref, "db", "upgrade"], env=env, check=True, capture_output=True, cwd=REPO_ROOT)
         subprocess.run(
-            [*wikiref, "scrape", "--dump", str(dump)], env=env, check=True, capture_output=True, cwd=REPO_ROOT
+            [*wikiref, "scrape", "--dump-path", str(dump)],
+            env=env,
+            check=True,
+            capture_output=True,
+            cwd=REPO_ROOT,
         )
         texts = int(
             subprocess.run(

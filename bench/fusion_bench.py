@@ -56,10 +56,9 @@ from wikiref.db import migrate, registry
 from wikiref.db.bulk_writes import upsert_pages
 from wikiref.db.engine import libpq_url, make_engine
 from wikiref.db.server import ensure_embedded_server, stop_embedded_server
-from wikiref.flows.mediawiki.saved import iter_saved_pages
 from wikiref.flows.settings import get_settings
 from wikiref.flows.steps import embedding
-from wikiref.flows.steps.records import page_record
+from wikiref.flows.steps.records import saved_page_batches
 from wikiref.models.article_text import TITLE_ONLY, ArticleTextRecipe
 from wikiref.models.base import BASE_MODEL_ID, resolve_model_path
 from wikiref.models.encode import EncoderConfig, TorchEncoder
@@ -136,22 +135,11 @@ def create_database(server_url: str, name: str) -> str:
 
 def load_titles(engine, root: Path, titles: set[str]) -> int:
     """Upsert the saved pages of ``titles`` through the scraper's extraction (as ``wikiref scrape`` stores them)."""
-    loaded = 0
-    pages = (page for page in iter_saved_pages(root, include_bulk=True) if page.title in titles)
     with Session(engine) as session:
-        while batch := list(itertools.islice(pages, 50)):
-            records = [
-                page_record(
-                    wiki="en.wikipedia.org",
-                    title=page.title,
-                    html=page.html,
-                    page_id=page.page_id,
-                    revision_id=page.revision_id,
-                )
-                for page in batch
-            ]
-            loaded += len(upsert_pages(session=session, pages=records))
-    return loaded
+        return sum(
+            len(upsert_pages(session=session, pages=records))
+            for records in saved_page_batches(root, include_bulk=True, titles=titles)
+        )
 
 
 def register_and_embed(

@@ -13,7 +13,6 @@ rarest-words bound of the words' candidates lose.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
 import os
@@ -54,10 +53,9 @@ def prepare(include_bulk: bool) -> str:
 
     from wikiref.db import registry
     from wikiref.flows.database import prepare_database
-    from wikiref.flows.mediawiki.saved import iter_saved_pages
     from wikiref.flows.settings import get_settings
     from wikiref.flows.steps import embedding
-    from wikiref.flows.steps.records import page_record
+    from wikiref.flows.steps.records import saved_page_batches
     from wikiref.flows.steps.scraping import write_records
     from wikiref.models.base import BASE_MODEL_ID
 
@@ -68,18 +66,7 @@ def prepare(include_bulk: bool) -> str:
     timings = {}
     if not articles:
         start = time.perf_counter()
-        pages = iter_saved_pages(SHARED_WIKIPEDIA, include_bulk=include_bulk)
-        while batch := list(itertools.islice(pages, 50)):
-            records = [
-                page_record(
-                    wiki="en.wikipedia.org",
-                    title=page.title,
-                    html=page.html,
-                    page_id=page.page_id,
-                    revision_id=page.revision_id,
-                )
-                for page in batch
-            ]
+        for records in saved_page_batches(SHARED_WIKIPEDIA, include_bulk=include_bulk):
             write_records(engine, records, bulk=True)
         timings["load_seconds"] = time.perf_counter() - start
     with Session(engine) as session:

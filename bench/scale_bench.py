@@ -3,7 +3,7 @@
 Each stage a user runs is its own subprocess, so its peak RSS is its own (``os.wait4``):
 
 1. ``generate``: bench/scale_dump.py writes an Enterprise NDJSON dump of N references (real reference items);
-2. ``load``: ``wikiref scrape --dump`` (pages/s, references/s);
+2. ``load``: ``wikiref scrape --dump-path`` (pages/s, references/s);
 3. ``pairs``: the training-pair preparation of ``wikiref train`` (wikiref.flows.steps.training.load_pairs);
 4. ``embed``: ``wikiref embed`` of the base model, end to end (read pending pages, encode, COPY, HNSW build);
 
@@ -431,7 +431,7 @@ def main() -> None:
         save()
     if "load" in stages:
         subprocess.run([*wikiref, "db", "upgrade"], env=env, check=True, capture_output=True, cwd=REPO_ROOT)
-        stage = run_stage("load", [*wikiref, "scrape", "--dump", str(dump)], env)
+        stage = run_stage("load", [*wikiref, "scrape", "--dump-path", str(dump)], env)
         report["stages"]["load"] = stage
         save()
     import psycopg

@@ -4,7 +4,7 @@ Every reference item is real: the ``<li id="cite_note-...">`` markup of a refere
 ``bulk.tar.gz`` of ``../shared/data/wikipedia``, copied as it is (so the extractor sees real citation HTML:
 COinS, external links, DOIs). Each generated article gets a unique title (a real title plus a number), a
 reference count drawn from the real articles' counts, and that many references drawn from the real pool.
-The output loads through the normal path: ``wikiref scrape --dump <file>``.
+The output loads through the normal path: ``wikiref scrape --dump-path <file>``.
 
     python bench/scale_dump.py --references 100000 --out /tmp/scale-100k.ndjson.gz
 

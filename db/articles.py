@@ -178,65 +178,53 @@ def _archive_references(
     session.execute(delete(ArticleReference).where(ArticleReference.id.in_(ids)))
 
 
-def upsert_page(
-    *, session: Session, page: PageRecord, checks: RevisionChecks | None = RevisionChecks()
-) -> PageWriteResult:
-    """Write one article and its reference list in one transaction (committed here); idempotent.
-
-    With ``checks`` (the default), a revision that fails them is quarantined instead of written; ``None``
-    writes it regardless (an explicit accept).
-    """
-    # First compare without locks: re-scraping an unchanged page then takes no row lock and writes nothing.
+def _no_write_needed(session: Session, page: PageRecord) -> PageWriteResult | None:
+    """The outcome of a page that needs no write, found without locks: an older revision than the stored one,
+    or the stored revision unchanged (the wiki is back at it: a quarantine pending since is cleared). None when
+    the page must be written."""
     article = session.scalars(_article_query(page)).one_or_none()
-    if article is not None:
-        existing = _existing_references(session, article.id)
-        older = older_revision(article.revision_id, page)
-        if older is not None:
-            session.rollback()
-            return PageWriteResult(
-                article.id, "older", references_kept=len(existing), reason=older, title=page.title
-            )
-        if _unchanged(article, existing, page):
-            # The wiki is back at the stored revision: whatever was quarantined since is no longer pending.
-            cleared = _clear_quarantine(session, article.id)
-            if cleared:
-                session.commit()
-            else:
-                session.rollback()
-            return PageWriteResult(
-                article.id,
-                "unchanged",
-                references_kept=len(existing),
-                quarantine_cleared=cleared,
-                title=page.title,
-            )
-    article, created = _lock_article(session, page)
+    if article is None:
+        return None
     existing = _existing_references(session, article.id)
-    if not created and _unchanged(article, existing, page):  # a concurrent writer got there first
-        session.rollback()
-        return PageWriteResult(article.id, "unchanged", references_kept=len(existing), title=page.title)
-    older = None if created else older_revision(article.revision_id, page)
-    if older is not None:  # a concurrent writer stored a newer revision meanwhile
+    older = older_revision(article.revision_id, page)
+    if older is not None:
         session.rollback()
         return PageWriteResult(
             article.id, "older", references_kept=len(existing), reason=older, title=page.title
         )
-    reason = revision_problem(len(existing), page, checks) if checks is not None else None
-    if reason is not None:
-        if created:  # nothing good to keep: the article is known, without a revision, until one passes
-            session.execute(
-                update(Article)
-                .where(Article.id == article.id)
-                .values(revision_id=None, lead=None, short_description=None)
-            )
-        _quarantine(session, article.id, page, reason)
-        article_id = article.id
+    if not _unchanged(article, existing, page):
+        return None
+    cleared = _clear_quarantine(session, article.id)
+    if cleared:
         session.commit()
-        return PageWriteResult(
-            article_id, "quarantined", references_kept=len(existing), reason=reason, title=page.title
-        )
-    redirects = _merged_redirects(article, page)
+    else:
+        session.rollback()
+    return PageWriteResult(
+        article.id, "unchanged", references_kept=len(existing), quarantine_cleared=cleared, title=page.title
+    )
 
+
+def _quarantine_revision(
+    session: Session, article: Article, *, created: bool, page: PageRecord, reason: str, kept: int
+) -> PageWriteResult:
+    """Keep the revision aside with why it failed the checks (committed); the stored references stay."""
+    if created:  # nothing good to keep: the article is known, without a revision, until one passes
+        session.execute(
+            update(Article)
+            .where(Article.id == article.id)
+            .values(revision_id=None, lead=None, short_description=None)
+        )
+    _quarantine(session, article.id, page, reason)
+    article_id = article.id
+    session.commit()
+    return PageWriteResult(article_id, "quarantined", references_kept=kept, reason=reason, title=page.title)
+
+
+def _write_references(
+    session: Session, article: Article, existing: _Existing, page: PageRecord
+) -> tuple[int, int]:
+    """Make the article's rows the page's reference list: a reference whose text is stored keeps its row (moved
+    or updated in place), a removed one goes to the history, a new one is inserted. (added, removed)."""
     matched, leftover = _match(existing, page.references)
     current = {ref_id: (position, values) for ref_id, position, _hash, values in existing}
     if leftover:
@@ -262,33 +250,77 @@ def upsert_page(
     ]
     if added:
         session.execute(insert(ArticleReference), added)
-    if not created:
-        session.execute(
-            update(Article)
-            .where(Article.id == article.id)
-            .values(
-                page_id=page.page_id,
-                revision_id=page.revision_id,
-                url=page.url,
-                redirects=redirects,
-                lead=page.lead,
-                short_description=page.short_description,
-                lead_extracted=True,
-                fetched_at=func.now(),
-                status="current",
-                redirect_target=None,
-                status_changed_at=func.now() if article.status != "current" else article.status_changed_at,
-            )
+    return len(added), len(leftover)
+
+
+def _update_article(session: Session, article: Article, page: PageRecord) -> None:
+    """Store the page's revision, ids and lead on a known article, which is current again if it was gone."""
+    session.execute(
+        update(Article)
+        .where(Article.id == article.id)
+        .values(
+            page_id=page.page_id,
+            revision_id=page.revision_id,
+            url=page.url,
+            redirects=_merged_redirects(article, page),
+            lead=page.lead,
+            short_description=page.short_description,
+            lead_extracted=True,
+            fetched_at=func.now(),
+            status="current",
+            redirect_target=None,
+            status_changed_at=func.now() if article.status != "current" else article.status_changed_at,
         )
+    )
+
+
+def upsert_page(
+    *, session: Session, page: PageRecord, checks: RevisionChecks | None = RevisionChecks()
+) -> PageWriteResult:
+    """Write one article and its reference list in one transaction (committed here); idempotent.
+
+    With ``checks`` (the default), a revision that fails them is quarantined instead of written; ``None``
+    writes it regardless (an explicit accept).
+    """
+    # 1. Compare without locks: re-scraping an unchanged page then takes no row lock and writes nothing.
+    if (result := _no_write_needed(session, page)) is not None:
+        return result
+
+    # 2. Lock the article (inserted if new) and compare again: a concurrent writer may have got there first.
+    article, created = _lock_article(session, page)
+    existing = _existing_references(session, article.id)
+    if not created and _unchanged(article, existing, page):
+        session.rollback()
+        return PageWriteResult(article.id, "unchanged", references_kept=len(existing), title=page.title)
+    older = None if created else older_revision(article.revision_id, page)
+    if older is not None:  # a concurrent writer stored a newer revision meanwhile
+        session.rollback()
+        return PageWriteResult(
+            article.id, "older", references_kept=len(existing), reason=older, title=page.title
+        )
+
+    # 3. Check the revision: one that fails the checks is quarantined, not written.
+    reason = revision_problem(len(existing), page, checks) if checks is not None else None
+    if reason is not None:
+        return _quarantine_revision(
+            session, article, created=created, page=page, reason=reason, kept=len(existing)
+        )
+
+    # 4. Write the reference list, then the article's row (a new one was inserted whole by the lock).
+    added, removed = _write_references(session, article, existing, page)
+    if not created:
+        _update_article(session, article, page)
+
+    # 5. Commit: the revision written settles any quarantine of the article.
     cleared = _clear_quarantine(session, article.id)
     article_id = article.id
     session.commit()
     return PageWriteResult(
         article_id,
         "new" if created else "updated",
-        references_added=len(added),
-        references_removed=len(leftover),
-        references_kept=len(page.references) - len(added),
+        references_added=added,
+        references_removed=removed,
+        references_kept=len(page.references) - added,
         quarantine_cleared=cleared,
         title=page.title,
     )

@@ -46,7 +46,13 @@ from wikiref.flows.steps.corpus import (
 )
 from wikiref.flows.steps.loading import load_dump
 from wikiref.flows.steps.records import WriteCounts
-from wikiref.flows.steps.scrape_sequence import ScrapeRequest, ScrapeSteps, run_refresh, run_scrape
+from wikiref.flows.steps.scrape_sequence import (
+    ScrapeRequest,
+    ScrapeSteps,
+    run_refresh,
+    run_scrape,
+    scrape_options,
+)
 from wikiref.flows.steps.scraping import (
     FetchBatch,
     ResolvedTitles,
@@ -270,32 +276,22 @@ def scrape_wikipedia(
         refresh: Re-resolve every source of every corpus, re-check every stored article's revision (50 titles
             per query) and fetch only what changed; deleted and redirected articles are marked.
     """
+    # 1. The request: the parameters by the names ScrapeRequest.from_options takes (the command hands over its
+    # arguments the same way); credentials in a parameter would be stored in clear with the run.
+    options = scrape_options(locals())
     if has_credentials(api_url):
         raise ScrapeError(
             "api_url holds credentials, which Prefect would store in clear with the flow run: "
             "set WIKIREF_API_URL instead"
         )
     settings = get_settings()
-    request = ScrapeRequest.from_options(
-        settings,
-        titles=titles or (),
-        titles_file=titles_file,
-        category=category,
-        category_depth=category_depth,
-        list_page=list_page,
-        top_day=top_day,
-        limit=limit,
-        api_url=api_url,
-        mirror_dir=mirror_dir,
-        mirror_bulk=mirror_bulk,
-        dump_path=dump_path,
-        force=force,
-        batch_size=batch_size,
-        corpus=corpus,
-        refresh=refresh,
-    )
+    request = ScrapeRequest.from_options(settings, **options)
+
+    # 2. The steps: this flow's tasks, against the database the settings name.
     database_url, _ = prepare_database(settings)
     steps = flow_steps(database_url, settings.scrape_prefect_rate_limit)
+
+    # 3. The sequence (`wikiref scrape` runs the same one), then what it did, as artifacts and the result.
     if refresh:
         refreshed = run_refresh(request, steps)
         log.info("refresh summary: %s", ", ".join(f"{name} {value}" for name, value in refreshed.rows()))

@@ -6,7 +6,6 @@ server instead of the embedded one.
 
 from __future__ import annotations
 
-import itertools
 import os
 import uuid
 from collections.abc import Iterator
@@ -165,25 +164,13 @@ LOADED_TEMPLATE_DATABASE = "wikiref_test_template_loaded"
 
 
 def load_saved_pages(engine: Engine, root: Path) -> None:
-    """Extract and write every saved page of ``root`` without HTTP, 50 pages a batch (new articles together)."""
+    """Extract and write every saved page of ``root`` without HTTP, a batch's new articles together."""
     from wikiref.db.bulk_writes import upsert_pages
     from wikiref.db.lexical import refresh_lexical_statistics
-    from wikiref.flows.mediawiki.saved import iter_saved_pages
-    from wikiref.flows.steps.records import page_record
+    from wikiref.flows.steps.records import saved_page_batches
 
-    pages = iter_saved_pages(root)
     with Session(engine) as session:
-        while batch := list(itertools.islice(pages, 50)):
-            records = [
-                page_record(
-                    wiki="en.wikipedia.org",
-                    title=page.title,
-                    html=page.html,
-                    page_id=page.page_id,
-                    revision_id=page.revision_id,
-                )
-                for page in batch
-            ]
+        for records in saved_page_batches(root):
             upsert_pages(session=session, pages=records)
         refresh_lexical_statistics(session=session)
 

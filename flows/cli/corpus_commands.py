@@ -12,7 +12,14 @@ from sqlalchemy.orm import Session
 from wikiref.db.corpora import CorpusDefinition, SourceSpec, add_sources, corpora, remove_corpus
 from wikiref.db.quarantine import accept_quarantined, quarantined
 from wikiref.db.reference_history import prune_history_embeddings
-from wikiref.flows.cli.output import JSON_OPTION, console, print_json, print_table
+from wikiref.flows.cli.output import (
+    JSON_OPTION,
+    OLD_DEPTH_OPTION,
+    OLD_DUMP_OPTION,
+    console,
+    print_json,
+    print_table,
+)
 from wikiref.flows.database import prepare_database
 from wikiref.flows.errors import UserError
 from wikiref.flows.mediawiki.title_rules import MAX_ECHOED_CHARS, shortened
@@ -33,13 +40,15 @@ def add(
         None, "--titles-file", "-f", help="File with one title per line."
     ),
     category: str | None = typer.Option(None, "--category", "-c", help="A category's articles."),
-    depth: int = typer.Option(0, "--depth", min=0, help="Sub-category levels to follow with --category."),
+    category_depth: int = typer.Option(
+        0, "--category-depth", min=0, help="Sub-category levels to follow with --category."
+    ),
     list_page: str | None = typer.Option(None, "--list-page", help="The articles a page links."),
     top: int | None = typer.Option(
         None, "--top", min=1, max=1000, help="The N most-viewed articles of each day."
     ),
-    dump: Path | None = typer.Option(
-        None, "--dump", help="An Enterprise HTML dump, re-read on every refresh."
+    dump_path: Path | None = typer.Option(
+        None, "--dump-path", help="An Enterprise HTML dump, re-read on every refresh."
     ),
     wiki: str | None = typer.Option(
         None,
@@ -47,24 +56,30 @@ def add(
         help="The wiki the corpus belongs to (default: WIKIREF_WIKI, else the host of WIKIREF_API_URL); only "
         "refreshes that reach it refresh the corpus.",
     ),
+    old_depth: int | None = OLD_DEPTH_OPTION,
+    old_dump: Path | None = OLD_DUMP_OPTION,
 ) -> None:
     """Record sources under a corpus name; the next refresh scrapes them. Nothing is fetched now."""
-    if dump is not None and not dump.is_file():
-        raise UserError(f"--dump {dump}: no such file")
+    category_depth = old_depth if old_depth is not None else category_depth
+    dump_path = dump_path or old_dump
+    if dump_path is not None and not dump_path.is_file():
+        raise UserError(f"--dump-path {dump_path}: no such file")
     specs = source_specs(
         TitleSources(
             titles=tuple(titles or ()),
             titles_file=titles_file,
             category=category,
-            category_depth=depth,
+            category_depth=category_depth,
             list_page=list_page,
         ),
-        dump=dump,
+        dump=dump_path,
     )
     if top is not None:
         specs.append(SourceSpec("top", {"n": top}))
     if not specs:
-        raise UserError("no sources: give titles, --titles-file, --category, --list-page, --top or --dump")
+        raise UserError(
+            "no sources: give titles, --titles-file, --category, --list-page, --top or --dump-path"
+        )
     settings = get_settings()
     _, engine = prepare_database(settings)
     with Session(engine) as session:

@@ -39,6 +39,11 @@ errors = _console(stderr=True)
 # Query results on a terminal cut longer texts (a reference can be a paragraph) so a row stays readable.
 MAX_CELL_CHARS = 160
 
+# The scrape flags are spelled as the flow's parameters since issue 26 (--category-depth, --dump-path); the
+# earlier spellings still work, unlisted, so that no script breaks.
+OLD_DEPTH_OPTION = typer.Option(None, "--depth", min=0, hidden=True)
+OLD_DUMP_OPTION = typer.Option(None, "--dump", hidden=True)
+
 JSON_OPTION = typer.Option(
     False,
     "--json",

@@ -9,13 +9,28 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
-from wikiref.flows.cli.output import JSON_OPTION, console, count, print_json, print_table, progress
+from wikiref.flows.cli.output import (
+    JSON_OPTION,
+    OLD_DEPTH_OPTION,
+    OLD_DUMP_OPTION,
+    console,
+    count,
+    print_json,
+    print_table,
+    progress,
+)
 from wikiref.flows.database import prepare_database
 from wikiref.flows.mediawiki.errors import ScrapeError
 from wikiref.flows.mediawiki.title_rules import MAX_ECHOED_CHARS, shortened
-from wikiref.flows.settings import get_settings
+from wikiref.flows.settings import Settings, get_settings
 from wikiref.flows.steps.corpus import RefreshSummary
-from wikiref.flows.steps.scrape_sequence import ScrapeRequest, ScrapeSteps, run_refresh, run_scrape
+from wikiref.flows.steps.scrape_sequence import (
+    ScrapeRequest,
+    ScrapeSteps,
+    run_refresh,
+    run_scrape,
+    scrape_options,
+)
 from wikiref.flows.steps.scraping import ScrapeSummary
 
 
@@ -26,6 +41,16 @@ def _day(value: str | None) -> date | None:
         return datetime.strptime(value, "%Y-%m-%d").date()
     except ValueError:
         raise ScrapeError(f"--top-day must be a date like 2024-01-31, got {value!r}") from None
+
+
+def _with_rate(settings: Settings, rate: float | None, concurrency: int | None) -> Settings:
+    """The settings with --rate and --concurrency, when given, in place of WIKIREF_SCRAPE_*."""
+    overrides: dict[str, float | int] = {}
+    if rate is not None:
+        overrides["scrape_requests_per_second"] = rate
+    if concurrency is not None:
+        overrides["scrape_concurrency"] = concurrency
+    return settings.model_copy(update=overrides)
 
 
 def print_refresh(summary: RefreshSummary, seconds: float, *, as_json: bool = False) -> None:
@@ -107,7 +132,9 @@ def scrape(
         None, "--titles-file", "-f", help="File with one title per line."
     ),
     category: str | None = typer.Option(None, "--category", "-c", help="Scrape the articles of a category."),
-    depth: int = typer.Option(0, "--depth", min=0, help="Sub-category levels to follow with --category."),
+    category_depth: int = typer.Option(
+        0, "--category-depth", min=0, help="Sub-category levels to follow with --category."
+    ),
     list_page: str | None = typer.Option(
         None, "--list-page", help='Scrape the articles a page links, e.g. "Wikipedia:Vital articles/Level/3".'
     ),
@@ -120,14 +147,16 @@ def scrape(
     api_url: str | None = typer.Option(
         None, "--api-url", help="The wiki's api.php (default: WIKIREF_API_URL)."
     ),
-    mirror: Path | None = typer.Option(
+    mirror_dir: Path | None = typer.Option(
         None,
         "--mirror",
         help="Scrape a folder of saved pages through a local mirror (all its pages if no titles).",
     ),
-    bulk: bool = typer.Option(False, "--bulk", help="With --mirror: also serve the folder's bulk.tar.gz."),
-    dump: Path | None = typer.Option(
-        None, "--dump", help="Load an Enterprise HTML dump (.ndjson, .gz, .tar.gz)."
+    mirror_bulk: bool = typer.Option(
+        False, "--bulk", help="With --mirror: also serve the folder's bulk.tar.gz."
+    ),
+    dump_path: Path | None = typer.Option(
+        None, "--dump-path", help="Load an Enterprise HTML dump (.ndjson, .gz, .tar.gz)."
     ),
     force: bool = typer.Option(
         False, "--force", help="Fetch every page even when its stored revision is current."
@@ -147,42 +176,32 @@ def scrape(
         help="Re-resolve every corpus (or --corpus) and re-check every stored article; fetch what changed.",
     ),
     as_json: bool = JSON_OPTION,
+    old_depth: int | None = OLD_DEPTH_OPTION,
+    old_dump: Path | None = OLD_DUMP_OPTION,
 ) -> None:
     """Scrape articles and their references into Postgres; unchanged revisions are skipped.
 
     Runs in this process with a progress bar; `wikiref run scrape` runs the same steps as a Prefect flow.
     """
-    settings = get_settings()
-    overrides = {}
-    if rate is not None:
-        overrides["scrape_requests_per_second"] = rate
-    if concurrency is not None:
-        overrides["scrape_concurrency"] = concurrency
-    settings = settings.model_copy(update=overrides)
-    request = ScrapeRequest.from_options(
-        settings,
-        titles=titles or (),
-        titles_file=titles_file,
-        category=category,
-        category_depth=depth,
-        list_page=list_page,
-        top_day=_day(top_day),
-        limit=limit,
-        api_url=api_url,
-        mirror_dir=mirror,
-        mirror_bulk=bulk,
-        dump_path=dump,
-        force=force,
-        corpus=corpus,
-        refresh=refresh,
-    )
+    # 1. The request: the arguments by the names the flow's parameters have (the earlier flags folded in), and
+    # the settings with this run's rate and concurrency.
+    category_depth = old_depth if old_depth is not None else category_depth
+    dump_path = dump_path or old_dump
+    options = scrape_options(locals())  # the arguments, by the names ScrapeRequest.from_options takes
+    options["top_day"] = _day(top_day)
+    settings = _with_rate(get_settings(), rate, concurrency)
+    request = ScrapeRequest.from_options(settings, **options)
     _, engine = prepare_database(settings)
+
+    # 2. The steps, run in this process, reporting to a progress bar.
     started = time.monotonic()
     bars = progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
     )
     with bars:
-        task = bars.add_task("loading dump" if dump else "resolving titles", total=limit if dump else None)
+        task = bars.add_task(
+            "loading dump" if dump_path else "resolving titles", total=limit if dump_path else None
+        )
         steps = ScrapeSteps.in_process(
             engine,
             on_batch=lambda done, total: bars.update(
@@ -190,6 +209,8 @@ def scrape(
             ),
             on_dump=lambda read: bars.update(task, completed=read),
         )
+
+        # 3. The sequence (the flow runs the same one), then what it did.
         if refresh:
             refreshed = run_refresh(request, steps)
             bars.stop()

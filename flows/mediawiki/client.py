@@ -179,7 +179,7 @@ class ResolvedTitle:
     title: str
     page_id: int
     revision_id: int | None
-    redirected_from: tuple[str, ...] = ()
+    redirects: tuple[str, ...] = ()
 
 
 @dataclass
@@ -200,7 +200,7 @@ class FetchedPage:
     page_id: int
     revision_id: int
     html: str
-    redirected_from: tuple[str, ...] = ()
+    redirects: tuple[str, ...] = ()
     short_description: str | None = None
 
 
@@ -433,7 +433,7 @@ class MediaWikiClient:
             page_id=parse["pageid"],
             revision_id=parse["revid"],
             html=text,
-            redirected_from=tuple(item["from"] for item in parse.get("redirects", [])),
+            redirects=tuple(item["from"] for item in parse.get("redirects", [])),
             short_description=properties.get("wikibase-shortdesc") or None,
         )
 

@@ -51,7 +51,7 @@ class DumpPage:
     revision_id: int | None
     wiki: str
     redirects: tuple[str, ...] = ()
-    description: str | None = None
+    short_description: str | None = None
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,7 @@ def page_of(record: object, *, wiki: str | None = None) -> DumpPage | None:
         ),
         wiki=wiki,
         redirects=tuple(names),
-        description=_description(record.get("description")),
+        short_description=_description(record.get("description")),
     )
 
 

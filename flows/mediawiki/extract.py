@@ -8,7 +8,9 @@ it only recognises the ``data-mw-footnote-number`` attribute of current Parsoid 
 
 One rule covers every markup variant: an item is an ``<li>`` whose decoded id starts with ``cite_note-``
 (legacy ``ol.references``, Parsoid ``ol.mw-references``, note groups, Kiwix). Its text is the
-``reference-text`` / ``mw-reference-text`` span when present, else the item minus its backlinks.
+``reference-text`` / ``mw-reference-text`` span when present, else the item minus its backlinks. Each item
+becomes the record the article writes take (``wikiref.db.page_records.ReferenceRecord``: the database owns the
+row shape), so that no second reference type has to be copied into it.
 
 The lead is the ``<p>`` paragraphs of the article body before its first section heading. One walk covers every
 flavour: start at ``#mw-content-text`` (full pages, Kiwix) or ``<body>`` (parser-output fragments, Parsoid,
@@ -28,6 +30,8 @@ from urllib.parse import unquote, unquote_plus, urlsplit
 
 import ftfy
 from selectolax.lexbor import LexborHTMLParser, LexborNode
+
+from wikiref.db.page_records import ReferenceRecord
 
 # Rendering noise inside a reference: styles, COinS metadata spans (read before removal), backlinks
 # ("^", "a b c", Kiwix's "↑ 1.0 1.1"), inline citation markers inside notes, and CS1/Cite maintenance
@@ -96,21 +100,6 @@ _FTFY_CONFIG = ftfy.TextFixerConfig(
     fix_character_width=False,
     explain=False,
 )
-
-
-@dataclass(frozen=True)
-class ExtractedReference:
-    """One reference-list item: clean text and the fields parsed out of its markup."""
-
-    text: str
-    urls: tuple[str, ...] = ()
-    archive_url: str | None = None
-    doi: str | None = None
-    pmid: str | None = None
-    isbn: str | None = None
-    cited_title: str | None = None
-    date: str | None = None
-    note_id: str = ""
 
 
 def clean_text(text: str) -> str:
@@ -232,7 +221,7 @@ def _visible_text(node: LexborNode) -> str:
     return clean_text(node.text(deep=True, separator=""))
 
 
-def _reference(item: LexborNode, note_id: str) -> ExtractedReference:
+def _reference(item: LexborNode) -> ReferenceRecord:
     body = item.css_first(_TEXT_SPAN) or item
     coins = _coins(body)
     cited_title = _cited_title(body, coins)
@@ -244,7 +233,7 @@ def _reference(item: LexborNode, note_id: str) -> ExtractedReference:
     # A bare-URL reference ("<ref>http://...</ref>") renders as a link without text in Kiwix pages: the URL
     # is then the only text it has. A note made only of citation markers stays empty.
     text = _visible_text(body) or " ".join(urls)
-    return ExtractedReference(
+    return ReferenceRecord(
         text=text,
         urls=urls,
         archive_url=_archive_url(urls),
@@ -253,20 +242,18 @@ def _reference(item: LexborNode, note_id: str) -> ExtractedReference:
         isbn=_isbn(body, coins, text),
         cited_title=cited_title,
         date=_first(coins, "rft.date"),
-        note_id=note_id,
     )
 
 
-def _references(tree: LexborHTMLParser) -> list[ExtractedReference]:
-    references = []
-    for item in tree.css("li[id]"):
-        note_id = item.attributes.get("id") or ""
-        if note_id.startswith("cite_note-"):
-            references.append(_reference(item, note_id))
-    return references
+def _references(tree: LexborHTMLParser) -> list[ReferenceRecord]:
+    return [
+        _reference(item)
+        for item in tree.css("li[id]")
+        if (item.attributes.get("id") or "").startswith("cite_note-")
+    ]
 
 
-def extract_references(html: str) -> list[ExtractedReference]:
+def extract_references(html: str) -> list[ReferenceRecord]:
     """Every reference-list item of a rendered page, in page order (pure: no I/O)."""
     return _references(LexborHTMLParser(html))
 
@@ -329,7 +316,7 @@ _WRAPPER_IDS = frozenset({"pcs", "mw-content-text", "bodyContent"})
 class ExtractedPage:
     """What one rendered page gives: its references, its lead and its short description."""
 
-    references: list[ExtractedReference]
+    references: list[ReferenceRecord]
     lead: str | None
     short_description: str | None
 

@@ -38,6 +38,10 @@ _HEAD_PATTERNS = {
 _HEAD_BYTES = 200_000
 
 
+SAVED_PAGES_WIKI = "en.wikipedia.org"
+"""The wiki the shared saved pages were taken from, stored with the articles loaded from them."""
+
+
 class SavedPagesError(ScrapeError):
     """The folder is not a saved-pages folder (no MANIFEST.tsv), or a listed file is unreadable."""
 

@@ -57,7 +57,7 @@ from starlette.requests import Request
 
 from wikiref.flows.mediawiki.errors import ScrapeError
 from wikiref.flows.mediawiki.extract import extract_short_description
-from wikiref.flows.mediawiki.saved import SavedPage, UnreadablePage, iter_saved_pages
+from wikiref.flows.mediawiki.saved import SAVED_PAGES_WIKI, SavedPage, UnreadablePage, iter_saved_pages
 from wikiref.flows.mediawiki.title_rules import NAMESPACES, InvalidTitle, parse_title
 from wikiref.flows.mirror import FAULT_KINDS
 
@@ -133,7 +133,7 @@ class MirrorData:
 
     @classmethod
     def from_folder(
-        cls, root: Path, *, include_bulk: bool = False, wiki: str = "en.wikipedia.org"
+        cls, root: Path, *, include_bulk: bool = False, wiki: str = SAVED_PAGES_WIKI
     ) -> MirrorData:
         data = cls(wiki=wiki)
         unreadable: list[UnreadablePage] = []

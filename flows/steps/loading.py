@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from wikiref.db.articles import stored_revisions
 from wikiref.db.revision_checks import RevisionChecks
 from wikiref.flows.mediawiki.dump import DumpError, DumpPage, DumpReader
-from wikiref.flows.steps.records import page_record
+from wikiref.flows.steps.records import PAGES_PER_BATCH, page_record
 from wikiref.flows.steps.scraping import ScrapeSummary, write_records
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ def load_dump(
     *,
     wiki: str | None = None,
     limit: int | None = None,
-    batch_size: int = 50,
+    batch_size: int = PAGES_PER_BATCH,
     force: bool = False,
     checks: RevisionChecks = RevisionChecks(),
     on_batch: Callable[[int], None] | None = None,
@@ -83,7 +83,7 @@ def load_dump(
                     page_id=page.page_id,
                     revision_id=page.revision_id,
                     redirects=page.redirects,
-                    short_description=page.description,
+                    short_description=page.short_description,
                 )
                 for page in stale
             ]

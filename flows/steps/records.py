@@ -3,29 +3,23 @@ scrape reports."""
 
 from __future__ import annotations
 
+import itertools
 import re
+from collections.abc import Container, Iterator
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from urllib.parse import quote
 
 from wikiref.db.page_records import PageRecord, PageWriteResult, ReferenceRecord
-from wikiref.flows.mediawiki.extract import ExtractedReference, extract_page
+from wikiref.flows.mediawiki.extract import extract_page
+from wikiref.flows.mediawiki.saved import SAVED_PAGES_WIKI, iter_saved_pages
+
+PAGES_PER_BATCH = 50
+"""Pages a load extracts and writes together (a dump's, saved pages'): one INSERT and one COPY per batch."""
 
 
 def article_url(wiki: str, title: str) -> str:
     return f"https://{wiki}/wiki/{quote(title.replace(' ', '_'), safe='/:(),!*@$;')}"
-
-
-def reference_record(reference: ExtractedReference) -> ReferenceRecord:
-    return ReferenceRecord(
-        text=reference.text,
-        urls=reference.urls,
-        archive_url=reference.archive_url,
-        doi=reference.doi,
-        pmid=reference.pmid,
-        isbn=reference.isbn,
-        cited_title=reference.cited_title,
-        date=reference.date,
-    )
 
 
 _ELEMENT = re.compile(r"<[A-Za-z][^>]*>")
@@ -68,7 +62,7 @@ def page_record(
         except Exception as exc:  # any parser failure on a damaged body is a reason to quarantine
             problem = f"body does not parse ({type(exc).__name__}: {exc})"
         else:
-            references = tuple(reference_record(ref) for ref in extracted.references)
+            references = tuple(extracted.references)
             lead, description = extracted.lead, extracted.short_description
     return PageRecord(
         wiki=wiki,
@@ -82,6 +76,27 @@ def page_record(
         short_description=short_description or description,
         problem=problem,
     )
+
+
+def saved_page_batches(
+    root: Path, *, include_bulk: bool = False, titles: Container[str] | None = None
+) -> Iterator[list[PageRecord]]:
+    """The saved pages of ``root`` (only ``titles``, when given) as records, ``PAGES_PER_BATCH`` a list: what a
+    load without HTTP writes (test databases, benchmarks), extracted as a scrape extracts them."""
+    pages = iter_saved_pages(root, include_bulk=include_bulk)
+    if titles is not None:
+        pages = (page for page in pages if page.title in titles)
+    while batch := list(itertools.islice(pages, PAGES_PER_BATCH)):
+        yield [
+            page_record(
+                wiki=SAVED_PAGES_WIKI,
+                title=page.title,
+                html=page.html,
+                page_id=page.page_id,
+                revision_id=page.revision_id,
+            )
+            for page in batch
+        ]
 
 
 @dataclass

@@ -2,9 +2,11 @@
 ``scrape-wikipedia`` flow: ``run_scrape`` (titles from sources, or a dump) and ``run_refresh`` (every corpus).
 
 Each caller builds its ``ScrapeRequest`` with ``ScrapeRequest.from_options`` (the one place options are checked
-and combined with settings) and passes the steps to run: the command runs them in its own process
-(``ScrapeSteps.in_process``, with a progress callback), the flow passes its Prefect tasks, which retry and fan
-the fetch-extract-write batches out over the flow's task runner.
+and combined with settings), handing over its own arguments by name (``scrape_options``): the flow's parameters
+and the command's arguments are spelled as ``from_options``'s keywords, so neither restates the list. Each passes
+the steps to run: the command runs them in its own process (``ScrapeSteps.in_process``, with a progress
+callback), the flow passes its Prefect tasks, which retry and fan the fetch-extract-write batches out over the
+flow's task runner.
 
 scrape: a dump: load it -> record the corpus's sources | titles: resolve them -> record the corpus's sources ->
 pick the stale pages -> fetch, extract, write them batch by batch.
@@ -20,7 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable, Iterable, Iterator
+import inspect
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -65,7 +68,7 @@ class ScrapeRequest:
         cls,
         settings: Settings,
         *,
-        titles: Iterable[str] = (),
+        titles: Iterable[str] | None = None,
         titles_file: Path | None = None,
         category: str | None = None,
         category_depth: int = 0,
@@ -91,7 +94,7 @@ class ScrapeRequest:
         if mirror_dir and not (Path(mirror_dir) / MANIFEST).is_file():
             raise ScrapeError(f"{mirror_dir} has no {MANIFEST}: not a folder of saved Wikipedia pages")
         sources = TitleSources(
-            titles=tuple(titles),
+            titles=tuple(titles or ()),
             titles_file=titles_file,
             category=category,
             category_depth=category_depth,
@@ -130,6 +133,19 @@ class ScrapeRequest:
     def specs(self) -> list[SourceSpec]:
         """The sources as a corpus records them."""
         return corpus.source_specs(self.sources, dump=self.dump_path)
+
+
+SCRAPE_OPTIONS = tuple(
+    name for name in inspect.signature(ScrapeRequest.from_options).parameters if name != "settings"
+)
+"""The options a scrape takes, by the names the flow's parameters, the command's arguments, prefect.yaml and
+stored deployments use."""
+
+
+def scrape_options(arguments: Mapping[str, object]) -> dict[str, object]:
+    """The scrape options among a caller's arguments by name (the flow's parameters, the command's arguments),
+    for ``ScrapeRequest.from_options(settings, **options)``; the caller's own (--json, --rate) are left out."""
+    return {name: value for name, value in arguments.items() if name in SCRAPE_OPTIONS}
 
 
 @dataclass(frozen=True)

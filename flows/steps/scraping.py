@@ -276,14 +276,14 @@ async def _fetch(
             batch.missing.append(wanted.title)
         else:
             # The redirects seen while resolving lead here too.
-            redirects = tuple(dict.fromkeys((*wanted.redirected_from, *page.redirected_from)))
+            redirects = tuple(dict.fromkeys((*wanted.redirects, *page.redirects)))
             batch.pages.append(
                 FetchedPage(
                     page.title,
                     page.page_id,
                     page.revision_id,
                     page.html,
-                    redirected_from=redirects,
+                    redirects=redirects,
                     short_description=page.short_description,
                 )
             )
@@ -318,7 +318,7 @@ def extract_pages(wiki: str, pages: Iterable[FetchedPage]) -> list[PageRecord]:
             html=page.html,
             page_id=page.page_id,
             revision_id=page.revision_id,
-            redirects=page.redirected_from,
+            redirects=page.redirects,
             short_description=page.short_description,
         )
         for page in pages

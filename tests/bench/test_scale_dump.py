@@ -1,4 +1,4 @@
-"""bench/scale_dump.py: a dump recombined from the real shared pages loads through ``wikiref scrape --dump``."""
+"""bench/scale_dump.py: a dump recombined from the real shared pages loads through ``wikiref scrape --dump-path``."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def test_generated_dump_loads_through_scrape_dump_with_every_reference(
     assert written == {"articles": len(records), "references": 600}
     assert len(set(titles)) == len(titles)  # recombined under unique titles
 
-    result = run_cli("scrape", "--dump", str(dump), env={"WIKIREF_DATABASE_URL": database_url})
+    result = run_cli("scrape", "--dump-path", str(dump), env={"WIKIREF_DATABASE_URL": database_url})
     assert result.returncode == 0, result.stderr
     engine = create_engine(sqlalchemy_url(database_url))
     try:

@@ -17,12 +17,24 @@ WIKI = "en.wikipedia.org"
 def test_corpus_commands_define_list_show_refresh_and_remove(run_cli, database_url: str) -> None:
     env = {"WIKIREF_DATABASE_URL": database_url}
     added = run_cli(
-        "corpus", "add", "animals", "Cat", "Duck", "--category", "Category:Dogs", "--depth", "2", env=env
+        "corpus",
+        "add",
+        "animals",
+        "Cat",
+        "Duck",
+        "--category",
+        "Category:Dogs",
+        "--category-depth",
+        "2",
+        env=env,
     )
     assert added.returncode == 0, added.stderr
     assert "corpus animals: 2 new sources" in added.stdout
     again = run_cli("corpus", "add", "animals", "Cat", "Duck", env=env)
     assert "0 new sources (1 already there)" in again.stdout
+    # The earlier spelling --depth still works (hidden): the same source, not a depth-0 one.
+    old = run_cli("corpus", "add", "animals", "--category", "Category:Dogs", "--depth", "2", env=env)
+    assert "0 new sources (1 already there)" in old.stdout, old.stderr
 
     # A scrape that names a corpus records its sources there too.
     scraped = run_cli(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -45,6 +46,14 @@ def test_bad_input_is_one_line(run_cli, database_url: str, tmp_path) -> None:
     assert result.stderr.strip().splitlines() == [
         "wikiref: error: --top-day must be a date like 2024-01-31, got 'yesterday'"
     ]
+
+
+def test_scrape_flags_are_spelled_as_the_flow_parameters(run_cli) -> None:
+    """--category-depth and --dump-path are listed; the earlier --depth and --dump work but are not."""
+    for command in (("scrape",), ("corpus", "add")):
+        listed = run_cli(*command, "--help").stdout
+        assert "--category-depth" in listed and "--dump-path" in listed
+        assert not re.search(r"--depth\b|--dump\b(?!-)", listed)
 
 
 @pytest.mark.slow

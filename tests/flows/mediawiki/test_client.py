@@ -128,7 +128,7 @@ def test_resolve_titles_in_batches_of_fifty(mirror: tuple[str, MirrorApp]) -> No
     found = {page.title: page for page in resolution.pages}
     assert set(found) == set(titles) | {"Dog", "1963–64 Michigan Wolverines men's ice hockey season"}
     assert found["Dog"].revision_id == 845493773
-    assert found["1963–64 Michigan Wolverines men's ice hockey season"].redirected_from == (wanted[1],)
+    assert found["1963–64 Michigan Wolverines men's ice hockey season"].redirects == (wanted[1],)
     assert resolution.normalized == {"dog": "Dog"}
     assert resolution.missing == ["Nope"]
     assert [title for title, _ in resolution.invalid] == ["a<b"]

@@ -10,7 +10,8 @@ import ftfy.badness
 import pytest
 
 from tests.conftest import SHARED_WIKIPEDIA
-from wikiref.flows.mediawiki.extract import ExtractedReference, clean_text, extract_references
+from wikiref.db.page_records import ReferenceRecord
+from wikiref.flows.mediawiki.extract import clean_text, extract_references
 from wikiref.flows.mediawiki.saved import iter_saved_pages
 
 MOJIBAKE = re.compile("Ã[\u0080-\u00bf]|â€|Â[\u00a0-\u00bf]|[\u0080-\u009f]")
@@ -28,11 +29,11 @@ def manifest_counts() -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def extracted() -> dict[str, list[ExtractedReference]]:
+def extracted() -> dict[str, list[ReferenceRecord]]:
     return {page.title: extract_references(page.html) for page in iter_saved_pages(SHARED_WIKIPEDIA)}
 
 
-def test_count_equals_manifest_for_every_page(extracted: dict[str, list[ExtractedReference]]) -> None:
+def test_count_equals_manifest_for_every_page(extracted: dict[str, list[ReferenceRecord]]) -> None:
     expected = manifest_counts()
     assert len(expected) == 303
     mismatches = {
@@ -42,7 +43,7 @@ def test_count_equals_manifest_for_every_page(extracted: dict[str, list[Extracte
     assert sum(len(refs) for refs in extracted.values()) == 13_992
 
 
-def test_markup_variants_are_all_found(extracted: dict[str, list[ExtractedReference]]) -> None:
+def test_markup_variants_are_all_found(extracted: dict[str, list[ReferenceRecord]]) -> None:
     # 2026 entity-encoded ids, Parsoid (about= before id=), Kiwix, action=parse JSON, note groups.
     counts = {
         title: len(extracted[title])
@@ -56,14 +57,12 @@ def test_markup_variants_are_all_found(extracted: dict[str, list[ExtractedRefere
         "Douglas Adams": 71,
     }
     rust = extracted["Rust (programming language)"]
-    assert rust[0].note_id.startswith("cite_note-") and rust[0].text.startswith(
-        "Including build tools, host tools"
-    )
+    assert rust[0].text.startswith("Including build tools, host tools")
     # The note's own inline citation marker "[2]" is not part of its text.
     assert rust[0].text.endswith("and s390x.")
 
 
-def test_texts_are_clean(extracted: dict[str, list[ExtractedReference]]) -> None:
+def test_texts_are_clean(extracted: dict[str, list[ReferenceRecord]]) -> None:
     problems = []
     for title, references in extracted.items():
         for ref in references:
@@ -84,23 +83,21 @@ def test_texts_are_clean(extracted: dict[str, list[ExtractedReference]]) -> None
     assert problems == []
 
 
-def test_backlinks_and_jump_letters_are_gone(extracted: dict[str, list[ExtractedReference]]) -> None:
-    cat = {ref.note_id: ref.text for ref in extracted["Cat"]}
-    # Legacy markup: "^ a b" backlinks before the text.
-    assert cat["cite_note-Linnaeus1758-1"].startswith("Linnaeus, C. (1758)")
-    ray = {ref.note_id: ref.text for ref in extracted["Ray Charles"]}
-    # Kiwix markup: "↑ 2.0 2.1" backlinks.
-    assert ray["cite_note-RollingStone-2"].startswith("Van Morrison.")
+def test_backlinks_and_jump_letters_are_gone(extracted: dict[str, list[ReferenceRecord]]) -> None:
+    # Legacy markup: "^ a b" backlinks before the text (the second note, cite_note-Linnaeus1758-1).
+    assert extracted["Cat"][1].text.startswith("Linnaeus, C. (1758)")
+    # Kiwix markup: "↑ 2.0 2.1" backlinks (the second note, cite_note-RollingStone-2).
+    assert extracted["Ray Charles"][1].text.startswith("Van Morrison.")
 
 
-def test_mojibake_in_the_source_is_repaired(extracted: dict[str, list[ExtractedReference]]) -> None:
+def test_mojibake_in_the_source_is_repaired(extracted: dict[str, list[ReferenceRecord]]) -> None:
     texts = [ref.text for ref in extracted["Same-sex marriage in New Jersey"]]
     assert any("Garden State’s Highest Court" in text for text in texts)
     cello = [ref.text for ref in extracted["Cello (web browser)"] if ref.text.startswith("Vaughan-Nichols")]
     assert cello and "pp. 186–187." in cello[0]
 
 
-def test_cs1_maintenance_messages_are_removed(extracted: dict[str, list[ExtractedReference]]) -> None:
+def test_cs1_maintenance_messages_are_removed(extracted: dict[str, list[ReferenceRecord]]) -> None:
     deccan = [
         ref for ref in extracted["Bengaluru"] if "deccanherald.com/content/237394" in " ".join(ref.urls)
     ]
@@ -122,7 +119,7 @@ def test_fields_are_parsed() -> None:
     <span class="cs1-maint citation-comment"><code class="cs1-code">{{cite journal}}</code>: CS1 maint: url-status (<a href="/wiki/Category:CS1_maint">link</a>)</span>
     </span></li></ol>"""
     [ref] = extract_references(html)
-    assert ref == ExtractedReference(
+    assert ref == ReferenceRecord(
         text='Smith, J. (2001). "A study of ducks". Nature. Archived doi:10.1038/123. PMID 4567. ISBN 978-0-12-345678-9.',
         urls=(
             "https://example.org/paper",
@@ -136,7 +133,6 @@ def test_fields_are_parsed() -> None:
         isbn="9780123456789",
         cited_title="A study of ducks",
         date="2001",
-        note_id="cite_note-a-1",
     )
 
 

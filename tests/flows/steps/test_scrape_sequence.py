@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 from collections.abc import Iterator
 
@@ -16,7 +17,7 @@ from wikiref.db.engine import make_engine
 from wikiref.flows.mediawiki.errors import ScrapeError
 from wikiref.flows.mediawiki.saved import iter_saved_pages
 from wikiref.flows.settings import Settings
-from wikiref.flows.steps.scrape_sequence import ScrapeRequest
+from wikiref.flows.steps.scrape_sequence import SCRAPE_OPTIONS, ScrapeRequest
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ def test_the_command_and_the_flow_write_the_same_rows(
     dump.write_bytes(ndjson([record(page) for page in pages]))
 
     command = {"WIKIREF_DATABASE_URL": database_url}
-    for args in (("--mirror", str(SHARED_WIKIPEDIA), "--limit", "12"), ("--dump", str(dump))):
+    for args in (("--mirror", str(SHARED_WIKIPEDIA), "--limit", "12"), ("--dump-path", str(dump))):
         result = run_cli("scrape", *args, env=command)
         assert result.returncode == 0, result.stderr
 
@@ -121,3 +122,17 @@ def test_the_flow_records_a_corpus_under_the_wiki_it_read_and_refreshes_that_wik
             scrape_wikipedia(mirror_dir=SHARED_WIKIPEDIA, refresh=True, corpus="hunde")
     finally:
         engine.dispose()
+
+
+def test_the_flow_and_the_command_name_the_scrape_options_as_from_options_does() -> None:
+    """Both hand their arguments over by name (scrape_options): a parameter spelled otherwise would be lost."""
+    from wikiref.flows.cli.scrape_commands import scrape
+    from wikiref.flows.scrape import scrape_wikipedia
+
+    flow = inspect.signature(scrape_wikipedia.fn).parameters
+    from_options = inspect.signature(ScrapeRequest.from_options).parameters
+    assert list(flow) == list(SCRAPE_OPTIONS)
+    assert {name: flow[name].default for name in flow} == {name: from_options[name].default for name in flow}
+    command = set(inspect.signature(scrape).parameters)
+    assert command - set(SCRAPE_OPTIONS) == {"rate", "concurrency", "as_json", "old_depth", "old_dump"}
+    assert set(SCRAPE_OPTIONS) - command == {"batch_size"}  # a setting on the command line (WIKIREF_SCRAPE_*)
