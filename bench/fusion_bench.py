@@ -23,6 +23,13 @@ them with ``wikiref embed``'s steps, and per version:
     python bench/fusion_bench.py train --seeds 1 --models /tmp/fusion-models
     python bench/fusion_bench.py measure --models /tmp/fusion-models --out bench/results/fusion.json
     python bench/fusion_bench.py measure --models /tmp/none --limit 20 --out /tmp/proxy.json   # a smoke run
+
+Versions measured in separate runs (each run rebuilds the same databases, so the articles are the same) are joined
+into one report, with every delta, by ``combine``:
+
+    python bench/fusion_bench.py measure --models M --versions base,base-titles,default-seed1 --out /tmp/a.json
+    python bench/fusion_bench.py measure --models M --versions default-seed2 --out /tmp/b.json
+    python bench/fusion_bench.py combine --inputs /tmp/a.json /tmp/b.json --out bench/results/fusion.json
 """
 
 from __future__ import annotations
@@ -417,10 +424,16 @@ def measure_stage(args) -> int:
     for seed_folder in sorted(args.models.glob("default-seed*")) if args.models.exists() else []:
         if (seed_folder / "model").exists():
             versions[seed_folder.name] = (str(seed_folder / "model"), recipe.name)
+    if args.versions:
+        # base-titles copies base's reference embeddings: it needs base in the same run.
+        wanted = set(args.versions.split(",")) | (
+            {"base"} if "base-titles" in args.versions.split(",") else set()
+        )
+        versions = {name: value for name, value in versions.items() if name in wanted}
     report: dict[str, Any] = {
         "protocol": "validation and evaluation articles of bench/train_bench.py's split, each in a database of its "
         "own; weights chosen on validation, scored through the SQL functions on evaluation",
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
         "load_before": os.getloadavg(),
         "article_text": recipe.name,
         "references_per_article": args.references_per_article or "all",
@@ -520,6 +533,41 @@ def measure_stage(args) -> int:
     return 0
 
 
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+        if line.startswith("model name"):
+            return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    return platform.machine()
+
+
+def combine_stage(args) -> int:
+    """One report from measure runs of the same corpora (each version measured once), deltas over all of them."""
+    report: dict[str, Any] = {"runs": [], "versions": {}}
+    scores: dict[str, dict[str, ArticleScores]] = {}
+    for path in args.inputs:
+        run = json.loads(path.read_text(encoding="utf-8"))
+        versions = run.pop("versions")
+        report["runs"].append({**run, "file": path.name, "versions": sorted(versions)})
+        for key in ("protocol", "article_text", "references_per_article", "corpora"):
+            if report.setdefault(key, run[key]) != run[key]:
+                raise SystemExit(f"{path}: {key} differs from the first run's: not the same measurement")
+        for name, entry in versions.items():
+            scores[name] = {
+                scorer: ArticleScores(
+                    article_ids=tuple(kept["article_ids"]),
+                    per_article={"ndcg@10": np.array(kept["ndcg@10"])},
+                    correct=np.array(kept["correct"]),
+                    references=np.array(kept["references"]),
+                )
+                for scorer, kept in entry["per_article"].items()
+            }
+            report["versions"][name] = entry
+    add_deltas(report, scores, args.bootstrap_samples)
+    args.out.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    print(f"wrote {args.out}: " + ", ".join(report["versions"]))
+    return 0
+
+
 def add_deltas(report: dict[str, Any], scores: dict[str, dict[str, ArticleScores]], samples: int) -> None:
     """Each version's metrics, per-article scores and deltas with paired bootstrap CIs over the articles:
     against its own embeddings alone, the base model with the same scorer, and the base model on titles."""
@@ -551,14 +599,16 @@ def add_deltas(report: dict[str, Any], scores: dict[str, dict[str, ArticleScores
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("stage", choices=("train", "measure"))
+    parser.add_argument("stage", choices=("train", "measure", "combine"))
     parser.add_argument(
         "--data", type=Path, default=SHARED, help="saved-pages folder (MANIFEST.tsv, bulk.tar.gz)"
     )
     parser.add_argument("--cache", type=Path, default=Path("/tmp/wikiref-bench-articles.json.gz"))
+    parser.add_argument("--models", type=Path, help="one folder per trained seed (outside the repo)")
     parser.add_argument(
-        "--models", type=Path, required=True, help="one folder per trained seed (outside the repo)"
+        "--versions", help="measure: only these versions (comma-separated: base, base-titles, default-seedN)"
     )
+    parser.add_argument("--inputs", type=Path, nargs="+", help="combine: the measure reports to join")
     parser.add_argument("--seeds", default="1", help="train: comma-separated seeds")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--bootstrap-samples", type=int, default=2000)
@@ -574,6 +624,10 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("sentence_transformers", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.stage == "combine":
+        return combine_stage(args)
+    if args.models is None:
+        parser.error("--models is required for train and measure")
     if args.stage == "train":
         return train_stage(args)
     return measure_stage(args)
