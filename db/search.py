@@ -15,9 +15,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from wikiref.db.errors import DatabaseError
-from wikiref.db.schema import EMBEDDING_DIM
+from wikiref.db.schema import EMBEDDING_DIM, MAX_EF_SEARCH
 
-MAX_K = 1000
+MAX_K = MAX_EF_SEARCH
 """The most rows one call returns (hnsw.ef_search tops out at 1000; the SQL functions refuse more too)."""
 MAX_QUERY_CHARS = 4000
 """The longest search text: a long reference fits; tens of thousands of words exhaust Postgres's stack."""

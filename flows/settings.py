@@ -27,6 +27,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from wikiref.db.engine import validate_database_url
+from wikiref.db.schema import DEFAULT_EF_SEARCH, MAX_EF_SEARCH
 from wikiref.flows.errors import UserError
 from wikiref.models.article_text import DEFAULT_RECIPE, TITLE_ONLY
 from wikiref.models.finetune import OPTION_BOUNDS, LossName, Precision, Sampler, TrainingConfig
@@ -516,9 +517,9 @@ class EmbedSettings(BaseSettings):
         default=128, ge=4, le=1000, description="HNSW build-time candidate list (at least 2 x m)."
     )
     hnsw_ef_search: int = Field(
-        default=200,
+        default=DEFAULT_EF_SEARCH,
         ge=1,
-        le=1000,
+        le=MAX_EF_SEARCH,
         description="hnsw.ef_search the SQL functions use (raised to k when k is larger); recorded per version.",
     )
     embed_maintenance_work_mem: str = Field(

@@ -1,0 +1,22 @@
+"""A default lives in one place (issue 26): the settings' defaults are what the libraries and the database use."""
+
+from sqlalchemy import Engine, text
+
+from wikiref.flows.settings import Settings
+
+
+def setting_default(name: str):
+    return Settings.model_fields[name].default
+
+
+def test_a_version_without_a_recorded_ef_search_uses_the_settings_default(engine: Engine) -> None:
+    with engine.begin() as connection:
+        column_default = connection.execute(
+            text(
+                "SELECT column_default FROM information_schema.columns "
+                "WHERE table_name = 'embedding_states' AND column_name = 'ef_search'"
+            )
+        ).scalar_one()
+        # No embedding_states row for version -1: the function's own fallback, raised to k = 1 at least.
+        fallback = connection.execute(text("SELECT wikiref.set_ef_search(-1, 1)")).scalar_one()
+    assert int(column_default) == fallback == setting_default("hnsw_ef_search")
