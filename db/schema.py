@@ -144,6 +144,8 @@ class ModelVersion(Base):
     status_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # 'title' (wikiref.models.article_text.TITLE_ONLY, which db/ may not import): what migration 0003 gave the
+    # versions trained before leads were stored. Every version written since names its recipe.
     article_text: Mapped[str] = mapped_column(
         Text,
         server_default="title",

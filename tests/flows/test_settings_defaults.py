@@ -20,3 +20,18 @@ def test_a_version_without_a_recorded_ef_search_uses_the_settings_default(engine
         # No embedding_states row for version -1: the function's own fallback, raised to k = 1 at least.
         fallback = connection.execute(text("SELECT wikiref.set_ef_search(-1, 1)")).scalar_one()
     assert int(column_default) == fallback == setting_default("hnsw_ef_search")
+
+
+def test_the_databases_article_text_default_is_the_title_only_recipe(engine: Engine) -> None:
+    # db/ may not import models/: the column default of versions trained before leads were stored is 'title',
+    # which must stay the name of the title-only recipe.
+    from wikiref.models.article_text import TITLE_ONLY
+
+    with engine.begin() as connection:
+        column_default = connection.execute(
+            text(
+                "SELECT column_default FROM information_schema.columns "
+                "WHERE table_name = 'model_versions' AND column_name = 'article_text'"
+            )
+        ).scalar_one()
+    assert column_default == f"'{TITLE_ONLY.name}'::text"
