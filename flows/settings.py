@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from copy import copy
+from dataclasses import fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -29,7 +30,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 from wikiref.db.engine import validate_database_url
 from wikiref.db.schema import DEFAULT_EF_SEARCH, MAX_EF_SEARCH
 from wikiref.flows.errors import UserError
+from wikiref.flows.mediawiki.client import ClientConfig
 from wikiref.models.article_text import DEFAULT_RECIPE, TITLE_ONLY
+from wikiref.models.encode import ENCODE_BATCH_SIZE
+from wikiref.models.evaluate import BOOTSTRAP_SAMPLES
 from wikiref.models.finetune import OPTION_BOUNDS, LossName, Precision, Sampler, TrainingConfig
 from wikiref.models.pairs import (
     DEFAULT_EVAL_FRACTION,
@@ -180,29 +184,39 @@ class CoreSettings(BaseSettings):
         return self.data_dir / "checkpoints"
 
 
+# The client's etiquette defaults, stated by the MediaWiki library (ClientConfig) and read here.
+_CLIENT_DEFAULTS = {client_field.name: client_field.default for client_field in fields(ClientConfig)}
+
+
 class ScrapeSettings(BaseSettings):
     """MediaWiki client etiquette and batching (WIKIREF_SCRAPE_*, WIKIREF_WIKI, WIKIREF_PAGEVIEWS_URL)."""
 
     scrape_requests_per_second: float = Field(
-        default=10.0,
+        default=_CLIENT_DEFAULTS["requests_per_second"],
         gt=0,
         le=1000,
         description="Request-rate limit per process towards the MediaWiki API (retries included).",
     )
     scrape_concurrency: int = Field(
-        default=4, ge=1, le=64, description="Requests in flight at once per scraping client."
+        default=_CLIENT_DEFAULTS["concurrency"],
+        ge=1,
+        le=64,
+        description="Requests in flight at once per scraping client.",
     )
     scrape_max_retries: int = Field(
-        default=6,
+        default=_CLIENT_DEFAULTS["max_retries"],
         ge=0,
         le=20,
         description="Retries of one request (429/5xx/timeouts/resets) before giving up.",
     )
     scrape_request_timeout: float = Field(
-        default=30.0, gt=0, le=600, description="Seconds to wait for one response (read timeout)."
+        default=_CLIENT_DEFAULTS["request_timeout"],
+        gt=0,
+        le=600,
+        description="Seconds to wait for one response (read timeout).",
     )
     scrape_maxlag: int | None = Field(
-        default=5,
+        default=_CLIENT_DEFAULTS["maxlag"],
         ge=0,
         description="maxlag sent with every API call: the wiki answers 'lagged' when its replicas lag more.",
     )
@@ -396,7 +410,9 @@ class TrainKnobs(BaseModel):
         default=0.0,
         description="... and vs the active version at least this (negative: allow a small loss).",
     )
-    bootstrap_samples: int = Field(default=2000, ge=100, description="Resamples of the paired bootstrap.")
+    bootstrap_samples: int = Field(
+        default=BOOTSTRAP_SAMPLES, ge=100, description="Resamples of the paired bootstrap."
+    )
     device: Annotated[
         str, AfterValidator(lambda value: check_device(value, ("auto", "cpu", "cuda", "cuda:N", "mps")))
     ] = Field(default="auto", description="auto, cpu, cuda, cuda:N or mps.")
@@ -497,7 +513,9 @@ class EmbedSettings(BaseSettings):
     embed_device: Annotated[
         str, AfterValidator(lambda value: check_device(value, ("cpu", "cuda", "cuda:N")))
     ] = Field(default="cpu", description="cpu, cuda or cuda:N.")
-    embed_batch_size: int = Field(default=64, ge=1, le=4096, description="Texts per forward pass.")
+    embed_batch_size: int = Field(
+        default=ENCODE_BATCH_SIZE, ge=1, le=4096, description="Texts per forward pass."
+    )
     embed_chunk_size: int = Field(
         default=1024,
         ge=1,

@@ -35,3 +35,37 @@ def test_the_databases_article_text_default_is_the_title_only_recipe(engine: Eng
             )
         ).scalar_one()
     assert column_default == f"'{TITLE_ONLY.name}'::text"
+
+
+def test_the_scrape_and_training_settings_default_to_what_the_libraries_do_by_themselves() -> None:
+    import inspect
+    from dataclasses import fields
+
+    from wikiref.flows.mediawiki.client import ClientConfig
+    from wikiref.models.encode import encode_texts
+    from wikiref.models.evaluate import paired_bootstrap
+    from wikiref.models.finetune import TrainingConfig
+
+    # A client built with no etiquette given behaves as one built from the default settings.
+    client = {field.name: field.default for field in fields(ClientConfig)}
+    for name in ("requests_per_second", "concurrency", "max_retries", "request_timeout", "maxlag"):
+        assert setting_default(f"scrape_{name}") == client[name], name
+    assert setting_default("train_bootstrap_samples") == (
+        inspect.signature(paired_bootstrap).parameters["samples"].default
+    )
+    assert (
+        setting_default("embed_batch_size")
+        == inspect.signature(encode_texts).parameters["batch_size"].default
+    )
+    # The knobs the default and the reference recipe share are TrainingConfig's defaults.
+    reference = TrainingConfig()
+    for name in (
+        "epochs",
+        "warmup_ratio",
+        "mini_batch_size",
+        "seed",
+        "max_seq_length",
+        "precision",
+        "save_steps",
+    ):
+        assert setting_default(f"train_{name}") == getattr(reference, name), name
