@@ -23,7 +23,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -225,25 +224,22 @@ def article_query(article: EvalArticle) -> str:
 def fetch_word_scores(engine: Engine, articles: list[EvalArticle]) -> WordScores:
     """The served BM25 ``words`` signal between these articles and their references, from the lexical index.
 
-    One ``bm25_references`` call per article (its title + lead against every reference of these articles) and one
-    ``bm25_articles`` call per reference (its text against every one of these articles): the same scores the
-    fused SQL functions use, so that evaluation scores what a user gets.
+    ``wikiref.bm25_references`` of each article (its title + lead against every reference of these articles) and
+    ``wikiref.bm25_articles`` of each reference (its text against every one of these articles), one statement per
+    direction: the same scores the fused SQL functions use, so that evaluation scores what a user gets.
     """
     article_ids = [article.article_id for article in articles]
     with Session(engine) as session:
         ids = corpus.reference_ids_by_text(session=session, article_ids=article_ids)
         reference_ids = [ids[a.article_id][text] for a in articles for text in a.references]
-        forward = np.zeros((len(articles), len(reference_ids)))
-        for row, article in enumerate(articles):
-            scores = search.bm25_references(
-                session=session, query=article_query(article), reference_ids=reference_ids
-            )
-            forward[row] = [scores[reference_id] for reference_id in reference_ids]
+        forward = search.bm25_matrix(
+            session=session,
+            target="references",
+            queries=[article_query(a) for a in articles],
+            ids=reference_ids,
+        )
         texts = [text for article in articles for text in article.references]
-        reverse = np.zeros((len(texts), len(articles)))
-        for row, text in enumerate(texts):
-            scores = search.bm25_articles(session=session, query=text, article_ids=article_ids)
-            reverse[row] = [scores[article_id] for article_id in article_ids]
+        reverse = search.bm25_matrix(session=session, target="articles", queries=texts, ids=article_ids)
     return WordScores(article_to_references=forward, reference_to_articles=reverse)
 
 
