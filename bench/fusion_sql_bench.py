@@ -57,6 +57,7 @@ def prepare(include_bulk: bool) -> str:
     from wikiref.flows.steps import embedding
     from wikiref.flows.steps.records import saved_page_batches
     from wikiref.flows.steps.scraping import write_records
+    from wikiref.models.article_text import TITLE_ONLY
     from wikiref.models.base import BASE_MODEL_ID
 
     settings = get_settings()
@@ -70,7 +71,9 @@ def prepare(include_bulk: bool) -> str:
             write_records(engine, records, bulk=True)
         timings["load_seconds"] = time.perf_counter() - start
     with Session(engine) as session:
-        registry.ensure_base_version(session=session, name="base", base_model=BASE_MODEL_ID)
+        registry.ensure_base_version(
+            session=session, name="base", base_model=BASE_MODEL_ID, article_text=TITLE_ONLY.name
+        )
     request = embedding.EmbedRequest.from_settings(
         settings, embedding.resolve_version(engine, "base", settings)
     )

@@ -319,10 +319,13 @@ def register_base_version(engine) -> None:
     from sqlalchemy.orm import Session
 
     from wikiref.db.registry import BASE_VERSION, ensure_base_version
+    from wikiref.models.article_text import TITLE_ONLY
     from wikiref.models.base import BASE_MODEL_ID
 
     with Session(engine) as session:
-        ensure_base_version(session=session, name=BASE_VERSION, base_model=BASE_MODEL_ID)
+        ensure_base_version(
+            session=session, name=BASE_VERSION, base_model=BASE_MODEL_ID, article_text=TITLE_ONLY.name
+        )
 
 
 def measure_exact(url: str, version: int, args) -> dict:

@@ -72,9 +72,7 @@ class VersionInfo:
     status: str
     base_model: str
     artifact_path: str | None
-    article_text: str = (
-        "title"  # the version's article-text recipe (wikiref.models.article_text.ArticleTextRecipe)
-    )
+    article_text: str  # the version's article-text recipe (wikiref.models.article_text.ArticleTextRecipe)
 
 
 @dataclass(frozen=True)

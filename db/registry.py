@@ -39,7 +39,7 @@ def create_version(
     metrics: dict[str, Any],
     loss_log: list[dict[str, Any]],
     artifact_path: str,
-    article_text: str = "title",
+    article_text: str,
     status_reason: str | None = None,
 ) -> ModelVersion:
     """Insert a new candidate version and commit; ``article_text`` is the recipe it is trained and served with."""
@@ -215,11 +215,12 @@ def base_version_name(base_model: str, default_base_model: str) -> str:
 
 
 def ensure_base_version(
-    *, session: Session, name: str, base_model: str, article_text: str = "title"
+    *, session: Session, name: str, base_model: str, article_text: str
 ) -> tuple[ModelVersion, bool]:
     """The version that serves the base model untouched (no artifact), registered once; active if none is.
 
-    Returns the version and whether it was activated now. The base model is a version of its own so that it can
+    ``article_text`` is the recipe it serves with when registered now; a version already registered keeps its
+    own. Returns the version and whether it was activated now. The base model is a version of its own so that it can
     be embedded, queried by name (``model_version => 'base'``) and compared with fine-tuned versions, and so
     that it serves whenever no fine-tuned version has passed the gate.
     """

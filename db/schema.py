@@ -27,6 +27,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 EMBEDDING_DIM = 384
 # Element type of a version's HNSW indexes (migration 0007): float4, or half precision on the same column.
 STORAGES = ("vector", "halfvec")
+# hnsw.ef_search of a version whose embed run recorded none: WIKIREF_HNSW_EF_SEARCH defaults to it, and migration
+# 0013 made it the column default and wikiref.set_ef_search's fallback (docs/scaling.md measured 100 / 200 / 400).
+DEFAULT_EF_SEARCH = 200
+# pgvector's ceiling of hnsw.ef_search: no index scan returns more rows in order.
+MAX_EF_SEARCH = 1000
 # superseded: was active, still queryable by explicit version; retired: its embeddings are dropped.
 MODEL_STATUSES = ("candidate", "active", "superseded", "retired")
 # current: the wiki serves it; deleted: the wiki has no such page; redirect: the title now redirects elsewhere.
@@ -139,6 +144,8 @@ class ModelVersion(Base):
     status_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # 'title' (wikiref.models.article_text.TITLE_ONLY, which db/ may not import): what migration 0003 gave the
+    # versions trained before leads were stored. Every version written since names its recipe.
     article_text: Mapped[str] = mapped_column(
         Text,
         server_default="title",
@@ -186,7 +193,7 @@ class EmbeddingState(Base):
 
     __tablename__ = "embedding_states"
     __table_args__ = (
-        CheckConstraint("ef_search BETWEEN 1 AND 1000", name="ef_search"),
+        CheckConstraint(f"ef_search BETWEEN 1 AND {MAX_EF_SEARCH}", name="ef_search"),
         CheckConstraint(f"storage IN {STORAGES}", name="storage"),
     )
 
@@ -196,7 +203,9 @@ class EmbeddingState(Base):
     hnsw_m: Mapped[int | None] = mapped_column(Integer, comment="m of the version's HNSW indexes")
     hnsw_ef_construction: Mapped[int | None] = mapped_column(Integer)
     ef_search: Mapped[int] = mapped_column(
-        Integer, server_default=text("100"), comment="hnsw.ef_search the SQL functions use for this version"
+        Integer,
+        server_default=text(str(DEFAULT_EF_SEARCH)),
+        comment="hnsw.ef_search the SQL functions use for this version",
     )
     storage: Mapped[str] = mapped_column(
         Text,

@@ -15,9 +15,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from wikiref.db.errors import DatabaseError
-from wikiref.db.schema import EMBEDDING_DIM
+from wikiref.db.schema import EMBEDDING_DIM, MAX_EF_SEARCH
 
-MAX_K = 1000
+MAX_K = MAX_EF_SEARCH
 """The most rows one call returns (hnsw.ef_search tops out at 1000; the SQL functions refuse more too)."""
 MAX_QUERY_CHARS = 4000
 """The longest search text: a long reference fits; tens of thousands of words exhaust Postgres's stack."""
@@ -137,6 +137,44 @@ def bm25_articles(*, session: Session, query: str, article_ids: Sequence[int]) -
         {"query": query, "ids": list(article_ids)},
     )
     return {int(article_id): float(score) for article_id, score in rows}
+
+
+# One row per query, in the queries' order: its scores against the ids, in the ids' order (0 for an id the
+# function leaves out). The function name is one of two constants, never a caller's text.
+_BM25_MATRIX = """
+SELECT ARRAY(
+         SELECT coalesce(b.score, 0)
+           FROM unnest(CAST(:ids AS bigint[])) WITH ORDINALITY AS i(id, position)
+           LEFT JOIN BM25_FUNCTION(q.query, CAST(:ids AS bigint[])) AS b(id, score) ON b.id = i.id
+          ORDER BY i.position)
+  FROM unnest(CAST(:queries AS text[])) WITH ORDINALITY AS q(query, position)
+ ORDER BY q.position
+"""
+_BM25_MATRIX_STATEMENTS = {
+    target: text(_BM25_MATRIX.replace("BM25_FUNCTION", f"wikiref.bm25_{target}"))
+    for target in ("references", "articles")
+}
+
+
+def bm25_matrix(
+    *, session: Session, target: str, queries: Sequence[str], ids: Sequence[int], rows_per_fetch: int = 64
+) -> np.ndarray:
+    """BM25 of every query against every id of ``target`` ('references' or 'articles'), as ``bm25_references`` and
+    ``bm25_articles`` score one query, in one statement: rows are the queries, columns the ids, in their orders.
+
+    Rows are fetched ``rows_per_fetch`` at a time, so that only the matrix itself is held in memory.
+    """
+    if target not in _BM25_MATRIX_STATEMENTS:
+        raise ValueError(f"unknown BM25 target {target!r}: one of {', '.join(_BM25_MATRIX_STATEMENTS)}")
+    matrix = np.zeros((len(queries), len(ids)))
+    rows = session.execute(
+        _BM25_MATRIX_STATEMENTS[target],
+        {"queries": list(queries), "ids": list(ids)},
+        execution_options={"yield_per": rows_per_fetch},
+    )
+    for row, (scores,) in enumerate(rows):
+        matrix[row] = scores
+    return matrix
 
 
 def serving_version(*, session: Session) -> tuple[int, str, str, str | None] | None:

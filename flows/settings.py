@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from copy import copy
+from dataclasses import fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -27,9 +28,13 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from wikiref.db.engine import validate_database_url
+from wikiref.db.schema import DEFAULT_EF_SEARCH, MAX_EF_SEARCH
 from wikiref.flows.errors import UserError
+from wikiref.flows.mediawiki.client import ClientConfig
 from wikiref.models.article_text import DEFAULT_RECIPE, TITLE_ONLY
-from wikiref.models.finetune import TrainingConfig
+from wikiref.models.encode import ENCODE_BATCH_SIZE
+from wikiref.models.evaluate import BOOTSTRAP_SAMPLES
+from wikiref.models.finetune import OPTION_BOUNDS, LossName, Precision, Sampler, TrainingConfig
 from wikiref.models.pairs import (
     DEFAULT_EVAL_FRACTION,
     DEFAULT_MAX_HELDOUT_ARTICLES,
@@ -179,29 +184,39 @@ class CoreSettings(BaseSettings):
         return self.data_dir / "checkpoints"
 
 
+# The client's etiquette defaults, stated by the MediaWiki library (ClientConfig) and read here.
+_CLIENT_DEFAULTS = {client_field.name: client_field.default for client_field in fields(ClientConfig)}
+
+
 class ScrapeSettings(BaseSettings):
     """MediaWiki client etiquette and batching (WIKIREF_SCRAPE_*, WIKIREF_WIKI, WIKIREF_PAGEVIEWS_URL)."""
 
     scrape_requests_per_second: float = Field(
-        default=10.0,
+        default=_CLIENT_DEFAULTS["requests_per_second"],
         gt=0,
         le=1000,
         description="Request-rate limit per process towards the MediaWiki API (retries included).",
     )
     scrape_concurrency: int = Field(
-        default=4, ge=1, le=64, description="Requests in flight at once per scraping client."
+        default=_CLIENT_DEFAULTS["concurrency"],
+        ge=1,
+        le=64,
+        description="Requests in flight at once per scraping client.",
     )
     scrape_max_retries: int = Field(
-        default=6,
+        default=_CLIENT_DEFAULTS["max_retries"],
         ge=0,
         le=20,
         description="Retries of one request (429/5xx/timeouts/resets) before giving up.",
     )
     scrape_request_timeout: float = Field(
-        default=30.0, gt=0, le=600, description="Seconds to wait for one response (read timeout)."
+        default=_CLIENT_DEFAULTS["request_timeout"],
+        gt=0,
+        le=600,
+        description="Seconds to wait for one response (read timeout).",
     )
     scrape_maxlag: int | None = Field(
-        default=5,
+        default=_CLIENT_DEFAULTS["maxlag"],
         ge=0,
         description="maxlag sent with every API call: the wiki answers 'lagged' when its replicas lag more.",
     )
@@ -242,7 +257,8 @@ class ScrapeSettings(BaseSettings):
 
 # Named recipes: the knobs each one sets. "default" is what the TrainKnobs defaults are (chosen by
 # bench/train_bench.py, docs/training.md); "reference" is sentence-transformers' reference recipe (batch 8, plain
-# sampler, MNRL, title -> chunk), kept to compare against: its hyperparameters are TrainingConfig's defaults.
+# sampler, MNRL, title -> chunk), kept to compare against: its hyperparameters are TrainingConfig's defaults, which
+# TrainKnobs also reads for the knobs both recipes share.
 _REFERENCE = TrainingConfig()
 RECIPES: dict[str, dict[str, Any]] = {
     "default": {},
@@ -272,7 +288,8 @@ class TrainKnobs(BaseModel):
     """The knobs of a training run, declared once.
 
     ``Settings`` has each as ``train_<name>`` (WIKIREF_TRAIN_<NAME>), ``wikiref train`` as ``--<name>``, the
-    ``train_model`` flow as a parameter; each rule is validated here and nowhere else.
+    ``train_model`` flow as a parameter; each rule is validated here, with the numeric bounds that
+    ``wikiref.models.finetune.OPTION_BOUNDS`` states for TrainingConfig too.
     """
 
     # inf and nan pass gt/ge bounds (inf > 0) and would only fail deep in training.
@@ -284,29 +301,43 @@ class TrainKnobs(BaseModel):
         "sampler, title -> chunk); knobs given explicitly still apply on top.",
     )
     epochs: float = Field(
-        default=1.0,
-        gt=0,
+        default=_REFERENCE.epochs,
+        **OPTION_BOUNDS["epochs"],
         description="Passes over the training pairs; with max_pairs above 0 the run stops at max_pairs pairs first.",
     )
     max_pairs: int = Field(
         default=4096,
-        ge=0,
+        **OPTION_BOUNDS["max_pairs"],
         description="Train on at most this many pairs of a shuffled epoch, so that a run's time does not grow "
         "with the corpus (4,096: 19.6-22.0 minutes of training on a 2-core CPU, docs/training.md); 0: every pair, "
         "epochs times.",
     )
-    batch_size: int = Field(default=64, ge=2, description="Pairs per batch (batch - 1 in-batch negatives).")
-    learning_rate: float = Field(default=1e-4, gt=0, description="Peak learning rate (linear decay).")
-    warmup_ratio: float = Field(default=0.0, ge=0, lt=1, description="Fraction of steps to warm up over.")
-    sampler: Literal["batch", "no_duplicates", "no_shared_source"] = Field(
+    batch_size: int = Field(
+        default=64,
+        **OPTION_BOUNDS["batch_size"],
+        description="Pairs per batch (batch - 1 in-batch negatives).",
+    )
+    learning_rate: float = Field(
+        default=1e-4, **OPTION_BOUNDS["learning_rate"], description="Peak learning rate (linear decay)."
+    )
+    warmup_ratio: float = Field(
+        default=_REFERENCE.warmup_ratio,
+        **OPTION_BOUNDS["warmup_ratio"],
+        description="Fraction of steps to warm up over.",
+    )
+    sampler: Sampler = Field(
         default="no_duplicates",
         description="'no_duplicates': an anchor at most once per batch; 'no_shared_source' also keeps out a "
         "reference whose source (DOI, URL, text) another article of the batch cites: no false negatives.",
     )
-    loss: Literal["mnrl", "cached_mnrl"] = Field(
+    loss: LossName = Field(
         default="cached_mnrl", description="'cached_mnrl' (GradCache): large batches in flat memory."
     )
-    mini_batch_size: int = Field(default=32, ge=1, description="Mini-batch of cached_mnrl.")
+    mini_batch_size: int = Field(
+        default=_REFERENCE.mini_batch_size,
+        **OPTION_BOUNDS["mini_batch_size"],
+        description="Mini-batch of cached_mnrl.",
+    )
     symmetric: bool = Field(
         default=True, description="Also train reference -> article (as articles_for_reference answers)."
     )
@@ -323,16 +354,22 @@ class TrainKnobs(BaseModel):
         "articles (10% of the training side, never the held-out ones).",
     )
     hard_negatives: bool = Field(
-        default=False,
+        default=_REFERENCE.hard_negatives,
         description="One negative per pair, mined with the base model among the references of other training "
         "articles, skipping any that shares a source (DOI, URL, text) with the anchor's article or scores above "
         "95% of the pair's positive. Costs a base-model encoding of the training side and 1.5x the texts a step "
         "encodes.",
     )
-    seed: int = Field(default=42, description="Seed of shuffling, batch sampling and the bootstrap.")
-    max_seq_length: int = Field(default=256, ge=8, le=512, description="Tokens kept per text.")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        default="auto",
+    seed: int = Field(
+        default=_REFERENCE.seed, description="Seed of shuffling, batch sampling and the bootstrap."
+    )
+    max_seq_length: int = Field(
+        default=_REFERENCE.max_seq_length,
+        **OPTION_BOUNDS["max_seq_length"],
+        description="Tokens kept per text.",
+    )
+    precision: Precision = Field(
+        default=_REFERENCE.precision,
         description="auto: bf16/fp16 on CUDA; bf16 autocast on a CPU with AMX-BF16 or AVX512-BF16, else fp32.",
     )
     chunk_token_budget: int = Field(
@@ -373,12 +410,16 @@ class TrainKnobs(BaseModel):
         default=0.0,
         description="... and vs the active version at least this (negative: allow a small loss).",
     )
-    bootstrap_samples: int = Field(default=2000, ge=100, description="Resamples of the paired bootstrap.")
+    bootstrap_samples: int = Field(
+        default=BOOTSTRAP_SAMPLES, ge=100, description="Resamples of the paired bootstrap."
+    )
     device: Annotated[
         str, AfterValidator(lambda value: check_device(value, ("auto", "cpu", "cuda", "cuda:N", "mps")))
     ] = Field(default="auto", description="auto, cpu, cuda, cuda:N or mps.")
     save_steps: int = Field(
-        default=500, ge=1, description="Checkpoint interval in steps (for --resume-from)."
+        default=_REFERENCE.save_steps,
+        **OPTION_BOUNDS["save_steps"],
+        description="Checkpoint interval in steps (for --resume-from).",
     )
 
     @field_validator("article_text")
@@ -472,7 +513,9 @@ class EmbedSettings(BaseSettings):
     embed_device: Annotated[
         str, AfterValidator(lambda value: check_device(value, ("cpu", "cuda", "cuda:N")))
     ] = Field(default="cpu", description="cpu, cuda or cuda:N.")
-    embed_batch_size: int = Field(default=64, ge=1, le=4096, description="Texts per forward pass.")
+    embed_batch_size: int = Field(
+        default=ENCODE_BATCH_SIZE, ge=1, le=4096, description="Texts per forward pass."
+    )
     embed_chunk_size: int = Field(
         default=1024,
         ge=1,
@@ -492,9 +535,9 @@ class EmbedSettings(BaseSettings):
         default=128, ge=4, le=1000, description="HNSW build-time candidate list (at least 2 x m)."
     )
     hnsw_ef_search: int = Field(
-        default=200,
+        default=DEFAULT_EF_SEARCH,
         ge=1,
-        le=1000,
+        le=MAX_EF_SEARCH,
         description="hnsw.ef_search the SQL functions use (raised to k when k is larger); recorded per version.",
     )
     embed_maintenance_work_mem: str = Field(

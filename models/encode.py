@@ -40,6 +40,10 @@ import numpy as np
 
 from wikiref.models.errors import ModelError
 
+# Texts per forward pass: the embed run's default (WIKIREF_EMBED_BATCH_SIZE), and what evaluation and hard-negative
+# mining encode with.
+ENCODE_BATCH_SIZE = 64
+
 log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnx", "openvino")
@@ -122,7 +126,7 @@ class Encoder:
         self.config = config
 
     def encode(
-        self, texts: Sequence[str], *, batch_size: int = 64, progress: Progress | None = None
+        self, texts: Sequence[str], *, batch_size: int = ENCODE_BATCH_SIZE, progress: Progress | None = None
     ) -> np.ndarray:
         texts = list(texts)
         result = np.empty((len(texts), self.dimension), dtype=np.float32)
@@ -433,7 +437,11 @@ def _load_encoder(config: EncoderConfig) -> Encoder:
 
 
 def encode_texts(
-    config: EncoderConfig, texts: Sequence[str], *, batch_size: int = 64, progress: Progress | None = None
+    config: EncoderConfig,
+    texts: Sequence[str],
+    *,
+    batch_size: int = ENCODE_BATCH_SIZE,
+    progress: Progress | None = None,
 ) -> np.ndarray:
     """Encode ``texts`` with the (cached) encoder of ``config``: (len(texts), dimension) float32, unit length."""
     return load_encoder(config).encode(texts, batch_size=batch_size, progress=progress)

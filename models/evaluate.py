@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from wikiref.models.article_text import ArticleTextRecipe
+from wikiref.models.encode import ENCODE_BATCH_SIZE
 from wikiref.models.errors import ModelError
 from wikiref.models.fusion import DEFAULT_CANDIDATES, EMBEDDING, VOTE, VOTE_GRID, WORDS, WORDS_GRID, rank
 from wikiref.models.pairs import EvalArticle, PairSplit
@@ -43,6 +44,8 @@ REVERSE_METRIC = "ref_to_title_acc@1"
 # Display order; the first two are what the product serves and what the gate may use.
 METRICS = ("ndcg@10", REVERSE_METRIC, "mrr@10", "recall@10", "chunk_ndcg@10")
 _DISCOUNT = 1.0 / np.log2(np.arange(2, 12))
+# Resamples of the paired bootstrap (WIKIREF_TRAIN_BOOTSTRAP_SAMPLES reads it).
+BOOTSTRAP_SAMPLES = 2000
 
 
 def load_model(name_or_path: str, *, device: str = "cpu") -> SentenceTransformer:
@@ -140,7 +143,7 @@ def encode_articles(
     articles: Sequence[EvalArticle],
     recipe: ArticleTextRecipe,
     *,
-    batch_size: int = 64,
+    batch_size: int = ENCODE_BATCH_SIZE,
 ) -> EncodedArticles:
     """``model``'s embeddings of ``articles`` (text composed with ``recipe``) and of their references."""
     if len(articles) < 2:
@@ -158,7 +161,7 @@ def score_articles(
     articles: Sequence[EvalArticle],
     recipe: ArticleTextRecipe,
     *,
-    batch_size: int = 64,
+    batch_size: int = ENCODE_BATCH_SIZE,
     with_chunks: bool = True,
     encoded: EncodedArticles | None = None,
 ) -> ArticleScores:
@@ -328,7 +331,7 @@ def evaluate(
     split: PairSplit,
     recipe: ArticleTextRecipe | None = None,
     *,
-    batch_size: int = 64,
+    batch_size: int = ENCODE_BATCH_SIZE,
 ) -> ArticleScores:
     """Scores on ``split``'s held-out articles, composed with ``recipe`` (default: the split's own)."""
     if not split.heldout_articles:
@@ -337,7 +340,7 @@ def evaluate(
 
 
 def paired_bootstrap(
-    candidate: ArticleScores, baseline: ArticleScores, *, samples: int = 2000, seed: int = 0
+    candidate: ArticleScores, baseline: ArticleScores, *, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0
 ) -> dict[str, Delta]:
     """``candidate - baseline`` per metric, with a 95% percentile interval from resampling articles.
 

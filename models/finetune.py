@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import operator
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -30,6 +31,34 @@ LOSSES: tuple[LossName, ...] = ("mnrl", "cached_mnrl")
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 # step, total steps, the Trainer's log entry of that step ({} when it logged nothing)
 ProgressCallback = Callable[[int, int, dict[str, float]], None]
+
+# The bounds of the numeric options, stated once: TrainingConfig checks them, and the settings' fields
+# (wikiref.flows.settings.TrainKnobs) take them as their pydantic bounds (ge, gt, le, lt).
+OPTION_BOUNDS: dict[str, dict[str, float]] = {
+    "epochs": {"gt": 0},
+    "batch_size": {"ge": 2},  # in-batch negatives: at least one other pair
+    "learning_rate": {"gt": 0},
+    "warmup_ratio": {"ge": 0, "lt": 1},
+    "max_steps": {"ge": 1},
+    "max_pairs": {"ge": 0},  # 0: every pair
+    "mini_batch_size": {"ge": 1},
+    "max_seq_length": {"ge": 8, "le": 512},  # 512: the position embeddings of MiniLM-sized BERT models
+    "save_steps": {"ge": 1},
+}
+_BOUND_CHECKS = {"ge": operator.ge, "gt": operator.gt, "le": operator.le, "lt": operator.lt}
+_BOUND_WORDS = {"ge": "at least", "gt": "above", "le": "at most", "lt": "below"}
+
+
+def _bound_problems(values: dict[str, Any]) -> list[str]:
+    """One line per option of ``values`` outside its OPTION_BOUNDS (None: not set, nothing to check)."""
+    problems = []
+    for name, bounds in OPTION_BOUNDS.items():
+        value = values.get(name)
+        if value is None or all(_BOUND_CHECKS[kind](value, limit) for kind, limit in bounds.items()):
+            continue
+        allowed = " and ".join(f"{_BOUND_WORDS[kind]} {limit}" for kind, limit in bounds.items())
+        problems.append(f"{name} must be {allowed}, got {value}")
+    return problems
 
 
 @dataclass(frozen=True)
@@ -63,27 +92,11 @@ class TrainingConfig:
     save_steps: int = 500
 
     def __post_init__(self) -> None:
-        problems = []
-        if self.batch_size < 2:
-            problems.append(f"batch_size must be at least 2 (in-batch negatives), got {self.batch_size}")
-        if self.epochs <= 0:
-            problems.append(f"epochs must be positive, got {self.epochs}")
-        if self.learning_rate <= 0:
-            problems.append(f"learning_rate must be positive, got {self.learning_rate}")
-        if not 0 <= self.warmup_ratio < 1:
-            problems.append(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.max_steps is not None and self.max_steps < 1:
-            problems.append(f"max_steps must be at least 1, got {self.max_steps}")
-        if self.max_pairs < 0:
-            problems.append(f"max_pairs must be 0 (all) or positive, got {self.max_pairs}")
+        problems = _bound_problems(asdict(self))
         if self.sampler not in SAMPLERS:
             problems.append(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
         if self.loss not in LOSSES:
             problems.append(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
-        if self.mini_batch_size < 1:
-            problems.append(f"mini_batch_size must be at least 1, got {self.mini_batch_size}")
-        if not 1 <= self.max_seq_length <= 512:
-            problems.append(f"max_seq_length must be in [1, 512], got {self.max_seq_length}")
         if problems:
             raise TrainingError("; ".join(problems))
 

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from wikiref.models.encode import ENCODE_BATCH_SIZE
 from wikiref.models.errors import TrainingError
 from wikiref.models.pairs import Pair
 from wikiref.models.sources import source_keys
@@ -122,8 +123,8 @@ def mine_hard_negatives(
     model: SentenceTransformer,
     *,
     relative_margin: float = RELATIVE_MARGIN,
-    seed: int = 42,
-    batch_size: int = 64,
+    seed: int,
+    batch_size: int = ENCODE_BATCH_SIZE,
 ) -> HardNegatives:
     """A negative for every pair, mined with ``model`` (the base model) among the pairs' own references.
 

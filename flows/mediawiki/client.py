@@ -90,7 +90,7 @@ class ClientConfig:
     api_url: str
     user_agent: str
     requests_per_second: float = 10.0
-    concurrency: int = 5
+    concurrency: int = 4
     max_retries: int = 6
     request_timeout: float = 30.0
     connect_timeout: float = 10.0

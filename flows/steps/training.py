@@ -23,11 +23,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from wikiref.db import corpus, registry, search
+from wikiref.db.schema import ModelVersion
 from wikiref.flows.errors import UserError
 from wikiref.flows.settings import Settings, TrainKnobs
 from wikiref.flows.steps.base_version import register_base_version
@@ -225,25 +225,22 @@ def article_query(article: EvalArticle) -> str:
 def fetch_word_scores(engine: Engine, articles: list[EvalArticle]) -> WordScores:
     """The served BM25 ``words`` signal between these articles and their references, from the lexical index.
 
-    One ``bm25_references`` call per article (its title + lead against every reference of these articles) and one
-    ``bm25_articles`` call per reference (its text against every one of these articles): the same scores the
-    fused SQL functions use, so that evaluation scores what a user gets.
+    ``wikiref.bm25_references`` of each article (its title + lead against every reference of these articles) and
+    ``wikiref.bm25_articles`` of each reference (its text against every one of these articles), one statement per
+    direction: the same scores the fused SQL functions use, so that evaluation scores what a user gets.
     """
     article_ids = [article.article_id for article in articles]
     with Session(engine) as session:
         ids = corpus.reference_ids_by_text(session=session, article_ids=article_ids)
         reference_ids = [ids[a.article_id][text] for a in articles for text in a.references]
-        forward = np.zeros((len(articles), len(reference_ids)))
-        for row, article in enumerate(articles):
-            scores = search.bm25_references(
-                session=session, query=article_query(article), reference_ids=reference_ids
-            )
-            forward[row] = [scores[reference_id] for reference_id in reference_ids]
+        forward = search.bm25_matrix(
+            session=session,
+            target="references",
+            queries=[article_query(a) for a in articles],
+            ids=reference_ids,
+        )
         texts = [text for article in articles for text in article.references]
-        reverse = np.zeros((len(texts), len(articles)))
-        for row, text in enumerate(texts):
-            scores = search.bm25_articles(session=session, query=text, article_ids=article_ids)
-            reverse[row] = [scores[article_id] for article_id in article_ids]
+        reverse = search.bm25_matrix(session=session, target="articles", queries=texts, ids=article_ids)
     return WordScores(article_to_references=forward, reference_to_articles=reverse)
 
 
@@ -459,6 +456,98 @@ def _gate_delta(deltas: dict[str, dict[str, float]] | None, metric: str) -> Gate
     return GateDelta(entry["delta"], entry["ci_low"], entry["ci_high"])
 
 
+@dataclass(frozen=True)
+class VersionRecord:
+    """What a run stores with its version row and writes on its model card."""
+
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    fusion: dict[str, Any]
+    embedding_metrics: dict[str, dict[str, float]]
+
+
+def version_record(
+    *,
+    request: TrainRequest,
+    split: PairSplit,
+    result: TrainingResult,
+    base: VersionScores,
+    base_title_metrics: dict[str, float],
+    finetuned: VersionScores,
+    deltas: dict[str, dict[str, dict[str, float]]],
+    active: ActiveScores,
+    wise_ft_weight: float | None,
+    fusion: dict[str, FusionChoice],
+) -> VersionRecord:
+    """The run's knobs and training figures (params) and its held-out scores, deltas and fusion choice (metrics)."""
+    embedding_metrics = {"base": base.embeddings.metrics(), "finetuned": finetuned.embeddings.metrics()}
+    fusion_record = {
+        "weights": fusion["finetuned"].weights,
+        "base_weights": fusion["base"].weights,
+        "validation_articles": len(split.validation_articles),
+        "validation": {who: choice.validation for who, choice in fusion.items()},
+    }
+    params = {
+        **request.knobs.model_dump(),
+        **result.params,
+        "article_text": split.recipe.name,
+        "steps": result.steps,
+        "samples_per_second": round(result.samples_per_second, 2),
+        "wise_ft_weight": wise_ft_weight,
+    }
+    metrics: dict[str, Any] = {
+        "base": base.fused.metrics(),
+        "base_on_titles": base_title_metrics,
+        "finetuned": finetuned.fused.metrics(),
+        "base_embeddings_alone": embedding_metrics["base"],
+        "finetuned_embeddings_alone": embedding_metrics["finetuned"],
+        "deltas": deltas,
+        "fusion": fusion_record,
+        "heldout_fingerprint": split.heldout_fingerprint,
+        "gate_metric": request.knobs.gate_metric,
+    }
+    if active.name is not None:
+        metrics["active_at_training"] = {"version": active.name}
+    return VersionRecord(params, metrics, fusion_record, embedding_metrics)
+
+
+def apply_gate(
+    session: Session,
+    version: ModelVersion,
+    *,
+    request: TrainRequest,
+    deltas: dict[str, dict[str, dict[str, float]]],
+    active: ActiveScores,
+) -> tuple[bool, str]:
+    """The gate's verdict on the new ``version`` (a ``model_versions`` row), stored: whether it now serves, and why."""
+    knobs = request.knobs
+    metric = knobs.gate_metric
+    if active.version_id is not None and not active.is_base and active.scores is None:
+        reason = f"could not score the active version {active.name} on this held-out set; promote by hand"
+    elif not request.promote:
+        reason = "registered without promotion (--no-promote)"
+    else:
+        decision = decide_promotion(
+            metric=metric,
+            vs_base=_gate_delta(deltas["vs_base"], metric),
+            active_name=active.name,
+            vs_active=_gate_delta(deltas.get("vs_active"), metric),
+            min_vs_base=knobs.gate_min_vs_base,
+            min_vs_active=knobs.gate_min_vs_active,
+        )
+        stored = registry.store_verdict(
+            session=session,
+            version_id=version.id,
+            promote=decision.promote,
+            reason=decision.reason,
+            compared_with_id=active.version_id,
+        )
+        return stored.status == "active", stored.status_reason
+    version.status_reason = reason
+    session.commit()
+    return False, reason
+
+
 def register_version(
     engine: Engine,
     *,
@@ -475,50 +564,31 @@ def register_version(
     fusion: dict[str, FusionChoice],
 ) -> RunOutcome:
     """Add the version row with its fusion weights, apply the gate, and write the model card with the verdict."""
-    knobs = request.knobs
-    base_metrics, finetuned_metrics = base.fused.metrics(), finetuned.fused.metrics()
-    embedding_metrics = {
-        "base": base.embeddings.metrics(),
-        "finetuned": finetuned.embeddings.metrics(),
-    }
-    weights = fusion["finetuned"].weights
-    fusion_record = {
-        "weights": weights,
-        "base_weights": fusion["base"].weights,
-        "validation_articles": len(split.validation_articles),
-        "validation": {who: choice.validation for who, choice in fusion.items()},
-    }
-    metric = knobs.gate_metric
-    params = {
-        **knobs.model_dump(),
-        **result.params,
-        "article_text": split.recipe.name,
-        "steps": result.steps,
-        "samples_per_second": round(result.samples_per_second, 2),
-        "wise_ft_weight": wise_ft_weight,
-    }
-    metrics: dict[str, Any] = {
-        "base": base_metrics,
-        "base_on_titles": base_title_metrics,
-        "finetuned": finetuned_metrics,
-        "base_embeddings_alone": embedding_metrics["base"],
-        "finetuned_embeddings_alone": embedding_metrics["finetuned"],
-        "deltas": deltas,
-        "fusion": fusion_record,
-        "heldout_fingerprint": split.heldout_fingerprint,
-        "gate_metric": metric,
-    }
-    if active.name is not None:
-        metrics["active_at_training"] = {"version": active.name}
+    # 1. What the row and the card record
+    record = version_record(
+        request=request,
+        split=split,
+        result=result,
+        base=base,
+        base_title_metrics=base_title_metrics,
+        finetuned=finetuned,
+        deltas=deltas,
+        active=active,
+        wise_ft_weight=wise_ft_weight,
+        fusion=fusion,
+    )
+    weights, metric = record.fusion["weights"], request.knobs.gate_metric
+
+    # 2. The version row, with the fusion weights it was scored with; 3. the gate's verdict on it
     with Session(engine) as session:
         version = registry.create_version(
             session=session,
             name=name,
             base_model=request.base_model,
-            params=params,
+            params=record.params,
             dataset_fingerprint=split.fingerprint,
             dataset_counts=split.counts,
-            metrics=metrics,
+            metrics=record.metrics,
             loss_log=result.loss_log,
             artifact_path=str(result.artifact_path),
             article_text=split.recipe.name,
@@ -526,51 +596,29 @@ def register_version(
         version_id = version.id
         registry.set_fusion_weights(session=session, version_id=version_id, weights=weights)
         session.commit()
-        vs_base = _gate_delta(deltas["vs_base"], metric)
-        if active.version_id is not None and not active.is_base and active.scores is None:
-            promoted = False
-            reason = f"could not score the active version {active.name} on this held-out set; promote by hand"
-            version.status_reason = reason
-            session.commit()
-        elif request.promote:
-            decision = decide_promotion(
-                metric=metric,
-                vs_base=vs_base,
-                active_name=active.name,
-                vs_active=_gate_delta(deltas.get("vs_active"), metric),
-                min_vs_base=knobs.gate_min_vs_base,
-                min_vs_active=knobs.gate_min_vs_active,
-            )
-            version = registry.store_verdict(
-                session=session,
-                version_id=version_id,
-                promote=decision.promote,
-                reason=decision.reason,
-                compared_with_id=active.version_id,
-            )
-            promoted, reason = version.status == "active", version.status_reason
-        else:
-            promoted, reason = False, "registered without promotion (--no-promote)"
-            version.status_reason = reason
-            session.commit()
+        promoted, reason = apply_gate(session, version, request=request, deltas=deltas, active=active)
+
+    # 4. The model card, verdict included
     card.write_model_card(
         result.artifact_path,
         name=name,
         base_model=request.base_model,
-        params=params,
+        params=record.params,
         dataset_fingerprint=split.fingerprint,
         dataset_counts=split.counts,
         loss_log=result.loss_log,
-        base_metrics=base_metrics,
+        base_metrics=record.metrics["base"],
         base_title_metrics=base_title_metrics,
-        finetuned_metrics=finetuned_metrics,
+        finetuned_metrics=record.metrics["finetuned"],
         deltas=deltas,
         article_text=split.recipe.name,
         gate=card.gate_line(metric, "promoted" if promoted else "stays candidate", reason),
         samples_per_second=result.samples_per_second,
-        embedding_metrics=embedding_metrics,
+        embedding_metrics=record.embedding_metrics,
         fusion_weights=weights,
     )
+
+    # 5. What the caller reports
     return RunOutcome(
         version_id=version_id,
         version=name,
@@ -578,14 +626,14 @@ def register_version(
         reason=reason,
         artifact_path=str(result.artifact_path),
         gate_metric=metric,
-        base_metrics=base_metrics,
+        base_metrics=record.metrics["base"],
         base_title_metrics=base_title_metrics,
-        finetuned_metrics=finetuned_metrics,
+        finetuned_metrics=record.metrics["finetuned"],
         deltas=deltas,
         counts=split.counts,
-        base_embedding_metrics=embedding_metrics["base"],
-        finetuned_embedding_metrics=embedding_metrics["finetuned"],
-        fusion_weights=fusion_record,
+        base_embedding_metrics=record.embedding_metrics["base"],
+        finetuned_embedding_metrics=record.embedding_metrics["finetuned"],
+        fusion_weights=record.fusion,
         loss_log=result.loss_log,
         steps=result.steps,
         samples_per_second=result.samples_per_second,

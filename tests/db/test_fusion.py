@@ -287,6 +287,27 @@ def test_bm25_functions_score_as_computed_by_hand_and_return_every_id(corpus) ->
     assert {row[0]: row[5] for row in rows} == pytest.approx(same, rel=1e-5)
 
 
+def test_the_bm25_matrix_holds_each_querys_scores_in_the_orders_given(corpus) -> None:
+    # Training's evaluation reads every article's and every reference's words in one statement per direction: the
+    # same values one call of bm25_references / bm25_articles per query gives, rows and columns in the given order.
+    session, _ = corpus
+    reference_ids = sorted(session.scalars(text("SELECT id FROM article_references")), reverse=True)
+    article_ids = sorted(session.scalars(text("SELECT id FROM articles")), reverse=True)
+    queries = ["Asafa Powell: track season", UNNAMED, NAMED, "no such word anywhere", UNNAMED]
+    references = search.bm25_matrix(session=session, target="references", queries=queries, ids=reference_ids)
+    articles = search.bm25_matrix(session=session, target="articles", queries=queries, ids=article_ids)
+    assert references.shape == (len(queries), len(reference_ids))
+    assert articles.shape == (len(queries), len(article_ids))
+    for row, query in enumerate(queries):
+        one = search.bm25_references(session=session, query=query, reference_ids=reference_ids)
+        assert references[row].tolist() == [one[reference_id] for reference_id in reference_ids]
+        one = search.bm25_articles(session=session, query=query, article_ids=article_ids)
+        assert articles[row].tolist() == [one[article_id] for article_id in article_ids]
+    assert references[0].any() and not references[3].any()
+    with pytest.raises(ValueError, match="unknown BM25 target"):
+        search.bm25_matrix(session=session, target="titles", queries=queries, ids=article_ids)
+
+
 def test_a_changed_reference_updates_its_own_lexemes_and_nothing_else(corpus) -> None:
     session, ids = corpus
 

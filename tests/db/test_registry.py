@@ -18,6 +18,7 @@ def make_version(session: Session, name: str, ndcg: float = 0.5) -> ModelVersion
         metrics={"base": {"ndcg@10": 0.4}, "finetuned": {"ndcg@10": ndcg}, "gate_metric": "ndcg@10"},
         loss_log=[{"step": 1, "epoch": 0.1, "loss": 1.0, "learning_rate": 5e-5}],
         artifact_path=f"/models/{name}",
+        article_text="title",
     )
 
 
@@ -116,7 +117,9 @@ def test_the_base_model_is_a_version_that_serves_until_a_version_passes_the_gate
         )
         assert activated and base.status == "active" and base.artifact_path is None
         assert base.article_text == "title+lead40"
-        again, activated = registry.ensure_base_version(session=session, name="base", base_model="m")
+        again, activated = registry.ensure_base_version(
+            session=session, name="base", base_model="m", article_text="title"
+        )
         assert again.id == base.id and not activated
         noisy = make_version(session, "ft-1")
         refused = registry.store_verdict(

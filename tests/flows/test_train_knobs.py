@@ -2,10 +2,13 @@
 
 import pytest
 import typer
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from wikiref.flows.errors import UserError
 from wikiref.flows.settings import RECIPES, Settings, TrainKnobs, TrainOverrides
+from wikiref.models.errors import TrainingError
+from wikiref.models.finetune import OPTION_BOUNDS, TrainingConfig
 
 
 def test_every_knob_is_a_setting_an_option_and_a_flow_parameter() -> None:
@@ -28,6 +31,24 @@ def test_every_knob_is_a_setting_an_option_and_a_flow_parameter() -> None:
         )
         assert overrides[name]["description"] == knob.description
     assert set(overrides) == set(TrainKnobs.model_fields) == set(TrainOverrides.model_fields)
+
+
+def test_the_knobs_and_the_training_config_refuse_the_same_values() -> None:
+    # One value just outside each bound: refused by the settings' knob and by TrainingConfig alike.
+    outside = {"ge": lambda limit: limit - 1, "gt": lambda limit: limit, "le": lambda limit: limit + 1}
+    outside["lt"] = outside["gt"]
+    checked = 0
+    for name, bounds in OPTION_BOUNDS.items():
+        for kind, limit in bounds.items():
+            value = outside[kind](limit)
+            with pytest.raises(TrainingError, match=f"{name} must be"):
+                TrainingConfig(**{name: value})
+            if name in TrainKnobs.model_fields:
+                with pytest.raises(ValidationError, match=name):
+                    TrainKnobs(**{name: value})
+                checked += 1
+    assert checked >= 9
+    assert TrainKnobs(max_seq_length=8).training_config().max_seq_length == 8
 
 
 def test_a_recipe_sets_its_knobs_the_run_overrides_them_and_bad_knobs_fail_in_one_line(

@@ -240,7 +240,7 @@ def test_max_pairs_bounds_the_steps_of_a_run_and_never_adds_any(
 def test_bad_options_are_refused_in_one_message() -> None:
     with pytest.raises(TrainingError, match="batch_size must be at least 2.*sampler must be"):
         TrainingConfig(batch_size=1, sampler="shuffled")
-    with pytest.raises(TrainingError, match="max_pairs must be 0"):
+    with pytest.raises(TrainingError, match="max_pairs must be at least 0"):
         TrainingConfig(max_pairs=-1)
     assert resolve_precision("auto", "cpu") == ("bf16" if cpu_has_bf16() else "fp32")
     assert resolve_precision("fp32", "cpu") == "fp32"

@@ -131,17 +131,20 @@ def test_mining_is_deterministic_for_a_seed_and_falls_back_to_a_random_allowed_r
     assert mine_hard_negatives(PAIRS, model, relative_margin=2.0, seed=8).negatives != first.negatives
     for pair, negative in zip(PAIRS, first.negatives, strict=True):
         assert negative not in forbidden_for(pair.article_id)
-    assert mine_hard_negatives(PAIRS, model, seed=7).negatives == mine_hard_negatives(PAIRS, model).negatives
+    assert (
+        mine_hard_negatives(PAIRS, model, seed=7).negatives
+        == mine_hard_negatives(PAIRS, model, seed=42).negatives
+    )
 
 
 def test_an_article_whose_every_foreign_reference_shares_a_source_cannot_be_mined(
     model: SentenceTransformer,
 ) -> None:
     with pytest.raises(TrainingError, match="no hard negative for article 'Dogs'"):
-        mine_hard_negatives([pair for pair in PAIRS if pair.article_id == 1], model)
+        mine_hard_negatives([pair for pair in PAIRS if pair.article_id == 1], model, seed=0)
     shared = [PAIRS[0], Pair(2, "Wolves", ARTICLES[2][1][0], "Wolves")]
     with pytest.raises(TrainingError, match="shares a source"):
-        mine_hard_negatives(shared, model)
+        mine_hard_negatives(shared, model, seed=0)
 
 
 def test_the_source_aware_sampler_keeps_a_negative_away_from_the_article_it_belongs_to() -> None:

@@ -12,7 +12,7 @@ from wikiref.models.encode import EncoderConfig
 
 def request(page_size: int, limit: int | None) -> EmbedRequest:
     return EmbedRequest(
-        version=VersionInfo(1, "v", "active", "base", None),
+        version=VersionInfo(1, "v", "active", "base", None, "title"),
         encoder=EncoderConfig("unused"),
         batch_size=2,
         chunk_size=2,
