@@ -21,8 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0013"
-# Written beside 0012 (r3-latency's migration): the merge relinks this to "0012".
-down_revision: str | None = "0011"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
