@@ -433,9 +433,7 @@ def run_training(
     }
     if vs_active is not None:
         deltas["vs_active"] = {metric: delta.as_dict() for metric, delta in vs_active.items()}
-    return register_version(
-        engine,
-        name=name,
+    run = TrainingRun(
         request=request,
         split=split,
         result=result,
@@ -447,6 +445,7 @@ def run_training(
         wise_ft_weight=weight,
         fusion={"finetuned": fusion, "base": base_fusion},
     )
+    return register_version(engine, name=name, run=run)
 
 
 def _gate_delta(deltas: dict[str, dict[str, float]] | None, metric: str) -> GateDelta | None:
@@ -466,48 +465,55 @@ class VersionRecord:
     embedding_metrics: dict[str, dict[str, float]]
 
 
-def version_record(
-    *,
-    request: TrainRequest,
-    split: PairSplit,
-    result: TrainingResult,
-    base: VersionScores,
-    base_title_metrics: dict[str, float],
-    finetuned: VersionScores,
-    deltas: dict[str, dict[str, dict[str, float]]],
-    active: ActiveScores,
-    wise_ft_weight: float | None,
-    fusion: dict[str, FusionChoice],
-) -> VersionRecord:
+@dataclass(frozen=True)
+class TrainingRun:
+    """What one training run measured, as register_version records it."""
+
+    request: TrainRequest
+    split: PairSplit
+    result: TrainingResult
+    base: VersionScores
+    base_title_metrics: dict[str, float]
+    finetuned: VersionScores
+    deltas: dict[str, dict[str, dict[str, float]]]
+    active: ActiveScores
+    wise_ft_weight: float | None
+    fusion: dict[str, FusionChoice]
+
+
+def version_record(run: TrainingRun) -> VersionRecord:
     """The run's knobs and training figures (params) and its held-out scores, deltas and fusion choice (metrics)."""
-    embedding_metrics = {"base": base.embeddings.metrics(), "finetuned": finetuned.embeddings.metrics()}
+    embedding_metrics = {
+        "base": run.base.embeddings.metrics(),
+        "finetuned": run.finetuned.embeddings.metrics(),
+    }
     fusion_record = {
-        "weights": fusion["finetuned"].weights,
-        "base_weights": fusion["base"].weights,
-        "validation_articles": len(split.validation_articles),
-        "validation": {who: choice.validation for who, choice in fusion.items()},
+        "weights": run.fusion["finetuned"].weights,
+        "base_weights": run.fusion["base"].weights,
+        "validation_articles": len(run.split.validation_articles),
+        "validation": {who: choice.validation for who, choice in run.fusion.items()},
     }
     params = {
-        **request.knobs.model_dump(),
-        **result.params,
-        "article_text": split.recipe.name,
-        "steps": result.steps,
-        "samples_per_second": round(result.samples_per_second, 2),
-        "wise_ft_weight": wise_ft_weight,
+        **run.request.knobs.model_dump(),
+        **run.result.params,
+        "article_text": run.split.recipe.name,
+        "steps": run.result.steps,
+        "samples_per_second": round(run.result.samples_per_second, 2),
+        "wise_ft_weight": run.wise_ft_weight,
     }
     metrics: dict[str, Any] = {
-        "base": base.fused.metrics(),
-        "base_on_titles": base_title_metrics,
-        "finetuned": finetuned.fused.metrics(),
+        "base": run.base.fused.metrics(),
+        "base_on_titles": run.base_title_metrics,
+        "finetuned": run.finetuned.fused.metrics(),
         "base_embeddings_alone": embedding_metrics["base"],
         "finetuned_embeddings_alone": embedding_metrics["finetuned"],
-        "deltas": deltas,
+        "deltas": run.deltas,
         "fusion": fusion_record,
-        "heldout_fingerprint": split.heldout_fingerprint,
-        "gate_metric": request.knobs.gate_metric,
+        "heldout_fingerprint": run.split.heldout_fingerprint,
+        "gate_metric": run.request.knobs.gate_metric,
     }
-    if active.name is not None:
-        metrics["active_at_training"] = {"version": active.name}
+    if run.active.name is not None:
+        metrics["active_at_training"] = {"version": run.active.name}
     return VersionRecord(params, metrics, fusion_record, embedding_metrics)
 
 
@@ -548,72 +554,49 @@ def apply_gate(
     return False, reason
 
 
-def register_version(
-    engine: Engine,
-    *,
-    name: str,
-    request: TrainRequest,
-    split: PairSplit,
-    result: TrainingResult,
-    base: VersionScores,
-    base_title_metrics: dict[str, float],
-    finetuned: VersionScores,
-    deltas: dict[str, dict[str, dict[str, float]]],
-    active: ActiveScores,
-    wise_ft_weight: float | None,
-    fusion: dict[str, FusionChoice],
-) -> RunOutcome:
+def register_version(engine: Engine, *, name: str, run: TrainingRun) -> RunOutcome:
     """Add the version row with its fusion weights, apply the gate, and write the model card with the verdict."""
     # 1. What the row and the card record
-    record = version_record(
-        request=request,
-        split=split,
-        result=result,
-        base=base,
-        base_title_metrics=base_title_metrics,
-        finetuned=finetuned,
-        deltas=deltas,
-        active=active,
-        wise_ft_weight=wise_ft_weight,
-        fusion=fusion,
-    )
-    weights, metric = record.fusion["weights"], request.knobs.gate_metric
+    record = version_record(run)
+    weights, metric = record.fusion["weights"], run.request.knobs.gate_metric
 
     # 2. The version row, with the fusion weights it was scored with; 3. the gate's verdict on it
     with Session(engine) as session:
         version = registry.create_version(
             session=session,
             name=name,
-            base_model=request.base_model,
+            base_model=run.request.base_model,
             params=record.params,
-            dataset_fingerprint=split.fingerprint,
-            dataset_counts=split.counts,
+            dataset_fingerprint=run.split.fingerprint,
+            dataset_counts=run.split.counts,
             metrics=record.metrics,
-            loss_log=result.loss_log,
-            artifact_path=str(result.artifact_path),
-            article_text=split.recipe.name,
+            loss_log=run.result.loss_log,
+            artifact_path=str(run.result.artifact_path),
+            article_text=run.split.recipe.name,
         )
         version_id = version.id
         registry.set_fusion_weights(session=session, version_id=version_id, weights=weights)
         session.commit()
-        promoted, reason = apply_gate(session, version, request=request, deltas=deltas, active=active)
+        promoted, reason = apply_gate(
+            session, version, request=run.request, deltas=run.deltas, active=run.active
+        )
 
     # 4. The model card, verdict included
     card.write_model_card(
-        result.artifact_path,
+        run.result.artifact_path,
         name=name,
-        base_model=request.base_model,
+        base_model=run.request.base_model,
         params=record.params,
-        dataset_fingerprint=split.fingerprint,
-        dataset_counts=split.counts,
-        loss_log=result.loss_log,
+        dataset_fingerprint=run.split.fingerprint,
+        dataset_counts=run.split.counts,
+        loss_log=run.result.loss_log,
         base_metrics=record.metrics["base"],
-        base_title_metrics=base_title_metrics,
+        base_title_metrics=run.base_title_metrics,
         finetuned_metrics=record.metrics["finetuned"],
-        deltas=deltas,
-        article_text=split.recipe.name,
+        deltas=run.deltas,
+        article_text=run.split.recipe.name,
         gate=card.gate_line(metric, "promoted" if promoted else "stays candidate", reason),
-        samples_per_second=result.samples_per_second,
+        samples_per_second=run.result.samples_per_second,
         embedding_metrics=record.embedding_metrics,
         fusion_weights=weights,
     )
@@ -624,20 +607,20 @@ def register_version(
         version=name,
         promoted=promoted,
         reason=reason,
-        artifact_path=str(result.artifact_path),
+        artifact_path=str(run.result.artifact_path),
         gate_metric=metric,
         base_metrics=record.metrics["base"],
-        base_title_metrics=base_title_metrics,
+        base_title_metrics=run.base_title_metrics,
         finetuned_metrics=record.metrics["finetuned"],
-        deltas=deltas,
-        counts=split.counts,
+        deltas=run.deltas,
+        counts=run.split.counts,
         base_embedding_metrics=record.embedding_metrics["base"],
         finetuned_embedding_metrics=record.embedding_metrics["finetuned"],
         fusion_weights=record.fusion,
-        loss_log=result.loss_log,
-        steps=result.steps,
-        samples_per_second=result.samples_per_second,
-        device=result.device,
-        precision=result.precision,
-        wise_ft_weight=wise_ft_weight,
+        loss_log=run.result.loss_log,
+        steps=run.result.steps,
+        samples_per_second=run.result.samples_per_second,
+        device=run.result.device,
+        precision=run.result.precision,
+        wise_ft_weight=run.wise_ft_weight,
     )
