@@ -40,6 +40,7 @@ import json
 import logging
 import os
 import platform
+import random
 import statistics
 import sys
 import tempfile
@@ -72,7 +73,7 @@ from wikiref.models.encode import EncoderConfig, TorchEncoder
 from wikiref.models.evaluate import REVERSE_METRIC, ArticleScores, paired_bootstrap
 from wikiref.models.finetune import TrainingConfig, resolve_device, train
 from wikiref.models.fusion import VOTE, VOTE_GRID, WORDS, WORDS_GRID, fuse
-from wikiref.models.pairs import DEFAULT_TOKEN_BUDGET, build_pairs, heldout_score, tokenizer_counter
+from wikiref.models.pairs import DEFAULT_TOKEN_BUDGET, Pair, build_pairs, heldout_score, tokenizer_counter
 
 VALIDATION_FRACTION = 0.1
 HEADLINE = ("ndcg@10", REVERSE_METRIC)
@@ -95,6 +96,24 @@ def split_articles(articles, bulk, *, recipe: ArticleTextRecipe, target: str, co
     )
 
 
+def sibling_pairs(pairs, seed: int) -> list[Pair]:
+    """Issue 25's lever: references of the same training article as (anchor, positive) pairs beside the
+    article -> reference pairs, so that training sees the reference-to-reference similarity the vote ranks by.
+
+    Each article's references in a seeded random order, each paired with the next: about one pair per reference.
+    """
+    by_article: dict[int, list[Pair]] = {}
+    for pair in pairs:
+        by_article.setdefault(pair.article_id, []).append(pair)
+    rng = random.Random(seed)
+    siblings = []
+    for article_id, own in by_article.items():
+        texts = sorted({pair.chunk for pair in own})
+        rng.shuffle(texts)
+        siblings += [Pair(article_id, own[0].title, b, a) for a, b in itertools.pairwise(texts)]
+    return siblings
+
+
 def train_stage(args) -> int:
     articles, bulk, _ = load_articles(args.data, args.cache)
     knobs = product_recipe("default")
@@ -104,13 +123,19 @@ def train_stage(args) -> int:
     split = split_articles(articles, bulk, recipe=recipe, target=target, count_tokens=tokenizer_counter(base))
     device = resolve_device(args.device)
     for seed in (int(s) for s in args.seeds.split(",")):
-        folder = args.models / f"default-seed{seed}"
+        folder = args.models / (f"default-siblings-seed{seed}" if args.siblings else f"default-seed{seed}")
         if (folder / "model").exists():
             print(f"{folder / 'model'} exists: seed {seed} already trained")
             continue
+        pairs = split.train
+        if args.siblings:
+            pairs = [*split.train, *sibling_pairs(split.train, seed)]
+            print(
+                f"seed {seed}: {len(split.train)} article pairs + {len(pairs) - len(split.train)} sibling pairs"
+            )
         result = train(
             base_model=base,
-            pairs=split.train,
+            pairs=pairs,
             output_dir=folder / "model",
             checkpoint_dir=folder / "checkpoints",
             config=TrainingConfig(**knobs, seed=seed, save_steps=10**9),
@@ -123,6 +148,8 @@ def train_stage(args) -> int:
             "train_pairs": result.train_pairs,
             "steps": result.steps,
             "train_seconds": round(result.seconds, 1),
+            "sibling_pairs": bool(args.siblings),
+            "load_after": os.getloadavg(),
         }
         (folder / "training.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
         print(
@@ -421,7 +448,7 @@ def measure_stage(args) -> int:
         "base": (None, recipe.name),
         "base-titles": (None, TITLE_ONLY.name),
     }
-    for seed_folder in sorted(args.models.glob("default-seed*")) if args.models.exists() else []:
+    for seed_folder in sorted(args.models.glob("default-*seed*")) if args.models.exists() else []:
         if (seed_folder / "model").exists():
             versions[seed_folder.name] = (str(seed_folder / "model"), recipe.name)
     if args.versions:
@@ -610,6 +637,11 @@ def main() -> int:
     )
     parser.add_argument("--inputs", type=Path, nargs="+", help="combine: the measure reports to join")
     parser.add_argument("--seeds", default="1", help="train: comma-separated seeds")
+    parser.add_argument(
+        "--siblings",
+        action="store_true",
+        help="train: add pairs of references of the same article (folders default-siblings-seedN)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--bootstrap-samples", type=int, default=2000)
     parser.add_argument("--limit", type=int, default=None, help="proxy runs: N articles of each corpus")

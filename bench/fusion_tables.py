@@ -1,6 +1,6 @@
 """Print the markdown tables of docs/training.md from the raw JSON of bench/fusion_bench.py runs.
 
-python bench/fusion_tables.py bench/results/fusion-base.json
+python bench/fusion_tables.py bench/results/fusion.json
 
 One row per version and scorer: NDCG@10 and accuracy@1 through the SQL functions on the evaluation articles,
 each delta with its 95% paired bootstrap CI (against the same version's embeddings alone, the base model with
