@@ -60,7 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.corpus_split import is_eval_article
 from bench.train_bench import SHARED, load_articles, product_recipe
-from wikiref.db import migrate, registry
+from wikiref.db import migrate, registry, search
 from wikiref.db.bulk_writes import upsert_pages
 from wikiref.db.engine import libpq_url, make_engine
 from wikiref.db.server import ensure_embedded_server, stop_embedded_server
@@ -263,28 +263,38 @@ def set_weights(engine, version: str, weights: dict[str, dict[str, float]]) -> N
         session.commit()
 
 
-def vector_literal(vector: np.ndarray) -> str:
-    return "[" + ",".join(f"{x:.7g}" for x in vector) + "]"
-
-
-def title_vectors(engine, artifact: str | None) -> dict[int, str]:
-    """Each article's title as free text, embedded by the version's model (what ``wikiref search`` passes)."""
-    articles, _, _ = corpus_of(engine)
+def title_vectors(engines: dict[str, Any], artifact: str | None) -> dict[str, dict[int, np.ndarray]]:
+    """Per database, each article's title as free text embedded by the version's model (what ``wikiref search``
+    passes), the model loaded once."""
     encoder = TorchEncoder(
         EncoderConfig(model_path=resolve_model_path(artifact or BASE_MODEL_ID), backend="torch")
     )
-    vectors = encoder.encode([title for _, title in articles])
-    return {article_id: vector_literal(v) for (article_id, _), v in zip(articles, vectors, strict=True)}
+    vectors = {}
+    for corpus, engine in engines.items():
+        articles, _, _ = corpus_of(engine)
+        encoded = encoder.encode([title for _, title in articles])
+        vectors[corpus] = {article_id: v for (article_id, _), v in zip(articles, encoded, strict=True)}
+    return vectors
 
 
-SEARCH_TEXT = (
-    "SELECT reference_id, similarity, words FROM wikiref.search_text(:title, CAST(:e AS vector), :k, :v, "
-    "fusion => :f)"
-)
+def search_text(
+    connection, title: str, vector: np.ndarray | None, *, k: int, version: str, fusion: bool
+) -> list[dict[str, Any]]:
+    """The rows of ``wikiref.search_text`` as ``wikiref search`` calls it (wikiref.db.search.run)."""
+    found = search.run(
+        session=Session(bind=connection),
+        function="search_text",
+        query=title,
+        query_embedding=vector,
+        k=k,
+        model_version=version,
+        fusion=fusion,
+    )
+    return [dict(zip(found.columns, row, strict=True)) for row in found.rows]
 
 
 def choose_weights(
-    engine, version: str, vectors: dict[int, str], per_article: int | None
+    engine, version: str, vectors: dict[int, np.ndarray], per_article: int | None
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """Per scorer, the grid's best weights on the validation database, and every grid point's score.
 
@@ -306,14 +316,11 @@ def choose_weights(
             ids = np.array([r[0] for r in rows])
             signals = {"embedding": np.array([r[1] for r in rows]), WORDS: np.array([r[2] for r in rows])}
             forward.append((ids, signals, set(references[article_id])))
-            rows = connection.execute(
-                text(SEARCH_TEXT),
-                {"title": title, "e": vectors[article_id], "k": 1000, "v": version, "f": True},
-            ).all()
-            ids = np.array([r[0] for r in rows])
+            rows = search_text(connection, title, vectors[article_id], k=1000, version=version, fusion=True)
+            ids = np.array([r["reference_id"] for r in rows])
             signals = {
-                "embedding": np.array([r[1] for r in rows], dtype=float),
-                WORDS: np.array([r[2] for r in rows], dtype=float),
+                "embedding": np.array([r["similarity"] for r in rows], dtype=float),
+                WORDS: np.array([r["words"] for r in rows], dtype=float),
             }
             searched.append((ids, signals, set(references[article_id])))
         for reference_id, article_id in owner.items():
@@ -401,24 +408,18 @@ def score_served(
     return scores, time.perf_counter() - started
 
 
-def score_search_text(engine, version: str, vectors: dict[int, str] | None, *, fusion: bool) -> ArticleScores:
+def score_search_text(
+    engine, version: str, vectors: dict[int, np.ndarray] | None, *, fusion: bool
+) -> ArticleScores:
     """``search_text(title, title's embedding)`` NDCG@10 per article against its own references (``vectors``
     None: the words alone)."""
     articles, _, references = corpus_of(engine)
     ndcg = np.zeros(len(articles))
     with engine.connect() as connection:
         for i, (article_id, title) in enumerate(articles):
-            found = connection.execute(
-                text(SEARCH_TEXT),
-                {
-                    "title": title,
-                    "e": vectors[article_id] if vectors else None,
-                    "k": 10,
-                    "v": version,
-                    "f": fusion,
-                },
-            ).scalars()
-            ndcg[i] = ndcg_at_10(list(found), set(references[article_id]))
+            vector = vectors[article_id] if vectors else None
+            rows = search_text(connection, title, vector, k=10, version=version, fusion=fusion)
+            ndcg[i] = ndcg_at_10([r["reference_id"] for r in rows], set(references[article_id]))
     return ArticleScores(
         article_ids=tuple(article_id for article_id, _ in articles),
         per_article={"ndcg@10": ndcg},
@@ -502,7 +503,7 @@ def measure_stage(args) -> int:
                 }
                 per_article = args.references_per_article
                 searching = name != "base-titles"  # the same model as base: the same search_text answers
-                vectors = {c: title_vectors(e, artifact) for c, e in engines.items()} if searching else {}
+                vectors = title_vectors(engines, artifact) if searching else {}
                 chosen, validation = (
                     choose_weights(engines["validation"], name, vectors["validation"], per_article)
                     if searching
