@@ -9,17 +9,22 @@ def setting_default(name: str):
     return Settings.model_fields[name].default
 
 
+def column_default(connection, table: str, column: str) -> str:
+    return connection.execute(
+        text(
+            "SELECT column_default FROM information_schema.columns "
+            "WHERE table_name = :table AND column_name = :column"
+        ),
+        {"table": table, "column": column},
+    ).scalar_one()
+
+
 def test_a_version_without_a_recorded_ef_search_uses_the_settings_default(engine: Engine) -> None:
     with engine.begin() as connection:
-        column_default = connection.execute(
-            text(
-                "SELECT column_default FROM information_schema.columns "
-                "WHERE table_name = 'embedding_states' AND column_name = 'ef_search'"
-            )
-        ).scalar_one()
+        ef_search = column_default(connection, "embedding_states", "ef_search")
         # No embedding_states row for version -1: the function's own fallback, raised to k = 1 at least.
         fallback = connection.execute(text("SELECT wikiref.set_ef_search(-1, 1)")).scalar_one()
-    assert int(column_default) == fallback == setting_default("hnsw_ef_search")
+    assert int(ef_search) == fallback == setting_default("hnsw_ef_search")
 
 
 def test_the_databases_article_text_default_is_the_title_only_recipe(engine: Engine) -> None:
@@ -28,13 +33,8 @@ def test_the_databases_article_text_default_is_the_title_only_recipe(engine: Eng
     from wikiref.models.article_text import TITLE_ONLY
 
     with engine.begin() as connection:
-        column_default = connection.execute(
-            text(
-                "SELECT column_default FROM information_schema.columns "
-                "WHERE table_name = 'model_versions' AND column_name = 'article_text'"
-            )
-        ).scalar_one()
-    assert column_default == f"'{TITLE_ONLY.name}'::text"
+        article_text = column_default(connection, "model_versions", "article_text")
+    assert article_text == f"'{TITLE_ONLY.name}'::text"
 
 
 def test_the_scrape_and_training_settings_default_to_what_the_libraries_do_by_themselves() -> None:
