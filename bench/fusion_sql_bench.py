@@ -111,10 +111,98 @@ SELECT s.id FROM signals s
 """
 
 
+def lexical_index_report(connection, *, rebuild_indexes: bool = False) -> dict:
+    """The lexical index's sizes and the time to rebuild its statistics from scratch; with ``rebuild_indexes``,
+    also each GIN index dropped and built again (its build time alone, as a first load into an empty table
+    would not show it)."""
+    result: dict = {}
+    connection.execute("DELETE FROM lexical_statistics")  # so that the refresh rebuilds both corpora
+    start = time.perf_counter()
+    connection.execute("SELECT * FROM wikiref.refresh_lexical_statistics()")
+    result["statistics_rebuild_seconds"] = round(time.perf_counter() - start, 3)
+    if rebuild_indexes:
+        builds = {}
+        for index in ("ix_article_references_lexemes", "ix_articles_lexemes"):
+            definition = connection.execute("SELECT pg_get_indexdef(%s::regclass)", (index,)).fetchone()[0]
+            connection.execute(f"DROP INDEX {index}")
+            start = time.perf_counter()
+            connection.execute(definition)
+            builds[index] = round(time.perf_counter() - start, 3)
+        result["gin_build_seconds"] = builds
+    size = "SELECT pg_total_relation_size(%s) / 1048576.0"
+    column = "SELECT sum(pg_column_size(lexemes)) / 1048576.0 FROM {}"
+    result["lexical_index_mib"] = {
+        "ix_article_references_lexemes": float(
+            connection.execute(size, ("ix_article_references_lexemes",)).fetchone()[0]
+        ),
+        "ix_articles_lexemes": float(connection.execute(size, ("ix_articles_lexemes",)).fetchone()[0]),
+        "lexeme_documents": float(connection.execute(size, ("lexeme_documents",)).fetchone()[0]),
+        "article_references.lexemes": float(
+            connection.execute(column.format("article_references")).fetchone()[0]
+        ),
+        "articles.lexemes": float(connection.execute(column.format("articles")).fetchone()[0]),
+    }
+    result["lexemes"] = connection.execute(
+        "SELECT corpus, count(*) FROM lexeme_documents GROUP BY corpus ORDER BY corpus"
+    ).fetchall()
+    return result
+
+
+def fused_latency(connection, titles: list[str], references: list[int]) -> tuple[dict, dict[str, list[list]]]:
+    """p50/p95 of each function fused and with ``fusion => false``, one call at a time; and the rows
+    ``similar_references`` served for each title, by label."""
+    latency, served = {}, {}
+    for fusion in (True, False):
+        label = "fused" if fusion else "embeddings_alone"
+        latency[f"similar_references_{label}"], served[label] = timed(
+            connection,
+            "SELECT reference_id FROM wikiref.similar_references(%s, 10, fusion => %s)",
+            [(t, fusion) for t in titles],
+        )
+        latency[f"similar_articles_{label}"], _ = timed(
+            connection,
+            "SELECT article_id FROM wikiref.similar_articles(%s, 10, fusion => %s)",
+            [(t, fusion) for t in titles],
+        )
+        latency[f"articles_for_reference_{label}"], _ = timed(
+            connection,
+            "SELECT article_id FROM wikiref.articles_for_reference(%s, 10, fusion => %s)",
+            [(r, fusion) for r in references],
+        )
+    latency["search_text_words_alone"], _ = timed(
+        connection,
+        "SELECT reference_id FROM wikiref.search_text(%s, NULL, 10)",
+        [(t,) for t in titles],
+    )
+    return latency, served
+
+
+def fused_recall(connection, version: int, titles: list[str], served: list[list], depth: int = 100) -> dict:
+    """Recall@10 of the served fused top 10 against the exact fused computation (``EXACT_REFERENCES``), and how
+    long one exact computation took."""
+    weight = connection.execute(
+        "SELECT wikiref.fusion_weight(%s, 'similar_references', 'words')", (version,)
+    ).fetchone()[0]
+    recalls, seconds = [], []
+    with connection.transaction():
+        connection.execute("SET LOCAL enable_indexscan = off")  # exact cosine order: no HNSW
+        for title, rows in zip(titles, served, strict=True):
+            start = time.perf_counter()
+            exact = connection.execute(
+                EXACT_REFERENCES, {"v": version, "title": title, "depth": depth, "w": weight}
+            ).fetchall()
+            seconds.append(time.perf_counter() - start)
+            recalls.append(len({r[0] for r in rows} & {r[0] for r in exact}) / max(1, len(exact)))
+    return {
+        "recall_at_10": round(statistics.mean(recalls), 4),
+        "queries": len(recalls),
+        "exact": percentiles(seconds),
+    }
+
+
 def measure(url: str, queries: int) -> dict:
     import psycopg
 
-    result: dict = {}
     rng = random.Random(7)
     with psycopg.connect(url, autocommit=True) as connection:
         connection.execute("SET max_parallel_workers_per_gather = 0")
@@ -122,76 +210,16 @@ def measure(url: str, queries: int) -> dict:
         counts = connection.execute(
             "SELECT (SELECT count(*) FROM articles), (SELECT count(*) FROM article_references)"
         ).fetchone()
-        result["corpus"] = {"articles": counts[0], "references": counts[1]}
+        result: dict = {"corpus": {"articles": counts[0], "references": counts[1]}}
         titles = [row[0] for row in connection.execute("SELECT title FROM articles ORDER BY id")]
         references = [row[0] for row in connection.execute("SELECT id FROM article_references ORDER BY id")]
         sample_titles = rng.sample(titles, min(queries, len(titles)))
         sample_refs = rng.sample(references, min(queries, len(references)))
-
-        connection.execute("DELETE FROM lexical_statistics")  # so that the refresh rebuilds both corpora
-        start = time.perf_counter()
-        connection.execute("SELECT * FROM wikiref.refresh_lexical_statistics()")
-        result["statistics_rebuild_seconds"] = round(time.perf_counter() - start, 3)
-        size = "SELECT pg_total_relation_size(%s) / 1048576.0"
-        result["lexical_index_mib"] = {
-            "ix_article_references_lexemes": float(
-                connection.execute(size, ("ix_article_references_lexemes",)).fetchone()[0]
-            ),
-            "ix_articles_lexemes": float(connection.execute(size, ("ix_articles_lexemes",)).fetchone()[0]),
-            "lexeme_documents": float(connection.execute(size, ("lexeme_documents",)).fetchone()[0]),
-            "article_references.lexemes": float(
-                connection.execute(
-                    "SELECT sum(pg_column_size(lexemes)) / 1048576.0 FROM article_references"
-                ).fetchone()[0]
-            ),
-            "articles.lexemes": float(
-                connection.execute(
-                    "SELECT sum(pg_column_size(lexemes)) / 1048576.0 FROM articles"
-                ).fetchone()[0]
-            ),
-        }
-        result["lexemes"] = connection.execute(
-            "SELECT corpus, count(*) FROM lexeme_documents GROUP BY corpus ORDER BY corpus"
-        ).fetchall()
-
-        latency, served = {}, {}
-        for fusion in (True, False):
-            label = "fused" if fusion else "embeddings_alone"
-            latency[f"similar_references_{label}"], found = timed(
-                connection,
-                "SELECT reference_id FROM wikiref.similar_references(%s, 10, fusion => %s)",
-                [(t, fusion) for t in sample_titles],
-            )
-            served[label] = found
-            latency[f"similar_articles_{label}"], _ = timed(
-                connection,
-                "SELECT article_id FROM wikiref.similar_articles(%s, 10, fusion => %s)",
-                [(t, fusion) for t in sample_titles],
-            )
-            latency[f"articles_for_reference_{label}"], _ = timed(
-                connection,
-                "SELECT article_id FROM wikiref.articles_for_reference(%s, 10, fusion => %s)",
-                [(r, fusion) for r in sample_refs],
-            )
-        latency["search_text_words_alone"], _ = timed(
-            connection,
-            "SELECT reference_id FROM wikiref.search_text(%s, NULL, 10)",
-            [(t,) for t in sample_titles],
-        )
-        result["latency"] = latency
-
-        weight = connection.execute(
-            "SELECT wikiref.fusion_weight(%s, 'similar_references', 'words')", (version,)
-        ).fetchone()[0]
-        recalls = []
-        with connection.transaction():
-            connection.execute("SET LOCAL enable_indexscan = off")  # exact cosine order: no HNSW
-            for title, rows in zip(sample_titles, served["fused"], strict=True):
-                exact = connection.execute(
-                    EXACT_REFERENCES, {"v": version, "title": title, "depth": 100, "w": weight}
-                ).fetchall()
-                recalls.append(len({r[0] for r in rows} & {r[0] for r in exact}) / max(1, len(exact)))
-        result["similar_references_fused_recall_at_10_vs_exact_fused"] = round(statistics.mean(recalls), 4)
+        result.update(lexical_index_report(connection))
+        result["latency"], served = fused_latency(connection, sample_titles, sample_refs)
+        result["similar_references_fused_recall_at_10_vs_exact_fused"] = fused_recall(
+            connection, version, sample_titles, served["fused"]
+        )["recall_at_10"]
         result["sanity_quality"] = sanity_quality(connection, sample_titles, sample_refs)
     return result
 

@@ -11,7 +11,9 @@ then, in this process (``queries``): table and index sizes; p50/p95 of each SQL 
 ``similar_references`` against an exact scan of the same version's embeddings; the HNSW build of the references
 index alone, for ``vector`` and ``halfvec`` storage, with the configured parallel maintenance workers
 (``functions``: the same without those two builds); and (``exact``) the functions' own statement through the
-index at each ``--ef-search`` against the same statement as an exact scan.
+index at each ``--ef-search`` against the same statement as an exact scan; and (``fusion``) the lexical index's
+size and GIN build time, p50/p95 of each function fused and with ``fusion => false``, and recall@10 of the fused
+``similar_references`` against an exact fused computation (bench/fusion_sql_bench.py's, no index used).
 
     python bench/scale_bench.py --references 100000 --out docs/bench/scale-100k.json
 """
@@ -46,6 +48,13 @@ settings = get_settings()
 split = load_pairs(prepare_database(settings)[1], TrainRequest.from_settings(settings))
 print(json.dumps(split.counts))
 """
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
 
 
 def run_stage(name: str, command: list[str], env: dict[str, str]) -> dict:
@@ -373,6 +382,40 @@ def measure_exact(url: str, version: int, args) -> dict:
     return result
 
 
+def measure_fusion(url: str, args) -> dict:
+    """The fused functions at this scale (bench/fusion_sql_bench.py's measurements, one backend each): the lexical
+    index's sizes, statistics rebuild and GIN builds; latency fused and embeddings alone; recall@10 of the fused
+    ``similar_references`` against the exact fused computation on the first ``--exact-queries`` titles."""
+    import psycopg
+
+    from bench.fusion_sql_bench import fused_latency, fused_recall, lexical_index_report
+
+    rng = random.Random(7)
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("SET max_parallel_workers_per_gather = 0")
+        connection.execute(f"SET maintenance_work_mem = '{args.maintenance_work_mem}'")
+        connection.execute(f"SET max_parallel_maintenance_workers = {args.parallel_workers}")
+        version = connection.execute("SELECT id FROM model_versions WHERE name = 'base'").fetchone()[0]
+        titles = [row[0] for row in connection.execute("SELECT title FROM articles ORDER BY id")]
+        references = [row[0] for row in connection.execute("SELECT id FROM article_references ORDER BY id")]
+        sample_titles = rng.sample(titles, min(args.queries, len(titles)))
+        sample_refs = rng.sample(references, min(args.queries, len(references)))
+        result: dict = {"server": server_settings(connection, version)}
+        start = time.perf_counter()
+        result.update(lexical_index_report(connection, rebuild_indexes=True))
+        print(f"[fusion] lexical index: {json.dumps(result)}", flush=True)
+        # The first pass reads the rebuilt GIN indexes into the cache; the second is the one reported.
+        fused_latency(connection, sample_titles, sample_refs)
+        result["latency"], served = fused_latency(connection, sample_titles, sample_refs)
+        print(f"[fusion] latency: {json.dumps(result['latency'])}", flush=True)
+        exact_count = min(args.exact_queries, len(sample_titles))
+        result["similar_references_fused_vs_exact_fused"] = fused_recall(
+            connection, version, sample_titles[:exact_count], served["fused"][:exact_count]
+        )
+        result["seconds"] = time.perf_counter() - start
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--references", type=int, required=True)
@@ -382,13 +425,20 @@ def main() -> None:
         "--stages",
         default="generate,load,pairs,embed,queries,exact",
         help="comma-separated; a run of later stages alone (on the same --workdir) adds them to an existing --out. "
-        "'functions' is 'queries' without rebuilding the references index as vector and as halfvec",
+        "'functions' is 'queries' without rebuilding the references index as vector and as halfvec; 'fusion' "
+        "measures the fused functions and the lexical index",
     )
     parser.add_argument("--hnsw-m", type=int, default=16)
     parser.add_argument("--hnsw-ef-construction", type=int, default=128)
     parser.add_argument("--ef-search", type=lambda v: [int(x) for x in v.split(",")], default=[40, 100])
     parser.add_argument("--parallel-workers", type=int, default=2)
     parser.add_argument("--maintenance-work-mem", default="1GB")
+    parser.add_argument(
+        "--exact-queries",
+        type=int,
+        default=100,
+        help="titles scored by the exact fused computation (fusion stage)",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     stages = args.stages.split(",")
@@ -411,7 +461,12 @@ def main() -> None:
         "WIKIREF_EMBED_CACHE_DIR": str(args.workdir / "onnx-cache"),
     }
     wikiref = [PYTHON, "-m", "wikiref.flows.cli"]
-    machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "load_average": os.getloadavg()}
+    machine = {
+        "cpus": os.cpu_count(),
+        "cpu": cpu_model(),
+        "platform": platform.platform(),
+        "load_average": os.getloadavg(),
+    }
     report: dict = {"references_requested": args.references, "machine": machine, "stages": {}}
     if args.out and args.out.exists() and not {"generate", "load"} & set(stages):
         report = json.loads(args.out.read_text())
@@ -479,6 +534,10 @@ def main() -> None:
         with psycopg.connect(url) as connection:
             version = connection.execute("SELECT id FROM model_versions WHERE name = 'base'").fetchone()[0]
         report["hnsw_vs_exact"] = measure_exact(url, version, args)
+        save()
+    if "fusion" in stages:
+        report["fusion"] = measure_fusion(url, args)
+        report["fusion"]["machine"] = {"load_average": os.getloadavg(), "cpu": cpu_model()}
     save()
 
 

@@ -41,6 +41,9 @@ def main(paths: list[Path]) -> None:
         print(row(f"{name}: peak RSS MiB", *[stage(run, name, "peak_rss_mib", ".0f") for run in runs]))
     print(row("machine load average (1 min)", *[f"{run['machine']['load_average'][0]:.1f}" for run in runs]))
     print()
+    for run in runs:
+        if "fusion" in run:
+            print_fusion(run)
 
     queried = [run for run in runs if "queries" in run]
     if not queried:
@@ -131,6 +134,51 @@ def main(paths: list[Path]) -> None:
                         recall_cell(value["recall_at_10"]),
                     )
                 )
+
+
+def print_fusion(run: dict) -> None:
+    """The fused functions at one size (scale_bench.py's ``fusion`` stage)."""
+    fusion = run["fusion"]
+    latency = fusion["latency"]
+    exact = fusion["similar_references_fused_vs_exact_fused"]
+    print(
+        f"Fused functions at {run['references']:,} references (1 backend, {latency['similar_references_fused']['n']} "
+        f"calls each; ef_search {fusion['server']['function_ef_search']}, shared_buffers "
+        f"{fusion['server']['shared_buffers']}; load average {fusion['machine']['load_average'][0]:.1f}):"
+    )
+    print()
+    print(row("function", "fused p50 / p95 ms", "embeddings alone p50 / p95 ms"))
+    print(row("---", "---", "---"))
+    for function in ("similar_references", "articles_for_reference", "similar_articles"):
+        fused, alone = latency[f"{function}_fused"], latency[f"{function}_embeddings_alone"]
+        print(
+            row(
+                f"`{function}`",
+                f"{fused['p50_ms']:.1f} / {fused['p95_ms']:.1f}",
+                f"{alone['p50_ms']:.1f} / {alone['p95_ms']:.1f}",
+            )
+        )
+    words = latency["search_text_words_alone"]
+    print(row("`search_text`, words alone", f"{words['p50_ms']:.1f} / {words['p95_ms']:.1f}", "-"))
+    print()
+    print(
+        f"Recall@10 of the fused `similar_references` against the exact fused computation: {exact['recall_at_10']:.3f} "
+        f"({exact['queries']} titles; one exact computation p50 {exact['exact']['p50_ms']:.0f} ms)."
+    )
+    sizes = fusion["lexical_index_mib"]
+    builds = fusion.get("gin_build_seconds", {})
+    print(
+        "Lexical index: GIN "
+        + " + ".join(
+            f"{sizes[name]:.1f} MiB (`{name}`, built in {builds.get(name, float('nan')):.1f} s)"
+            for name in ("ix_article_references_lexemes", "ix_articles_lexemes")
+        )
+        + f"; stored lexemes {sizes['article_references.lexemes']:.1f} + {sizes['articles.lexemes']:.1f} MiB; "
+        f"statistics {sizes['lexeme_documents']:.1f} MiB ("
+        + " + ".join(f"{count:,} {corpus}" for corpus, count in fusion["lexemes"])
+        + f" lexemes), rebuilt from scratch in {fusion['statistics_rebuild_seconds']:.1f} s."
+    )
+    print()
 
 
 if __name__ == "__main__":
