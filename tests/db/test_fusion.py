@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 from sqlalchemy import text, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from tests.conftest import REPO_ROOT
@@ -449,3 +450,78 @@ def test_model_version_base_is_fused_on_real_pages(embedded: Session) -> None:
     )
     assert len(owners) == 5 and all(row["vote"] is not None for row in owners)
     assert sum(row["is_own_article"] for row in owners) <= 1
+
+
+def test_the_vote_of_0014_answers_as_the_vote_of_0008(embedded: Session) -> None:
+    """0014 changes how the vote reads the voters' embeddings, not what it computes: every row, score and part of
+    the fused articles_for_reference equals 0008's function on the embedded pages."""
+    session = embedded
+    path = REPO_ROOT / "db" / "migrations" / "versions" / "0014_fused_functions_at_1m.py"
+    spec = importlib.util.spec_from_file_location("migration_0014", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    before = module.ARTICLES_FOR_REFERENCE.replace("VOTES", module.VOTES_0008.strip("\n") + "\n").replace(
+        "FUNCTION wikiref.articles_for_reference(", "FUNCTION wikiref_before.articles_for_reference("
+    )
+    assert "voters AS MATERIALIZED" not in before and "votes AS (" in before
+    session.execute(text("CREATE SCHEMA wikiref_before"))
+    session.connection().connection.driver_connection.execute(before)
+    references = list(session.scalars(text("SELECT id FROM article_references ORDER BY md5(text) LIMIT 12")))
+    for reference_id in references:
+        rows = {
+            schema: session.execute(
+                text(f"SELECT * FROM {schema}.articles_for_reference(:r, 10)"), {"r": reference_id}
+            ).all()
+            for schema in ("wikiref_before", "wikiref")
+        }
+        assert len(rows["wikiref"]) == 10
+        assert [tuple(row) for row in rows["wikiref"]] == [tuple(row) for row in rows["wikiref_before"]]
+
+
+def _words_candidates(session: Session, query: str, rows_per_candidate: int | None) -> list[int]:
+    with session.begin_nested():
+        if rows_per_candidate is not None:
+            session.execute(text(f"SET LOCAL wikiref.words_rows_per_candidate = {rows_per_candidate}"))
+        return list(
+            session.scalars(
+                text("SELECT id FROM wikiref.bm25_candidates('references', to_tsvector('english', :q), 10)"),
+                {"q": query},
+            )
+        )
+
+
+def test_more_words_rows_per_candidate_finds_the_exact_bm25_top(corpus) -> None:
+    """The words' candidates are the rows matching the query's rarest lexemes, at most 1,000 by default: 1,200
+    references share "cormorant heron" and 5 hold "avocet", so "avocet cormorant heron" matches only the 5 by
+    default, while BM25's top 10 holds 5 of the 1,200 too. Raised, the setting finds that top 10; a bad value
+    names the setting."""
+    session, ids = corpus
+    article_id = ids["season"]
+    session.execute(
+        text(
+            "INSERT INTO article_references (article_id, position, text, content_hash) "
+            "SELECT :a, 100 + n, body, md5(body) FROM ("
+            "  SELECT n, CASE WHEN n < 5 THEN 'Avocet count ' || n ELSE 'Cormorant and heron count ' || n END AS body"
+            "    FROM generate_series(0, 1204) n) t"
+        ),
+        {"a": article_id},
+    )
+    session.commit()
+    refresh_lexical_statistics(session=session)
+    query = "avocet cormorant heron"
+    exact = list(
+        session.scalars(
+            text(
+                "SELECT b.id FROM wikiref.bm25_scores('references', to_tsvector('english', :q), "
+                "ARRAY(SELECT r.id FROM article_references r WHERE r.lexemes @@ "
+                "wikiref.lexeme_query(tsvector_to_array(to_tsvector('english', :q))))) b "
+                "WHERE b.score > 0 ORDER BY b.score DESC, b.id LIMIT 10"
+            ),
+            {"q": query},
+        )
+    )
+    assert len(exact) == 10
+    assert len(_words_candidates(session, query, None)) == 5
+    assert _words_candidates(session, query, 1000) == exact
+    with pytest.raises(DBAPIError, match="wikiref.words_rows_per_candidate must be a whole number"):
+        _words_candidates(session, query, 0)
