@@ -39,7 +39,6 @@ import itertools
 import json
 import logging
 import os
-import platform
 import random
 import statistics
 import sys
@@ -59,6 +58,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.corpus_split import is_eval_article
+from bench.machine import cpu_model
 from bench.train_bench import SHARED, load_articles, product_recipe
 from wikiref.db import migrate, registry, search
 from wikiref.db.bulk_writes import upsert_pages
@@ -461,7 +461,7 @@ def measure_stage(args) -> int:
     report: dict[str, Any] = {
         "protocol": "validation and evaluation articles of bench/train_bench.py's split, each in a database of its "
         "own; weights chosen on validation, scored through the SQL functions on evaluation",
-        "cpu": cpu_model(),
+        "cpu": f"{cpu_model()} ({os.cpu_count()} cores)",
         "load_before": os.getloadavg(),
         "article_text": recipe.name,
         "references_per_article": args.references_per_article or "all",
@@ -559,13 +559,6 @@ def measure_stage(args) -> int:
     write()
     print(f"wrote {args.out}")
     return 0
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-        if line.startswith("model name"):
-            return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    return platform.machine()
 
 
 def combine_stage(args) -> int:

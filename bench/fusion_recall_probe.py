@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import statistics
 import sys
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from bench.fusion_sql_bench import EXACT_REFERENCES, percentiles
+from bench.fusion_sql_bench import EXACT_REFERENCES, percentiles, sampled_queries
 
 EXACT_BY_COSINE = """SELECT e.reference_id AS id FROM reference_embeddings e, query q
      WHERE e.model_version_id = %(v)s ORDER BY e.embedding <=> q.vector LIMIT %(depth)s"""
@@ -48,7 +47,7 @@ def fusion_statement(cosine: str, words: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--titles", type=int, default=60, help="titles sampled with seed 7, as scale_bench does"
+        "--titles", type=int, default=60, help="the first of the 200 titles scale_bench samples"
     )
     parser.add_argument("--rows-per-candidate", default="10,30,50,100")
     parser.add_argument("--out", type=Path)
@@ -64,8 +63,7 @@ def main() -> None:
     with psycopg.connect(url, autocommit=True) as connection:
         connection.execute("SET max_parallel_workers_per_gather = 0")
         version = connection.execute("SELECT wikiref.serving_version_id()").fetchone()[0]
-        titles = [row[0] for row in connection.execute("SELECT title FROM articles ORDER BY id")]
-        sample = random.Random(7).sample(titles, min(200, len(titles)))[: args.titles]
+        sample = sampled_queries(connection, 200)[0][: args.titles]  # scale_bench's first titles
         weight = connection.execute(
             "SELECT wikiref.fusion_weight(%s, 'similar_references', 'words')", (version,)
         ).fetchone()[0]

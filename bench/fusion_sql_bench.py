@@ -200,10 +200,18 @@ def fused_recall(connection, version: int, titles: list[str], served: list[list]
     }
 
 
+def sampled_queries(connection, count: int) -> tuple[list[str], list[int]]:
+    """``count`` titles, then ``count`` reference ids, sampled with seed 7: every bench of the SQL functions asks
+    the same queries of the same corpus."""
+    rng = random.Random(7)
+    titles = [row[0] for row in connection.execute("SELECT title FROM articles ORDER BY id")]
+    references = [row[0] for row in connection.execute("SELECT id FROM article_references ORDER BY id")]
+    return rng.sample(titles, min(count, len(titles))), rng.sample(references, min(count, len(references)))
+
+
 def measure(url: str, queries: int) -> dict:
     import psycopg
 
-    rng = random.Random(7)
     with psycopg.connect(url, autocommit=True) as connection:
         connection.execute("SET max_parallel_workers_per_gather = 0")
         version = connection.execute("SELECT wikiref.serving_version_id()").fetchone()[0]
@@ -211,10 +219,7 @@ def measure(url: str, queries: int) -> dict:
             "SELECT (SELECT count(*) FROM articles), (SELECT count(*) FROM article_references)"
         ).fetchone()
         result: dict = {"corpus": {"articles": counts[0], "references": counts[1]}}
-        titles = [row[0] for row in connection.execute("SELECT title FROM articles ORDER BY id")]
-        references = [row[0] for row in connection.execute("SELECT id FROM article_references ORDER BY id")]
-        sample_titles = rng.sample(titles, min(queries, len(titles)))
-        sample_refs = rng.sample(references, min(queries, len(references)))
+        sample_titles, sample_refs = sampled_queries(connection, queries)
         result.update(lexical_index_report(connection))
         result["latency"], served = fused_latency(connection, sample_titles, sample_refs)
         result["similar_references_fused_recall_at_10_vs_exact_fused"] = fused_recall(

@@ -39,6 +39,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 PYTHON = sys.executable
 
+from bench.fusion_sql_bench import sampled_queries
+from bench.machine import cpu_model
+
 PAIRS_SCRIPT = """
 import json, sys
 from wikiref.flows.settings import get_settings
@@ -48,13 +51,6 @@ settings = get_settings()
 split = load_pairs(prepare_database(settings)[1], TrainRequest.from_settings(settings))
 print(json.dumps(split.counts))
 """
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def run_stage(name: str, command: list[str], env: dict[str, str]) -> dict:
@@ -140,16 +136,10 @@ def measure_queries(url: str, version: int, args, rebuild: bool = True) -> dict:
     from wikiref.db.embeddings import hnsw_index_name
 
     result: dict = {}
-    rng = random.Random(7)
     with psycopg.connect(url, autocommit=True) as connection:
         register_vector(connection)
         connection.execute("SET max_parallel_workers_per_gather = 0")  # queries measured as one backend each
-        titles = [row[0] for row in connection.execute("SELECT title FROM articles ORDER BY id")]
-        reference_ids = [
-            row[0] for row in connection.execute("SELECT id FROM article_references ORDER BY id")
-        ]
-        sample_titles = rng.sample(titles, min(args.queries, len(titles)))
-        sample_refs = rng.sample(reference_ids, min(args.queries, len(reference_ids)))
+        sample_titles, sample_refs = sampled_queries(connection, args.queries)
         words = [t.split(" (scale")[0] for t in sample_titles]
         result["server"] = server_settings(connection, version)
 
@@ -390,16 +380,12 @@ def measure_fusion(url: str, args) -> dict:
 
     from bench.fusion_sql_bench import fused_latency, fused_recall, lexical_index_report
 
-    rng = random.Random(7)
     with psycopg.connect(url, autocommit=True) as connection:
         connection.execute("SET max_parallel_workers_per_gather = 0")
         connection.execute(f"SET maintenance_work_mem = '{args.maintenance_work_mem}'")
         connection.execute(f"SET max_parallel_maintenance_workers = {args.parallel_workers}")
         version = connection.execute("SELECT id FROM model_versions WHERE name = 'base'").fetchone()[0]
-        titles = [row[0] for row in connection.execute("SELECT title FROM articles ORDER BY id")]
-        references = [row[0] for row in connection.execute("SELECT id FROM article_references ORDER BY id")]
-        sample_titles = rng.sample(titles, min(args.queries, len(titles)))
-        sample_refs = rng.sample(references, min(args.queries, len(references)))
+        sample_titles, sample_refs = sampled_queries(connection, args.queries)
         result: dict = {"server": server_settings(connection, version)}
         start = time.perf_counter()
         result.update(lexical_index_report(connection, rebuild_indexes=True))
