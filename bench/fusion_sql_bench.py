@@ -200,6 +200,39 @@ def fused_recall(connection, version: int, titles: list[str], served: list[list]
     }
 
 
+def vote_agreement(connection, references: list[int]) -> dict | None:
+    """Where the session lets only the nearest references vote (``wikiref.vote_references``, docs/sql.md): how
+    often the fused ``articles_for_reference`` top 1 is the exact vote's, and the overlap of their top 10s. None
+    when the setting is unset (the vote is exact)."""
+    setting = connection.execute("SELECT current_setting('wikiref.vote_references', true)").fetchone()[0]
+    if not (setting or "").strip():
+        return None
+    statement = "SELECT article_id FROM wikiref.articles_for_reference(%s, 10)"
+    # The second pass is the one reported: the first reads into the cache what the exact fusion's scans left out.
+    for _ in range(2):
+        same_top, overlap, seconds = [], [], {"nearest_references_vote": [], "exact_vote": []}
+        for reference_id in references:
+            start = time.perf_counter()
+            served = [row[0] for row in connection.execute(statement, (reference_id,))]
+            seconds["nearest_references_vote"].append(time.perf_counter() - start)
+            with connection.transaction(force_rollback=True):
+                # '' is unset: RESET would return to the PGOPTIONS value.
+                connection.execute("SET LOCAL wikiref.vote_references = ''")
+                start = time.perf_counter()
+                exact = [row[0] for row in connection.execute(statement, (reference_id,))]
+                seconds["exact_vote"].append(time.perf_counter() - start)
+            same_top.append(served[:1] == exact[:1])
+            overlap.append(len(set(served) & set(exact)) / max(1, len(exact)))
+    return {
+        "vote_references": int(setting),
+        "top_1_same_as_exact_vote": round(statistics.mean(same_top), 4),
+        "top_10_overlap_with_exact_vote": round(statistics.mean(overlap), 4),
+        "queries": len(references),
+        # Side by side, one call of each per reference in turn (the exact one inside its own transaction).
+        "latency": {name: percentiles(values) for name, values in seconds.items()},
+    }
+
+
 def sampled_queries(connection, count: int) -> tuple[list[str], list[int]]:
     """``count`` titles, then ``count`` reference ids, sampled with seed 7: every bench of the SQL functions asks
     the same queries of the same corpus."""
@@ -225,6 +258,9 @@ def measure(url: str, queries: int) -> dict:
         result["similar_references_fused_recall_at_10_vs_exact_fused"] = fused_recall(
             connection, version, sample_titles, served["fused"]
         )["recall_at_10"]
+        agreement = vote_agreement(connection, sample_refs)
+        if agreement is not None:
+            result["articles_for_reference_vs_exact_vote"] = agreement
         result["sanity_quality"] = sanity_quality(connection, sample_titles, sample_refs)
     return result
 

@@ -276,6 +276,11 @@ def server_settings(connection, version: int) -> dict:
     return {
         "shared_buffers": connection.execute("SHOW shared_buffers").fetchone()[0],
         "function_ef_search": ef_search,
+        # The fused functions' session settings (unset: their defaults, docs/sql.md).
+        **{
+            name: connection.execute("SELECT current_setting(%s, true)", (f"wikiref.{name}",)).fetchone()[0]
+            for name in ("words_rows_per_candidate", "vote_references")
+        },
     }
 
 
@@ -378,7 +383,7 @@ def measure_fusion(url: str, args) -> dict:
     ``similar_references`` against the exact fused computation on the first ``--exact-queries`` titles."""
     import psycopg
 
-    from bench.fusion_sql_bench import fused_latency, fused_recall, lexical_index_report
+    from bench.fusion_sql_bench import fused_latency, fused_recall, lexical_index_report, vote_agreement
 
     with psycopg.connect(url, autocommit=True) as connection:
         connection.execute("SET max_parallel_workers_per_gather = 0")
@@ -398,6 +403,10 @@ def measure_fusion(url: str, args) -> dict:
         result["similar_references_fused_vs_exact_fused"] = fused_recall(
             connection, version, sample_titles[:exact_count], served["fused"][:exact_count]
         )
+        agreement = vote_agreement(connection, sample_refs)
+        if agreement is not None:
+            result["articles_for_reference_vs_exact_vote"] = agreement
+            print(f"[fusion] vote: {json.dumps(agreement)}", flush=True)
         result["seconds"] = time.perf_counter() - start
     return result
 

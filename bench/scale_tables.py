@@ -141,10 +141,16 @@ def print_fusion(run: dict) -> None:
     fusion = run["fusion"]
     latency = fusion["latency"]
     exact = fusion["similar_references_fused_vs_exact_fused"]
+    server = fusion["server"]
+    sessions = "".join(
+        f", wikiref.{name} {server[name]}"
+        for name in ("words_rows_per_candidate", "vote_references")
+        if server.get(name)
+    )
     print(
         f"Fused functions at {run['references']:,} references (1 backend, {latency['similar_references_fused']['n']} "
-        f"calls each; ef_search {fusion['server']['function_ef_search']}, shared_buffers "
-        f"{fusion['server']['shared_buffers']}; load average {fusion['machine']['load_average'][0]:.1f}):"
+        f"calls each; ef_search {server['function_ef_search']}{sessions}, shared_buffers "
+        f"{server['shared_buffers']}; load average {fusion['machine']['load_average'][0]:.1f}):"
     )
     print()
     print(row("function", "fused p50 / p95 ms", "embeddings alone p50 / p95 ms"))
@@ -165,6 +171,16 @@ def print_fusion(run: dict) -> None:
         f"Recall@10 of the fused `similar_references` against the exact fused computation: {exact['recall_at_10']:.3f} "
         f"({exact['queries']} titles; one exact computation p50 {exact['exact']['p50_ms']:.0f} ms)."
     )
+    vote = fusion.get("articles_for_reference_vs_exact_vote")
+    if vote:
+        nearest, exact_vote = vote["latency"]["nearest_references_vote"], vote["latency"]["exact_vote"]
+        print(
+            f"`articles_for_reference` with the vote of the {vote['vote_references']} nearest references against "
+            f"the exact vote ({vote['queries']} references, side by side): the same top 1 "
+            f"{vote['top_1_same_as_exact_vote']:.2f}, top 10 overlap {vote['top_10_overlap_with_exact_vote']:.2f}; "
+            f"p50 / p95 {nearest['p50_ms']:.1f} / {nearest['p95_ms']:.1f} ms against "
+            f"{exact_vote['p50_ms']:.1f} / {exact_vote['p95_ms']:.1f}."
+        )
     sizes = fusion["lexical_index_mib"]
     builds = fusion.get("gin_build_seconds", {})
     print(

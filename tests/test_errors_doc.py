@@ -112,6 +112,16 @@ STATEMENTS = [
         "the search text has 4001 characters; at most 4000 are searched",
     ),
     ("SELECT * FROM wikiref.reference_changes(NULL)", "since must be a time, got NULL"),
+    (
+        "SET LOCAL wikiref.vote_references = 0; "
+        "SELECT * FROM wikiref.articles_for_reference((SELECT min(id) FROM article_references))",
+        "wikiref.vote_references must be a whole number from 1 to 1000, got 0",
+    ),
+    (
+        "SET LOCAL wikiref.words_rows_per_candidate = 'many'; "
+        "SELECT * FROM wikiref.similar_references((SELECT min(title) FROM articles))",
+        "wikiref.words_rows_per_candidate must be a whole number from 1 to 1000, got many",
+    ),
     ("SELECT * FROM wikiref.bm25_references(NULL, ARRAY[1])", "query must be a text, got NULL"),
     (
         "SELECT * FROM wikiref.bm25_references('cat', NULL)",

@@ -452,9 +452,10 @@ def test_model_version_base_is_fused_on_real_pages(embedded: Session) -> None:
     assert sum(row["is_own_article"] for row in owners) <= 1
 
 
-def test_the_vote_of_0014_answers_as_the_vote_of_0008(embedded: Session) -> None:
-    """0014 changes how the vote reads the voters' embeddings, not what it computes: every row, score and part of
-    the fused articles_for_reference equals 0008's function on the embedded pages."""
+def test_the_exact_vote_answers_as_the_vote_of_0008(embedded: Session) -> None:
+    """0014 changed how the vote reads the voters' embeddings and 0015 how the references' search feeds the pool,
+    not what they compute: with ``wikiref.vote_references`` unset, the fused articles_for_reference answers as 0008's
+    function on the embedded pages, row for row, every score and part equal."""
     session = embedded
     path = REPO_ROOT / "db" / "migrations" / "versions" / "0014_fused_functions_at_1m.py"
     spec = importlib.util.spec_from_file_location("migration_0014", path)
@@ -475,7 +476,14 @@ def test_the_vote_of_0014_answers_as_the_vote_of_0008(embedded: Session) -> None
             for schema in ("wikiref_before", "wikiref")
         }
         assert len(rows["wikiref"]) == 10
-        assert [tuple(row) for row in rows["wikiref"]] == [tuple(row) for row in rows["wikiref_before"]]
+        after, before_rows = rows["wikiref"], rows["wikiref_before"]
+        assert [(row[0], row[1], row[3], row[4]) for row in after] == [
+            (row[0], row[1], row[3], row[4]) for row in before_rows
+        ]
+        # The sums over the candidates may add in another order: equal but for a double's last bits.
+        assert [(row[2], row[5], row[6], row[7]) for row in after] == [
+            pytest.approx((row[2], row[5], row[6], row[7]), rel=1e-12) for row in before_rows
+        ]
 
 
 def _words_candidates(session: Session, query: str, rows_per_candidate: int | None) -> list[int]:
@@ -525,3 +533,44 @@ def test_more_words_rows_per_candidate_finds_the_exact_bm25_top(corpus) -> None:
     assert _words_candidates(session, query, 1000) == exact
     with pytest.raises(DBAPIError, match="wikiref.words_rows_per_candidate must be a whole number"):
         _words_candidates(session, query, 0)
+
+
+def _votes(session: Session, reference_id: int, vote_references: int | None) -> dict[int, float | None]:
+    with session.begin_nested():
+        if vote_references is not None:
+            session.execute(text(f"SET LOCAL wikiref.vote_references = {vote_references}"))
+        rows = session.execute(
+            text("SELECT article_id, vote FROM wikiref.articles_for_reference(:r, 10)"), {"r": reference_id}
+        ).all()
+    return {row[0]: row[1] for row in rows}
+
+
+def test_the_nearest_references_vote_exactly_and_bound_the_other_articles(corpus) -> None:
+    """With ``wikiref.vote_references = 3`` only NAMED's 3 nearest references vote: NAMED itself (no voter),
+    UNNAMED (cosine 0.285, its own article's) and Garden 3's report 19 (0.177). Asafa Powell and Garden 3 get
+    their exact vote; the other gardens and Season results (no reference at all) get the last voter's cosine,
+    the bound of their own best. Unset, every stored reference votes."""
+    session, ids = corpus
+    gardens = list(
+        session.scalars(text("SELECT id FROM articles WHERE title LIKE 'Garden %' ORDER BY title"))
+    )
+    best = {garden: 0.3 * (0.40 + 0.01 * (5 * n + 4)) for n, garden in enumerate(gardens)}
+    exact = _votes(session, ids["named"], None)
+    assert exact[ids["powell"]] == pytest.approx(0.3 * 0.95)  # from UNNAMED, never NAMED itself (1.0)
+    assert exact[ids["season"]] is None
+    for garden, vote in best.items():
+        assert exact[garden] == pytest.approx(vote)
+    nearest = _votes(session, ids["named"], 3)
+    bound = best[gardens[3]]
+    assert nearest[ids["powell"]] == pytest.approx(0.3 * 0.95)
+    assert nearest[gardens[3]] == pytest.approx(bound)
+    for article in [*gardens[:3], ids["season"]]:
+        assert nearest[article] == pytest.approx(bound)
+        assert exact[article] is None or exact[article] < bound
+    # Every reference a voter: each article with references votes exactly as unset.
+    everyone = _votes(session, ids["named"], 1000)
+    assert {a: v for a, v in everyone.items() if a != ids["season"]} == pytest.approx(
+        {a: v for a, v in exact.items() if a != ids["season"]}
+    )
+    with pytest.raises(DBAPIError, match="wikiref.vote_references must be a whole number"):
+        _votes(session, ids["named"], 0)
