@@ -499,18 +499,22 @@ def _words_candidates(session: Session, query: str, rows_per_candidate: int | No
 
 
 def test_more_words_rows_per_candidate_finds_the_exact_bm25_top(corpus) -> None:
-    """The words' candidates are the rows matching the query's rarest lexemes, at most 1,000 by default: 1,200
-    references share "cormorant heron" and 5 hold "avocet", so "avocet cormorant heron" matches only the 5 by
-    default, while BM25's top 10 holds 5 of the 1,200 too. Raised, the setting finds that top 10; a bad value
-    names the setting."""
+    """The words' candidates are the rows matching the query's rarest lexemes (at most 1,000 by default) and the
+    rows matching two of its rarer lexemes together (at most 500): 5 references hold "avocet", 1,200 long ones
+    "cormorant ... heron", and 5 short ones, written last, "Cormorant heron". BM25's top 10 is the avocets and the
+    short five (a shorter row scores higher); by default the pairs' search stops at 500 of the 1,205 rows that
+    hold both words, before the short ones. Raised, the setting finds that top 10; a bad value names the
+    setting."""
     session, ids = corpus
     article_id = ids["season"]
     session.execute(
         text(
             "INSERT INTO article_references (article_id, position, text, content_hash) "
             "SELECT :a, 100 + n, body, md5(body) FROM ("
-            "  SELECT n, CASE WHEN n < 5 THEN 'Avocet count ' || n ELSE 'Cormorant and heron count ' || n END AS body"
-            "    FROM generate_series(0, 1204) n) t"
+            "  SELECT n, CASE WHEN n < 5 THEN 'Avocet count ' || n"
+            "                 WHEN n < 1205 THEN 'Cormorant and heron count ' || n || ' in the marsh reserve survey'"
+            "                 ELSE 'Cormorant heron ' || n END AS body"
+            "    FROM generate_series(0, 1209) n) t"
         ),
         {"a": article_id},
     )
@@ -529,7 +533,12 @@ def test_more_words_rows_per_candidate_finds_the_exact_bm25_top(corpus) -> None:
         )
     )
     assert len(exact) == 10
-    assert len(_words_candidates(session, query, None)) == 5
+    short = set(
+        session.scalars(text("SELECT id FROM article_references WHERE text LIKE 'Cormorant heron %'"))
+    )
+    assert len(short) == 5 and short <= set(exact)
+    by_default = _words_candidates(session, query, None)
+    assert len(by_default) == 10 and not short & set(by_default)
     assert _words_candidates(session, query, 1000) == exact
     with pytest.raises(DBAPIError, match="wikiref.words_rows_per_candidate must be a whole number"):
         _words_candidates(session, query, 0)
@@ -574,3 +583,41 @@ def test_the_nearest_references_vote_exactly_and_bound_the_other_articles(corpus
     )
     with pytest.raises(DBAPIError, match="wikiref.vote_references must be a whole number"):
         _votes(session, ids["named"], 0)
+
+
+def test_the_words_candidates_hold_the_rows_that_match_two_commoner_words(corpus) -> None:
+    """The query "zebu joan river": 3 references hold "zebu", 1,100 "Joan", 1,100 "river", 5 "Joan" and "river"
+    together. The rarest lexemes under the cap are "zebu" alone, yet the 5 rows holding both commoner words rank
+    right after the zebus in BM25: the pairs' search (0016) brings them, and the candidates are BM25's exact top."""
+    session, ids = corpus
+    session.execute(
+        text(
+            "INSERT INTO article_references (article_id, position, text, content_hash) "
+            "SELECT :a, 100 + n, body, md5(body) FROM ("
+            "  SELECT n, CASE WHEN n < 3 THEN 'Zebu cattle ' || n"
+            "                 WHEN n < 1103 THEN 'Joan of Arc, chapter ' || n"
+            "                 WHEN n < 2203 THEN 'The river in flood, chapter ' || n"
+            "                 ELSE 'Joan by the river ' || n END AS body"
+            "    FROM generate_series(0, 2207) n) t"
+        ),
+        {"a": ids["season"]},
+    )
+    session.commit()
+    refresh_lexical_statistics(session=session)
+    query = "zebu joan river"
+    both = set(
+        session.scalars(text("SELECT id FROM article_references WHERE text LIKE 'Joan by the river %'"))
+    )
+    exact = list(
+        session.scalars(
+            text(
+                "SELECT b.id FROM wikiref.bm25_scores('references', to_tsvector('english', :q), "
+                "ARRAY(SELECT r.id FROM article_references r WHERE r.lexemes @@ "
+                "wikiref.lexeme_query(tsvector_to_array(to_tsvector('english', :q))))) b "
+                "WHERE b.score > 0 ORDER BY b.score DESC, b.id LIMIT 8"
+            ),
+            {"q": query},
+        )
+    )
+    assert len(both) == 5 and set(exact[3:]) == both
+    assert _words_candidates(session, query, None)[:8] == exact
