@@ -499,10 +499,10 @@ def _words_candidates(session: Session, query: str, rows_per_candidate: int | No
 
 
 def test_more_words_rows_per_candidate_finds_the_exact_bm25_top(corpus) -> None:
-    """The words' candidates are the rows matching the query's rarest lexemes (at most 1,000 by default) and the
-    rows matching two of its rarer lexemes together (at most 500): 5 references hold "avocet", 1,200 long ones
+    """The words' candidates are the rows matching the query's rarest lexemes and the rows matching two of its
+    rarer lexemes together, each search at most 1,000 rows by default: 5 references hold "avocet", 1,200 long ones
     "cormorant ... heron", and 5 short ones, written last, "Cormorant heron". BM25's top 10 is the avocets and the
-    short five (a shorter row scores higher); by default the pairs' search stops at 500 of the 1,205 rows that
+    short five (a shorter row scores higher); by default the pairs' search stops at 1,000 of the 1,205 rows that
     hold both words, before the short ones. Raised, the setting finds that top 10; a bad value names the
     setting."""
     session, ids = corpus
@@ -621,3 +621,15 @@ def test_the_words_candidates_hold_the_rows_that_match_two_commoner_words(corpus
     )
     assert len(both) == 5 and set(exact[3:]) == both
     assert _words_candidates(session, query, None)[:8] == exact
+    # Scored as they are read, the candidates carry wikiref.bm25_scores' scores.
+    served = dict(
+        session.execute(
+            text(
+                "SELECT id, score FROM wikiref.bm25_candidates('references', to_tsvector('english', :q), 10)"
+            ),
+            {"q": query},
+        ).all()
+    )
+    assert served == pytest.approx(
+        search.bm25_references(session=session, query=query, reference_ids=list(served))
+    )
