@@ -13,6 +13,9 @@ cosine (the bound) is its vote. Unset (the default), the vote is exact, as befor
 0014's (tests/db/test_fusion.py); set, answers may change where the bound stands in for an article's vote
 (measured in docs/scaling.md). Training, evaluation and the promotion gate score the exact vote.
 
+The new setting and 0014's ``wikiref.words_rows_per_candidate`` are read by one check,
+``wikiref.integer_setting``, with the same messages.
+
 Frozen: the function's text is restated here (a migration does not import another); 0014's returns on downgrade.
 """
 
@@ -177,28 +180,67 @@ POOL_AND_VOTES_0014 = r"""pool AS (
              GROUP BY x.article_id
 """
 
-VOTE_REFERENCES = r"""
-CREATE FUNCTION wikiref.vote_references() RETURNS integer
+# One check of a whole-number session setting for both of the fused functions' settings (0014 wrote the first
+# out in full; wikiref.set_ef_search keeps its own, frozen in 0013).
+SESSION_SETTINGS = r"""
+CREATE FUNCTION wikiref.integer_setting(name text, low integer, high integer, hint text) RETURNS integer
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    raw text := nullif(btrim(current_setting('wikiref.vote_references', true)), '');
+    raw text := nullif(btrim(current_setting(name, true)), '');
 BEGIN
     IF raw IS NULL THEN
         RETURN NULL;
     END IF;
-    IF raw !~ '^[0-9]{1,9}$' OR raw::integer NOT BETWEEN 1 AND 1000 THEN
-        RAISE EXCEPTION 'wikiref.vote_references must be a whole number from 1 to 1000, got %', wikiref.shown(raw)
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'SET wikiref.vote_references = 700 (fewer: faster, further from the exact vote), '
-                         'or RESET wikiref.vote_references for the exact vote';
+    IF raw !~ '^[0-9]{1,9}$' OR raw::integer NOT BETWEEN low AND high THEN
+        RAISE EXCEPTION '% must be a whole number from % to %, got %', name, low, high, wikiref.shown(raw)
+            USING ERRCODE = 'invalid_parameter_value', HINT = hint;
     END IF;
     RETURN raw::integer;
 END
+$$;
+COMMENT ON FUNCTION wikiref.integer_setting(text, integer, integer, text) IS
+    'The session setting NAME as a whole number from LOW to HIGH, NULL when unset; any other value raises an '
+    'error that names the setting, with HINT.';
+
+CREATE FUNCTION wikiref.vote_references() RETURNS integer
+LANGUAGE sql STABLE AS $$
+    SELECT wikiref.integer_setting('wikiref.vote_references', 1, 1000,
+        'SET wikiref.vote_references = 700 (fewer: faster, further from the exact vote), '
+        'or RESET wikiref.vote_references for the exact vote')
 $$;
 COMMENT ON FUNCTION wikiref.vote_references() IS
     'How many of the query''s nearest references vote in articles_for_reference (the session''s '
     'wikiref.vote_references, 1 to 1000); NULL when unset: every other stored reference of each candidate article '
     'votes (exact).';
+
+CREATE OR REPLACE FUNCTION wikiref.words_rows_per_candidate() RETURNS integer
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(wikiref.integer_setting('wikiref.words_rows_per_candidate', 1, 1000,
+        'SET wikiref.words_rows_per_candidate = 30 (more: closer to exact BM25, slower), '
+        'or RESET wikiref.words_rows_per_candidate'), 10)
+$$;
+"""
+
+# 0014's, restored on downgrade.
+WORDS_ROWS_PER_CANDIDATE_0014 = r"""
+CREATE OR REPLACE FUNCTION wikiref.words_rows_per_candidate() RETURNS integer
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    raw text := nullif(btrim(current_setting('wikiref.words_rows_per_candidate', true)), '');
+BEGIN
+    IF raw IS NULL THEN
+        RETURN 10;
+    END IF;
+    IF raw !~ '^[0-9]{1,9}$' OR raw::integer NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'wikiref.words_rows_per_candidate must be a whole number from 1 to 1000, got %',
+            wikiref.shown(raw)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'SET wikiref.words_rows_per_candidate = 30 (more: closer to exact BM25, slower), '
+                         'or RESET wikiref.words_rows_per_candidate';
+    END IF;
+    RETURN raw::integer;
+END
+$$;
 """
 
 
@@ -211,10 +253,12 @@ def _articles_for_reference(declarations: str, search_depth: str, pool_and_votes
 
 
 def upgrade() -> None:
-    op.execute(VOTE_REFERENCES)
+    op.execute(SESSION_SETTINGS)
     op.execute(_articles_for_reference(DECLARATIONS, SEARCH_DEPTH, POOL_AND_VOTES))
 
 
 def downgrade() -> None:
     op.execute(_articles_for_reference(DECLARATIONS_0014, SEARCH_DEPTH_0014, POOL_AND_VOTES_0014))
+    op.execute(WORDS_ROWS_PER_CANDIDATE_0014)
     op.execute("DROP FUNCTION wikiref.vote_references()")
+    op.execute("DROP FUNCTION wikiref.integer_setting(text, integer, integer, text)")
