@@ -498,6 +498,21 @@ def _words_candidates(session: Session, query: str, rows_per_candidate: int | No
         )
 
 
+def _exact_bm25_top(session: Session, query: str, count: int) -> list[int]:
+    """BM25's top ``count`` references for ``query`` over every row matching any of its words: no candidate bound."""
+    return list(
+        session.scalars(
+            text(
+                "SELECT b.id FROM wikiref.bm25_scores('references', to_tsvector('english', :q), "
+                "ARRAY(SELECT r.id FROM article_references r WHERE r.lexemes @@ "
+                "wikiref.lexeme_query(tsvector_to_array(to_tsvector('english', :q))))) b "
+                "WHERE b.score > 0 ORDER BY b.score DESC, b.id LIMIT :n"
+            ),
+            {"q": query, "n": count},
+        )
+    )
+
+
 def test_more_words_rows_per_candidate_finds_the_exact_bm25_top(corpus) -> None:
     """The words' candidates are the rows matching the query's rarest lexemes and the rows matching two of its
     rarer lexemes together, each search at most 1,000 rows by default: 5 references hold "avocet", 1,200 long ones
@@ -521,17 +536,7 @@ def test_more_words_rows_per_candidate_finds_the_exact_bm25_top(corpus) -> None:
     session.commit()
     refresh_lexical_statistics(session=session)
     query = "avocet cormorant heron"
-    exact = list(
-        session.scalars(
-            text(
-                "SELECT b.id FROM wikiref.bm25_scores('references', to_tsvector('english', :q), "
-                "ARRAY(SELECT r.id FROM article_references r WHERE r.lexemes @@ "
-                "wikiref.lexeme_query(tsvector_to_array(to_tsvector('english', :q))))) b "
-                "WHERE b.score > 0 ORDER BY b.score DESC, b.id LIMIT 10"
-            ),
-            {"q": query},
-        )
-    )
+    exact = _exact_bm25_top(session, query, 10)
     assert len(exact) == 10
     short = set(
         session.scalars(text("SELECT id FROM article_references WHERE text LIKE 'Cormorant heron %'"))
@@ -608,17 +613,7 @@ def test_the_words_candidates_hold_the_rows_that_match_two_commoner_words(corpus
     both = set(
         session.scalars(text("SELECT id FROM article_references WHERE text LIKE 'Joan by the river %'"))
     )
-    exact = list(
-        session.scalars(
-            text(
-                "SELECT b.id FROM wikiref.bm25_scores('references', to_tsvector('english', :q), "
-                "ARRAY(SELECT r.id FROM article_references r WHERE r.lexemes @@ "
-                "wikiref.lexeme_query(tsvector_to_array(to_tsvector('english', :q))))) b "
-                "WHERE b.score > 0 ORDER BY b.score DESC, b.id LIMIT 8"
-            ),
-            {"q": query},
-        )
-    )
+    exact = _exact_bm25_top(session, query, 8)
     assert len(both) == 5 and set(exact[3:]) == both
     assert _words_candidates(session, query, None)[:8] == exact
     # Scored as they are read, the candidates carry wikiref.bm25_scores' scores.
