@@ -99,7 +99,9 @@ def main() -> None:
             print(f"served recall@10 against {name}: {statistics.mean(recalls):.3f}", flush=True)
 
         lexemes = [
-            connection.execute("SELECT lexemes::text FROM articles WHERE title = %s", (t,)).fetchone()[0]
+            connection.execute(
+                "SELECT wikiref.article_words(title, lead)::text FROM articles WHERE title = %s", (t,)
+            ).fetchone()[0]
             for t in sample
         ]
         exact = [

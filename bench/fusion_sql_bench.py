@@ -86,7 +86,7 @@ def prepare(include_bulk: bool) -> str:
 
 EXACT_REFERENCES = """
 WITH query AS (
-    SELECT t.embedding AS vector, a.lexemes
+    SELECT t.embedding AS vector, wikiref.article_words(a.title, a.lead) AS lexemes
       FROM articles a JOIN title_embeddings t ON t.article_id = a.id AND t.model_version_id = %(v)s
      WHERE a.title = %(title)s
 ), by_cosine AS (

@@ -154,6 +154,32 @@ _BM25_MATRIX_STATEMENTS = {
     target: text(_BM25_MATRIX.replace("BM25_FUNCTION", f"wikiref.bm25_{target}"))
     for target in ("references", "articles")
 }
+# One row per article, in the articles' order: the words of the article as similar_references matches them.
+_ARTICLE_WORDS_MATRIX = text("""
+SELECT ARRAY(
+         SELECT coalesce(b.score, 0)
+           FROM unnest(CAST(:ids AS bigint[])) WITH ORDINALITY AS i(id, position)
+           LEFT JOIN wikiref.bm25_scores('references', wikiref.article_words(a.title, a.lead), CAST(:ids AS bigint[]))
+                     AS b ON b.id = i.id
+          ORDER BY i.position)
+  FROM unnest(CAST(:articles AS bigint[])) WITH ORDINALITY AS q(id, position)
+  JOIN articles a ON a.id = q.id
+ ORDER BY q.position
+""")
+
+
+def _matrix(
+    session: Session, statement, parameters: dict, shape: tuple[int, int], rows_per_fetch: int
+) -> np.ndarray:
+    matrix = np.zeros(shape)
+    rows = session.execute(statement, parameters, execution_options={"yield_per": rows_per_fetch})
+    filled = 0
+    for row, (scores,) in enumerate(rows):
+        matrix[row] = scores
+        filled += 1
+    if filled != shape[0]:
+        raise ValueError(f"{shape[0] - filled} of the {shape[0]} queries are not in the database")
+    return matrix
 
 
 def bm25_matrix(
@@ -166,15 +192,22 @@ def bm25_matrix(
     """
     if target not in _BM25_MATRIX_STATEMENTS:
         raise ValueError(f"unknown BM25 target {target!r}: one of {', '.join(_BM25_MATRIX_STATEMENTS)}")
-    matrix = np.zeros((len(queries), len(ids)))
-    rows = session.execute(
-        _BM25_MATRIX_STATEMENTS[target],
-        {"queries": list(queries), "ids": list(ids)},
-        execution_options={"yield_per": rows_per_fetch},
+    parameters = {"queries": list(queries), "ids": list(ids)}
+    return _matrix(
+        session, _BM25_MATRIX_STATEMENTS[target], parameters, (len(queries), len(ids)), rows_per_fetch
     )
-    for row, (scores,) in enumerate(rows):
-        matrix[row] = scores
-    return matrix
+
+
+def article_words_matrix(
+    *, session: Session, article_ids: Sequence[int], reference_ids: Sequence[int], rows_per_fetch: int = 64
+) -> np.ndarray:
+    """The ``words`` of ``similar_references`` between each stored article and each reference: BM25 of the
+    article's title and lead (``wikiref.article_words``, the title's lexemes counted three times) against the
+    reference's text. Rows the articles, columns the references, in their orders, as ``bm25_matrix``.
+    """
+    parameters = {"articles": list(article_ids), "ids": list(reference_ids)}
+    shape = (len(article_ids), len(reference_ids))
+    return _matrix(session, _ARTICLE_WORDS_MATRIX, parameters, shape, rows_per_fetch)
 
 
 def serving_version(*, session: Session) -> tuple[int, str, str, str | None] | None:

@@ -217,27 +217,20 @@ def ensure_base_version(engine: Engine, request: TrainRequest) -> int:
         return registry.get_version(session=session, name=name).id
 
 
-def article_query(article: EvalArticle) -> str:
-    """The text an article's ``words`` are matched with: its title and lead, as the SQL functions match it."""
-    return f"{article.title}\n{article.lead}" if article.lead else article.title
-
-
 def fetch_word_scores(engine: Engine, articles: list[EvalArticle]) -> WordScores:
     """The served BM25 ``words`` signal between these articles and their references, from the lexical index.
 
-    ``wikiref.bm25_references`` of each article (its title + lead against every reference of these articles) and
-    ``wikiref.bm25_articles`` of each reference (its text against every one of these articles), one statement per
-    direction: the same scores the fused SQL functions use, so that evaluation scores what a user gets.
+    Each stored article's words (its title and lead, as ``similar_references`` matches them) against every
+    reference of these articles, and each reference's text against every one of these articles
+    (``wikiref.bm25_articles``), one statement per direction: the same scores the fused SQL functions use, so that
+    evaluation scores what a user gets.
     """
     article_ids = [article.article_id for article in articles]
     with Session(engine) as session:
         ids = corpus.reference_ids_by_text(session=session, article_ids=article_ids)
         reference_ids = [ids[a.article_id][text] for a in articles for text in a.references]
-        forward = search.bm25_matrix(
-            session=session,
-            target="references",
-            queries=[article_query(a) for a in articles],
-            ids=reference_ids,
+        forward = search.article_words_matrix(
+            session=session, article_ids=article_ids, reference_ids=reference_ids
         )
         texts = [text for article in articles for text in article.references]
         reverse = search.bm25_matrix(session=session, target="articles", queries=texts, ids=article_ids)

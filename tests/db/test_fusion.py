@@ -238,9 +238,10 @@ def test_set_fusion_weights_refuses_a_bad_shape(corpus, change, message: str) ->
     assert registry.fusion_weights(session=session, version_id=ids["version"]) == DEFAULT_WEIGHTS
 
 
-def _bm25_by_hand(session: Session, query: str, table: str) -> dict[int, float]:
+def _bm25_by_hand(session: Session, query: str, table: str, title: str = "") -> dict[int, float]:
     """BM25 (k1 1.2, b 0.75, idf ln(1 + (N - df + 0.5) / (df + 0.5)), length: distinct lexemes) over the
-    stored lexemes, in Python."""
+    stored lexemes, in Python; a lexeme of ``title`` (an article's, whose lexemes are also in ``query``) counts
+    three times."""
     rows = session.execute(
         text(f"SELECT x.id, u.lexeme, cardinality(u.positions) FROM {table} x, unnest(x.lexemes) u")
     ).all()
@@ -252,13 +253,20 @@ def _bm25_by_hand(session: Session, query: str, table: str) -> dict[int, float]:
     average = sum(len(c) for c in documents.values()) / len(documents)
     frequency = Counter(lexeme for c in documents.values() for lexeme in c)
     terms = set(session.scalar(text("SELECT tsvector_to_array(to_tsvector('english', :q))"), {"q": query}))
+    titled = set(session.scalar(text("SELECT tsvector_to_array(to_tsvector('english', :q))"), {"q": title}))
     scores = {}
     for document, counts in documents.items():
         length = len(counts)
         score = 0.0
         for term in terms & set(counts):
             idf = math.log(1 + (len(documents) - frequency[term] + 0.5) / (frequency[term] + 0.5))
-            score += idf * counts[term] * 2.2 / (counts[term] + 1.2 * (0.25 + 0.75 * length / average))
+            score += (
+                (3 if term in titled else 1)
+                * idf
+                * counts[term]
+                * 2.2
+                / (counts[term] + 1.2 * (0.25 + 0.75 * length / average))
+            )
         scores[document] = score
     return scores
 
@@ -278,14 +286,53 @@ def test_bm25_functions_score_as_computed_by_hand_and_return_every_id(corpus) ->
     article_ids = list(session.scalars(text("SELECT id FROM articles")))
     served_articles = search.bm25_articles(session=session, query=UNNAMED, article_ids=article_ids)
     assert served_articles == pytest.approx(_bm25_by_hand(session, UNNAMED, "articles"), rel=1e-5)
-    # The words column of a fused call is that same score.
+    # The words column of a fused call: the article's title and lead, its title's words counted three times.
     rows = search.run(
         session=session, function="similar_references", title="Asafa Powell", k=22, model_version=None
     ).rows
-    same = search.bm25_references(
-        session=session, query="Asafa Powell Jamaican sprinter.", reference_ids=[row[0] for row in rows]
+    expected = _bm25_by_hand(
+        session, "Asafa Powell Jamaican sprinter.", "article_references", title="Asafa Powell"
     )
-    assert {row[0]: row[5] for row in rows} == pytest.approx(same, rel=1e-5)
+    assert {row[0]: row[5] for row in rows} == pytest.approx(
+        {row[0]: expected[row[0]] for row in rows}, rel=1e-9
+    )
+
+
+def test_an_articles_title_words_count_three_times_as_it_matches_references(corpus) -> None:
+    """A reference naming the article's subject outranks, on its words, one that shares a word of its lead as rare
+    and as often: the article's query labels its title's lexemes (wikiref.article_words), and BM25 counts those
+    three times. A query without labels (any text) counts every lexeme once."""
+    session, ids = corpus
+    subject = _insert_reference(session, ids["season"], 9, "Powell.", e(50))
+    lead_word = _insert_reference(session, ids["season"], 10, "Jamaican.", e(51))
+    _insert_reference(session, ids["season"], 11, "Jamaican.", e(52))
+    session.commit()
+    refresh_lexical_statistics(session=session, max_drift=0)
+    assert session.scalar(
+        text("SELECT wikiref.article_words('Asafa Powell', 'Jamaican sprinter.')::text")
+    ) == ("'asafa':1A,3 'jamaican':5 'powel':2A,4 'sprinter':6")
+    words = {
+        row[0]: row[5]
+        for row in search.run(
+            session=session, function="similar_references", title="Asafa Powell", k=30, model_version=None
+        ).rows
+    }
+    # Each word is in two references ("Powell" in NAMED too), each of these one lexeme long.
+    assert words[subject] == pytest.approx(3 * words[lead_word], rel=1e-9)
+    # The words' candidates count them as the scores do.
+    candidates = session.execute(
+        text(
+            "SELECT id, score FROM wikiref.bm25_candidates('references', "
+            "wikiref.article_words('Asafa Powell', 'Jamaican sprinter.'), 10)"
+        )
+    ).all()
+    assert dict(candidates) == pytest.approx({i: words[i] for i, _ in candidates}, rel=1e-9)
+    assert [i for i, _ in candidates][:2] == [ids["named"], subject]
+    unlabelled = search.bm25_references(
+        session=session, query="Asafa Powell Jamaican sprinter.", reference_ids=[subject, lead_word]
+    )
+    assert unlabelled[subject] == pytest.approx(unlabelled[lead_word], rel=1e-6)
+    assert words[lead_word] == pytest.approx(unlabelled[lead_word], rel=1e-6)
 
 
 def test_the_bm25_matrix_holds_each_querys_scores_in_the_orders_given(corpus) -> None:
@@ -305,6 +352,20 @@ def test_the_bm25_matrix_holds_each_querys_scores_in_the_orders_given(corpus) ->
         one = search.bm25_articles(session=session, query=query, article_ids=article_ids)
         assert articles[row].tolist() == [one[article_id] for article_id in article_ids]
     assert references[0].any() and not references[3].any()
+    # The article's words, as similar_references matches them, one row per article.
+    words = search.article_words_matrix(session=session, article_ids=article_ids, reference_ids=reference_ids)
+    for row, article_id in enumerate(article_ids):
+        title = session.scalar(text("SELECT title FROM articles WHERE id = :id"), {"id": article_id})
+        served = search.run(
+            session=session, function="similar_references", title=title, k=30, model_version=None
+        ).rows
+        assert {r[0]: r[5] for r in served} == pytest.approx(
+            {r[0]: words[row, reference_ids.index(r[0])] for r in served}
+        )
+    with pytest.raises(ValueError, match="1 of the 2 queries are not in the database"):
+        search.article_words_matrix(
+            session=session, article_ids=[article_ids[0], -1], reference_ids=reference_ids
+        )
     with pytest.raises(ValueError, match="unknown BM25 target"):
         search.bm25_matrix(session=session, target="titles", queries=queries, ids=article_ids)
 

@@ -2,7 +2,7 @@
 
 On a corpus smaller than the candidate depth every row is a candidate of both, so the order and the fused scores
 must agree exactly: the Python side computes each signal from the stored embeddings and the served BM25
-(``bm25_references`` / ``bm25_articles``), and fuses them with the version's stored weights.
+(``article_words_matrix``, as training's evaluation reads it, / ``bm25_articles``), and fuses them with the version's stored weights.
 """
 
 from __future__ import annotations
@@ -55,10 +55,10 @@ def test_similar_references_and_articles_for_reference_match_the_python_fusion(s
     assert len(reference_ids) < CANDIDATES
     owner = dict(session.execute(text("SELECT id, article_id FROM article_references")).all())
     texts = dict(session.execute(text("SELECT id, text FROM article_references")).all())
-    articles = session.execute(text("SELECT id, title, coalesce(lead, '') FROM articles ORDER BY id")).all()
+    articles = session.execute(text("SELECT id, title FROM articles ORDER BY id")).all()
     cosine = references @ titles.T
 
-    for article_id, title, lead in articles[:3]:
+    for article_id, title in articles[:3]:
         sql_rows = session.execute(
             text(
                 "SELECT reference_id, similarity, words, score "
@@ -66,9 +66,11 @@ def test_similar_references_and_articles_for_reference_match_the_python_fusion(s
             ),
             {"title": title, "c": CANDIDATES},
         ).all()
-        words = search.bm25_references(session=session, query=f"{title} {lead}", reference_ids=reference_ids)
+        words = search.article_words_matrix(
+            session=session, article_ids=[article_id], reference_ids=reference_ids
+        )
         column = list(article_ids).index(article_id)
-        signals = {EMBEDDING: cosine[:, column], WORDS: np.array([words[r] for r in reference_ids])}
+        signals = {EMBEDDING: cosine[:, column], WORDS: words[0]}
         rows, fused = rank(signals, WEIGHTS["similar_references"], candidates=CANDIDATES, ids=reference_ids)
         assert [r[0] for r in sql_rows] == reference_ids[rows].tolist()
         assert [r[3] for r in sql_rows] == pytest.approx(fused.tolist(), abs=1e-5)

@@ -1,0 +1,177 @@
+"""How many times an article's title words should count in its words' query: through ``similar_references``.
+
+Migration 0017 labels an article's title lexemes A in its query (``wikiref.article_words``) and BM25 counts a
+lexeme labelled A ``wikiref.query_term_weight`` times: 3. This probe chose that 3 on the validation articles and
+reports the evaluation articles beside it: on bench/fusion_bench.py's two databases (the same split, the base
+model, ``wikiref embed``'s steps), for each title multiplier (``query_term_weight`` replaced in a transaction that
+is rolled back) and each words weight of the training grid, NDCG@10 of ``similar_references(title, 10)`` per
+article against its own references; the embeddings alone (``fusion => false``) beside. On evaluation, a paired
+bootstrap over the articles compares each multiplier at the words weight validation chose for it with the
+embeddings alone and with multiplier 1 (every lexeme once, as before 0017).
+
+    python bench/title_weight_probe.py --out bench/results/title-weight-probe.json   # ~4 min on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import text
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.fusion_bench import (
+    SHARED,
+    corpus_of,
+    create_database,
+    load_titles,
+    ndcg_at_10,
+    register_and_embed,
+    set_weights,
+    split_articles,
+)
+from bench.machine import cpu_model
+from bench.train_bench import load_articles, product_recipe
+from wikiref.db.engine import make_engine
+from wikiref.db.server import ensure_embedded_server, stop_embedded_server
+from wikiref.models.article_text import ArticleTextRecipe
+from wikiref.models.base import BASE_MODEL_ID, resolve_model_path
+from wikiref.models.evaluate import ArticleScores, paired_bootstrap
+from wikiref.models.fusion import WORDS, WORDS_GRID
+from wikiref.models.pairs import tokenizer_counter
+
+MULTIPLIERS = (1.0, 2.0, 3.0, 5.0)
+QUERY_TERM_WEIGHT = """
+CREATE OR REPLACE FUNCTION wikiref.query_term_weight(weights text[]) RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT CASE WHEN 'A' = ANY (weights) THEN {m} ELSE 1.0 END $$
+"""
+
+
+def per_article_ndcg(connection, fusion: bool) -> ArticleScores:
+    """NDCG@10 of ``similar_references(title, 10, 'base')`` for every article of the connection's database."""
+    articles, _, references = corpus_of(connection)
+    ndcg = np.array(
+        [
+            ndcg_at_10(
+                list(
+                    connection.execute(
+                        text(
+                            "SELECT reference_id FROM wikiref.similar_references(:t, 10, 'base', fusion => :f)"
+                        ),
+                        {"t": title, "f": fusion},
+                    ).scalars()
+                ),
+                set(references[article_id]),
+            )
+            for article_id, title in articles
+        ]
+    )
+    return ArticleScores(
+        article_ids=tuple(a for a, _ in articles),
+        per_article={"ndcg@10": ndcg},
+        correct=np.zeros(len(articles)),
+        references=np.ones(len(articles)),
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=SHARED)
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/wikiref-bench-articles.json.gz"))
+    parser.add_argument("--bootstrap-samples", type=int, default=2000)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/title-weight-probe.json"))
+    args = parser.parse_args()
+
+    articles, bulk, _ = load_articles(args.data, args.cache)
+    recipe = ArticleTextRecipe.from_name(product_recipe("default")["article_text"])
+    split = split_articles(
+        articles,
+        bulk,
+        recipe=recipe,
+        target=product_recipe("default")["target"],
+        count_tokens=tokenizer_counter(resolve_model_path(BASE_MODEL_ID)),
+    )
+    corpora = {
+        "validation": {a.title for a in split.validation_articles},
+        "evaluation": {a.title for a in split.heldout_articles},
+    }
+    report: dict[str, Any] = {
+        "protocol": "similar_references NDCG@10 of the base model (title+lead160), per title multiplier and words "
+        "weight; validation chooses, evaluation reports",
+        "cpu": f"{cpu_model()} ({os.cpu_count()} cores)",
+        "load_before": os.getloadavg(),
+        "grid": {},
+    }
+    scores: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="title-weight-") as scratch:
+        server_url = ensure_embedded_server(Path(scratch) / "pgdata", database="postgres")
+        try:
+            for corpus, titles in corpora.items():
+                engine = make_engine(create_database(server_url, f"title_{corpus}"))
+                loaded = load_titles(engine, args.data, titles)
+                register_and_embed(engine, "base", None, recipe.name)
+                with engine.connect() as connection:
+                    alone = per_article_ndcg(connection, fusion=False)
+                scores[corpus] = {"embeddings alone": alone}
+                report["grid"][corpus] = {
+                    "articles": loaded,
+                    "embeddings alone": round(alone.metrics()["ndcg@10"], 5),
+                }
+                for multiplier in MULTIPLIERS:
+                    for weight in WORDS_GRID[1:]:
+                        set_weights(engine, "base", {"similar_references": {WORDS: weight}})
+                        with engine.connect() as connection:
+                            connection.execute(text(QUERY_TERM_WEIGHT.format(m=multiplier)))
+                            fused = per_article_ndcg(connection, fusion=True)
+                            connection.rollback()  # the served multiplier, 3, again
+                        scores[corpus][(multiplier, weight)] = fused
+                        report["grid"][corpus][f"title x{multiplier:g}, words {weight}"] = round(
+                            fused.metrics()["ndcg@10"], 5
+                        )
+                        print(
+                            f"{corpus} title x{multiplier:g} words {weight}: {fused.metrics()['ndcg@10']:.4f}"
+                        )
+                engine.dispose()
+        finally:
+            stop_embedded_server(Path(scratch) / "pgdata")
+
+    def chosen_weight(multiplier: float) -> float:
+        # The best words weight on validation, ties to the smaller (as training chooses).
+        return max(
+            WORDS_GRID[1:], key=lambda w: (scores["validation"][(multiplier, w)].metrics()["ndcg@10"], -w)
+        )
+
+    report["evaluation"] = {}
+    for multiplier in MULTIPLIERS:
+        weight = chosen_weight(multiplier)
+        fused = scores["evaluation"][(multiplier, weight)]
+        before = scores["evaluation"][(1.0, chosen_weight(1.0))]
+        report["evaluation"][f"title x{multiplier:g}"] = {
+            "words weight chosen on validation": weight,
+            "validation ndcg@10": round(scores["validation"][(multiplier, weight)].metrics()["ndcg@10"], 5),
+            "ndcg@10": round(fused.metrics()["ndcg@10"], 5),
+            "vs embeddings alone": paired_bootstrap(
+                fused, scores["evaluation"]["embeddings alone"], samples=args.bootstrap_samples
+            )["ndcg@10"].as_dict(),
+            "vs title x1": paired_bootstrap(fused, before, samples=args.bootstrap_samples)[
+                "ndcg@10"
+            ].as_dict(),
+        }
+    report["load_after"] = os.getloadavg()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    print(json.dumps(report["evaluation"], indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
