@@ -55,9 +55,10 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT CASE WHEN 'A' = ANY (weights) 
 """
 
 
-def per_article_ndcg(connection, fusion: bool) -> ArticleScores:
-    """NDCG@10 of ``similar_references(title, 10, 'base')`` for every article of the connection's database."""
-    articles, _, references = corpus_of(connection)
+def per_article_ndcg(
+    connection, articles: list[tuple[int, str]], references: dict[int, list[int]], fusion: bool
+) -> ArticleScores:
+    """NDCG@10 of ``similar_references(title, 10, 'base')`` for each of ``articles`` against its ``references``."""
     ndcg = np.array(
         [
             ndcg_at_10(
@@ -91,12 +92,13 @@ def main() -> int:
     args = parser.parse_args()
 
     articles, bulk, _ = load_articles(args.data, args.cache)
-    recipe = ArticleTextRecipe.from_name(product_recipe("default")["article_text"])
+    knobs = product_recipe("default")
+    recipe = ArticleTextRecipe.from_name(knobs["article_text"])
     split = split_articles(
         articles,
         bulk,
         recipe=recipe,
-        target=product_recipe("default")["target"],
+        target=knobs["target"],
         count_tokens=tokenizer_counter(resolve_model_path(BASE_MODEL_ID)),
     )
     corpora = {
@@ -118,8 +120,9 @@ def main() -> int:
                 engine = make_engine(create_database(server_url, f"title_{corpus}"))
                 loaded = load_titles(engine, args.data, titles)
                 register_and_embed(engine, "base", None, recipe.name)
+                queried, _, references = corpus_of(engine)
                 with engine.connect() as connection:
-                    alone = per_article_ndcg(connection, fusion=False)
+                    alone = per_article_ndcg(connection, queried, references, fusion=False)
                 scores[corpus] = {"embeddings alone": alone}
                 report["grid"][corpus] = {
                     "articles": loaded,
@@ -130,7 +133,7 @@ def main() -> int:
                         set_weights(engine, "base", {"similar_references": {WORDS: weight}})
                         with engine.connect() as connection:
                             connection.execute(text(QUERY_TERM_WEIGHT.format(m=multiplier)))
-                            fused = per_article_ndcg(connection, fusion=True)
+                            fused = per_article_ndcg(connection, queried, references, fusion=True)
                             connection.rollback()  # the served multiplier, 3, again
                         scores[corpus][(multiplier, weight)] = fused
                         report["grid"][corpus][f"title x{multiplier:g}, words {weight}"] = round(

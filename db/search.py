@@ -173,12 +173,11 @@ def _matrix(
 ) -> np.ndarray:
     matrix = np.zeros(shape)
     rows = session.execute(statement, parameters, execution_options={"yield_per": rows_per_fetch})
-    filled = 0
+    row = -1
     for row, (scores,) in enumerate(rows):
         matrix[row] = scores
-        filled += 1
-    if filled != shape[0]:
-        raise ValueError(f"{shape[0] - filled} of the {shape[0]} queries are not in the database")
+    if row + 1 != shape[0]:
+        raise ValueError(f"{shape[0] - row - 1} of the {shape[0]} queries are not in the database")
     return matrix
 
 

@@ -252,8 +252,11 @@ def _bm25_by_hand(session: Session, query: str, table: str, title: str = "") -> 
         documents.setdefault(document, Counter())
     average = sum(len(c) for c in documents.values()) / len(documents)
     frequency = Counter(lexeme for c in documents.values() for lexeme in c)
-    terms = set(session.scalar(text("SELECT tsvector_to_array(to_tsvector('english', :q))"), {"q": query}))
-    titled = set(session.scalar(text("SELECT tsvector_to_array(to_tsvector('english', :q))"), {"q": title}))
+
+    def lexemes(words: str) -> set[str]:
+        return set(session.scalar(text("SELECT tsvector_to_array(to_tsvector('english', :q))"), {"q": words}))
+
+    terms, titled = lexemes(query), lexemes(title)
     scores = {}
     for document, counts in documents.items():
         length = len(counts)

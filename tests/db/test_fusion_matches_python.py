@@ -2,7 +2,8 @@
 
 On a corpus smaller than the candidate depth every row is a candidate of both, so the order and the fused scores
 must agree exactly: the Python side computes each signal from the stored embeddings and the served BM25
-(``article_words_matrix``, as training's evaluation reads it, / ``bm25_articles``), and fuses them with the version's stored weights.
+(``article_words_matrix``, as training's evaluation reads it, and ``bm25_articles``), and fuses them with the
+version's stored weights.
 """
 
 from __future__ import annotations
