@@ -77,6 +77,7 @@ from wikiref.models.pairs import DEFAULT_TOKEN_BUDGET, Pair, build_pairs, heldou
 
 VALIDATION_FRACTION = 0.1
 HEADLINE = ("ndcg@10", REVERSE_METRIC)
+NAMES = "names_article"
 # The scorers measured: which signals each adds to the embeddings (all: both, with the weights chosen for it).
 SCORERS = {"embeddings alone": (), "+ words": (WORDS,), "+ vote": (VOTE,), "all": (WORDS, VOTE)}
 _DISCOUNT = 1.0 / np.log2(np.arange(2, 12))
@@ -306,15 +307,18 @@ def choose_weights(
     searched: list[tuple[np.ndarray, dict[str, np.ndarray], set[int]]] = []
     reverse: list[tuple[np.ndarray, dict[str, np.ndarray], int]] = []
     with engine.connect() as connection:
+        lift = connection.execute(text("SELECT wikiref.names_article_weight()")).scalar_one()
         for article_id, title in articles:
             rows = connection.execute(
                 text(
-                    "SELECT reference_id, similarity, words FROM wikiref.similar_references(:title, 1000, :v)"
+                    "SELECT reference_id, similarity, words, names_article "
+                    "FROM wikiref.similar_references(:title, 1000, :v)"
                 ),
                 {"title": title, "v": version},
             ).all()
             ids = np.array([r[0] for r in rows])
             signals = {"embedding": np.array([r[1] for r in rows]), WORDS: np.array([r[2] for r in rows])}
+            signals[NAMES] = lift * np.array([r[3] for r in rows], dtype=float)
             forward.append((ids, signals, set(references[article_id])))
             rows = search_text(connection, title, vectors[article_id], k=1000, version=version, fusion=True)
             ids = np.array([r["reference_id"] for r in rows])
@@ -340,7 +344,10 @@ def choose_weights(
             reverse.append((ids, signals, article_id))
 
     def top_ids(ids: np.ndarray, signals: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
-        return ids[np.lexsort((ids, -fuse(signals, weights)))]
+        fused = fuse({name: values for name, values in signals.items() if name != NAMES}, weights)
+        if NAMES in signals:  # similar_references' lift for a reference that names the article, as it is
+            fused = fused + signals[NAMES]
+        return ids[np.lexsort((ids, -fused))]
 
     grid: dict[str, Any] = {"similar_references": [], "search_text": [], "articles_for_reference": []}
     for w in WORDS_GRID:

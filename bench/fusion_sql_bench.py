@@ -86,7 +86,8 @@ def prepare(include_bulk: bool) -> str:
 
 EXACT_REFERENCES = """
 WITH query AS (
-    SELECT t.embedding AS vector, wikiref.article_words(a.title, a.lead) AS lexemes
+    SELECT t.embedding AS vector, wikiref.article_words(a.title, a.lead) AS lexemes,
+           wikiref.title_phrase(a.title) AS phrase
       FROM articles a JOIN title_embeddings t ON t.article_id = a.id AND t.model_version_id = %(v)s
      WHERE a.title = %(title)s
 ), by_cosine AS (
@@ -99,14 +100,17 @@ WITH query AS (
      WHERE b.score > 0 ORDER BY b.score DESC, b.id LIMIT %(depth)s
 ), pool AS (SELECT id FROM by_cosine UNION SELECT id FROM by_words),
 signals AS (
-    SELECT p.id, 1 - (e.embedding <=> q.vector) AS similarity, coalesce(w.score, 0) AS words
+    SELECT p.id, 1 - (e.embedding <=> q.vector) AS similarity, coalesce(w.score, 0) AS words,
+           coalesce(r.lexemes @@ q.phrase, false) AS names_article
       FROM pool p CROSS JOIN query q
+      JOIN article_references r ON r.id = p.id
       JOIN reference_embeddings e ON e.model_version_id = %(v)s AND e.reference_id = p.id
       LEFT JOIN wikiref.bm25_scores('references', q.lexemes, ARRAY(SELECT id FROM pool)) w ON w.id = p.id
 )
 SELECT s.id FROM signals s
  ORDER BY wikiref.z(s.similarity, avg(s.similarity) OVER (), stddev_pop(s.similarity) OVER ())
-        + %(w)s * wikiref.z(s.words, avg(s.words) OVER (), stddev_pop(s.words) OVER ()) DESC, s.id
+        + %(w)s * wikiref.z(s.words, avg(s.words) OVER (), stddev_pop(s.words) OVER ())
+        + CASE WHEN s.names_article THEN wikiref.names_article_weight() ELSE 0 END DESC, s.id
  LIMIT 10
 """
 

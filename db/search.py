@@ -166,6 +166,17 @@ SELECT ARRAY(
   JOIN articles a ON a.id = q.id
  ORDER BY q.position
 """)
+# One row per article, in the articles' order: the lift similar_references gives each reference naming the article.
+_NAMES_ARTICLE_MATRIX = text("""
+SELECT ARRAY(
+         SELECT CASE WHEN r.lexemes @@ wikiref.title_phrase(a.title) THEN wikiref.names_article_weight() ELSE 0 END
+           FROM unnest(CAST(:ids AS bigint[])) WITH ORDINALITY AS i(id, position)
+           LEFT JOIN article_references r ON r.id = i.id
+          ORDER BY i.position)
+  FROM unnest(CAST(:articles AS bigint[])) WITH ORDINALITY AS q(id, position)
+  JOIN articles a ON a.id = q.id
+ ORDER BY q.position
+""")
 
 
 def _matrix(
@@ -207,6 +218,18 @@ def article_words_matrix(
     parameters = {"articles": list(article_ids), "ids": list(reference_ids)}
     shape = (len(article_ids), len(reference_ids))
     return _matrix(session, _ARTICLE_WORDS_MATRIX, parameters, shape, rows_per_fetch)
+
+
+def names_article_matrix(
+    *, session: Session, article_ids: Sequence[int], reference_ids: Sequence[int], rows_per_fetch: int = 64
+) -> np.ndarray:
+    """What ``similar_references`` adds to each reference's fused score for each stored article: the lift
+    ``wikiref.names_article_weight()`` where the reference names the article (holds ``wikiref.title_phrase`` of
+    its title), else 0. Rows the articles, columns the references, in their orders, as ``bm25_matrix``.
+    """
+    parameters = {"articles": list(article_ids), "ids": list(reference_ids)}
+    shape = (len(article_ids), len(reference_ids))
+    return _matrix(session, _NAMES_ARTICLE_MATRIX, parameters, shape, rows_per_fetch)
 
 
 def serving_version(*, session: Session) -> tuple[int, str, str, str | None] | None:

@@ -131,11 +131,14 @@ class WordScores:
 
     ``article_to_references[i, j]``: article i's query text (title + lead) against reference j's text, as
     ``similar_references`` scores it; ``reference_to_articles[j, i]``: reference j's text against article i's
-    title + lead, as ``articles_for_reference`` scores it.
+    title + lead, as ``articles_for_reference`` scores it. ``names_article[i, j]``: what ``similar_references``
+    adds to reference j's fused score for article i when it names the article (``wikiref.names_article_weight()``
+    where the reference holds the title as a phrase, else 0); None: nothing added.
     """
 
     article_to_references: np.ndarray
     reference_to_articles: np.ndarray
+    names_article: np.ndarray | None = None
 
 
 def encode_articles(
@@ -233,7 +236,8 @@ def _fused_forward(
     similarity = encoded.texts @ encoded.references.T
     for i in range(n):
         signals = {EMBEDDING: similarity[i], WORDS: words.article_to_references[i]}
-        top = rank(signals, weights, candidates=candidates)[0][:k]
+        lift = None if words.names_article is None else words.names_article[i]
+        top = rank(signals, weights, candidates=candidates, lift=lift)[0][:k]
         relevant[i, : len(top)] = encoded.owner[top] == i
     counts = np.bincount(encoded.owner, minlength=n)
     dcg = (relevant * _DISCOUNT[:k]).sum(axis=1)

@@ -7,7 +7,9 @@ references). Every signal is then known exactly for every candidate; each is z-n
 
     fused = z(embedding) + w_words * z(words) + w_vote * z(vote)
 
-ranks the candidates, best first, ties by id. Here the signals come as arrays over a whole (evaluation) corpus,
+ranks the candidates, best first, ties by id; ``similar_references`` adds a fixed lift to a reference that names
+the article (holds its title as a phrase: ``wikiref.names_article_weight()``), neither z-normalised nor a
+candidate source. Here the signals come as arrays over a whole (evaluation) corpus,
 one entry per row; the candidate set is chosen from them the same way, so that evaluation scores what a user
 gets. Weights are relative to the embedding's, which is always 1.
 """
@@ -94,15 +96,18 @@ def rank(
     candidates: int = DEFAULT_CANDIDATES,
     ids: np.ndarray | None = None,
     floors: Mapping[str, float] | None = None,
+    lift: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(rows best first, their fused scores) as a fused SQL function answers over a corpus of these rows.
 
     ``signals`` hold one value per corpus row, for just the signals the function fuses (each widens the candidate
     set, whatever its weight). Ties go to the smaller ``ids`` (default: the row number); ``floors`` as for
-    ``candidate_rows``.
+    ``candidate_rows``; ``lift``, one value per corpus row, is added to the fused score as it is.
     """
     rows = candidate_rows(signals, candidates, floors=floors)
     fused = fuse({name: np.asarray(values)[rows] for name, values in signals.items()}, weights)
+    if lift is not None:
+        fused = fused + np.asarray(lift, dtype=np.float64)[rows]
     tiebreak = rows if ids is None else np.asarray(ids)[rows]
     order = np.lexsort((tiebreak, -fused))
     return rows[order], fused[order]

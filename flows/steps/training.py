@@ -222,8 +222,9 @@ def fetch_word_scores(engine: Engine, articles: list[EvalArticle]) -> WordScores
 
     Each stored article's words (its title and lead, as ``similar_references`` matches them) against every
     reference of these articles, and each reference's text against every one of these articles
-    (``wikiref.bm25_articles``), one statement per direction: the same scores the fused SQL functions use, so that
-    evaluation scores what a user gets.
+    (``wikiref.bm25_articles``), one statement per direction, and which references name which articles (the lift
+    ``similar_references`` gives them): the same scores the fused SQL functions use, so that evaluation scores what
+    a user gets.
     """
     article_ids = [article.article_id for article in articles]
     with Session(engine) as session:
@@ -232,9 +233,12 @@ def fetch_word_scores(engine: Engine, articles: list[EvalArticle]) -> WordScores
         forward = search.article_words_matrix(
             session=session, article_ids=article_ids, reference_ids=reference_ids
         )
+        names = search.names_article_matrix(
+            session=session, article_ids=article_ids, reference_ids=reference_ids
+        )
         texts = [text for article in articles for text in article.references]
         reverse = search.bm25_matrix(session=session, target="articles", queries=texts, ids=article_ids)
-    return WordScores(article_to_references=forward, reference_to_articles=reverse)
+    return WordScores(article_to_references=forward, reference_to_articles=reverse, names_article=names)
 
 
 @dataclass(frozen=True)

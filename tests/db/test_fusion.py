@@ -338,6 +338,48 @@ def test_an_articles_title_words_count_three_times_as_it_matches_references(corp
     assert words[lead_word] == pytest.approx(unlabelled[lead_word], rel=1e-6)
 
 
+def test_a_reference_that_names_the_article_is_lifted_by_a_fixed_weight(corpus) -> None:
+    """A reference holding the article's title as a phrase (NAMED: "... Asafa Powell equals ...") names it: its
+    fused score is the z-scores' sum plus wikiref.names_article_weight(); the same words apart name nothing."""
+    session, ids = corpus
+    apart = _insert_reference(session, ids["season"], 9, "Asafa ran; Powell won.", e(50))
+    session.commit()
+    refresh_lexical_statistics(session=session, max_drift=0)
+    lift = session.scalar(text("SELECT wikiref.names_article_weight()"))
+    assert lift == 1.0
+    result = search.run(
+        session=session, function="similar_references", title="Asafa Powell", k=100, model_version=None
+    )
+    assert result.columns[-1] == "names_article"
+    rows = {row[0]: row for row in result.rows}
+    assert len(rows) == session.scalar(text("SELECT count(*) FROM article_references"))
+    assert {i for i, row in rows.items() if row[6]} == {ids["named"]}
+    assert rows[apart][5] > 0 and not rows[apart][6]
+
+    def z(values: np.ndarray) -> np.ndarray:
+        return (values - values.mean()) / values.std()
+
+    order = sorted(rows)
+    similarity = np.array([rows[i][3] for i in order])
+    words = np.array([rows[i][5] for i in order])
+    named = np.array([rows[i][6] for i in order], dtype=np.float64)
+    expected = z(similarity) + DEFAULT_WEIGHTS["similar_references"]["words"] * z(words) + lift * named
+    assert [rows[i][4] for i in order] == pytest.approx(expected.tolist(), abs=1e-9)
+    # The phrase leaves out a trailing parenthetical; a title of stop words only names nothing.
+    phrases = session.execute(
+        text(
+            "SELECT wikiref.title_phrase('Mercury (planet)')::text, "
+            "wikiref.title_phrase('Battle of the Somme')::text, wikiref.title_phrase('The Who')"
+        )
+    ).one()
+    assert tuple(phrases) == ("'mercuri'", "'battl' <3> 'somm'", None)
+    # Training's evaluation reads the same lifts.
+    matrix = search.names_article_matrix(
+        session=session, article_ids=[ids["powell"], ids["season"]], reference_ids=[ids["named"], apart]
+    )
+    assert matrix.tolist() == [[lift, 0.0], [0.0, 0.0]]
+
+
 def test_the_bm25_matrix_holds_each_querys_scores_in_the_orders_given(corpus) -> None:
     # Training's evaluation reads every article's and every reference's words in one statement per direction: the
     # same values one call of bm25_references / bm25_articles per query gives, rows and columns in the given order.

@@ -3,7 +3,7 @@
 On a corpus smaller than the candidate depth every row is a candidate of both, so the order and the fused scores
 must agree exactly: the Python side computes each signal from the stored embeddings and the served BM25
 (``article_words_matrix``, as training's evaluation reads it, and ``bm25_articles``), and fuses them with the
-version's stored weights.
+version's stored weights, adding the lift of a reference that names the article (``names_article_matrix``).
 """
 
 from __future__ import annotations
@@ -59,7 +59,14 @@ def test_similar_references_and_articles_for_reference_match_the_python_fusion(s
     articles = session.execute(text("SELECT id, title FROM articles ORDER BY id")).all()
     cosine = references @ titles.T
 
-    for article_id, title in articles[:3]:
+    lifts = search.names_article_matrix(
+        session=session, article_ids=[a for a, _ in articles], reference_ids=reference_ids
+    )
+    # Three articles, those with references that name them first: their lift is part of the fused score.
+    named_first = sorted(range(len(articles)), key=lambda row: -lifts[row].sum())[:3]
+    assert lifts[named_first[0]].any()
+    for row in named_first:
+        article_id, title = articles[row]
         sql_rows = session.execute(
             text(
                 "SELECT reference_id, similarity, words, score "
@@ -72,7 +79,9 @@ def test_similar_references_and_articles_for_reference_match_the_python_fusion(s
         )
         column = list(article_ids).index(article_id)
         signals = {EMBEDDING: cosine[:, column], WORDS: words[0]}
-        rows, fused = rank(signals, WEIGHTS["similar_references"], candidates=CANDIDATES, ids=reference_ids)
+        rows, fused = rank(
+            signals, WEIGHTS["similar_references"], candidates=CANDIDATES, ids=reference_ids, lift=lifts[row]
+        )
         assert [r[0] for r in sql_rows] == reference_ids[rows].tolist()
         assert [r[3] for r in sql_rows] == pytest.approx(fused.tolist(), abs=1e-5)
         assert [r[2] for r in sql_rows] == pytest.approx(signals[WORDS][rows].tolist(), abs=1e-5)

@@ -38,7 +38,15 @@ def test_each_function_returns_its_documented_columns(session: Session) -> None:
     expected = {
         "similar_references": (
             dict(title=title),
-            ["reference_id", "article_title", "reference_text", "similarity", "score", "words"],
+            [
+                "reference_id",
+                "article_title",
+                "reference_text",
+                "similarity",
+                "score",
+                "words",
+                "names_article",
+            ],
         ),
         "similar_articles": (
             dict(title=title),
