@@ -9,9 +9,9 @@ references). Every signal is then known exactly for every candidate; each is z-n
 
 ranks the candidates, best first, ties by id; ``similar_references`` adds a fixed lift to a reference that names
 the article (holds its title as a phrase: ``wikiref.names_article_weight()``), neither z-normalised nor a
-candidate source. Here the signals come as arrays over a whole (evaluation) corpus,
-one entry per row; the candidate set is chosen from them the same way, so that evaluation scores what a user
-gets. Weights are relative to the embedding's, which is always 1.
+candidate source. Here the signals come as arrays over a whole (evaluation) corpus, one entry per row; the
+candidate set is chosen from them the same way, so that evaluation scores what a user gets. Weights are relative
+to the embedding's, which is always 1.
 """
 
 from __future__ import annotations
