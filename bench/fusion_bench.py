@@ -73,11 +73,18 @@ from wikiref.models.encode import EncoderConfig, TorchEncoder
 from wikiref.models.evaluate import REVERSE_METRIC, ArticleScores, paired_bootstrap
 from wikiref.models.finetune import TrainingConfig, resolve_device, train
 from wikiref.models.fusion import VOTE, VOTE_GRID, WORDS, WORDS_GRID, fuse
-from wikiref.models.pairs import DEFAULT_TOKEN_BUDGET, Pair, build_pairs, heldout_score, tokenizer_counter
+from wikiref.models.pairs import (
+    DEFAULT_TOKEN_BUDGET,
+    ArticleTexts,
+    Pair,
+    PairSplit,
+    build_pairs,
+    heldout_score,
+    tokenizer_counter,
+)
 
 VALIDATION_FRACTION = 0.1
 HEADLINE = ("ndcg@10", REVERSE_METRIC)
-NAMES = "names_article"
 # The scorers measured: which signals each adds to the embeddings (all: both, with the weights chosen for it).
 SCORERS = {"embeddings alone": (), "+ words": (WORDS,), "+ vote": (VOTE,), "all": (WORDS, VOTE)}
 _DISCOUNT = 1.0 / np.log2(np.arange(2, 12))
@@ -95,6 +102,17 @@ def split_articles(articles, bulk, *, recipe: ArticleTextRecipe, target: str, co
         validation_fraction=VALIDATION_FRACTION,
         is_heldout=lambda title: is_eval_article(title, from_bulk=title in bulk),
     )
+
+
+def default_split(data: Path, cache: Path) -> tuple[list[ArticleTexts], ArticleTextRecipe, PairSplit]:
+    """The bench's articles, the default recipe's article text, and the split of them that bench/train_bench.py
+    makes for the default recipe (its target, the base model's tokenizer)."""
+    articles, bulk, _ = load_articles(data, cache)
+    knobs = product_recipe("default")
+    recipe = ArticleTextRecipe.from_name(knobs["article_text"])
+    count_tokens = tokenizer_counter(resolve_model_path(BASE_MODEL_ID))
+    split = split_articles(articles, bulk, recipe=recipe, target=knobs["target"], count_tokens=count_tokens)
+    return articles, recipe, split
 
 
 def sibling_pairs(pairs, seed: int) -> list[Pair]:
@@ -303,7 +321,7 @@ def choose_weights(
     re-ranks those candidates for each grid point (the z-scores are over the call's candidates, as in SQL).
     """
     articles, owner, references = corpus_of(engine, per_article)
-    forward: list[tuple[np.ndarray, dict[str, np.ndarray], set[int]]] = []
+    forward: list[tuple[np.ndarray, dict[str, np.ndarray], set[int], np.ndarray]] = []
     searched: list[tuple[np.ndarray, dict[str, np.ndarray], set[int]]] = []
     reverse: list[tuple[np.ndarray, dict[str, np.ndarray], int]] = []
     with engine.connect() as connection:
@@ -318,8 +336,8 @@ def choose_weights(
             ).all()
             ids = np.array([r[0] for r in rows])
             signals = {"embedding": np.array([r[1] for r in rows]), WORDS: np.array([r[2] for r in rows])}
-            signals[NAMES] = lift * np.array([r[3] for r in rows], dtype=float)
-            forward.append((ids, signals, set(references[article_id])))
+            names = lift * np.array([r[3] for r in rows], dtype=float)
+            forward.append((ids, signals, set(references[article_id]), names))
             rows = search_text(connection, title, vectors[article_id], k=1000, version=version, fusion=True)
             ids = np.array([r["reference_id"] for r in rows])
             signals = {
@@ -343,15 +361,21 @@ def choose_weights(
             }
             reverse.append((ids, signals, article_id))
 
-    def top_ids(ids: np.ndarray, signals: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
-        fused = fuse({name: values for name, values in signals.items() if name != NAMES}, weights)
-        if NAMES in signals:  # similar_references' lift for a reference that names the article, as it is
-            fused = fused + signals[NAMES]
+    def top_ids(
+        ids: np.ndarray,
+        signals: dict[str, np.ndarray],
+        weights: dict[str, float],
+        lift: np.ndarray | None = None,
+    ) -> np.ndarray:
+        # lift: similar_references' fixed lift for a reference that names the article, added as it is.
+        fused = fuse(signals, weights)
+        if lift is not None:
+            fused = fused + lift
         return ids[np.lexsort((ids, -fused))]
 
     grid: dict[str, Any] = {"similar_references": [], "search_text": [], "articles_for_reference": []}
     for w in WORDS_GRID:
-        value = statistics.fmean(ndcg_at_10(list(top_ids(*q[:2], {WORDS: w})), q[2]) for q in forward)
+        value = statistics.fmean(ndcg_at_10(list(top_ids(*q[:2], {WORDS: w}, q[3])), q[2]) for q in forward)
         grid["similar_references"].append({WORDS: w, "ndcg@10": round(value, 5)})
         value = statistics.fmean(ndcg_at_10(list(top_ids(*q[:2], {WORDS: w})), q[2]) for q in searched)
         grid["search_text"].append({WORDS: w, "ndcg@10": round(value, 5)})
@@ -436,13 +460,7 @@ def score_search_text(
 
 
 def measure_stage(args) -> int:
-    articles, bulk, _ = load_articles(args.data, args.cache)
-    knobs = product_recipe("default")
-    recipe = ArticleTextRecipe.from_name(knobs["article_text"])
-    base = resolve_model_path(BASE_MODEL_ID)
-    split = split_articles(
-        articles, bulk, recipe=recipe, target=knobs["target"], count_tokens=tokenizer_counter(base)
-    )
+    _, recipe, split = default_split(args.data, args.cache)
     corpora = {
         "validation": {a.title for a in split.validation_articles},
         "evaluation": {a.title for a in split.heldout_articles},

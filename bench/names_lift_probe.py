@@ -32,21 +32,17 @@ from bench.fusion_bench import (
     SHARED,
     corpus_of,
     create_database,
+    default_split,
     load_titles,
     register_and_embed,
     set_weights,
-    split_articles,
 )
 from bench.machine import cpu_model
 from bench.title_weight_probe import per_article_ndcg
-from bench.train_bench import load_articles, product_recipe
 from wikiref.db.engine import make_engine
 from wikiref.db.server import ensure_embedded_server, stop_embedded_server
-from wikiref.models.article_text import ArticleTextRecipe
-from wikiref.models.base import BASE_MODEL_ID, resolve_model_path
 from wikiref.models.evaluate import paired_bootstrap
 from wikiref.models.fusion import WORDS
-from wikiref.models.pairs import tokenizer_counter
 
 LIFTS = (0.0, 0.5, 1.0, 2.0)
 WORDS_WEIGHTS = (0.2, 0.3, 0.4)
@@ -64,16 +60,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("bench/results/names-lift-probe.json"))
     args = parser.parse_args()
 
-    articles, bulk, _ = load_articles(args.data, args.cache)
-    knobs = product_recipe("default")
-    recipe = ArticleTextRecipe.from_name(knobs["article_text"])
-    split = split_articles(
-        articles,
-        bulk,
-        recipe=recipe,
-        target=knobs["target"],
-        count_tokens=tokenizer_counter(resolve_model_path(BASE_MODEL_ID)),
-    )
+    articles, recipe, split = default_split(args.data, args.cache)
     held_out = {a.title for a in split.validation_articles} | {a.title for a in split.heldout_articles}
     corpora = {
         "training": {a.title for a in articles} - held_out,

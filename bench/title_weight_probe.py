@@ -32,21 +32,17 @@ from bench.fusion_bench import (
     SHARED,
     corpus_of,
     create_database,
+    default_split,
     load_titles,
     ndcg_at_10,
     register_and_embed,
     set_weights,
-    split_articles,
 )
 from bench.machine import cpu_model
-from bench.train_bench import load_articles, product_recipe
 from wikiref.db.engine import make_engine
 from wikiref.db.server import ensure_embedded_server, stop_embedded_server
-from wikiref.models.article_text import ArticleTextRecipe
-from wikiref.models.base import BASE_MODEL_ID, resolve_model_path
 from wikiref.models.evaluate import ArticleScores, paired_bootstrap
 from wikiref.models.fusion import WORDS, WORDS_GRID
-from wikiref.models.pairs import tokenizer_counter
 
 MULTIPLIERS = (1.0, 2.0, 3.0, 5.0)
 QUERY_TERM_WEIGHT = """
@@ -91,16 +87,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("bench/results/title-weight-probe.json"))
     args = parser.parse_args()
 
-    articles, bulk, _ = load_articles(args.data, args.cache)
-    knobs = product_recipe("default")
-    recipe = ArticleTextRecipe.from_name(knobs["article_text"])
-    split = split_articles(
-        articles,
-        bulk,
-        recipe=recipe,
-        target=knobs["target"],
-        count_tokens=tokenizer_counter(resolve_model_path(BASE_MODEL_ID)),
-    )
+    _, recipe, split = default_split(args.data, args.cache)
     corpora = {
         "validation": {a.title for a in split.validation_articles},
         "evaluation": {a.title for a in split.heldout_articles},
