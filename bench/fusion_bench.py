@@ -115,6 +115,27 @@ def default_split(data: Path, cache: Path) -> tuple[list[ArticleTexts], ArticleT
     return articles, recipe, split
 
 
+def probe_split(
+    doc: str, out: str, *corpora: str
+) -> tuple[argparse.Namespace, ArticleTextRecipe, dict[str, set[str]]]:
+    """What each probe of the split starts with: its options parsed (the data, its cache, the bootstrap's samples,
+    the report), the default recipe's article text, and the titles of each of ``corpora``: "training" (the
+    articles trained on), "validation" or "evaluation"."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=SHARED)
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/wikiref-bench-articles.json.gz"))
+    parser.add_argument("--bootstrap-samples", type=int, default=2000)
+    parser.add_argument("--out", type=Path, default=Path(out))
+    args = parser.parse_args()
+    articles, recipe, split = default_split(args.data, args.cache)
+    titles = {
+        "validation": {a.title for a in split.validation_articles},
+        "evaluation": {a.title for a in split.heldout_articles},
+    }
+    titles["training"] = {a.title for a in articles} - titles["validation"] - titles["evaluation"]
+    return args, recipe, {corpus: titles[corpus] for corpus in corpora}
+
+
 def sibling_pairs(pairs, seed: int) -> list[Pair]:
     """Issue 25's lever: references of the same training article as (anchor, positive) pairs beside the
     article -> reference pairs, so that training sees the reference-to-reference similarity the vote ranks by.

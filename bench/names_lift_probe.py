@@ -15,7 +15,6 @@ articles compares it with no lift and with the served lift, 1.0.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -29,11 +28,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.fusion_bench import (
-    SHARED,
     corpus_of,
     create_database,
-    default_split,
     load_titles,
+    probe_split,
     register_and_embed,
     set_weights,
 )
@@ -53,19 +51,9 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT {lift}::double precision $$
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=SHARED)
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/wikiref-bench-articles.json.gz"))
-    parser.add_argument("--bootstrap-samples", type=int, default=2000)
-    parser.add_argument("--out", type=Path, default=Path("bench/results/names-lift-probe.json"))
-    args = parser.parse_args()
-
-    articles, recipe, split = default_split(args.data, args.cache)
-    held_out = {a.title for a in split.validation_articles} | {a.title for a in split.heldout_articles}
-    corpora = {
-        "training": {a.title for a in articles} - held_out,
-        "evaluation": {a.title for a in split.heldout_articles},
-    }
+    args, recipe, corpora = probe_split(
+        __doc__, "bench/results/names-lift-probe.json", "training", "evaluation"
+    )
     report: dict[str, Any] = {
         "protocol": "similar_references NDCG@10 of the base model (title+lead160), per names lift and words "
         "weight; the training articles choose, evaluation reports",

@@ -14,7 +14,6 @@ embeddings alone and with multiplier 1 (every lexeme once, as before 0017).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -29,12 +28,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.fusion_bench import (
-    SHARED,
     corpus_of,
     create_database,
-    default_split,
     load_titles,
     ndcg_at_10,
+    probe_split,
     register_and_embed,
     set_weights,
 )
@@ -80,18 +78,9 @@ def per_article_ndcg(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=SHARED)
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/wikiref-bench-articles.json.gz"))
-    parser.add_argument("--bootstrap-samples", type=int, default=2000)
-    parser.add_argument("--out", type=Path, default=Path("bench/results/title-weight-probe.json"))
-    args = parser.parse_args()
-
-    _, recipe, split = default_split(args.data, args.cache)
-    corpora = {
-        "validation": {a.title for a in split.validation_articles},
-        "evaluation": {a.title for a in split.heldout_articles},
-    }
+    args, recipe, corpora = probe_split(
+        __doc__, "bench/results/title-weight-probe.json", "validation", "evaluation"
+    )
     report: dict[str, Any] = {
         "protocol": "similar_references NDCG@10 of the base model (title+lead160), per title multiplier and words "
         "weight; validation chooses, evaluation reports",
