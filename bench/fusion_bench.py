@@ -35,6 +35,7 @@ into one report, with every delta, by ``combine``:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import logging
@@ -44,6 +45,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -196,6 +198,29 @@ def train_stage(args) -> int:
             f"seed {seed}: {result.steps} steps in {result.seconds:.0f} s -> {folder / 'model'}", flush=True
         )
     return 0
+
+
+@contextlib.contextmanager
+def scratch_server(prefix: str) -> Iterator[str]:
+    """An embedded Postgres in a temporary folder for the length of the block: its URL; stopped and removed after."""
+    with tempfile.TemporaryDirectory(prefix=f"{prefix}-") as scratch:
+        pgdata = Path(scratch) / "pgdata"
+        server_url = ensure_embedded_server(pgdata, database="postgres")
+        try:
+            yield server_url
+        finally:
+            stop_embedded_server(pgdata)
+
+
+def base_database(
+    server_url: str, name: str, data: Path, titles: set[str], article_text: str
+) -> tuple[Any, int]:
+    """A new database ``name`` holding the saved pages of ``titles``, embedded by the base model as version
+    ``base``: its engine, and how many articles it holds."""
+    engine = make_engine(create_database(server_url, name))
+    loaded = load_titles(engine, data, titles)
+    register_and_embed(engine, "base", None, article_text)
+    return engine, loaded
 
 
 def create_database(server_url: str, name: str) -> str:
@@ -519,8 +544,7 @@ def measure_stage(args) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2), encoding="utf-8")
 
-    with tempfile.TemporaryDirectory(prefix="fusion-bench-") as scratch:
-        server_url = ensure_embedded_server(Path(scratch) / "pgdata", database="postgres")
+    with scratch_server("fusion-bench") as server_url:
         engines = {}
         try:
             for corpus, titles in corpora.items():
@@ -600,7 +624,6 @@ def measure_stage(args) -> int:
         finally:
             for engine in engines.values():
                 engine.dispose()
-            stop_embedded_server(Path(scratch) / "pgdata")
     report["load_after"] = os.getloadavg()
     write()
     print(f"wrote {args.out}")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +27,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.fusion_bench import (
+    base_database,
     corpus_of,
-    create_database,
-    load_titles,
     probe_split,
-    register_and_embed,
+    scratch_server,
     set_weights,
 )
 from bench.machine import cpu_model
 from bench.title_weight_probe import per_article_ndcg
-from wikiref.db.engine import make_engine
-from wikiref.db.server import ensure_embedded_server, stop_embedded_server
 from wikiref.models.evaluate import paired_bootstrap
 from wikiref.models.fusion import WORDS
 
@@ -62,37 +58,31 @@ def main() -> int:
         "grid": {},
     }
     scores: dict[str, dict[Any, Any]] = {}
-    with tempfile.TemporaryDirectory(prefix="names-lift-") as scratch:
-        server_url = ensure_embedded_server(Path(scratch) / "pgdata", database="postgres")
-        try:
-            for corpus, titles in corpora.items():
-                engine = make_engine(create_database(server_url, f"names_{corpus}"))
-                loaded = load_titles(engine, args.data, titles)
-                register_and_embed(engine, "base", None, recipe.name)
-                queried, _, references = corpus_of(engine)
-                with engine.connect() as connection:
-                    named = connection.execute(
-                        text(
-                            "SELECT count(DISTINCT a.id) FROM articles a JOIN article_references r "
-                            "ON r.lexemes @@ wikiref.title_phrase(a.title)"
-                        )
-                    ).scalar_one()
-                scores[corpus] = {}
-                report["grid"][corpus] = {"articles": loaded, "articles named by some reference": named}
-                for lift in LIFTS:
-                    for weight in WORDS_WEIGHTS:
-                        set_weights(engine, "base", {"similar_references": {WORDS: weight}})
-                        with engine.connect() as connection:
-                            connection.execute(text(NAMES_ARTICLE_WEIGHT.format(lift=lift)))
-                            fused = per_article_ndcg(connection, queried, references, fusion=True)
-                            connection.rollback()  # the served lift, 1.0, again
-                        scores[corpus][(lift, weight)] = fused
-                        ndcg = fused.metrics()["ndcg@10"]
-                        report["grid"][corpus][f"lift {lift:g}, words {weight}"] = round(ndcg, 5)
-                        print(f"{corpus} lift {lift:g} words {weight}: {ndcg:.4f}", flush=True)
-                engine.dispose()
-        finally:
-            stop_embedded_server(Path(scratch) / "pgdata")
+    with scratch_server("names-lift") as server_url:
+        for corpus, titles in corpora.items():
+            engine, loaded = base_database(server_url, f"names_{corpus}", args.data, titles, recipe.name)
+            queried, _, references = corpus_of(engine)
+            with engine.connect() as connection:
+                named = connection.execute(
+                    text(
+                        "SELECT count(DISTINCT a.id) FROM articles a JOIN article_references r "
+                        "ON r.lexemes @@ wikiref.title_phrase(a.title)"
+                    )
+                ).scalar_one()
+            scores[corpus] = {}
+            report["grid"][corpus] = {"articles": loaded, "articles named by some reference": named}
+            for lift in LIFTS:
+                for weight in WORDS_WEIGHTS:
+                    set_weights(engine, "base", {"similar_references": {WORDS: weight}})
+                    with engine.connect() as connection:
+                        connection.execute(text(NAMES_ARTICLE_WEIGHT.format(lift=lift)))
+                        fused = per_article_ndcg(connection, queried, references, fusion=True)
+                        connection.rollback()  # the served lift, 1.0, again
+                    scores[corpus][(lift, weight)] = fused
+                    ndcg = fused.metrics()["ndcg@10"]
+                    report["grid"][corpus][f"lift {lift:g}, words {weight}"] = round(ndcg, 5)
+                    print(f"{corpus} lift {lift:g} words {weight}: {ndcg:.4f}", flush=True)
+            engine.dispose()
 
     def chosen_weight(lift: float) -> float:
         # The best words weight on the training articles, ties to the smaller.

@@ -21,7 +21,6 @@ import itertools
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +31,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.fusion_bench import (
+    base_database,
     corpus_of,
-    create_database,
-    load_titles,
     probe_split,
-    register_and_embed,
+    scratch_server,
 )
 from bench.machine import cpu_model
-from wikiref.db.engine import make_engine
-from wikiref.db.server import ensure_embedded_server, stop_embedded_server
 from wikiref.models.evaluate import REVERSE_METRIC, ArticleScores, paired_bootstrap
 from wikiref.models.fusion import VOTE, VOTE_GRID, WORDS, WORDS_GRID, fuse
 
@@ -107,25 +103,21 @@ def main() -> int:
         "corpora": {},
     }
     measured: dict[str, tuple[list[int], list[Query]]] = {}
-    with tempfile.TemporaryDirectory(prefix="reference-names-") as scratch:
-        server_url = ensure_embedded_server(Path(scratch) / "pgdata", database="postgres")
-        try:
-            for corpus, titles in corpora.items():
-                engine = make_engine(create_database(server_url, f"reference_names_{corpus}"))
-                loaded = load_titles(engine, args.data, titles)
-                register_and_embed(engine, "base", None, recipe.name)
-                measured[corpus] = queries_of(engine)
-                engine.dispose()
-                queries = measured[corpus][1]
-                report["corpora"][corpus] = {
-                    "articles": loaded,
-                    "queried references": len(queries),
-                    "naming a candidate": sum(int(q[2].any()) for q in queries),
-                    "naming their own article": sum(int(q[2][q[0] == q[3]].any()) for q in queries),
-                }
-                print(corpus, json.dumps(report["corpora"][corpus]), flush=True)
-        finally:
-            stop_embedded_server(Path(scratch) / "pgdata")
+    with scratch_server("reference-names") as server_url:
+        for corpus, titles in corpora.items():
+            engine, loaded = base_database(
+                server_url, f"reference_names_{corpus}", args.data, titles, recipe.name
+            )
+            measured[corpus] = queries_of(engine)
+            engine.dispose()
+            queries = measured[corpus][1]
+            report["corpora"][corpus] = {
+                "articles": loaded,
+                "queried references": len(queries),
+                "naming a candidate": sum(int(q[2].any()) for q in queries),
+                "naming their own article": sum(int(q[2][q[0] == q[3]].any()) for q in queries),
+            }
+            print(corpus, json.dumps(report["corpora"][corpus]), flush=True)
 
     grid = list(itertools.product(WORDS_GRID, VOTE_GRID))
 

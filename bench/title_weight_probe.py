@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +27,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.fusion_bench import (
+    base_database,
     corpus_of,
-    create_database,
-    load_titles,
     ndcg_at_10,
     probe_split,
-    register_and_embed,
+    scratch_server,
     set_weights,
 )
 from bench.machine import cpu_model
-from wikiref.db.engine import make_engine
-from wikiref.db.server import ensure_embedded_server, stop_embedded_server
 from wikiref.models.evaluate import ArticleScores, paired_bootstrap
 from wikiref.models.fusion import WORDS, WORDS_GRID
 
@@ -89,38 +85,30 @@ def main() -> int:
         "grid": {},
     }
     scores: dict[str, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory(prefix="title-weight-") as scratch:
-        server_url = ensure_embedded_server(Path(scratch) / "pgdata", database="postgres")
-        try:
-            for corpus, titles in corpora.items():
-                engine = make_engine(create_database(server_url, f"title_{corpus}"))
-                loaded = load_titles(engine, args.data, titles)
-                register_and_embed(engine, "base", None, recipe.name)
-                queried, _, references = corpus_of(engine)
-                with engine.connect() as connection:
-                    alone = per_article_ndcg(connection, queried, references, fusion=False)
-                scores[corpus] = {"embeddings alone": alone}
-                report["grid"][corpus] = {
-                    "articles": loaded,
-                    "embeddings alone": round(alone.metrics()["ndcg@10"], 5),
-                }
-                for multiplier in MULTIPLIERS:
-                    for weight in WORDS_GRID[1:]:
-                        set_weights(engine, "base", {"similar_references": {WORDS: weight}})
-                        with engine.connect() as connection:
-                            connection.execute(text(QUERY_TERM_WEIGHT.format(m=multiplier)))
-                            fused = per_article_ndcg(connection, queried, references, fusion=True)
-                            connection.rollback()  # the served multiplier, 3, again
-                        scores[corpus][(multiplier, weight)] = fused
-                        report["grid"][corpus][f"title x{multiplier:g}, words {weight}"] = round(
-                            fused.metrics()["ndcg@10"], 5
-                        )
-                        print(
-                            f"{corpus} title x{multiplier:g} words {weight}: {fused.metrics()['ndcg@10']:.4f}"
-                        )
-                engine.dispose()
-        finally:
-            stop_embedded_server(Path(scratch) / "pgdata")
+    with scratch_server("title-weight") as server_url:
+        for corpus, titles in corpora.items():
+            engine, loaded = base_database(server_url, f"title_{corpus}", args.data, titles, recipe.name)
+            queried, _, references = corpus_of(engine)
+            with engine.connect() as connection:
+                alone = per_article_ndcg(connection, queried, references, fusion=False)
+            scores[corpus] = {"embeddings alone": alone}
+            report["grid"][corpus] = {
+                "articles": loaded,
+                "embeddings alone": round(alone.metrics()["ndcg@10"], 5),
+            }
+            for multiplier in MULTIPLIERS:
+                for weight in WORDS_GRID[1:]:
+                    set_weights(engine, "base", {"similar_references": {WORDS: weight}})
+                    with engine.connect() as connection:
+                        connection.execute(text(QUERY_TERM_WEIGHT.format(m=multiplier)))
+                        fused = per_article_ndcg(connection, queried, references, fusion=True)
+                        connection.rollback()  # the served multiplier, 3, again
+                    scores[corpus][(multiplier, weight)] = fused
+                    report["grid"][corpus][f"title x{multiplier:g}, words {weight}"] = round(
+                        fused.metrics()["ndcg@10"], 5
+                    )
+                    print(f"{corpus} title x{multiplier:g} words {weight}: {fused.metrics()['ndcg@10']:.4f}")
+            engine.dispose()
 
     def chosen_weight(multiplier: float) -> float:
         # The best words weight on validation, ties to the smaller (as training chooses).
