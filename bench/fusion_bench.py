@@ -118,16 +118,23 @@ def default_split(data: Path, cache: Path) -> tuple[list[ArticleTexts], ArticleT
 
 
 def probe_split(
-    doc: str, out: str, *corpora: str
+    doc: str, out: str, *corpora: str, models: bool = False
 ) -> tuple[argparse.Namespace, ArticleTextRecipe, dict[str, set[str]]]:
     """What each probe of the split starts with: its options parsed (the data, its cache, the bootstrap's samples,
-    the report), the default recipe's article text, and the titles of each of ``corpora``: "training" (the
-    articles trained on), "validation" or "evaluation"."""
+    the report, and with ``models`` the folder of the trained seeds), the default recipe's article text, and the
+    titles of each of ``corpora``: "training" (the articles trained on), "validation" or "evaluation"."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=SHARED)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/wikiref-bench-articles.json.gz"))
     parser.add_argument("--bootstrap-samples", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=Path(out))
+    if models:
+        parser.add_argument(
+            "--models",
+            type=Path,
+            default=Path("/tmp/fusion-models"),
+            help="the seeds of `fusion_bench.py train`",
+        )
     args = parser.parse_args()
     articles, recipe, split = default_split(args.data, args.cache)
     titles = {
@@ -505,6 +512,12 @@ def score_search_text(
     )
 
 
+def trained_seeds(models: Path) -> dict[str, str]:
+    """The versions stage ``train`` left in ``models`` (default-seed1, ...): each one's model folder."""
+    folders = sorted(models.glob("default-*seed*")) if models.exists() else []
+    return {folder.name: str(folder / "model") for folder in folders if (folder / "model").exists()}
+
+
 def measure_stage(args) -> int:
     _, recipe, split = default_split(args.data, args.cache)
     corpora = {
@@ -520,9 +533,7 @@ def measure_stage(args) -> int:
         "base": (None, recipe.name),
         "base-titles": (None, TITLE_ONLY.name),
     }
-    for seed_folder in sorted(args.models.glob("default-*seed*")) if args.models.exists() else []:
-        if (seed_folder / "model").exists():
-            versions[seed_folder.name] = (str(seed_folder / "model"), recipe.name)
+    versions.update({name: (artifact, recipe.name) for name, artifact in trained_seeds(args.models).items()})
     if args.versions:
         # base-titles copies base's reference embeddings: it needs base in the same run.
         wanted = set(args.versions.split(",")) | (
