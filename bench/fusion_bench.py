@@ -327,6 +327,39 @@ def ndcg_at_10(found: list[int], own: set[int]) -> float:
     return float((relevant * _DISCOUNT[: len(relevant)]).sum() / ideal) if ideal else 0.0
 
 
+def ndcg_scores(article_ids: list[int], ndcg: np.ndarray) -> ArticleScores:
+    """Per-article NDCG@10 as the paired bootstrap takes it (no accuracy@1 measured)."""
+    return ArticleScores(
+        article_ids=tuple(article_ids),
+        per_article={"ndcg@10": ndcg},
+        correct=np.zeros(len(article_ids)),
+        references=np.ones(len(article_ids)),
+    )
+
+
+def per_article_ndcg(
+    connection,
+    articles: list[tuple[int, str]],
+    references: dict[int, list[int]],
+    fusion: bool,
+    version: str = "base",
+) -> ArticleScores:
+    """NDCG@10 of ``similar_references(title, 10, version)`` for each of ``articles`` against its ``references``."""
+    ndcg = [
+        ndcg_at_10(
+            list(
+                connection.execute(
+                    text("SELECT reference_id FROM wikiref.similar_references(:t, 10, :v, fusion => :f)"),
+                    {"t": title, "v": version, "f": fusion},
+                ).scalars()
+            ),
+            set(references[article_id]),
+        )
+        for article_id, title in articles
+    ]
+    return ndcg_scores([a for a, _ in articles], np.array(ndcg))
+
+
 def set_weights(engine, version: str, weights: dict[str, dict[str, float]]) -> None:
     with Session(engine) as session:
         version_id = registry.get_version(session=session, name=version).id

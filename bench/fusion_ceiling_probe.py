@@ -37,6 +37,8 @@ from bench.fusion_bench import (
     base_database,
     corpus_of,
     ndcg_at_10,
+    ndcg_scores,
+    per_article_ndcg,
     probe_split,
     register_and_embed,
     scratch_server,
@@ -77,35 +79,6 @@ def pools(
     return [a for a, _ in articles], found
 
 
-def embeddings_alone(engine, version: str) -> ArticleScores:
-    articles, _, references = corpus_of(engine)
-    with engine.connect() as connection:
-        ndcg = [
-            ndcg_at_10(
-                list(
-                    connection.execute(
-                        text(
-                            "SELECT reference_id FROM wikiref.similar_references(:t, 10, :v, fusion => false)"
-                        ),
-                        {"t": title, "v": version},
-                    ).scalars()
-                ),
-                set(references[article_id]),
-            )
-            for article_id, title in articles
-        ]
-    return scores_of([a for a, _ in articles], np.array(ndcg))
-
-
-def scores_of(article_ids: list[int], ndcg: np.ndarray) -> ArticleScores:
-    return ArticleScores(
-        article_ids=tuple(article_ids),
-        per_article={"ndcg@10": ndcg},
-        correct=np.zeros(len(article_ids)),
-        references=np.ones(len(article_ids)),
-    )
-
-
 def grid_scores(article_ids: list[int], found) -> dict[Setting, ArticleScores]:
     """NDCG@10 per article for each (words weight, lift) of the fine grid."""
     result = {}
@@ -118,7 +91,7 @@ def grid_scores(article_ids: list[int], found) -> dict[Setting, ArticleScores]:
                     for f, (ids, _, names, own) in zip(fused, found, strict=True)
                 ]
             )
-            result[(words, lift)] = scores_of(article_ids, ndcg)
+            result[(words, lift)] = ndcg_scores(article_ids, ndcg)
     return result
 
 
@@ -153,7 +126,12 @@ def main() -> int:
             register_and_embed(
                 engines["evaluation"], "base-titles", None, TITLE_ONLY.name, references_from="base"
             )
-            titles_alone = embeddings_alone(engines["evaluation"], "base-titles")
+            evaluation = engines["evaluation"]
+            articles, _, references = corpus_of(evaluation)
+            with evaluation.connect() as connection:
+                titles_alone = per_article_ndcg(
+                    connection, articles, references, fusion=False, version="base-titles"
+                )
             report["base-titles, embeddings alone"] = round(titles_alone.metrics()["ndcg@10"], 5)
             for name, artifact in {"base": None, **seeds}.items():
                 if artifact is not None:

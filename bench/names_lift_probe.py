@@ -29,12 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.fusion_bench import (
     base_database,
     corpus_of,
+    per_article_ndcg,
     probe_split,
     scratch_server,
     set_weights,
 )
 from bench.machine import cpu_model
-from bench.title_weight_probe import per_article_ndcg
 from wikiref.models.evaluate import paired_bootstrap
 from wikiref.models.fusion import WORDS
 

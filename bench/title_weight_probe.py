@@ -20,7 +20,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from sqlalchemy import text
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -29,13 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.fusion_bench import (
     base_database,
     corpus_of,
-    ndcg_at_10,
+    per_article_ndcg,
     probe_split,
     scratch_server,
     set_weights,
 )
 from bench.machine import cpu_model
-from wikiref.models.evaluate import ArticleScores, paired_bootstrap
+from wikiref.models.evaluate import paired_bootstrap
 from wikiref.models.fusion import WORDS, WORDS_GRID
 
 MULTIPLIERS = (1.0, 2.0, 3.0, 5.0)
@@ -43,34 +42,6 @@ QUERY_TERM_WEIGHT = """
 CREATE OR REPLACE FUNCTION wikiref.query_term_weight(weights text[]) RETURNS double precision
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT CASE WHEN 'A' = ANY (weights) THEN {m} ELSE 1.0 END $$
 """
-
-
-def per_article_ndcg(
-    connection, articles: list[tuple[int, str]], references: dict[int, list[int]], fusion: bool
-) -> ArticleScores:
-    """NDCG@10 of ``similar_references(title, 10, 'base')`` for each of ``articles`` against its ``references``."""
-    ndcg = np.array(
-        [
-            ndcg_at_10(
-                list(
-                    connection.execute(
-                        text(
-                            "SELECT reference_id FROM wikiref.similar_references(:t, 10, 'base', fusion => :f)"
-                        ),
-                        {"t": title, "f": fusion},
-                    ).scalars()
-                ),
-                set(references[article_id]),
-            )
-            for article_id, title in articles
-        ]
-    )
-    return ArticleScores(
-        article_ids=tuple(a for a, _ in articles),
-        per_article={"ndcg@10": ndcg},
-        correct=np.zeros(len(articles)),
-        references=np.ones(len(articles)),
-    )
 
 
 def main() -> int:
