@@ -74,7 +74,7 @@ from wikiref.models.base import BASE_MODEL_ID, resolve_model_path
 from wikiref.models.encode import EncoderConfig, TorchEncoder
 from wikiref.models.evaluate import REVERSE_METRIC, ArticleScores, paired_bootstrap
 from wikiref.models.finetune import TrainingConfig, resolve_device, train
-from wikiref.models.fusion import VOTE, VOTE_GRID, WORDS, WORDS_GRID, fuse
+from wikiref.models.fusion import EMBEDDING, VOTE, VOTE_GRID, WORDS, WORDS_GRID, fuse
 from wikiref.models.pairs import (
     DEFAULT_TOKEN_BUDGET,
     ArticleTexts,
@@ -360,6 +360,18 @@ def per_article_ndcg(
     return ndcg_scores([a for a, _ in articles], np.array(ndcg))
 
 
+def ndcg_with_replaced(
+    engine, replacement: str, articles: list[tuple[int, str]], references: dict[int, list[int]]
+) -> ArticleScores:
+    """``per_article_ndcg`` of the base model fused, with a SQL function replaced (``CREATE OR REPLACE``) in a
+    transaction rolled back after, so that the served function stays."""
+    with engine.connect() as connection:
+        connection.execute(text(replacement))
+        scores = per_article_ndcg(connection, articles, references, fusion=True)
+        connection.rollback()
+    return scores
+
+
 def set_weights(engine, version: str, weights: dict[str, dict[str, float]]) -> None:
     with Session(engine) as session:
         version_id = registry.get_version(session=session, name=version).id
@@ -398,6 +410,41 @@ def search_text(
     return [dict(zip(found.columns, row, strict=True)) for row in found.rows]
 
 
+def similar_references_pools(
+    connection, articles: list[tuple[int, str]], references: dict[int, list[int]], version: str
+) -> list[tuple[np.ndarray, dict[str, np.ndarray], set[int], np.ndarray]]:
+    """Per article, its whole ``similar_references`` pool: the ids, each signal, its own references, and which
+    reference names the article (1.0 where one does), from one fused call with every candidate."""
+    pools = []
+    for article_id, title in articles:
+        rows = connection.execute(
+            text(
+                "SELECT reference_id, similarity, words, names_article "
+                "FROM wikiref.similar_references(:title, 1000, :v)"
+            ),
+            {"title": title, "v": version},
+        ).all()
+        ids = np.array([r[0] for r in rows])
+        signals = {
+            EMBEDDING: np.array([r[1] for r in rows], dtype=float),
+            WORDS: np.array([r[2] for r in rows], dtype=float),
+        }
+        names = np.array([r[3] for r in rows], dtype=float)
+        pools.append((ids, signals, set(references[article_id]), names))
+    return pools
+
+
+def ranked_ids(
+    ids: np.ndarray, signals: dict[str, np.ndarray], weights: dict[str, float], lift: np.ndarray | None = None
+) -> np.ndarray:
+    """A pool's ids in the fused order the SQL gives (ties by id); ``lift``: similar_references' lift for a
+    reference that names the article, added as it is."""
+    fused = fuse(signals, weights)
+    if lift is not None:
+        fused = fused + lift
+    return ids[np.lexsort((ids, -fused))]
+
+
 def choose_weights(
     engine, version: str, vectors: dict[int, np.ndarray], per_article: int | None
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
@@ -407,27 +454,16 @@ def choose_weights(
     re-ranks those candidates for each grid point (the z-scores are over the call's candidates, as in SQL).
     """
     articles, owner, references = corpus_of(engine, per_article)
-    forward: list[tuple[np.ndarray, dict[str, np.ndarray], set[int], np.ndarray]] = []
     searched: list[tuple[np.ndarray, dict[str, np.ndarray], set[int]]] = []
     reverse: list[tuple[np.ndarray, dict[str, np.ndarray], int]] = []
     with engine.connect() as connection:
         lift = connection.execute(text("SELECT wikiref.names_article_weight()")).scalar_one()
+        forward = similar_references_pools(connection, articles, references, version)
         for article_id, title in articles:
-            rows = connection.execute(
-                text(
-                    "SELECT reference_id, similarity, words, names_article "
-                    "FROM wikiref.similar_references(:title, 1000, :v)"
-                ),
-                {"title": title, "v": version},
-            ).all()
-            ids = np.array([r[0] for r in rows])
-            signals = {"embedding": np.array([r[1] for r in rows]), WORDS: np.array([r[2] for r in rows])}
-            names = lift * np.array([r[3] for r in rows], dtype=float)
-            forward.append((ids, signals, set(references[article_id]), names))
             rows = search_text(connection, title, vectors[article_id], k=1000, version=version, fusion=True)
             ids = np.array([r["reference_id"] for r in rows])
             signals = {
-                "embedding": np.array([r["similarity"] for r in rows], dtype=float),
+                EMBEDDING: np.array([r["similarity"] for r in rows], dtype=float),
                 WORDS: np.array([r["words"] for r in rows], dtype=float),
             }
             searched.append((ids, signals, set(references[article_id])))
@@ -441,32 +477,22 @@ def choose_weights(
             ).all()
             ids = np.array([r[0] for r in rows])
             signals = {
-                "embedding": np.array([r[1] for r in rows], dtype=float),
+                EMBEDDING: np.array([r[1] for r in rows], dtype=float),
                 WORDS: np.array([r[2] for r in rows], dtype=float),
                 VOTE: np.array([np.nan if r[3] is None else r[3] for r in rows], dtype=float),
             }
             reverse.append((ids, signals, article_id))
 
-    def top_ids(
-        ids: np.ndarray,
-        signals: dict[str, np.ndarray],
-        weights: dict[str, float],
-        lift: np.ndarray | None = None,
-    ) -> np.ndarray:
-        # lift: similar_references' fixed lift for a reference that names the article, added as it is.
-        fused = fuse(signals, weights)
-        if lift is not None:
-            fused = fused + lift
-        return ids[np.lexsort((ids, -fused))]
-
     grid: dict[str, Any] = {"similar_references": [], "search_text": [], "articles_for_reference": []}
     for w in WORDS_GRID:
-        value = statistics.fmean(ndcg_at_10(list(top_ids(*q[:2], {WORDS: w}, q[3])), q[2]) for q in forward)
+        value = statistics.fmean(
+            ndcg_at_10(list(ranked_ids(*q[:2], {WORDS: w}, lift * q[3])), q[2]) for q in forward
+        )
         grid["similar_references"].append({WORDS: w, "ndcg@10": round(value, 5)})
-        value = statistics.fmean(ndcg_at_10(list(top_ids(*q[:2], {WORDS: w})), q[2]) for q in searched)
+        value = statistics.fmean(ndcg_at_10(list(ranked_ids(*q[:2], {WORDS: w})), q[2]) for q in searched)
         grid["search_text"].append({WORDS: w, "ndcg@10": round(value, 5)})
     for w, v in itertools.product(WORDS_GRID, VOTE_GRID):
-        value = statistics.fmean(float(top_ids(*q[:2], {WORDS: w, VOTE: v})[0] == q[2]) for q in reverse)
+        value = statistics.fmean(float(ranked_ids(*q[:2], {WORDS: w, VOTE: v})[0] == q[2]) for q in reverse)
         grid["articles_for_reference"].append({WORDS: w, VOTE: v, REVERSE_METRIC: round(value, 5)})
 
     def best(entries: list[dict[str, float]], metric: str, allowed: tuple[str, ...]) -> dict[str, float]:

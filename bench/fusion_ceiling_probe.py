@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import text
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -40,14 +39,16 @@ from bench.fusion_bench import (
     ndcg_scores,
     per_article_ndcg,
     probe_split,
+    ranked_ids,
     register_and_embed,
     scratch_server,
+    similar_references_pools,
     trained_seeds,
 )
 from bench.machine import cpu_model
 from wikiref.models.article_text import TITLE_ONLY
 from wikiref.models.evaluate import ArticleScores, paired_bootstrap
-from wikiref.models.fusion import EMBEDDING, WORDS, WORDS_GRID, fuse
+from wikiref.models.fusion import WORDS, WORDS_GRID
 
 FINE_WORDS = tuple(round(0.05 * i, 2) for i in range(13))
 LIFTS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
@@ -55,44 +56,25 @@ SERVED_LIFT = 1.0
 Setting = tuple[float, float]  # (words weight, names lift)
 
 
-def pools(
-    engine, version: str
-) -> tuple[list[int], list[tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, set]]]:
-    """Per article: its id, and its similar_references pool (ids, signals, names_article, its own references)."""
+def grid_scores(engine, version: str) -> dict[Setting, ArticleScores]:
+    """NDCG@10 per article of ``version`` for each (words weight, lift) of the fine grid."""
     articles, _, references = corpus_of(engine)
-    found = []
     with engine.connect() as connection:
-        for article_id, title in articles:
-            rows = connection.execute(
-                text(
-                    "SELECT reference_id, similarity, words, names_article "
-                    "FROM wikiref.similar_references(:title, 1000, :v)"
-                ),
-                {"title": title, "v": version},
-            ).all()
-            signals = {
-                EMBEDDING: np.array([r[1] for r in rows], dtype=float),
-                WORDS: np.array([r[2] for r in rows], dtype=float),
-            }
-            names = np.array([r[3] for r in rows], dtype=float)
-            found.append((np.array([r[0] for r in rows]), signals, names, set(references[article_id])))
-    return [a for a, _ in articles], found
-
-
-def grid_scores(article_ids: list[int], found) -> dict[Setting, ArticleScores]:
-    """NDCG@10 per article for each (words weight, lift) of the fine grid."""
-    result = {}
-    for words in FINE_WORDS:
-        fused = [fuse(signals, {WORDS: words}) for _, signals, _, _ in found]
-        for lift in LIFTS:
-            ndcg = np.array(
+        pools = similar_references_pools(connection, articles, references, version)
+    article_ids = [a for a, _ in articles]
+    return {
+        (words, lift): ndcg_scores(
+            article_ids,
+            np.array(
                 [
-                    ndcg_at_10(list(ids[np.lexsort((ids, -(f + lift * names)))]), own)
-                    for f, (ids, _, names, own) in zip(fused, found, strict=True)
+                    ndcg_at_10(list(ranked_ids(ids, signals, {WORDS: words}, lift * names)), own)
+                    for ids, signals, own, names in pools
                 ]
-            )
-            result[(words, lift)] = ndcg_scores(article_ids, ndcg)
-    return result
+            ),
+        )
+        for words in FINE_WORDS
+        for lift in LIFTS
+    }
 
 
 def best(scores: dict[Setting, ArticleScores], settings) -> Setting:
@@ -137,9 +119,7 @@ def main() -> int:
                 if artifact is not None:
                     for engine in engines.values():
                         register_and_embed(engine, name, artifact, recipe.name)
-                grids[name] = {
-                    corpus: grid_scores(*pools(engine, name)) for corpus, engine in engines.items()
-                }
+                grids[name] = {corpus: grid_scores(engine, name) for corpus, engine in engines.items()}
                 print(f"{name}: pools scored", flush=True)
         finally:
             for engine in engines.values():

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.fusion_bench import (
     base_database,
     corpus_of,
-    per_article_ndcg,
+    ndcg_with_replaced,
     probe_split,
     scratch_server,
     set_weights,
@@ -74,10 +74,9 @@ def main() -> int:
             for lift in LIFTS:
                 for weight in WORDS_WEIGHTS:
                     set_weights(engine, "base", {"similar_references": {WORDS: weight}})
-                    with engine.connect() as connection:
-                        connection.execute(text(NAMES_ARTICLE_WEIGHT.format(lift=lift)))
-                        fused = per_article_ndcg(connection, queried, references, fusion=True)
-                        connection.rollback()  # the served lift, 1.0, again
+                    fused = ndcg_with_replaced(
+                        engine, NAMES_ARTICLE_WEIGHT.format(lift=lift), queried, references
+                    )
                     scores[corpus][(lift, weight)] = fused
                     ndcg = fused.metrics()["ndcg@10"]
                     report["grid"][corpus][f"lift {lift:g}, words {weight}"] = round(ndcg, 5)

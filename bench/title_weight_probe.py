@@ -20,14 +20,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
-
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.fusion_bench import (
     base_database,
     corpus_of,
+    ndcg_with_replaced,
     per_article_ndcg,
     probe_split,
     scratch_server,
@@ -70,10 +69,9 @@ def main() -> int:
             for multiplier in MULTIPLIERS:
                 for weight in WORDS_GRID[1:]:
                     set_weights(engine, "base", {"similar_references": {WORDS: weight}})
-                    with engine.connect() as connection:
-                        connection.execute(text(QUERY_TERM_WEIGHT.format(m=multiplier)))
-                        fused = per_article_ndcg(connection, queried, references, fusion=True)
-                        connection.rollback()  # the served multiplier, 3, again
+                    fused = ndcg_with_replaced(
+                        engine, QUERY_TERM_WEIGHT.format(m=multiplier), queried, references
+                    )
                     scores[corpus][(multiplier, weight)] = fused
                     report["grid"][corpus][f"title x{multiplier:g}, words {weight}"] = round(
                         fused.metrics()["ndcg@10"], 5
