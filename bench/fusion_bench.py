@@ -414,6 +414,15 @@ def search_text(
     return [dict(zip(found.columns, row, strict=True)) for row in found.rows]
 
 
+def candidate_pool(rows, signals: tuple[str, ...]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Rows of (id, then one value per name in ``signals``) as the ids and each signal's values (NULL: NaN, as
+    ``fuse`` reads a missing vote)."""
+    return np.array([r[0] for r in rows]), {
+        name: np.array([np.nan if r[i] is None else r[i] for r in rows], dtype=float)
+        for i, name in enumerate(signals, start=1)
+    }
+
+
 def similar_references_pools(
     connection, articles: list[tuple[int, str]], references: dict[int, list[int]], version: str
 ) -> list[tuple[np.ndarray, dict[str, np.ndarray], set[int], np.ndarray]]:
@@ -428,11 +437,7 @@ def similar_references_pools(
             ),
             {"title": title, "v": version},
         ).all()
-        ids = np.array([r[0] for r in rows])
-        signals = {
-            EMBEDDING: np.array([r[1] for r in rows], dtype=float),
-            WORDS: np.array([r[2] for r in rows], dtype=float),
-        }
+        ids, signals = candidate_pool(rows, (EMBEDDING, WORDS))
         names = np.array([r[3] for r in rows], dtype=float)
         pools.append((ids, signals, set(references[article_id]), names))
     return pools
@@ -465,11 +470,9 @@ def choose_weights(
         forward = similar_references_pools(connection, articles, references, version)
         for article_id, title in articles:
             rows = search_text(connection, title, vectors[article_id], k=1000, version=version, fusion=True)
-            ids = np.array([r["reference_id"] for r in rows])
-            signals = {
-                EMBEDDING: np.array([r["similarity"] for r in rows], dtype=float),
-                WORDS: np.array([r["words"] for r in rows], dtype=float),
-            }
+            ids, signals = candidate_pool(
+                [(r["reference_id"], r["similarity"], r["words"]) for r in rows], (EMBEDDING, WORDS)
+            )
             searched.append((ids, signals, set(references[article_id])))
         for reference_id, article_id in owner.items():
             rows = connection.execute(
@@ -479,12 +482,7 @@ def choose_weights(
                 ),
                 {"id": reference_id, "v": version},
             ).all()
-            ids = np.array([r[0] for r in rows])
-            signals = {
-                EMBEDDING: np.array([r[1] for r in rows], dtype=float),
-                WORDS: np.array([r[2] for r in rows], dtype=float),
-                VOTE: np.array([np.nan if r[3] is None else r[3] for r in rows], dtype=float),
-            }
+            ids, signals = candidate_pool(rows, (EMBEDDING, WORDS, VOTE))
             reverse.append((ids, signals, article_id))
 
     grid: dict[str, Any] = {"similar_references": [], "search_text": [], "articles_for_reference": []}
