@@ -74,7 +74,16 @@ from wikiref.models.base import BASE_MODEL_ID, resolve_model_path
 from wikiref.models.encode import EncoderConfig, TorchEncoder
 from wikiref.models.evaluate import REVERSE_METRIC, ArticleScores, paired_bootstrap
 from wikiref.models.finetune import TrainingConfig, resolve_device, train
-from wikiref.models.fusion import EMBEDDING, VOTE, VOTE_GRID, WORDS, WORDS_GRID, fuse
+from wikiref.models.fusion import (
+    EMBEDDING,
+    HUBNESS,
+    HUBNESS_GRID,
+    VOTE,
+    VOTE_GRID,
+    WORDS,
+    WORDS_GRID,
+    fuse,
+)
 from wikiref.models.pairs import (
     DEFAULT_TOKEN_BUDGET,
     ArticleTexts,
@@ -88,7 +97,13 @@ from wikiref.models.pairs import (
 VALIDATION_FRACTION = 0.1
 HEADLINE = ("ndcg@10", REVERSE_METRIC)
 # The scorers measured: which signals each adds to the embeddings (all: both, with the weights chosen for it).
-SCORERS = {"embeddings alone": (), "+ words": (WORDS,), "+ vote": (VOTE,), "all": (WORDS, VOTE)}
+SCORERS = {
+    "embeddings alone": (),
+    "+ words": (WORDS,),
+    "+ vote": (VOTE,),
+    "+ hubness": (HUBNESS,),
+    "all": (WORDS, VOTE, HUBNESS),
+}
 _DISCOUNT = 1.0 / np.log2(np.arange(2, 12))
 
 
@@ -426,19 +441,19 @@ def candidate_pool(rows, signals: tuple[str, ...]) -> tuple[np.ndarray, dict[str
 def similar_references_pools(
     connection, articles: list[tuple[int, str]], references: dict[int, list[int]], version: str
 ) -> list[tuple[np.ndarray, dict[str, np.ndarray], set[int], np.ndarray]]:
-    """Per article, its whole ``similar_references`` pool: the ids, each signal, its own references, and which
-    reference names the article (1.0 where one does), from one fused call with every candidate."""
+    """Per article, its whole ``similar_references`` pool: the ids, each signal (hubness too), its own references,
+    and which reference names the article (1.0 where one does), from one fused call with every candidate."""
     pools = []
     for article_id, title in articles:
         rows = connection.execute(
             text(
-                "SELECT reference_id, similarity, words, names_article "
+                "SELECT reference_id, similarity, words, hubness, names_article "
                 "FROM wikiref.similar_references(:title, 1000, :v)"
             ),
             {"title": title, "v": version},
         ).all()
-        ids, signals = candidate_pool(rows, (EMBEDDING, WORDS))
-        names = np.array([r[3] for r in rows], dtype=float)
+        ids, signals = candidate_pool([r[:4] for r in rows], (EMBEDDING, WORDS, HUBNESS))
+        names = np.array([r[4] for r in rows], dtype=float)
         pools.append((ids, signals, set(references[article_id]), names))
     return pools
 
@@ -486,11 +501,12 @@ def choose_weights(
             reverse.append((ids, signals, article_id))
 
     grid: dict[str, Any] = {"similar_references": [], "search_text": [], "articles_for_reference": []}
-    for w in WORDS_GRID:
+    for w, h in itertools.product(WORDS_GRID, HUBNESS_GRID):
         value = statistics.fmean(
-            ndcg_at_10(list(ranked_ids(*q[:2], {WORDS: w}, lift * q[3])), q[2]) for q in forward
+            ndcg_at_10(list(ranked_ids(*q[:2], {WORDS: w, HUBNESS: h}, lift * q[3])), q[2]) for q in forward
         )
-        grid["similar_references"].append({WORDS: w, "ndcg@10": round(value, 5)})
+        grid["similar_references"].append({WORDS: w, HUBNESS: h, "ndcg@10": round(value, 5)})
+    for w in WORDS_GRID:
         value = statistics.fmean(ndcg_at_10(list(ranked_ids(*q[:2], {WORDS: w})), q[2]) for q in searched)
         grid["search_text"].append({WORDS: w, "ndcg@10": round(value, 5)})
     for w, v in itertools.product(WORDS_GRID, VOTE_GRID):
@@ -498,14 +514,15 @@ def choose_weights(
         grid["articles_for_reference"].append({WORDS: w, VOTE: v, REVERSE_METRIC: round(value, 5)})
 
     def best(entries: list[dict[str, float]], metric: str, allowed: tuple[str, ...]) -> dict[str, float]:
-        usable = [e for e in entries if all(e.get(s, 0.0) == 0.0 for s in (WORDS, VOTE) if s not in allowed)]
+        weighed = (WORDS, VOTE, HUBNESS)
+        usable = [e for e in entries if all(e.get(s, 0.0) == 0.0 for s in weighed if s not in allowed)]
         top = max(e[metric] for e in usable)
         # Ties go to the smaller weights: a signal is added only where it measurably helps.
         chosen = min(
             (e for e in usable if e[metric] == top),
-            key=lambda e: (e.get(WORDS, 0) + e.get(VOTE, 0), e[WORDS]),
+            key=lambda e: (sum(e.get(s, 0) for s in weighed), e[WORDS]),
         )
-        return {s: chosen[s] for s in (WORDS, VOTE) if s in chosen}
+        return {s: chosen[s] for s in weighed if s in chosen}
 
     chosen = {
         scorer: {

@@ -33,7 +33,9 @@ def weights_cell(weights: dict | None) -> str:
         return "-"
     forward = weights["similar_references"]
     reverse = weights["articles_for_reference"]
-    return f"words {forward['words']:g} / words {reverse['words']:g}, vote {reverse['vote']:g}"
+    # Reports from before migration 0019 hold no hubness weight.
+    hubness = f", hubness {forward['hubness']:g}" if "hubness" in forward else ""
+    return f"words {forward['words']:g}{hubness} / words {reverse['words']:g}, vote {reverse['vote']:g}"
 
 
 def seeds_table(report: dict) -> None:

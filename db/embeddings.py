@@ -11,6 +11,7 @@ batch in flight and the next run picks up exactly what is missing. The HNSW inde
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -433,6 +434,28 @@ def mark_complete(*, session: Session, version_id: int, reads_lead: bool) -> dic
         {"version": version_id, **counts},
     )
     return counts
+
+
+def refresh_hubness(*, session: Session, version_id: int) -> int:
+    """Each reference's hubness for ``similar_references`` (migration 0019): computed for the references embedded
+    or changed since, and for all of them once the version's articles drifted past a tenth; commits. Needs the
+    version's HNSW index of articles. Returns how many were computed."""
+    started = time.perf_counter()
+    computed, articles, full_pass = session.execute(
+        text("SELECT computed, articles, full_pass FROM wikiref.refresh_hubness(:version)"),
+        {"version": version_id},
+    ).one()
+    session.commit()
+    if computed:
+        log.info(
+            "hubness of %d references of version %d (%s, %d articles) in %.1f s",
+            computed,
+            version_id,
+            "every reference: the articles drifted" if full_pass else "those embedded since",
+            articles,
+            time.perf_counter() - started,
+        )
+    return computed
 
 
 def drop_version_embeddings(*, session: Session, version_id: int) -> dict[str, int]:

@@ -150,9 +150,9 @@ def retire_version(*, session: Session, version_id: int) -> ModelVersion:
     return version
 
 
-# The signals each fused SQL function weighs against the embeddings (whose weight is 1), migration 0008.
+# The signals each fused SQL function weighs against the embeddings (whose weight is 1), migrations 0008 and 0019.
 FUSION_SIGNALS = {
-    "similar_references": ("words",),
+    "similar_references": ("words", "hubness"),
     "articles_for_reference": ("words", "vote"),
     "similar_articles": ("words",),
     "search_text": ("words",),

@@ -219,6 +219,32 @@ class EmbeddingState(Base):
         DateTime(timezone=True),
         comment="set once every row had an embedding and the indexes existed; NULL: not servable yet",
     )
+    hubness_articles: Mapped[int | None] = mapped_column(
+        Integer,
+        comment="articles the version had embedded when every reference's hubness was last computed (0019)",
+    )
+
+
+class ReferenceHubness(Base):
+    """How close a reference sits to the articles in general: similar_references' hubness correction (0019)."""
+
+    __tablename__ = "reference_hubness"
+    __table_args__ = (
+        sa.ForeignKeyConstraint(
+            ["model_version_id", "reference_id"],
+            ["reference_embeddings.model_version_id", "reference_embeddings.reference_id"],
+            ondelete="CASCADE",
+        ),
+    )
+
+    model_version_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reference_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    content_hash: Mapped[str] = mapped_column(
+        Text, comment="content_hash of the embedding it was computed from"
+    )
+    hubness: Mapped[float] = mapped_column(
+        sa.Float, comment="mean cosine of the reference to its 10 nearest articles in the version"
+    )
 
 
 # --- fusion (migration 0008): the lexical index and the BM25 statistics ------------------------------------

@@ -206,9 +206,10 @@ Dataset fingerprint: `{dataset_fingerprint}`.
 
 ## Serving: fused scores
 
-The SQL functions of wikiref rank by `z(embeddings) + w_words * z(words) + w_vote * z(vote)` (each signal
-z-normalised over a call's candidates; words: BM25 of the query's text; vote: the best cosine between a reference
-and an article's other references). This version's weights, chosen by its training run on validation articles
+The SQL functions of wikiref rank by `z(embeddings - w_hubness * hubness) + w_words * z(words) + w_vote * z(vote)`
+(each signal z-normalised over a call's candidates; hubness, in `similar_references`: a reference's mean cosine to
+its 10 nearest articles; words: BM25 of the query's text; vote: the best cosine between a reference and an
+article's other references). This version's weights, chosen by its training run on validation articles
 (neither trained on nor held out):
 
 {fusion_table(fusion_weights)}
@@ -221,7 +222,7 @@ against every single reference of every held-out article (relevant: its own refe
 nearest of all held-out articles (what `articles_for_reference` answers); `chunk_ndcg@10`: the same as the first
 against chunks of consecutive references. "base" scores the base model with this version's article text, "base
 on titles" with the title alone. Both directions are ranked as the SQL functions serve them: fused with the
-words (BM25) and, for `{REVERSE_METRIC}`, the vote of each article's other references (each version with its own
+words (BM25) and hubness and, for `{REVERSE_METRIC}`, the vote of each article's other references (each version with its own
 fusion weights; "base on titles" is the embeddings alone). Changes come with a 95% paired bootstrap interval over
 the held-out articles.
 

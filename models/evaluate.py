@@ -32,7 +32,18 @@ import numpy as np
 from wikiref.models.article_text import ArticleTextRecipe
 from wikiref.models.encode import ENCODE_BATCH_SIZE
 from wikiref.models.errors import ModelError
-from wikiref.models.fusion import DEFAULT_CANDIDATES, EMBEDDING, VOTE, VOTE_GRID, WORDS, WORDS_GRID, rank
+from wikiref.models.fusion import (
+    DEFAULT_CANDIDATES,
+    EMBEDDING,
+    HUBNESS,
+    HUBNESS_GRID,
+    VOTE,
+    VOTE_GRID,
+    WORDS,
+    WORDS_GRID,
+    rank,
+    reference_hubness,
+)
 from wikiref.models.pairs import EvalArticle, PairSplit
 
 if TYPE_CHECKING:
@@ -234,8 +245,9 @@ def _fused_forward(
     k = min(10, m)
     relevant = np.zeros((n, k), dtype=bool)
     similarity = encoded.texts @ encoded.references.T
+    hubness = reference_hubness(similarity)
     for i in range(n):
-        signals = {EMBEDDING: similarity[i], WORDS: words.article_to_references[i]}
+        signals = {EMBEDDING: similarity[i], WORDS: words.article_to_references[i], HUBNESS: hubness}
         lift = None if words.names_article is None else words.names_article[i]
         top = rank(signals, weights, candidates=candidates, lift=lift)[0][:k]
         relevant[i, : len(top)] = encoded.owner[top] == i
@@ -277,7 +289,7 @@ def score_fused(
 ) -> ArticleScores:
     """Per-article scores of the fused scorer with ``weights`` (the shape of ``model_versions.fusion_weights``).
 
-    article -> references ranks as ``similar_references`` (embeddings + words), reference -> article as
+    article -> references ranks as ``similar_references`` (embeddings less hubness + words), reference -> article as
     ``articles_for_reference`` (embeddings + words + vote); each query's candidate set and z-scores as
     wikiref.models.fusion.rank computes them.
     """
@@ -302,17 +314,18 @@ def choose_fusion_weights(
 ) -> tuple[dict[str, dict[str, float]], dict[str, list[dict[str, float]]]]:
     """The grid's best weights on these (validation) articles, and every grid point's score.
 
-    ``similar_references`` takes the words weight with the best NDCG@10, ``articles_for_reference`` the words and
-    vote weights with the best accuracy@1: each function by the metric that measures what it answers. A tie goes
-    to the smaller weights (their sum, then the words weight), so a signal is added only when it measurably helps.
+    ``similar_references`` takes the words and hubness weights with the best NDCG@10, ``articles_for_reference``
+    the words and vote weights with the best accuracy@1: each function by the metric that measures what it answers.
+    A tie goes to the smaller weights (their sum, then the words weight), so a signal is added only when it
+    measurably helps.
     """
     trials: dict[str, list[dict[str, float]]] = {"similar_references": [], "articles_for_reference": []}
-    best_forward, best_value = 0.0, -np.inf
-    for w in WORDS_GRID:
-        value = float(_fused_forward(encoded, words, {WORDS: w}, candidates)["ndcg@10"].mean())
-        trials["similar_references"].append({WORDS: w, "ndcg@10": round(value, 5)})
+    best_forward, best_value = (0.0, 0.0), -np.inf
+    for w, h in sorted(product(WORDS_GRID, HUBNESS_GRID), key=lambda pair: (sum(pair), pair[0])):
+        value = float(_fused_forward(encoded, words, {WORDS: w, HUBNESS: h}, candidates)["ndcg@10"].mean())
+        trials["similar_references"].append({WORDS: w, HUBNESS: h, "ndcg@10": round(value, 5)})
         if value > best_value:
-            best_forward, best_value = w, value
+            best_forward, best_value = (w, h), value
     votes = reference_votes(encoded, candidates)
     references = len(encoded.owner)
     best_reverse, best_value = (0.0, 0.0), -np.inf
@@ -324,7 +337,7 @@ def choose_fusion_weights(
         if value > best_value:
             best_reverse, best_value = (w, v), value
     chosen = {
-        "similar_references": {WORDS: best_forward},
+        "similar_references": {WORDS: best_forward[0], HUBNESS: best_forward[1]},
         "articles_for_reference": {WORDS: best_reverse[0], VOTE: best_reverse[1]},
     }
     return chosen, trials

@@ -299,6 +299,7 @@ def finish(engine: Engine, request: EmbedRequest) -> dict[str, int]:
         session.commit()
         # The fused functions' BM25 reads these statistics: current (within the drift threshold) when it serves.
         refresh_lexical_statistics(session=session)
+        embeddings.refresh_hubness(session=session, version_id=request.version.id)
     return counts
 
 

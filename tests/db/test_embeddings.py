@@ -388,13 +388,14 @@ def test_halfvec_storage_round_trips_and_its_index_is_used(session: Session) -> 
     # The same neighbours, in the same order, with similarities equal to half precision.
     for title in ("Cat", "Dog"):
         half, full = (
-            search.run(
-                session=session, function="similar_references", title=title, k=5, model_version=name
-            ).rows
+            search.run(session=session, function="similar_references", title=title, k=5, model_version=name)
             for name in ("half", "float4")
         )
-        assert [row[0] for row in half] == [row[0] for row in full]
-        assert np.allclose([row[-1] for row in half], [row[-1] for row in full], atol=2e-3)
+        assert [row[0] for row in half.rows] == [row[0] for row in full.rows]
+        similarity = half.columns.index("similarity")
+        assert np.allclose(
+            [row[similarity] for row in half.rows], [row[similarity] for row in full.rows], atol=2e-3
+        )
     with pytest.raises(ValueError, match="unknown index storage"):
         embeddings.start_run(
             session=session,

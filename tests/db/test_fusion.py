@@ -22,7 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from tests.conftest import REPO_ROOT
-from wikiref.db import registry, search
+from wikiref.db import embeddings, registry, search
 from wikiref.db.engine import make_engine
 from wikiref.db.lexical import refresh_lexical_statistics
 from wikiref.db.schema import ArticleReference
@@ -31,7 +31,7 @@ VERSION = "hand-made"
 NAMED = "Powell, Asafa (2006). Asafa Powell equals the 100 m world record in Gateshead."
 UNNAMED = "Track results of the season, 2005."
 DEFAULT_WEIGHTS = {
-    "similar_references": {"words": 0.3},
+    "similar_references": {"words": 0.2, "hubness": 0.75},
     "articles_for_reference": {"words": 0.3, "vote": 2.0},
     "similar_articles": {"words": 0.0},
     "search_text": {"words": 0.3},
@@ -342,6 +342,7 @@ def test_a_reference_that_names_the_article_is_lifted_by_a_fixed_weight(corpus) 
     """A reference holding the article's title as a phrase (NAMED: "... Asafa Powell equals ...") names it: its
     fused score is the z-scores' sum plus wikiref.names_article_weight(); the same words apart name nothing."""
     session, ids = corpus
+    _set_weights(session, ids["version"], "similar_references")
     apart = _insert_reference(session, ids["season"], 9, "Asafa ran; Powell won.", e(50))
     session.commit()
     refresh_lexical_statistics(session=session, max_drift=0)
@@ -350,7 +351,7 @@ def test_a_reference_that_names_the_article_is_lifted_by_a_fixed_weight(corpus) 
     result = search.run(
         session=session, function="similar_references", title="Asafa Powell", k=100, model_version=None
     )
-    assert result.columns[-1] == "names_article"
+    assert result.columns[-2:] == ["names_article", "hubness"]
     rows = {row[0]: row for row in result.rows}
     assert len(rows) == session.scalar(text("SELECT count(*) FROM article_references"))
     assert {i for i, row in rows.items() if row[6]} == {ids["named"]}
@@ -378,6 +379,80 @@ def test_a_reference_that_names_the_article_is_lifted_by_a_fixed_weight(corpus) 
         session=session, article_ids=[ids["powell"], ids["season"]], reference_ids=[ids["named"], apart]
     )
     assert matrix.tolist() == [[lift, 0.0], [0.0, 0.0]]
+
+
+def _hubness_world(session: Session, ids: dict[str, int]) -> None:
+    """Article "Usain Bolt" (e5) owns a reference at cosine 0.6 that sits near nothing else (``own``); a generic
+    reference (``generic``, of "Hub 0") is nearer, 0.71, but sits as near to four "Hub" articles (0.64 each)."""
+    ids["bolt"] = _insert_article(session, "Usain Bolt", "Sprinter.", e(5))
+    ids["own"] = _insert_reference(session, ids["bolt"], 0, "Kingston meeting, 2008.", toward(0.6, 5, 70))
+    hubs = [_insert_article(session, f"Hub {n}", "Towns.", toward(0.9, 50, 60 + n)) for n in range(4)]
+    generic = (e(5) + e(50)) / math.sqrt(2)
+    ids["generic"] = _insert_reference(session, hubs[0], 0, "Official website.", generic)
+    session.commit()
+    refresh_lexical_statistics(session=session, max_drift=0)
+
+
+def test_hubness_corrects_a_reference_near_many_articles(corpus) -> None:
+    """The generic reference outranks the article's own by cosine; less its hubness (the mean cosine to its ten
+    nearest articles, computed by wikiref.refresh_hubness), weighted 0.75, the article's own ranks first."""
+    session, ids = corpus
+    _hubness_world(session, ids)
+
+    def bolt(**weights: float) -> list[tuple]:
+        _set_weights(session, ids["version"], "similar_references", words=0.0, **weights)
+        rows = search.run(
+            session=session, function="similar_references", title="Usain Bolt", k=2, model_version=None
+        )
+        return rows.rows
+
+    assert [row[0] for row in bolt(hubness=0.75)] == [ids["generic"], ids["own"]]  # none computed yet
+    articles = session.scalar(text("SELECT count(*) FROM title_embeddings"))
+    assert articles == 11
+    references = session.scalar(text("SELECT count(*) FROM reference_embeddings"))
+    assert embeddings.refresh_hubness(session=session, version_id=ids["version"]) == references
+    assert [row[0] for row in bolt(hubness=0.0)] == [ids["generic"], ids["own"]]
+    rows = bolt(hubness=0.75)
+    assert [row[0] for row in rows] == [ids["own"], ids["generic"]]
+    # Ten nearest of the eleven articles: Bolt (0.71), the four hubs (0.9 / sqrt 2), five at 0.
+    expected = {ids["generic"]: (1 / math.sqrt(2) + 4 * 0.9 / math.sqrt(2)) / 10, ids["own"]: 0.06}
+    assert {row[0]: row[-1] for row in rows} == pytest.approx(expected, abs=1e-5)
+
+
+def test_hubness_is_computed_again_for_a_changed_reference_only_until_the_articles_drift(corpus) -> None:
+    session, ids = corpus
+    _hubness_world(session, ids)
+    version = ids["version"]
+    references = session.scalar(text("SELECT count(*) FROM reference_embeddings"))
+    assert embeddings.refresh_hubness(session=session, version_id=version) == references
+    assert embeddings.refresh_hubness(session=session, version_id=version) == 0
+    stored = dict(session.execute(text("SELECT reference_id, hubness FROM reference_hubness")).all())
+
+    # A re-encoded reference (new text, new embedding) is computed again; every other keeps its value.
+    session.execute(
+        text(
+            "UPDATE reference_embeddings SET content_hash = 'changed', embedding = CAST(:v AS vector) "
+            "WHERE reference_id = :r"
+        ),
+        {"v": str(toward(0.9, 50, 71).tolist()), "r": ids["own"]},
+    )
+    session.commit()
+    assert embeddings.refresh_hubness(session=session, version_id=version) == 1
+    after = dict(session.execute(text("SELECT reference_id, hubness FROM reference_hubness")).all())
+    assert after[ids["own"]] > stored[ids["own"]] + 0.2
+    assert {r: h for r, h in after.items() if r != ids["own"]} == {
+        r: h for r, h in stored.items() if r != ids["own"]
+    }
+
+    # One more article (11 -> 12) is within the drift: only the new reference; two more past it: all again.
+    extra = _insert_article(session, "Hub 4", "Towns.", toward(0.9, 50, 64))
+    _insert_reference(session, extra, 0, "Town hall.", toward(0.9, 50, 72))
+    session.commit()
+    assert embeddings.refresh_hubness(session=session, version_id=version) == 1
+    for n in (5, 6):
+        _insert_article(session, f"Hub {n}", "Towns.", toward(0.9, 50, 60 + n))
+    session.commit()
+    assert embeddings.refresh_hubness(session=session, version_id=version) == references + 1
 
 
 def test_the_bm25_matrix_holds_each_querys_scores_in_the_orders_given(corpus) -> None:

@@ -3,7 +3,8 @@
 On a corpus smaller than the candidate depth every row is a candidate of both, so the order and the fused scores
 must agree exactly: the Python side computes each signal from the stored embeddings and the served BM25
 (``article_words_matrix``, as training's evaluation reads it, and ``bm25_articles``), and fuses them with the
-version's stored weights, adding the lift of a reference that names the article (``names_article_matrix``).
+version's stored weights, adding the lift of a reference that names the article (``names_article_matrix``) and
+correcting each reference's cosine by its hubness (its mean cosine to the nearest articles, at most ten).
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from wikiref.db import registry, search
+from wikiref.db import embeddings, registry, search
 from wikiref.db.engine import make_engine
-from wikiref.models.fusion import EMBEDDING, VOTE, WORDS, rank
+from wikiref.models.fusion import EMBEDDING, HUBNESS, VOTE, WORDS, rank, reference_hubness
 
 CANDIDATES = 1000
 WEIGHTS = {
-    "similar_references": {"words": 0.3},
+    "similar_references": {"words": 0.3, "hubness": 0.75},
     "articles_for_reference": {"words": 0.2, "vote": 1.5},
     "similar_articles": {"words": 0.0},
     "search_text": {"words": 0.3},
@@ -30,6 +31,10 @@ WEIGHTS = {
 def session(embedded_database_url: str):
     engine = make_engine(embedded_database_url)
     with Session(engine) as session:
+        # `wikiref embed` computed every reference's hubness.
+        assert session.scalar(text("SELECT count(*) FROM reference_hubness")) == session.scalar(
+            text("SELECT count(*) FROM reference_embeddings")
+        )
         # Six articles: fewer references than the candidate depth, so each call's candidates are all rows.
         session.execute(
             text("DELETE FROM articles WHERE id NOT IN (SELECT id FROM articles ORDER BY md5(title) LIMIT 6)")
@@ -37,6 +42,8 @@ def session(embedded_database_url: str):
         session.commit()
         version_id = session.scalar(text("SELECT id FROM model_versions WHERE name = 'base'"))
         registry.set_fusion_weights(session=session, version_id=version_id, weights=WEIGHTS)
+        # The articles shrank past the drift: every remaining reference's hubness is computed again, over the six.
+        assert embeddings.refresh_hubness(session=session, version_id=version_id) > 0
         yield session, version_id
     engine.dispose()
 
@@ -58,6 +65,7 @@ def test_similar_references_and_articles_for_reference_match_the_python_fusion(s
     texts = dict(session.execute(text("SELECT id, text FROM article_references")).all())
     articles = session.execute(text("SELECT id, title FROM articles ORDER BY id")).all()
     cosine = references @ titles.T
+    hubness = reference_hubness(cosine.T)
 
     lifts = search.names_article_matrix(
         session=session, article_ids=[a for a, _ in articles], reference_ids=reference_ids
@@ -69,7 +77,7 @@ def test_similar_references_and_articles_for_reference_match_the_python_fusion(s
         article_id, title = articles[row]
         sql_rows = session.execute(
             text(
-                "SELECT reference_id, similarity, words, score "
+                "SELECT reference_id, similarity, words, score, hubness "
                 "FROM wikiref.similar_references(:title, 1000, 'base', candidates => :c)"
             ),
             {"title": title, "c": CANDIDATES},
@@ -78,13 +86,14 @@ def test_similar_references_and_articles_for_reference_match_the_python_fusion(s
             session=session, article_ids=[article_id], reference_ids=reference_ids
         )
         column = list(article_ids).index(article_id)
-        signals = {EMBEDDING: cosine[:, column], WORDS: words[0]}
+        signals = {EMBEDDING: cosine[:, column], WORDS: words[0], HUBNESS: hubness}
         rows, fused = rank(
             signals, WEIGHTS["similar_references"], candidates=CANDIDATES, ids=reference_ids, lift=lifts[row]
         )
         assert [r[0] for r in sql_rows] == reference_ids[rows].tolist()
         assert [r[3] for r in sql_rows] == pytest.approx(fused.tolist(), abs=1e-5)
         assert [r[2] for r in sql_rows] == pytest.approx(signals[WORDS][rows].tolist(), abs=1e-5)
+        assert [r[4] for r in sql_rows] == pytest.approx(hubness[rows].tolist(), abs=1e-5)
 
     reference_cosine = references @ references.T
     for position in (0, len(reference_ids) // 2, len(reference_ids) - 1):

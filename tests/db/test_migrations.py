@@ -247,3 +247,54 @@ def test_0012_refresh_merges_pending_entries_and_downgrades_to_the_refresh_of_00
     migrate.upgrade(empty_database_url)
     assert migrate.current_revision(engine) == migrate.head_revision()
     engine.dispose()
+
+
+def test_0019_gives_a_base_version_on_the_old_default_the_hubness_default_and_others_hubness_0(
+    empty_database_url: str,
+) -> None:
+    engine = make_engine(empty_database_url)
+    migrate.upgrade(empty_database_url, "0018")
+    chosen = (
+        '{"similar_references": {"words": 0.4}, "articles_for_reference": {"words": 0.3, "vote": 2.0}, '
+        '"similar_articles": {"words": 0.0}, "search_text": {"words": 0.3}}'
+    )
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO model_versions (name, base_model, status) VALUES ('base', 'm', 'active'), "
+                "('trained', 'm', 'candidate')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO model_versions (name, base_model, status, fusion_weights) "
+                "VALUES ('base:other', 'm', 'retired', CAST(:w AS jsonb))"
+            ),
+            {"w": chosen},
+        )
+    migrate.upgrade(empty_database_url)
+    with engine.connect() as connection:
+        weights = dict(
+            connection.execute(
+                text("SELECT name, fusion_weights -> 'similar_references' FROM model_versions")
+            ).all()
+        )
+        new_version = connection.execute(
+            text(
+                "INSERT INTO model_versions (name, base_model, status) VALUES ('new', 'm', 'candidate') "
+                "RETURNING fusion_weights -> 'similar_references'"
+            )
+        ).scalar_one()
+        connection.rollback()
+    assert weights == {
+        "base": {"words": 0.2, "hubness": 0.75},
+        "trained": {"words": 0.3, "hubness": 0.0},
+        "base:other": {"words": 0.4, "hubness": 0.0},
+    }
+    assert new_version == {"words": 0.2, "hubness": 0.75}
+    migrate.downgrade(empty_database_url, "0018")
+    with engine.connect() as connection:
+        assert connection.execute(
+            text("SELECT fusion_weights -> 'similar_references' FROM model_versions WHERE name = 'base'")
+        ).scalar_one() == {"words": 0.2}
+    engine.dispose()

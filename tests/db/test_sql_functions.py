@@ -46,6 +46,7 @@ def test_each_function_returns_its_documented_columns(session: Session) -> None:
                 "score",
                 "words",
                 "names_article",
+                "hubness",
             ],
         ),
         "similar_articles": (

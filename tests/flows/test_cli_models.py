@@ -25,5 +25,8 @@ def test_models_show_prints_the_version_s_fusion_weights(
     shown = run_cli("models", "show", "base", env={"WIKIREF_DATABASE_URL": embedded_database_url})
     assert shown.returncode == 0, shown.stderr
     assert "fusion weights" in shown.stdout
-    assert re.search(r"articles_for_reference +│ +1 +│ +0\.750* +│ +0\.350* ", shown.stdout), shown.stdout
-    assert re.search(r"similar_references +│ +1 +│ +- +│ +0\.30* ", shown.stdout), shown.stdout
+    # The signals' columns in alphabetical order: hubness, vote, words; the base version's defaults (0019).
+    assert re.search(r"articles_for_reference +│ +1 +│ +- +│ +0\.750* +│ +0\.350* ", shown.stdout), (
+        shown.stdout
+    )
+    assert re.search(r"similar_references +│ +1 +│ +0\.750* +│ +- +│ +0\.20* ", shown.stdout), shown.stdout

@@ -11,7 +11,7 @@ from wikiref.models.evaluate import (
     reference_votes,
     score_fused,
 )
-from wikiref.models.fusion import candidate_rows, fuse, rank, znormalise
+from wikiref.models.fusion import candidate_rows, fuse, rank, reference_hubness, znormalise
 
 
 def test_znormalise_uses_the_population_std_and_gives_no_spread_and_missing_values_zero() -> None:
@@ -105,9 +105,42 @@ def test_words_fix_the_reference_the_embeddings_send_to_the_wrong_article() -> N
     # Words 0.4 is the grid's smallest weight that fixes it (0.3 falls short); the vote only hurts here (reference
     # 1 is nearer article 2's references than its sibling), so the tie-break keeps it at 0.
     assert chosen["articles_for_reference"] == {"words": 0.4, "vote": 0.0}
-    assert chosen["similar_references"] == {"words": 0.0}
+    assert chosen["similar_references"] == {"words": 0.0, "hubness": 0.0}
     assert trials["articles_for_reference"][0] == {
         "words": 0.0,
         "vote": 0.0,
         REVERSE_METRIC: round(5 / 6, 5),
     }
+
+
+def test_hubness_is_the_mean_cosine_to_the_nearest_articles_and_demotes_a_generic_reference() -> None:
+    similarity = np.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.0]])  # articles x references
+    assert reference_hubness(similarity, neighbours=2).tolist() == pytest.approx([0.85, 0.15])
+    assert reference_hubness(similarity, neighbours=10).tolist() == pytest.approx([0.8, 0.1])
+    # Row 0 is nearer the query but as near every article (hubness 0.6); row 1 is near the query alone.
+    signals = {"embedding": np.array([0.7, 0.6, 0.1]), "hubness": np.array([0.6, 0.15, 0.1])}
+    assert rank(signals, {"hubness": 0.0})[0][0] == 0
+    assert rank(signals, {"hubness": 0.5})[0][0] == 1
+    # Hubness picks no candidates, and a reference without one counts as the candidates' mean.
+    assert candidate_rows({**signals, "hubness": np.array([9.0, 9.0, 9.0])}, 1).tolist() == [0]
+    missing = {**signals, "hubness": np.array([0.6, np.nan, 0.1])}
+    assert fuse(missing, {"hubness": 1.0}) == pytest.approx(
+        fuse({"embedding": np.array([0.1, 0.25, 0.0])}, {})
+    )
+
+
+def test_the_training_run_chooses_the_hubness_that_fixes_a_generic_reference() -> None:
+    # Article 0 owns a reference at cosine 0.6 that is near nothing else; article 1 owns a generic one, nearer
+    # article 0 (0.63) and about as near articles 1-3 (0.45 each). The smallest hubness weight on the grid ranks
+    # article 0's own first, and articles 1-3 keep theirs.
+    generic = np.array([0.7, 0.5, 0.5, 0.5, 0.0])
+    references = np.array([[0.6, 0, 0, 0, 0.8], generic / np.linalg.norm(generic), *np.eye(5)[1:4]])
+    encoded = EncodedArticles((10, 11, 12, 13), np.eye(5)[:4], references, np.array([0, 1, 1, 2, 3]))
+    words = WordScores(article_to_references=np.zeros((4, 5)), reference_to_articles=np.zeros((5, 4)))
+    alone = score_fused(encoded, words, {})
+    corrected = score_fused(encoded, words, {"similar_references": {"hubness": 0.25}})
+    assert alone.per_article["ndcg@10"][0] < 1.0
+    assert corrected.per_article["ndcg@10"].tolist() == pytest.approx([1.0, 1.0, 1.0, 1.0])
+    chosen, trials = choose_fusion_weights(encoded, words)
+    assert chosen["similar_references"] == {"words": 0.0, "hubness": 0.25}
+    assert len(trials["similar_references"]) == 30

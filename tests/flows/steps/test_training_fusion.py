@@ -67,5 +67,8 @@ def test_a_run_stores_the_weights_it_chose_for_its_version_and_base_and_gates_on
     card = (Path(outcome.artifact_path) / "README.md").read_text(encoding="utf-8")
     assert "## Serving: fused scores" in card
     vote, words = stored["articles_for_reference"]["vote"], stored["articles_for_reference"]["words"]
-    assert f"| `articles_for_reference` | 1 | {vote} | {words} |" in card
+    hubness, chosen_words = stored["similar_references"]["hubness"], stored["similar_references"]["words"]
+    # The signals' columns in alphabetical order: hubness, vote, words.
+    assert f"| `articles_for_reference` | 1 | - | {vote} | {words} |" in card
+    assert f"| `similar_references` | 1 | {hubness} | - | {chosen_words} |" in card
     assert "The embeddings alone" in card
