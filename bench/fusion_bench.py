@@ -1,4 +1,4 @@
-"""Fusion bench: the served SQL functions with embeddings alone, + words, + vote and all, base vs fine-tuned.
+"""Fusion bench: the served SQL functions with embeddings alone, + words, + vote, + hubness and all, base vs tuned.
 
 Protocol (docs/training.md): the corpus split of bench/train_bench.py (evaluation articles are the bulk articles
 of ``bench.corpus_split.is_eval_article``, never trained on; 10% of the training articles are validation
@@ -13,7 +13,7 @@ them with ``wikiref embed``'s steps, and per version:
 - scores the evaluation database by calling the SQL functions with those weights stored on the version:
   ``similar_references(title, 10)`` NDCG@10 per article, ``articles_for_reference(id, 1)`` accuracy@1 over
   up to ``--references-per-article`` references of each article (5, as issue 25 measured; evenly spaced through
-  the article), for the embeddings alone (``fusion => false``), + words, + vote and all;
+  the article), for the embeddings alone (``fusion => false``), + words, + vote, + hubness and all;
 - ``search_text``: each article's title as free text (its embedding by the version's model passed in) ranks the
   references, NDCG@10 against the article's own; embeddings alone, words alone (no embedding) and fused with the
   words weight chosen on validation the same way;

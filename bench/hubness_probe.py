@@ -117,6 +117,26 @@ def best(scores: dict[Setting, ArticleScores], settings) -> Setting:
     return max(settings, key=lambda s: (round(scores[s].metrics()["ndcg@10"], 10), -s[0], -s[1]))
 
 
+def ndcg(scores: ArticleScores) -> float:
+    return round(scores.metrics()["ndcg@10"], 5)
+
+
+def choice(
+    grid: dict[str, dict[Setting, ArticleScores]], served: Setting, setting: Setting, samples: int
+) -> dict[str, Any]:
+    """A chosen setting's scores on both corpora, and its evaluation NDCG@10 against the served setting's."""
+    validation, evaluation = grid["validation"], grid["evaluation"]
+    return {
+        "beta": setting[0],
+        "words": setting[1],
+        "validation ndcg@10": ndcg(validation[setting]),
+        "evaluation ndcg@10": ndcg(evaluation[setting]),
+        "vs served": paired_bootstrap(evaluation[setting], evaluation[served], samples=samples)[
+            "ndcg@10"
+        ].as_dict(),
+    }
+
+
 def main() -> int:
     args, recipe, corpora = probe_split(
         __doc__, "bench/results/hubness-probe.json", "validation", "evaluation", models=True
@@ -149,38 +169,22 @@ def main() -> int:
             for engine in engines.values():
                 engine.dispose()
 
-    def ndcg(scores: ArticleScores) -> float:
-        return round(scores.metrics()["ndcg@10"], 5)
-
     settings = list(grids["base"]["evaluation"])
     for name, grid in grids.items():
         validation, evaluation = grid["validation"], grid["evaluation"]
         served = best(validation, [s for s in settings if s[0] == 0.0])
-        chosen = best(validation, settings)
-        chosen_first = best(validation, [s for s in settings if s[0] <= FIRST_GRID_TOP])
         report["versions"][name] = {
             "served (beta 0, validation's words)": {
                 "words": served[1],
                 "evaluation ndcg@10": ndcg(evaluation[served]),
             },
-            "validation's choice": {
-                "beta": chosen[0],
-                "words": chosen[1],
-                "validation ndcg@10": ndcg(validation[chosen]),
-                "evaluation ndcg@10": ndcg(evaluation[chosen]),
-                "vs served": paired_bootstrap(
-                    evaluation[chosen], evaluation[served], samples=args.bootstrap_samples
-                )["ndcg@10"].as_dict(),
-            },
-            "validation's choice, beta 0-1 (the first grid)": {
-                "beta": chosen_first[0],
-                "words": chosen_first[1],
-                "validation ndcg@10": ndcg(validation[chosen_first]),
-                "evaluation ndcg@10": ndcg(evaluation[chosen_first]),
-                "vs served": paired_bootstrap(
-                    evaluation[chosen_first], evaluation[served], samples=args.bootstrap_samples
-                )["ndcg@10"].as_dict(),
-            },
+            "validation's choice": choice(grid, served, best(validation, settings), args.bootstrap_samples),
+            "validation's choice, beta 0-1 (the first grid)": choice(
+                grid,
+                served,
+                best(validation, [s for s in settings if s[0] <= FIRST_GRID_TOP]),
+                args.bootstrap_samples,
+            ),
             "per beta, validation's words": {
                 f"beta {beta:g}": {
                     "words": (pick := best(validation, [s for s in settings if s[0] == beta]))[1],

@@ -135,9 +135,9 @@ def rank(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(rows best first, their fused scores) as a fused SQL function answers over a corpus of these rows.
 
-    ``signals`` hold one value per corpus row, for just the signals the function fuses (each widens the candidate
-    set, whatever its weight). Ties go to the smaller ``ids`` (default: the row number); ``floors`` as for
-    ``candidate_rows``; ``lift``, one value per corpus row, is added to the fused score as it is.
+    ``signals`` hold one value per corpus row, for just the signals the function fuses (each but hubness widens
+    the candidate set, whatever its weight). Ties go to the smaller ``ids`` (default: the row number); ``floors``
+    as for ``candidate_rows``; ``lift``, one value per corpus row, is added to the fused score as it is.
     """
     rows = candidate_rows(signals, candidates, floors=floors)
     fused = fuse({name: np.asarray(values)[rows] for name, values in signals.items()}, weights)
