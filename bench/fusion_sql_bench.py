@@ -101,14 +101,19 @@ WITH query AS (
 ), pool AS (SELECT id FROM by_cosine UNION SELECT id FROM by_words),
 signals AS (
     SELECT p.id, 1 - (e.embedding <=> q.vector) AS similarity, coalesce(w.score, 0) AS words,
-           coalesce(r.lexemes @@ q.phrase, false) AS names_article
+           coalesce(r.lexemes @@ q.phrase, false) AS names_article, h.hubness
       FROM pool p CROSS JOIN query q
       JOIN article_references r ON r.id = p.id
       JOIN reference_embeddings e ON e.model_version_id = %(v)s AND e.reference_id = p.id
+      LEFT JOIN reference_hubness h
+        ON h.model_version_id = %(v)s AND h.reference_id = p.id AND h.content_hash = e.content_hash
       LEFT JOIN wikiref.bm25_scores('references', q.lexemes, ARRAY(SELECT id FROM pool)) w ON w.id = p.id
+), corrected AS (
+    -- The stored hubness, as the function reads it (its own 10 nearest articles came through the HNSW index).
+    SELECT s.*, s.similarity - %(h)s * coalesce(s.hubness, avg(s.hubness) OVER (), 0) AS embedding FROM signals s
 )
-SELECT s.id FROM signals s
- ORDER BY wikiref.z(s.similarity, avg(s.similarity) OVER (), stddev_pop(s.similarity) OVER ())
+SELECT s.id FROM corrected s
+ ORDER BY wikiref.z(s.embedding, avg(s.embedding) OVER (), stddev_pop(s.embedding) OVER ())
         + %(w)s * wikiref.z(s.words, avg(s.words) OVER (), stddev_pop(s.words) OVER ())
         + CASE WHEN s.names_article THEN wikiref.names_article_weight() ELSE 0 END DESC, s.id
  LIMIT 10
@@ -184,16 +189,18 @@ def fused_latency(connection, titles: list[str], references: list[int]) -> tuple
 def fused_recall(connection, version: int, titles: list[str], served: list[list], depth: int = 100) -> dict:
     """Recall@10 of the served fused top 10 against the exact fused computation (``EXACT_REFERENCES``), and how
     long one exact computation took."""
-    weight = connection.execute(
-        "SELECT wikiref.fusion_weight(%s, 'similar_references', 'words')", (version,)
-    ).fetchone()[0]
+    weight, hubness = connection.execute(
+        "SELECT wikiref.fusion_weight(%s, 'similar_references', 'words'), "
+        "wikiref.fusion_weight(%s, 'similar_references', 'hubness')",
+        (version, version),
+    ).fetchone()
     recalls, seconds = [], []
     with connection.transaction():
         connection.execute("SET LOCAL enable_indexscan = off")  # exact cosine order: no HNSW
         for title, rows in zip(titles, served, strict=True):
             start = time.perf_counter()
             exact = connection.execute(
-                EXACT_REFERENCES, {"v": version, "title": title, "depth": depth, "w": weight}
+                EXACT_REFERENCES, {"v": version, "title": title, "depth": depth, "w": weight, "h": hubness}
             ).fetchall()
             seconds.append(time.perf_counter() - start)
             recalls.append(len({r[0] for r in rows} & {r[0] for r in exact}) / max(1, len(exact)))
