@@ -74,7 +74,9 @@ def test_train_gates_each_version_on_its_ci_the_base_serves_meanwhile_and_models
         "status" not in shown.stderr and f"{good}" in shown.stdout and "dataset fingerprint:" in shown.stdout
     )
     # The weights the run chose and stored, and the embeddings alone beside the fused metrics.
-    assert re.search(r"articles_for_reference +│ +1 +│ +\d", shown.stdout), shown.stdout
+    # The signals' columns in alphabetical order: hubness (similar_references' only), vote, words.
+    assert re.search(r"articles_for_reference +│ +1 +│ +- +│ +\d", shown.stdout), shown.stdout
+    assert re.search(r"similar_references +│ +1 +│ +\d\.\d+ +│ +- +│ +\d", shown.stdout), shown.stdout
     assert "the embeddings alone (fusion => false)" in shown.stdout
 
     promoted = run_cli("models", "promote", bad, env=env)
