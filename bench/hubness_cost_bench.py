@@ -54,28 +54,88 @@ def copy_rows(url: str, statement: str, rows) -> None:
             copy.write_row(row)
 
 
-def call_times(session: Session, titles: list[str]) -> dict[str, list[float]]:
+def call_times(session: Session, titles: list[str], version: str) -> dict[str, list[float]]:
     """Milliseconds of each fused ``similar_references(title, 10)`` call with 0019's function and with 0018's,
     alternating, after one warm-up pass of each."""
     functions = {"0019 (hubness)": "similar_references", "0018": "similar_references_0018"}
     statements = {
-        name: text(f"SELECT count(*) FROM wikiref.{function}(:t, 10, 'synthetic')")
+        name: text(f"SELECT count(*) FROM wikiref.{function}(:t, 10, :v)")
         for name, function in functions.items()
     }
     for title in titles:
         for statement in statements.values():
-            session.execute(statement, {"t": title})
+            session.execute(statement, {"t": title, "v": version})
     times: dict[str, list[float]] = {name: [] for name in functions}
     for turn, title in enumerate(titles):
         for name in list(functions)[:: 1 if turn % 2 else -1]:
             started = time.perf_counter()
-            session.execute(statements[name], {"t": title}).scalar_one()
+            session.execute(statements[name], {"t": title, "v": version}).scalar_one()
             times[name].append(1000 * (time.perf_counter() - started))
     return times
 
 
 def vector_text(vector: np.ndarray) -> str:
     return "[" + ",".join(f"{x:.6f}" for x in vector) + "]"
+
+
+def measure(session: Session, version: int, name: str, titles: list[str]) -> dict:
+    """A full hubness pass over the version's references, an incremental one after 1% changed, and the calls of
+    0019's ``similar_references`` against 0018's on the same database, alternating."""
+    references = session.scalar(
+        text("SELECT count(*) FROM reference_embeddings WHERE model_version_id = :v"), {"v": version}
+    )
+    # A full pass, as for a new version.
+    session.execute(
+        text("UPDATE embedding_states SET hubness_articles = NULL WHERE model_version_id = :v"),
+        {"v": version},
+    )
+    session.commit()
+    started = time.perf_counter()
+    assert embeddings.refresh_hubness(session=session, version_id=version) == references
+    full = time.perf_counter() - started
+    changed = references // 100
+    session.execute(
+        text(
+            "UPDATE reference_hubness SET content_hash = 'changed' WHERE model_version_id = :v AND reference_id IN "
+            "(SELECT reference_id FROM reference_hubness WHERE model_version_id = :v ORDER BY reference_id LIMIT :n)"
+        ),
+        {"v": version, "n": changed},
+    )
+    session.commit()
+    started = time.perf_counter()
+    assert embeddings.refresh_hubness(session=session, version_id=version) == changed
+    incremental = time.perf_counter() - started
+    # 0018's function beside 0019's under another name, in a transaction rolled back after; the calls alternate
+    # between the two, which one first by turns, so that neither has the warmer cache.
+    session.execute(
+        text(
+            MIGRATION_0019.SIMILAR_REFERENCES_0018.replace(
+                "FUNCTION wikiref.similar_references(", "FUNCTION wikiref.similar_references_0018("
+            )
+        )
+    )
+    latency = call_times(session, titles, name)
+    session.rollback()
+    per_reference_ms = 1000 * full / references
+    projected = per_reference_ms * SCALE_RUN_REFERENCES / 1000
+    return {
+        "references": references,
+        "similar_references_ms": {
+            label: {
+                "p50": round(float(np.percentile(times, 50)), 2),
+                "p95": round(float(np.percentile(times, 95)), 2),
+            }
+            for label, times in latency.items()
+        },
+        "full_pass_seconds": round(full, 1),
+        "per_reference_ms": round(per_reference_ms, 3),
+        "incremental_pass": {"changed": changed, "seconds": round(incremental, 2)},
+        "projected_full_pass_at_1m_seconds": round(projected),
+        "scale_run_embed_seconds": SCALE_RUN_EMBED_SECONDS,
+        "projected_embed_stage_ratio": round(
+            (SCALE_RUN_EMBED_SECONDS + projected) / SCALE_RUN_EMBED_SECONDS, 3
+        ),
+    }
 
 
 def main() -> int:
@@ -85,16 +145,44 @@ def main() -> int:
     parser.add_argument(
         "--queries", type=int, default=200, help="similar_references calls timed per function"
     )
+    parser.add_argument(
+        "--database-url",
+        help="measure this database's serving version instead of a synthetic corpus (a full hubness pass is run)",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/hubness-cost.json"))
     args = parser.parse_args()
-    rng = np.random.default_rng(0)
-    centres = rng.standard_normal((CENTRES, 384))
     report = {
         "cpu": f"{cpu_model()} ({os.cpu_count()} cores)",
         "load_before": os.getloadavg(),
         "articles": args.articles,
         "references": args.references,
     }
+    if args.database_url:
+        engine = make_engine(args.database_url)
+        with Session(engine) as session:
+            version, name = session.execute(
+                text("SELECT id, name FROM model_versions WHERE id = wikiref.serving_version_id()")
+            ).one()
+            report["articles"] = session.scalar(text("SELECT count(*) FROM articles"))
+            titles = list(
+                session.scalars(
+                    text("SELECT title FROM articles ORDER BY md5(title) LIMIT :n"), {"n": args.queries}
+                )
+            )
+            report.update(measure(session, version, name, titles))
+        engine.dispose()
+    else:
+        synthetic(args, report)
+    report["load_after"] = os.getloadavg()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def synthetic(args: argparse.Namespace, report: dict) -> None:
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((CENTRES, 384))
     with scratch_server("hubness-cost") as server_url:
         url = create_database(server_url, "hubness_cost")
         raw = libpq_url(url)
@@ -148,60 +236,10 @@ def main() -> int:
                 report["index_build_seconds"] = round(time.perf_counter() - started, 1)
                 session.execute(text("ANALYZE"))
                 session.commit()
-                started = time.perf_counter()
-                computed = embeddings.refresh_hubness(session=session, version_id=version)
-                full = time.perf_counter() - started
-                assert computed == args.references, computed
-                changed = args.references // 100
-                session.execute(
-                    text("UPDATE reference_embeddings SET content_hash = 'changed' WHERE reference_id <= :n"),
-                    {"n": changed},
-                )
-                session.commit()
-                started = time.perf_counter()
-                assert embeddings.refresh_hubness(session=session, version_id=version) == changed
-                incremental = time.perf_counter() - started
                 titles = [f"Article {i}" for i in rng.choice(args.articles, args.queries, replace=False)]
-                # 0018's function beside 0019's under another name, in a transaction rolled back after; the calls
-                # alternate between the two, which one first by turns, so that neither has the warmer cache.
-                session.execute(
-                    text(
-                        MIGRATION_0019.SIMILAR_REFERENCES_0018.replace(
-                            "FUNCTION wikiref.similar_references(",
-                            "FUNCTION wikiref.similar_references_0018(",
-                        )
-                    )
-                )
-                latency = call_times(session, titles)
-                session.rollback()
-                report["similar_references_ms"] = {
-                    name: {
-                        "p50": round(float(np.percentile(times, 50)), 2),
-                        "p95": round(float(np.percentile(times, 95)), 2),
-                    }
-                    for name, times in latency.items()
-                }
+                report.update(measure(session, version, "synthetic", titles))
         finally:
             engine.dispose()
-    per_reference_ms = 1000 * full / args.references
-    projected = per_reference_ms * SCALE_RUN_REFERENCES / 1000
-    report.update(
-        {
-            "full_pass_seconds": round(full, 1),
-            "per_reference_ms": round(per_reference_ms, 3),
-            "incremental_pass": {"changed": changed, "seconds": round(incremental, 2)},
-            "projected_full_pass_at_1m_seconds": round(projected),
-            "scale_run_embed_seconds": SCALE_RUN_EMBED_SECONDS,
-            "projected_embed_stage_ratio": round(
-                (SCALE_RUN_EMBED_SECONDS + projected) / SCALE_RUN_EMBED_SECONDS, 3
-            ),
-            "load_after": os.getloadavg(),
-        }
-    )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2), encoding="utf-8")
-    print(json.dumps(report, indent=2))
-    return 0
 
 
 if __name__ == "__main__":
